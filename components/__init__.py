@@ -1,0 +1,1 @@
+"""Reference component programs: what a Component container image runs (see README.md)."""

@@ -1,0 +1,1 @@
+"""env-simulator: validates env_config and publishes the furnace environment as env.json."""

@@ -1,0 +1,1 @@
+"""reward-calc: evaluates the upstream policy with the App's reward_params."""

@@ -1,0 +1,1 @@
+"""rl-agent: trains a tabular Q-learning policy on the furnace environment."""

@@ -1,0 +1,128 @@
+"""The App spec file, field for field as seed 001 §2.2 writes it (ST-01: the basis of execution)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer
+
+from contracts.resources import Resources, parse_memory
+
+_STRICT = ConfigDict(extra="forbid", populate_by_name=True)
+_ID = Field(min_length=1, max_length=64)
+
+
+class ImageRef(BaseModel):
+    model_config = _STRICT
+
+    registry: str = Field(min_length=1, max_length=255)
+    tag: str = Field(min_length=1, max_length=128)
+
+    def reference(self) -> str:
+        return f"{self.registry}:{self.tag}"
+
+
+class SpecComponent(BaseModel):
+    model_config = _STRICT
+
+    component_id: str = _ID
+    name: str = Field(min_length=1, max_length=128)
+    image: ImageRef
+    resources: Resources
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowEdge(BaseModel):
+    model_config = _STRICT
+
+    from_: str = Field(alias="from", min_length=1, max_length=64)
+    to: str = Field(min_length=1, max_length=64)
+
+
+class SpecTask(BaseModel):
+    model_config = _STRICT
+
+    task_id: str = _ID
+    name: str = Field(min_length=1, max_length=128)
+    imported_from: str | None = None
+    components: list[SpecComponent] = Field(default_factory=list, max_length=200)
+    workflow: list[WorkflowEdge] = Field(default_factory=list, max_length=2000)
+
+
+class ImportedApp(BaseModel):
+    model_config = _STRICT
+
+    app_ref: str = _ID
+    name: str = Field(min_length=1, max_length=128)
+
+
+class TrainingConfig(BaseModel):
+    """RL training parameters (seed 001 §4.2), snake_case as in the spec file."""
+
+    model_config = _STRICT
+
+    episodes: int = Field(default=1000, ge=1, le=10_000_000)
+    learning_rate: float = Field(default=0.001, gt=0, le=10)
+    batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    max_steps_per_episode: int = Field(default=500, ge=1, le=10_000_000)
+    reward_params: dict[str, Any] = Field(default_factory=dict)
+    env_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Storage(BaseModel):
+    model_config = _STRICT
+
+    type: str = Field(default="distributed", max_length=64)
+    path: str = Field(default="", max_length=1024)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds, the spec's `2026-02-09T09:00:00.000Z`."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class AppSpec(BaseModel):
+    model_config = _STRICT
+
+    app_id: str = _ID
+    name: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=32)
+    env_vars: dict[str, str] = Field(default_factory=dict, max_length=500)
+    tasks: list[SpecTask] = Field(default_factory=list, max_length=200)
+    imported_apps: list[ImportedApp] = Field(default_factory=list)
+    training_config: TrainingConfig = Field(default_factory=TrainingConfig)
+    storage: Storage = Field(default_factory=Storage)
+    created_at: datetime
+    test_run_ref: str | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    @field_serializer("created_at")
+    def _created_at(self, value: datetime) -> str:
+        return format_timestamp(value)
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_test_run(self, handler):  # the seed's file has no test_run_ref when none is attached
+        data = handler(self)
+        if data.get("test_run_ref") is None:
+            data.pop("test_run_ref", None)
+        return data
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def components(self) -> list[SpecComponent]:
+        return [component for task in self.tasks for component in task.components]
+
+    def largest_component(self) -> SpecComponent | None:
+        """The single component with the most GPUs, then the most memory (TR-02)."""
+        return max(
+            self.components(),
+            key=lambda c: (c.resources.gpu_count, parse_memory(c.resources.memory)),
+            default=None,
+        )

@@ -1,0 +1,81 @@
+"""Bearer-token auth: JWTs carrying the user id (`sub`) and role (admin | researcher | viewer).
+
+HS256 with AVATAR_JWT_SECRET for local runs; RS256 with AVATAR_JWT_PUBLIC_KEY (PEM) where an
+identity provider signs the tokens.
+"""
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from services.kit.settings import Settings
+
+Role = Literal["admin", "researcher", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "researcher", "viewer")
+WRITERS: tuple[Role, ...] = ("admin", "researcher")
+EVERYONE: tuple[Role, ...] = ROLES
+
+
+class Principal(BaseModel):
+    user: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def mint_token(settings: Settings, user: str, role: Role, *, ttl_seconds: int = 3600,
+               private_key: str | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims = {"sub": user, "role": role, "iss": settings.jwt_issuer, "iat": now, "exp": now + ttl_seconds}
+    if private_key:
+        return jwt.encode(claims, private_key, algorithm="RS256")
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    key, algorithm = ((settings.jwt_public_key, "RS256") if settings.jwt_public_key
+                      else (settings.jwt_secret, "HS256"))
+    try:
+        claims = jwt.decode(token, key, algorithms=[algorithm], issuer=settings.jwt_issuer,
+                            options={"require": ["sub", "exp", "iss"]})
+    except jwt.ExpiredSignatureError:
+        raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from None
+    except jwt.PyJWTError as exc:
+        raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from None
+    role = claims.get("role")
+    if role not in ROLES:
+        raise HTTPException(401, f"token carries an unknown role {role!r}", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(user=str(claims["sub"])[:128], role=role)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_principal(request: Request,
+                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return verify_token(request.app.state.settings, credentials.credentials)
+
+
+def require_roles(*roles: Role):
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(403, f"role '{principal.role}' may not do this; requires {' or '.join(roles)}")
+        return principal
+
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(require_roles(*EVERYONE))]
+Writer = Annotated[Principal, Depends(require_roles(*WRITERS))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]

@@ -1,0 +1,101 @@
+"""asyncpg pool per service schema, and the migration runner (numbered SQL under an advisory lock)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+KIT_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _quote_ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"invalid SQL identifier {name!r}")
+    return f'"{name}"'
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+    _quote_ident(schema)
+    return await asyncpg.create_pool(
+        url, min_size=1, max_size=max_size, init=_init_connection,
+        server_settings={"search_path": f"{schema},public", "application_name": f"avatar-{schema}"},
+    )
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database named in the URL if it does not exist (local runs and tests)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            try:
+                await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await conn.close()
+
+
+def _lock_key(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"avatar-migrations:{schema}".encode()).digest()[:8], "big", signed=True)
+
+
+def migration_files(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} must be named NNNN_name.sql")
+        found.append((int(match.group(1)), path))
+    numbers = [number for number, _ in found]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"duplicate migration numbers in {directory}")
+    return found
+
+
+async def apply_migrations(pool: asyncpg.Pool, schema: str, sources: dict[str, Path]) -> list[str]:
+    """Apply each source's numbered migrations once, in order; concurrent callers serialise on a lock."""
+    quoted = _quote_ident(schema)
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        key = _lock_key(schema)
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        try:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {quoted}.schema_migrations ("
+                " source TEXT NOT NULL, version INT NOT NULL, name TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (source, version))"
+            )
+            for source, directory in sources.items():
+                done = {row["version"] for row in await conn.fetch(
+                    f"SELECT version FROM {quoted}.schema_migrations WHERE source = $1", source)}
+                for number, path in migration_files(directory):
+                    if number in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(f"SET LOCAL search_path TO {quoted}, public")
+                        await conn.execute(path.read_text())
+                        await conn.execute(
+                            f"INSERT INTO {quoted}.schema_migrations (source, version, name) VALUES ($1, $2, $3)",
+                            source, number, path.name)
+                    applied_now.append(f"{source}/{path.name}")
+                    log.info("applied migration %s/%s to schema %s", source, path.name, schema)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    return applied_now

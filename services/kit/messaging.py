@@ -1,0 +1,199 @@
+"""The event bus: topology, typed idempotent consumers with retries and a DLQ, and the publisher.
+
+Every service declares the WHOLE topology at start (all queues and bindings, idempotently), so an
+event published before its consumer first started is still waiting in that consumer's queue.
+A handler runs inside one PostgreSQL transaction that also records the event in the inbox: the state
+change, the inbox row and any outbox rows commit together, and a re-delivered event is skipped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from faststream import AckPolicy
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, ValidationError
+
+from contracts.events import Event, UnknownEvent, parse_event
+from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, dead_letter_queue, queue_name
+from services.kit import metrics
+from services.kit.outbox import Outbox
+from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers
+
+log = logging.getLogger(__name__)
+REASON_HEADER = "x-avatar-dlq-reason"
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.CannotConnectNowError, asyncpg.InterfaceError,
+)
+
+
+class PermanentError(Exception):
+    """The event can never be processed (e.g. it refers to something that cannot exist): dead-letter it."""
+
+
+@dataclass
+class HandlerContext:
+    conn: asyncpg.Connection
+    event: Event
+    outbox: Outbox
+
+    async def emit(self, event_type: str, data: BaseModel, *, correlation_id: str | None = None) -> Event:
+        """Publish (through the outbox, in this transaction) an event caused by the one being handled."""
+        return await self.outbox.emit(self.conn, event_type, data,
+                                      correlation_id=correlation_id or self.event.correlation_id,
+                                      causation_id=self.event.event_id)
+
+
+Handler = Callable[[Event, HandlerContext], Awaitable[None]]
+
+EVENTS_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+DLX_EXCHANGE = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
+
+
+def service_queue(service: str) -> RabbitQueue:
+    return RabbitQueue(
+        queue_name(service), durable=True, routing_key=SUBSCRIPTIONS[service][0],
+        arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE, "x-dead-letter-routing-key": service},
+    )
+
+
+class EventBus:
+    def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
+                 max_attempts: int = 5, backoff_cap: float = 5.0) -> None:
+        self.broker = broker
+        self.service = service
+        self.pool = pool
+        self.outbox = outbox
+        self.max_attempts = max_attempts
+        self.backoff_cap = backoff_cap
+        self._handlers: dict[str, Handler] = {}
+        self._tracer = trace.get_tracer("avatar.messaging")
+        self._stopping = False
+        broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL)(self._on_message)
+
+    def on(self, event_type: str, handler: Handler) -> None:
+        if event_type not in SUBSCRIPTIONS[self.service]:
+            raise ValueError(f"{self.service} does not subscribe to {event_type}; add it to contracts.topology")
+        self._handlers[event_type] = handler
+
+    async def declare_topology(self) -> None:
+        exchange = await self.broker.declare_exchange(EVENTS_EXCHANGE)
+        dlx = await self.broker.declare_exchange(DLX_EXCHANGE)
+        for service, keys in SUBSCRIPTIONS.items():
+            queue = await self.broker.declare_queue(service_queue(service))
+            for key in keys:
+                await queue.bind(exchange, routing_key=key)
+            dlq = await self.broker.declare_queue(RabbitQueue(dead_letter_queue(service), durable=True))
+            await dlq.bind(dlx, routing_key=service)
+
+    async def start(self) -> None:
+        """Connect, declare the topology and begin consuming (call after handlers are registered)."""
+        await self.broker.start()
+        await self.declare_topology()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.broker.stop()
+
+    async def publish(self, routing_key: str, body: bytes, headers: dict[str, Any]) -> None:
+        """Publish persistently with confirms; used by the outbox relay (it carries the stored trace context)."""
+        from opentelemetry import context as otel_context
+
+        token = otel_context.attach(extract_context(headers))
+        try:
+            with self._tracer.start_as_current_span(
+                f"{EXCHANGE} publish", kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "rabbitmq", "messaging.operation.type": "publish",
+                            "messaging.destination.name": EXCHANGE,
+                            "messaging.rabbitmq.destination.routing_key": routing_key},
+            ):
+                await self.broker.publish(body, exchange=EVENTS_EXCHANGE, routing_key=routing_key, persist=True,
+                                          mandatory=False, headers=inject_headers(headers),
+                                          content_type="application/json")
+        finally:
+            otel_context.detach(token)
+
+    async def dlq_depth(self) -> int:
+        queue = await self.broker.declare_queue(RabbitQueue(dead_letter_queue(self.service), durable=True))
+        return queue.declaration_result.message_count
+
+    async def _dead_letter(self, message: RabbitMessage, reason: str) -> None:
+        headers = dict(message.headers or {})
+        headers.update({REASON_HEADER: reason[:1000], "x-avatar-service": self.service,
+                        "x-avatar-original-routing-key": message.raw_message.routing_key or ""})
+        await self.broker.publish(message.body, exchange=DLX_EXCHANGE, routing_key=self.service, persist=True,
+                                  mandatory=False, headers=headers, content_type=message.content_type)
+        metrics.DEAD_LETTERED.labels(self.service).inc()
+        log.warning("dead-lettered a message on %s: %s", self.service, reason)
+
+    async def _on_message(self, message: RabbitMessage) -> None:
+        try:
+            event = parse_event(message.body)
+        except (ValueError, ValidationError, UnknownEvent) as exc:
+            await self._dead_letter(message, f"invalid event: {exc}")
+            await message.ack()
+            metrics.EVENTS_CONSUMED.labels(self.service, "invalid", "dead_lettered").inc()
+            return
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            await self._dead_letter(message, f"{self.service} has no handler for {event.type}")
+            await message.ack()
+            return
+        parent = extract_context(message.headers)
+        token = correlation_id.set(event.correlation_id)
+        try:
+            with self._tracer.start_as_current_span(
+                f"{queue_name(self.service)} process", context=parent, kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "rabbitmq", "messaging.operation.type": "process",
+                            "messaging.destination.name": EXCHANGE,
+                            "messaging.rabbitmq.destination.routing_key": event.type,
+                            "messaging.message.id": str(event.event_id),
+                            "messaging.consumer.group.name": queue_name(self.service),
+                            WORKLOAD_ATTRIBUTE: event.correlation_id},
+            ) as span:
+                outcome = await self._handle_with_retries(event, handler, message)
+                if outcome == "dead_lettered":
+                    span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+                metrics.EVENTS_CONSUMED.labels(self.service, event.type, outcome).inc()
+            await message.ack()
+        finally:
+            correlation_id.reset(token)
+
+    async def _handle_with_retries(self, event: Event, handler: Handler, message: RabbitMessage) -> str:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        claimed = await conn.fetchval(
+                            "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2)"
+                            " ON CONFLICT DO NOTHING RETURNING true", event.event_id, event.type)
+                        if not claimed:
+                            return "duplicate"
+                        await handler(event, HandlerContext(conn, event, self.outbox))
+                return "handled"
+            except PermanentError as exc:
+                await self._dead_letter(message, f"{event.type} {event.event_id}: {exc}")
+                return "dead_lettered"
+            except TRANSIENT_ERRORS as exc:
+                # infrastructure away: keep the message and wait for it to come back
+                if self._stopping:
+                    raise
+                metrics.CONSUMER_RETRIES.labels(self.service).inc()
+                log.warning("transient error handling %s (attempt %d): %s", event.type, attempt, exc)
+            except Exception as exc:  # a bug or a rule violation: retry a few times, then dead-letter
+                metrics.CONSUMER_RETRIES.labels(self.service).inc()
+                log.exception("error handling %s %s (attempt %d)", event.type, event.event_id, attempt)
+                if attempt >= self.max_attempts:
+                    await self._dead_letter(
+                        message, f"{event.type} {event.event_id}: gave up after {attempt} attempts: {exc!r}")
+                    return "dead_lettered"
+            await asyncio.sleep(min(self.backoff_cap, 0.1 * 2 ** attempt))

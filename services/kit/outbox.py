@@ -1,0 +1,132 @@
+"""Transactional outbox: events are rows written with the state change, published later by a relay.
+
+The relay reads unsent rows with FOR UPDATE SKIP LOCKED (so replicas share the work), publishes
+them with publisher confirms, then marks them sent. A crash between publish and mark republishes
+the row: consumers' inboxes absorb the duplicate. It sleeps on LISTEN/NOTIFY with a polling fallback.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from pydantic import BaseModel
+
+from contracts.events import Event, make_event
+from services.kit import metrics
+from services.kit.telemetry import inject_headers
+
+log = logging.getLogger(__name__)
+Publish = Callable[[str, bytes, dict[str, Any]], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.channel = f"{service}_outbox"
+
+    async def add(self, conn: asyncpg.Connection, event: Event) -> Event:
+        """Record an event in the caller's transaction; it is published only if that transaction commits."""
+        await conn.execute(
+            "INSERT INTO outbox (event_id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)",
+            event.event_id, event.type, event.to_wire(), inject_headers(),
+        )
+        await conn.execute("SELECT pg_notify($1, '')", self.channel)
+        return event
+
+    async def emit(self, conn: asyncpg.Connection, event_type: str, data: BaseModel, *, correlation_id: str,
+                   causation_id: uuid.UUID | None = None) -> Event:
+        event = make_event(event_type, data, producer=self.service, correlation_id=correlation_id,
+                           causation_id=causation_id)
+        return await self.add(conn, event)
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, publish: Publish, *, poll_seconds: float = 1.0,
+                 batch_size: int = 200) -> None:
+        self._pool = pool
+        self._outbox = outbox
+        self._publish = publish
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._listener: asyncpg.Connection | None = None
+        # test seam: called after publishing a batch and before marking it sent
+        self.after_publish: Callable[[list[uuid.UUID]], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._outbox.service}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._close_listener()
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            try:
+                await listener.remove_listener(self._outbox.channel, self._on_notify)
+            except Exception:  # a broken connection has no listener left to remove
+                pass
+            await self._pool.release(listener)
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._close_listener()
+        self._listener = await self._pool.acquire()  # held for LISTEN while the relay runs
+        await self._listener.add_listener(self._outbox.channel, self._on_notify)
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._listen()
+                published = await self.relay_once()
+                backoff = 0.2
+                if published:
+                    continue
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: keep the rows, try again later
+                log.warning("outbox relay of %s failed, retrying in %.1fs: %s", self._outbox.service, backoff, exc)
+                await self._close_listener()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def relay_once(self) -> int:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT id, event_id, routing_key, payload, headers FROM outbox WHERE sent_at IS NULL"
+                    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch_size)
+                if rows:
+                    await asyncio.gather(*(
+                        self._publish(row["routing_key"], json.dumps(row["payload"]).encode(), row["headers"] or {})
+                        for row in rows))
+                    if self.after_publish is not None:
+                        await self.after_publish([row["event_id"] for row in rows])
+                    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                                       [row["id"] for row in rows])
+                    for row in rows:
+                        metrics.EVENTS_PUBLISHED.labels(self._outbox.service, row["routing_key"]).inc()
+                stats = await conn.fetchrow(
+                    "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age"
+                    " FROM outbox WHERE sent_at IS NULL")
+        metrics.OUTBOX_PENDING.labels(self._outbox.service).set(stats["n"])
+        metrics.OUTBOX_OLDEST_AGE.labels(self._outbox.service).set(float(stats["age"] or 0))
+        return len(rows)

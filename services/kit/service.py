@@ -1,0 +1,182 @@
+"""Builds one service process: FastAPI app + FastStream broker, wired in the lifespan.
+
+Nothing here runs at import time; each service's composition root calls `build_service`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream.rabbit import RabbitBroker
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.kit import metrics
+from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
+from services.kit.messaging import EventBus
+from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.settings import Settings
+from services.kit.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+Check = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Platform:
+    """What the kit hands a service: its settings, database, bus and outbox."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    bus: EventBus
+    outbox: Outbox
+    checks: dict[str, Check] = field(default_factory=dict)
+    background: list[asyncio.Task] = field(default_factory=list)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
+        """Run a service loop for the life of the process; it is cancelled on shutdown."""
+        task = asyncio.create_task(coro, name=name)
+        self.background.append(task)
+        return task
+
+
+ServiceSetup = Callable[[Platform, FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+class BodySizeLimit:
+    """Refuse request bodies above the limit with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+            await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_service(name: str, settings: Settings, *, routers: list[APIRouter], migrations: Path | None,
+                  setup: ServiceSetup | None = None, description: str = "") -> FastAPI:
+    settings = settings.model_copy(update={"service": name})
+    provider = setup_tracing(name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(name, settings.log_level)
+        if settings.env == "local":
+            await ensure_database(settings.postgres_url)
+        pool = await create_pool(settings.postgres_url, settings.schema, max_size=settings.postgres_pool_size)
+        sources = {"kit": KIT_MIGRATIONS}
+        if migrations is not None:
+            sources[name] = migrations
+        await apply_migrations(pool, settings.schema, sources)
+        broker = RabbitBroker(settings.rabbitmq_url, log_level=logging.DEBUG, graceful_timeout=10.0,
+                              app_id=f"avatar-{name}")
+        outbox = Outbox(name)
+        bus = EventBus(broker, name, pool, outbox)
+        platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
+        platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
+        platform.checks["rabbitmq"] = lambda: _ping(broker)
+        app.state.platform = platform
+        relay = OutboxRelay(pool, outbox, bus.publish, poll_seconds=settings.outbox_poll_seconds)
+        try:
+            async with (setup(platform, app) if setup else contextlib.nullcontext()):
+                await bus.start()
+                await relay.start()
+                platform.spawn(_watch_dlq(bus), f"{name}-dlq-depth")
+                log.info("%s ready on %s:%s", name, settings.host, settings.listen_port)
+                try:
+                    yield
+                finally:
+                    await relay.stop()
+                    for task in platform.background:
+                        task.cancel()
+                    await asyncio.gather(*platform.background, return_exceptions=True)
+                    await bus.stop()
+        finally:
+            await pool.close()
+
+    app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0")
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency answers",
+             responses={503: {"description": "a dependency failed"}})
+    async def readyz(request: Request) -> JSONResponse:
+        platform: Platform | None = getattr(request.app.state, "platform", None)
+        if platform is None:
+            return JSONResponse({"status": "starting", "failed": {"service": "not started"}}, status_code=503)
+        results = await asyncio.gather(*(asyncio.wait_for(check(), 3) for check in platform.checks.values()),
+                                       return_exceptions=True)
+        failed = {dep: (repr(result) or type(result).__name__)[:300]
+                  for dep, result in zip(platform.checks, results) if isinstance(result, BaseException)}
+        if failed:
+            return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+        return JSONResponse({"status": "ready", "checked": sorted(platform.checks)})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _ping(broker: RabbitBroker) -> None:
+    if not await broker.ping(timeout=2):
+        raise ConnectionError("RabbitMQ does not answer")
+
+
+async def _watch_dlq(bus: EventBus, every: float = 5.0) -> None:
+    while True:
+        try:
+            metrics.DLQ_DEPTH.labels(bus.service).set(await bus.dlq_depth())
+        except Exception as exc:  # the broker may be restarting; the next round tries again
+            log.debug("dlq depth unavailable: %s", exc)
+        await asyncio.sleep(every)
+
+
+def serve(app: FastAPI) -> None:
+    """Run one service process with uvicorn (used by `python -m services.<name>`)."""
+    import uvicorn
+
+    settings: Settings = app.state.settings
+    uvicorn.run(app, host=settings.host, port=settings.listen_port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)

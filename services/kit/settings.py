@@ -1,0 +1,63 @@
+"""Settings from the environment only (AVATAR_*); default secrets are refused outside local runs."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_JWT_SECRET = "avatar-local-only-jwt-secret-change-me"
+LOCAL_S3_ACCESS_KEY = "avatar-local"
+LOCAL_S3_SECRET_KEY = "avatar-local-secret"
+
+DEFAULT_PORTS = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="ignore")
+
+    service: str = ""
+    env: Literal["local", "dev", "prod"] = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/avatar"
+    postgres_pool_size: int = Field(default=10, ge=1, le=100)
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_access_key: str = LOCAL_S3_ACCESS_KEY
+    s3_secret_key: str = LOCAL_S3_SECRET_KEY
+    s3_region: str = "us-east-1"
+    staging_bucket: str = "avatar-staging"
+    models_bucket: str = "avatar-models"
+    logs_bucket: str = "avatar-logs"
+    jwt_secret: str = LOCAL_JWT_SECRET
+    jwt_public_key: str | None = None
+    jwt_issuer: str = "avatar-one"
+    library_url: str = "http://127.0.0.1:8002"
+    redis_prefix: str = "avatar:"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: str = "INFO"
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    consumer_prefetch: int = Field(default=32, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _no_default_secrets_outside_local(self) -> "Settings":
+        if self.env == "local":
+            return self
+        defaults = []
+        if self.jwt_public_key is None and self.jwt_secret == LOCAL_JWT_SECRET:
+            defaults.append("AVATAR_JWT_SECRET")
+        if self.s3_access_key == LOCAL_S3_ACCESS_KEY or self.s3_secret_key == LOCAL_S3_SECRET_KEY:
+            defaults.append("AVATAR_S3_ACCESS_KEY/AVATAR_S3_SECRET_KEY")
+        if defaults:
+            raise ValueError(f"AVATAR_ENV={self.env} refuses the local default secrets: set {', '.join(defaults)}")
+        return self
+
+    @property
+    def schema(self) -> str:
+        return self.service
+
+    @property
+    def listen_port(self) -> int:
+        return self.port or DEFAULT_PORTS.get(self.service, 8000)

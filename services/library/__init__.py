@@ -1,0 +1,1 @@
+"""The global component library (CL-01…CL-06)."""

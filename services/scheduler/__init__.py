@@ -1,0 +1,1 @@
+"""Priority queue, GPU allocation, component runs, logs and resources (QU, SC, RS)."""

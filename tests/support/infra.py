@@ -1,0 +1,172 @@
+"""Real infrastructure for tests: env-given servers, else testcontainers when Docker answers, else the
+local loopback servers; an S3 server from PyPI (moto) for MinIO's role. Each test run gets its own
+database, RabbitMQ vhost, Redis key prefix and S3 server, so runs never see each other's data."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from services.kit.db import ensure_database
+from services.kit.settings import Settings
+
+S3_ACCESS_KEY = "avatar-test"
+S3_SECRET_KEY = "avatar-test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _with_path(url: str, path: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=path))
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@dataclass
+class Infra:
+    run_id: str
+    postgres_base: str
+    rabbitmq_base: str
+    redis_url: str
+    s3_endpoint: str
+    database: str = ""
+    vhost: str = ""
+    _databases: list[str] = field(default_factory=list)
+    _vhosts: list[str] = field(default_factory=list)
+    _counter: int = 0
+
+    @property
+    def postgres_url(self) -> str:
+        return _with_path(self.postgres_base, f"/{self.database}")
+
+    @property
+    def rabbitmq_url(self) -> str:
+        return _with_path(self.rabbitmq_base, f"/{self.vhost}")
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"avatar-test-{self.run_id}:"
+
+    def settings(self, **overrides) -> Settings:
+        values = dict(
+            env="local", postgres_url=self.postgres_url, rabbitmq_url=self.rabbitmq_url, redis_url=self.redis_url,
+            redis_prefix=self.redis_prefix, s3_endpoint=self.s3_endpoint, s3_access_key=S3_ACCESS_KEY,
+            s3_secret_key=S3_SECRET_KEY, outbox_poll_seconds=0.5,
+        )
+        values.update(overrides)
+        return Settings(**values)
+
+    def environ(self, **overrides: str) -> dict[str, str]:
+        """AVATAR_* variables for a service process started by a test."""
+        settings = self.settings()
+        env = {f"AVATAR_{key.upper()}": str(value) for key, value in settings.model_dump().items()
+               if value is not None and key != "service"}
+        env.update(overrides)
+        return env
+
+    async def fresh_database(self) -> str:
+        """A new empty database for one test (services' schemas start from nothing)."""
+        self._counter += 1
+        name = f"avatar_test_{self.run_id}_{self._counter}"
+        await ensure_database(_with_path(self.postgres_base, f"/{name}"))
+        self._databases.append(name)
+        self.database = name
+        return self.postgres_url
+
+    def fresh_vhost(self) -> str:
+        self._counter += 1
+        name = f"avatar-test-{self.run_id}-{self._counter}"
+        rabbitmqctl("add_vhost", name)
+        rabbitmqctl("set_permissions", "-p", name, urlsplit(self.rabbitmq_base).username or "guest", ".*", ".*", ".*")
+        self._vhosts.append(name)
+        self.vhost = name
+        return self.rabbitmq_url
+
+    async def cleanup(self) -> None:
+        admin = await asyncpg.connect(_with_path(self.postgres_base, "/postgres"))
+        try:
+            for name in self._databases:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        for name in self._vhosts:
+            try:
+                rabbitmqctl("delete_vhost", name)
+            except subprocess.CalledProcessError:
+                pass
+
+
+class S3Server:
+    """moto's S3-compatible server on a free loopback port (stands in for MinIO; spoken to via minio)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "S3Server":
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def make_infra(s3_endpoint: str) -> Infra:
+    run_id = uuid.uuid4().hex[:8]
+    postgres = os.environ.get("AVATAR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    rabbitmq = os.environ.get("AVATAR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    redis = os.environ.get("AVATAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return Infra(run_id=run_id, postgres_base=postgres, rabbitmq_base=rabbitmq, redis_url=redis,
+                 s3_endpoint=s3_endpoint)
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll an (async or sync) predicate until it returns a truthy value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
