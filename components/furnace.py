@@ -14,12 +14,13 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Mapping
 
-from components.runtime import InputError, number
+from components.runtime import Context, InputError, loads, number
 
 ACTIONS = ("hold", "heat_up", "heat_down", "pressure_up", "pressure_down")
 _HEAT = (0, 1, -1, 0, 0)
 _PUMP = (0, 0, 0, 1, -1)
 FORMAT = "avatar.furnace-env/1"
+ENV_JSON = "env.json"
 
 Policy = Callable[[float, float], int]
 
@@ -206,13 +207,21 @@ def summarise(results: list[dict[str, float]]) -> dict[str, float]:
     return summary
 
 
-def environment_from(description: Mapping[str, Any] | None, env_config: Mapping[str, Any],
-                     reward_params: Mapping[str, Any]) -> Furnace:
-    """The furnace an upstream env.json describes, else the one env_config describes."""
-    if description is not None:
-        if description.get("format") != FORMAT:
-            raise InputError(f"upstream env.json has format {description.get('format')!r}, expected {FORMAT!r}")
-        config = FurnaceConfig.parse(description.get("env_config", {}), "env.json env_config")
-    else:
-        config = FurnaceConfig.parse(env_config)
-    return Furnace(config, RewardWeights.parse(reward_params))
+def upstream_env(ctx: Context) -> tuple[str, Mapping[str, Any]] | None:
+    """(uri, env_config) of the env.json in the first input prefix that has one."""
+    found = ctx.find_input(ENV_JSON)
+    if found is None:
+        return None
+    description = loads(*found)
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        raise InputError(f"{found[0]} is not a {FORMAT} document")
+    return found[0], description.get("env_config", {})
+
+
+def furnace(training: Mapping[str, Any], upstream: tuple[str, Mapping[str, Any]] | None = None) -> Furnace:
+    """The furnace for this run, scored with training_config.reward_params: an upstream artifact's
+    env_config (uri, config) wins; training_config.env_config is validated either way."""
+    config = FurnaceConfig.parse(training["env_config"])
+    if upstream is not None:
+        config = FurnaceConfig.parse(upstream[1], f"{upstream[0]} env_config")
+    return Furnace(config, RewardWeights.parse(training["reward_params"]))

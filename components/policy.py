@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from components.furnace import ACTIONS, Furnace, FurnaceConfig, RewardWeights
+from components.furnace import ACTIONS, Furnace, FurnaceConfig
 from components.runtime import Context, InputError, load_npz, loads, split_uri
 
 POLICY_NPZ = "policy.npz"
@@ -27,14 +27,10 @@ class Policy:
     def greedy(self) -> list[int]:
         return self.q_table.argmax(axis=1).tolist()
 
-    def environment(self, reward_params: Mapping[str, Any]) -> Furnace:
-        """The furnace the policy was trained on, scored with `reward_params`."""
-        config = FurnaceConfig.parse(self.meta.get("env_config", {}), f"{self.uri} env_config")
-        env = Furnace(config, RewardWeights.parse(reward_params))
-        if self.q_table.shape != (env.n_states, env.n_actions):
-            raise InputError(f"{self.uri}: q_table shape {self.q_table.shape} does not match the "
-                             f"environment ({env.n_states} states, {env.n_actions} actions)")
-        return env
+    @property
+    def upstream(self) -> tuple[str, Mapping[str, Any]]:
+        """(uri, env_config) of the furnace the policy was trained on, for `furnace.furnace`."""
+        return self.uri, self.meta.get("env_config", {})
 
 
 def save(ctx: Context, env: Furnace, q_table: np.ndarray, meta: Mapping[str, Any]) -> dict[str, str]:
@@ -71,6 +67,8 @@ def find(ctx: Context, hints: Iterable[str] = ()) -> Policy | None:
     if meta.get("sha256") != hashlib.sha256(data).hexdigest():
         raise InputError(f"{uri} does not match the sha256 recorded in {POLICY_JSON}")
     arrays = load_npz(uri, data)
-    if "q_table" not in arrays or arrays["q_table"].ndim != 2:
-        raise InputError(f"{uri} has no 2-D q_table array")
+    config = FurnaceConfig.parse(meta.get("env_config", {}), f"{where.uri(POLICY_JSON)} env_config")
+    expected = (config.temp_bins * config.pressure_bins, len(ACTIONS))
+    if "q_table" not in arrays or arrays["q_table"].shape != expected:
+        raise InputError(f"{uri} has no q_table of shape {expected} (temp_bins * pressure_bins, actions)")
     return Policy(uri, arrays["q_table"], meta)

@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
@@ -239,7 +239,6 @@ class Context:
     inputs: list[Location]
     output: Location
     storage: Storage
-    written: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Context":
@@ -269,7 +268,6 @@ class Context:
     # -- output
     def write_bytes(self, name: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         uri = self.storage.put(self.output, name, data, content_type)
-        self.written.append(name)
         progress(f"wrote {uri} ({len(data)} bytes)")
         return uri
 
@@ -299,7 +297,7 @@ class Context:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
+    return json.dumps(obj, indent=2, allow_nan=False)
 
 
 def loads(uri: str, data: bytes) -> Any:
@@ -342,8 +340,8 @@ def run_component(body: Callable[[Context], Mapping[str, Any] | None],
     signal.signal(signal.SIGTERM, _terminate)
     try:
         ctx = Context.from_env(os.environ if env is None else env)
-        progress(f"{ctx.component_name or 'component'} {ctx.component_id} task={ctx.task_id} "
-                 f"workload={ctx.workload_id}: inputs={[str(i) for i in ctx.inputs]} output={ctx.output}")
+        who = " ".join(f"{k}={v}" for k, v in ctx.identity().items() if v)
+        progress(f"start {who or 'component'}: inputs={[str(i) for i in ctx.inputs]} output={ctx.output}")
         metrics = body(ctx)
         if metrics is not None:
             ctx.write_metrics(metrics)

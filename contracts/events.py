@@ -25,6 +25,12 @@ class AppSpecCreated(BaseModel):
     spec: AppSpec
 
 
+class AppDeleted(BaseModel):
+    model_config = _PAYLOAD
+    app_id: str
+    deleted_by: str
+
+
 ComponentType = Literal["trainer", "data_loader", "preprocessor", "evaluator", "other"]
 
 
@@ -185,6 +191,17 @@ class ModelStoreFailed(BaseModel):
     will_retry: bool
 
 
+class ModelAliasMoved(BaseModel):
+    model_config = _PAYLOAD
+    app_id: str
+    alias: str
+    model_id: str
+    version: int
+    previous_model_id: str | None = None
+    action: Literal["move", "rollback"]
+    moved_by: str
+
+
 P = TypeVar("P", bound=BaseModel)
 
 
@@ -225,6 +242,7 @@ def _event(routing_key: str, payload: type[P], doc: str) -> type[Event]:
 # routing key → (payload, what it means). The single catalogue of the saga.
 CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "app.spec_created": (AppSpecCreated, "The builder wrote a new immutable App spec version; the App is ready."),
+    "app.deleted": (AppDeleted, "The builder deleted an App's working copy; its spec versions stay in the spec store."),
     "component.registered": (ComponentChanged, "A component was added to the global library."),
     "component.updated": (ComponentChanged, "A library component changed; the previous version is kept."),
     "training.requested": (Workload, "A training request was submitted (by the trainer or any other system)."),
@@ -243,6 +261,8 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "workload.cancelled": (WorkloadCancelled, "The workload was cancelled; resources were released."),
     "model.stored": (ModelStored, "The workload's artifacts were stored and versioned as a model."),
     "model.store_failed": (ModelStoreFailed, "Storing the model failed; it will be retried."),
+    "model.alias_moved": (ModelAliasMoved, "An App's model alias (e.g. production) now points at another model; "
+                                           "serving systems hot-swap to it."),
 }
 
 EVENT_TYPES: dict[str, type[Event]] = {key: _event(key, payload, doc) for key, (payload, doc) in CATALOGUE.items()}

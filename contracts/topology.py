@@ -13,7 +13,7 @@ SAGA_EVENTS = (
 
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "builder": ("component.registered", "component.updated"),
-    "library": ("app.spec_created",),
+    "library": ("app.spec_created", "app.deleted"),
     "trainer": ("app.spec_created",) + SAGA_EVENTS,
     "approval": ("training.requested", "looptest.completed"),
     "scheduler": ("workload.approved", "looptest.requested", "workload.cancel_requested",

@@ -6,15 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from components.furnace import FORMAT, Furnace, FurnaceConfig, RewardWeights, random_policy, rollout, \
+from components.furnace import ENV_JSON, FORMAT, FurnaceConfig, furnace, random_policy, rollout, \
     setpoint_policy, summarise
 from components.runtime import Context, param, progress, run_component
 
 
 def run(ctx: Context) -> dict[str, Any]:
     tc = ctx.training
-    config = FurnaceConfig.parse(tc["env_config"])
-    env = Furnace(config, RewardWeights.parse(tc["reward_params"]))
+    env = furnace(tc)
+    config = env.config
     ignored = FurnaceConfig.ignored_keys(tc["env_config"])
     if ignored:
         progress(f"env_config keys not used by the furnace model: {', '.join(ignored)}")
@@ -30,7 +30,7 @@ def run(ctx: Context) -> dict[str, Any]:
     }
     for name, summary in baselines.items():
         progress(f"{name}: mean episode reward {summary['mean_reward']:.2f}")
-    ctx.write_json("env.json", {
+    ctx.write_json(ENV_JSON, {
         "format": FORMAT, "env_config": config.to_dict(), "ignored_keys": ignored,
         "reward_params": env.weights.to_dict(), "dynamics": env.describe(),
         "baselines": baselines, "baseline_episodes": episodes, "max_steps_per_episode": steps,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from components import policy
-from components.furnace import Furnace, environment_from, rollout, setpoint_policy, summarise, table_policy
+from components.furnace import Furnace, furnace, rollout, setpoint_policy, summarise, table_policy, upstream_env
 from components.runtime import Context, loads, param, progress, run_component
 
 SEARCH_SEED_OFFSET = 2
@@ -49,11 +49,7 @@ def run(ctx: Context) -> dict[str, Any]:
     upstream_eval = ctx.find_input("evaluation.json")
     evaluation = loads(*upstream_eval) if upstream_eval else {}
     trained = policy.find(ctx, [evaluation["policy_source"]] if evaluation.get("policy_source") else [])
-    if trained is not None:
-        env = trained.environment(tc["reward_params"])
-    else:
-        upstream_env = ctx.find_input("env.json")
-        env = environment_from(loads(*upstream_env) if upstream_env else None, tc["env_config"], tc["reward_params"])
+    env = furnace(tc, trained.upstream if trained else upstream_env(ctx))
     seed = env.config.simulation_seed + SEARCH_SEED_OFFSET
     temps = np.linspace(0.7 * env.max_temp, env.max_temp, n_temp)
     pressures = np.linspace(env.min_pressure, env.p_opt + (env.p_opt - env.min_pressure), n_pres)

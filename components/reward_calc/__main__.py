@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from components import policy
-from components.furnace import environment_from, random_policy, rollout, summarise, table_policy
-from components.runtime import Context, loads, param, progress, run_component
+from components.furnace import furnace, random_policy, rollout, summarise, table_policy, upstream_env
+from components.runtime import Context, param, progress, run_component
 
 EVAL_SEED_OFFSET = 1  # evaluation episodes use simulation_seed + 1: unseen during training
 
@@ -19,18 +19,14 @@ def run(ctx: Context) -> dict[str, Any]:
     episodes = param(ctx.params, "eval_episodes", 20, minimum=1, maximum=100_000, integer=True)
     steps = tc["max_steps_per_episode"]
     trained = policy.find(ctx)
-    if trained is not None:
-        env = trained.environment(tc["reward_params"])
-        source = trained.uri
-    else:
-        upstream = ctx.find_input("env.json")
-        env = environment_from(loads(*upstream) if upstream else None, tc["env_config"], tc["reward_params"])
-        source = None
+    env = furnace(tc, trained.upstream if trained else upstream_env(ctx))
+    source = trained.uri if trained else None
+    if trained is None:
         progress("no upstream policy.npz: scoring the random baseline only")
     seed = env.config.simulation_seed + EVAL_SEED_OFFSET
     progress(f"evaluating {source or 'random baseline'} over {episodes} episodes of {steps} steps, "
              f"weights {env.weights.to_dict()}")
-    baseline = summarise(rollout(env, random_policy(np.random.default_rng(seed), episodes * steps),
+    baseline = summarise(rollout(env, random_policy(np.random.default_rng([seed, 1]), episodes * steps),
                                  episodes, steps, np.random.default_rng(seed)))
     if trained is not None:
         runs = rollout(env, table_policy(env, trained.greedy), episodes, steps, np.random.default_rng(seed))

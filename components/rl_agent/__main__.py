@@ -7,16 +7,15 @@ import time
 from typing import Any
 
 from components import policy
-from components.furnace import environment_from
+from components.furnace import furnace, upstream_env
 from components.rl_agent import qlearning
-from components.runtime import Context, loads, progress, run_component
+from components.runtime import Context, progress, run_component
 
 
 def run(ctx: Context) -> dict[str, Any]:
     tc = ctx.training
-    upstream = ctx.find_input("env.json")
-    description = loads(*upstream) if upstream else None
-    env = environment_from(description, tc["env_config"], tc["reward_params"])
+    upstream = upstream_env(ctx)
+    env = furnace(tc, upstream)
     seed = env.config.simulation_seed
     alpha = qlearning.step_size(tc["learning_rate"])
     progress(f"environment from {upstream[0] if upstream else 'training_config.env_config'}: "

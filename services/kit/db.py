@@ -45,8 +45,8 @@ async def ensure_database(url: str) -> None:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             try:
                 await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
-            except asyncpg.DuplicateDatabaseError:
-                pass
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                pass  # created concurrently by another process
     finally:
         await conn.close()
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+import urllib3
 from minio import Minio
 
 from services.kit.settings import Settings
 
 
-def make_client(settings: Settings) -> Minio:
+def make_client(settings: Settings, *, http_client: urllib3.PoolManager | None = None) -> Minio:
+    """`http_client` lets a service choose its own timeouts, retries and pool size (minio's default
+    waits up to 5 minutes on a dead endpoint)."""
     endpoint = urlsplit(settings.s3_endpoint)
     return Minio(endpoint.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                 secure=endpoint.scheme == "https", region=settings.s3_region)
+                 secure=endpoint.scheme == "https", region=settings.s3_region, http_client=http_client)
 
 
 def ensure_buckets(client: Minio, *buckets: str) -> None:

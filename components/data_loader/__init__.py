@@ -1,0 +1,1 @@
+"""data-loader: generates a deterministic synthetic furnace transition dataset."""

@@ -1,0 +1,1 @@
+"""probe: a trivial component for failure, timeout, cancel and throughput tests."""

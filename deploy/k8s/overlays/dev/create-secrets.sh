@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates the Secrets the dev overlay expects, with random values, in namespace
+# avatar-dev (or $1). Existing Secrets are left alone: PostgreSQL keeps the password it
+# was initialised with. Nothing here is ever written to the repository.
+set -euo pipefail
+ns="${1:-avatar-dev}"
+rand() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
+
+if kubectl -n "$ns" get secret avatar-secrets >/dev/null 2>&1; then
+  echo "secret/avatar-secrets exists in $ns: kept"
+else
+  kubectl -n "$ns" create secret generic avatar-secrets \
+    --from-literal=POSTGRES_USER=avatar \
+    --from-literal=POSTGRES_PASSWORD="$(rand)" \
+    --from-literal=RABBITMQ_USER=avatar \
+    --from-literal=RABBITMQ_PASSWORD="$(rand)" \
+    --from-literal=REDIS_PASSWORD="$(rand)" \
+    --from-literal=AVATAR_S3_ACCESS_KEY=avatar-dev \
+    --from-literal=AVATAR_S3_SECRET_KEY="$(rand)" \
+    --from-literal=AVATAR_JWT_SECRET="$(rand)"
+fi
+
+if kubectl -n "$ns" get secret avatar-component-s3 >/dev/null 2>&1; then
+  echo "secret/avatar-component-s3 exists in $ns: kept"
+else
+  # dev: component pods use the same (MinIO root) key as the services
+  kubectl -n "$ns" create secret generic avatar-component-s3 \
+    --from-literal=AVATAR_S3_ACCESS_KEY="$(kubectl -n "$ns" get secret avatar-secrets -o jsonpath='{.data.AVATAR_S3_ACCESS_KEY}' | base64 -d)" \
+    --from-literal=AVATAR_S3_SECRET_KEY="$(kubectl -n "$ns" get secret avatar-secrets -o jsonpath='{.data.AVATAR_S3_SECRET_KEY}' | base64 -d)"
+fi

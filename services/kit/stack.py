@@ -1,0 +1,221 @@
+"""Run the whole platform on this machine: local servers, an S3 server and the six services.
+
+    python -m services.kit.stack up       # start what is down, wait until every /readyz is 200
+    python -m services.kit.stack down     # stop what `up` started
+    python -m services.kit.stack status
+
+State (pids, logs, the environment the services got) lives in .run/.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.kit.db import ensure_database
+from services.kit.settings import DEFAULT_PORTS
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("library", "builder", "trainer", "approval", "scheduler", "models")
+
+# How each loopback server is (re)started on this kind of machine (see the env notes in the README).
+LOCAL_SERVERS = {
+    "postgresql": (5432, "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
+    "redis": (6379, "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no "
+                    "--dir /var/lib/redis --logfile /var/log/redis/ci.log"),
+    "rabbitmq": (5672, "rabbitmq-server -detached"),
+}
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.3)
+
+
+def ensure_local_servers() -> None:
+    for name, (port, command) in LOCAL_SERVERS.items():
+        if port_open(port):
+            continue
+        print(f"starting {name} ...", flush=True)
+        subprocess.run(command, shell=True, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(port), 90, f"{name} on port {port}")
+    wait_for(_rabbit_ready, 90, "RabbitMQ to accept commands")
+
+
+def _rabbit_ready() -> bool:
+    return subprocess.run(["rabbitmqctl", "-q", "status"], capture_output=True).returncode == 0
+
+
+def ensure_vhost(vhost: str, user: str = "guest") -> None:
+    existing = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True).stdout.split()
+    if vhost not in existing:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"], check=True,
+                   capture_output=True)
+
+
+@dataclass
+class Stack:
+    run_dir: Path = ROOT / ".run"
+    s3_port: int = 9000
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    database: str = "avatar"
+    vhost: str = "avatar"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "AVATAR_ENV": "local",
+            "AVATAR_POSTGRES_URL": f"postgresql://postgres@127.0.0.1:5432/{self.database}",
+            "AVATAR_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}",
+            "AVATAR_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "AVATAR_S3_ENDPOINT": f"http://127.0.0.1:{self.s3_port}",
+            "AVATAR_S3_ACCESS_KEY": "avatar-local",
+            "AVATAR_S3_SECRET_KEY": "avatar-local-secret",
+            "AVATAR_LIBRARY_URL": f"http://127.0.0.1:{self.ports['library']}",
+            "AVATAR_STACK_DIR": str(self.run_dir),
+        }
+        env.update(self.extra_env)
+        return env
+
+    def _pidfile(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def _alive(self, name: str) -> bool:
+        try:
+            pid = int(self._pidfile(name).read_text())
+            os.kill(pid, 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        self._pidfile(name).write_text(str(process.pid))
+
+    def start_s3(self) -> None:
+        if self._alive("s3") or port_open(self.s3_port):
+            return
+        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
+                    {"AWS_ACCESS_KEY_ID": "avatar-local", "AWS_SECRET_ACCESS_KEY": "avatar-local-secret"})
+        wait_for(lambda: port_open(self.s3_port), 30, f"the S3 server on port {self.s3_port}")
+
+    def start_service(self, name: str) -> None:
+        if self._alive(name):
+            return
+        env = {**self.environment(), "AVATAR_PORT": str(self.ports[name])}
+        self._spawn(name, [sys.executable, "-m", f"services.{name}"], env)
+
+    def ready(self, name: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def up(self, services: tuple[str, ...] = SERVICES, timeout: float = 120) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ensure_local_servers()
+        ensure_vhost(self.vhost)
+        asyncio.run(ensure_database(self.environment()["AVATAR_POSTGRES_URL"]))
+        self.start_s3()
+        for name in services:
+            self.start_service(name)
+        (self.run_dir / "env.json").write_text(json.dumps(self.environment(), indent=2))
+        deadline = time.monotonic() + timeout
+        for name in services:
+            while not self.ready(name):
+                if not self._alive(name):
+                    raise SystemExit(f"{name} exited during start; see {self.logs / (name + '.log')}:\n"
+                                     + self.tail(name))
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} not ready after {timeout:.0f}s; see {self.logs / (name + '.log')}:\n"
+                                     + self.tail(name))
+                time.sleep(0.3)
+            print(f"  {name:<10} ready on http://127.0.0.1:{self.ports[name]}", flush=True)
+
+    def tail(self, name: str, lines: int = 20) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, grace: float = 15) -> None:
+        try:
+            pid = int(self._pidfile(name).read_text())
+        except (OSError, ValueError):
+            return
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while self._alive(name) and time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        if self._alive(name):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._pidfile(name).unlink(missing_ok=True)
+
+    def down(self) -> None:
+        for name in (*SERVICES, "s3"):
+            self.stop(name)
+
+    def status(self) -> dict[str, str]:
+        return {name: ("ready" if self.ready(name) else "running" if self._alive(name) else "stopped")
+                for name in SERVICES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    args = parser.parse_args(argv)
+    stack = Stack()
+    if args.command == "up":
+        print("bringing AVATAR OnE up ...", flush=True)
+        stack.up()
+        print("all six services are ready", flush=True)
+    elif args.command == "down":
+        stack.down()
+        print("stopped", flush=True)
+    else:
+        for name, state in stack.status().items():
+            print(f"{name:<10} {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

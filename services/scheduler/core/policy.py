@@ -1,0 +1,229 @@
+"""Which ready components to start now: strict priority order with EASY backfill (pure).
+
+Input: the queue in scheduling order (each workload with its components whose DAG
+predecessors are done — "ready" — and the longest a component may still run,
+`max_runtime_s`), the free capacity of every node, the running allocations with their
+expected end (start + max runtime), and `now`. Output: the components to start, on which
+node, plus the reservation of the blocked head.
+
+The algorithm is EASY backfill ("Extensible Argonne Scheduling sYstem", Lifka 1995; the
+`sched/backfill` of Slurm and the default backfill of Maui/Moab):
+
+1. Walk the queue in order. While components fit, start them (best fit, demand.py).
+2. The first component that does not fit is the *head*. Compute its reservation: replay
+   the end times of the running allocations (and of the components started in step 1) in
+   time order, giving their capacity back to their nodes, until the head fits on one node.
+   That time T is the head's *shadow time*; the free capacity at T is the *shadow state*.
+   A component that would not fit even when everything running has ended is reported as
+   unschedulable (e.g. its nodes are drained) and does not hold up the queue.
+3. Every later component (in queue order, including the head workload's other ready
+   components) may start now — backfill — if it fits now AND either
+   a. it ends before the reservation: now + max_runtime <= T (its capacity is free again
+      at T), or
+   b. the head still fits at T with this component's capacity taken from the shadow state
+      on the node it would use (it only uses capacity the head does not need).
+   Candidate nodes are tried in best-fit order; the first that passes is used.
+4. Nothing running is ever preempted; only the first blocked component gets a reservation
+   (EASY). Conservative backfill would reserve for every blocked job; EASY trades that for
+   more backfill and a much cheaper decision.
+
+Guarantee: when runtimes end no later than their max_runtime, the head starts no later
+than its shadow time T, which is exactly when it would start with no backfill at all, so
+backfill never delays the head. (If work ends early the head may start earlier; its
+reservation never moves later.) `backfill=False` gives the strict-priority baseline: stop
+at the head. The service should call decide() again whenever capacity or the queue changes.
+
+Complexity per call: O(queue x nodes) in the worst case; `max_candidates` bounds how many
+components after the head are examined (like Slurm's bf_max_job_test) and a per-GPU-type
+maximum lets components that cannot fit anywhere be skipped in O(1).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Protocol, Sequence
+
+from .demand import ComponentDemand, NodeFree, Placement, candidates, placement_on
+from .inventory import NodeStatus
+
+
+@dataclass(frozen=True)
+class ReadyComponent:
+    component_id: str
+    demand: ComponentDemand
+
+
+@dataclass(frozen=True)
+class QueuedWorkload:
+    workload_id: str
+    ready: tuple[ReadyComponent, ...]
+    max_runtime_s: float
+    priority: str = "normal"  # informational: the order of the sequence is what counts
+
+
+class RunningLike(Protocol):
+    node: str
+    gpu_type: str | None
+    gpu_count: int
+    memory_bytes: int
+    cpu_millis: int
+    expected_end: float | None  # None = unknown: never assumed to end
+
+
+@dataclass(frozen=True)
+class RunningAllocation:
+    node: str
+    gpu_type: str | None
+    gpu_count: int
+    memory_bytes: int
+    cpu_millis: int
+    expected_end: float | None
+
+
+@dataclass(frozen=True)
+class Start:
+    workload_id: str
+    component_id: str
+    node: str
+    gpu_type: str | None
+    expected_end: float
+    backfilled: bool
+
+
+@dataclass(frozen=True)
+class Reservation:
+    workload_id: str
+    component_id: str
+    start_at: float
+    node: str
+    gpu_type: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    starts: tuple[Start, ...]
+    reservation: Reservation | None
+    unschedulable: tuple[tuple[str, str], ...]  # (workload_id, component_id)
+
+
+class _Capacity:
+    """Free state of the Active nodes plus cheap 'can this fit anywhere' bounds."""
+
+    def __init__(self, nodes: Iterable[NodeFree]) -> None:
+        self.nodes = {n.name: n for n in nodes if n.status == NodeStatus.ACTIVE}
+        self._bounds()
+
+    def _bounds(self) -> None:
+        self.max_free: dict[tuple[str, int], int] = {}
+        self.max_mem = max((n.memory_bytes for n in self.nodes.values()), default=0)
+        self.max_cpu = max((n.cpu_millis for n in self.nodes.values()), default=0)
+        for n in self.nodes.values():
+            for t, g in n.gpus.items():
+                key = (t, g.memory_per_gpu_bytes)
+                self.max_free[key] = max(self.max_free.get(key, 0), g.free)
+
+    def maybe_fits(self, d: ComponentDemand) -> bool:
+        if d.memory_bytes > self.max_mem or d.cpu_millis > self.max_cpu:
+            return False
+        if d.gpu_count == 0:
+            return True
+        return any(free >= d.gpu_count for (t, mem), free in self.max_free.items() if d.accepts(t, mem))
+
+    def take(self, node: str, d: ComponentDemand, gpu_type: str | None) -> None:
+        self.nodes[node] = self.nodes[node].take(d, gpu_type)
+        self._bounds()
+
+
+def _end(r: RunningLike, now: float) -> float:
+    if r.expected_end is None:
+        return math.inf
+    return max(float(r.expected_end), now)  # overdue work is assumed to end any moment
+
+
+def _reserve(demand: ComponentDemand, free: dict[str, NodeFree],
+             releases: list[tuple[float, str, RunningLike]]) -> tuple[float, Placement, dict[str, NodeFree]] | None:
+    """Earliest time the demand fits on one node as running work ends, with that state."""
+    state = dict(free)
+    events = sorted((e for e in releases if e[1] in state and math.isfinite(e[0])), key=lambda e: e[0])
+    i = 0
+    while i < len(events):
+        t = events[i][0]
+        changed = set()
+        while i < len(events) and events[i][0] == t:
+            _, node, r = events[i]
+            state[node] = state[node].adjusted(r.gpu_type, r.gpu_count, r.memory_bytes, r.cpu_millis, +1)
+            changed.add(node)
+            i += 1
+        found = [p for p in (placement_on(state[n], demand) for n in changed) if p is not None]
+        if found:
+            return t, min(found), state
+    return None
+
+
+def decide(queue: Sequence[QueuedWorkload], nodes: Iterable[NodeFree], running: Iterable[RunningLike],
+           now: float, *, backfill: bool = True, max_candidates: int | None = 1000) -> Decision:
+    cap = _Capacity(nodes)
+    releases: list[tuple[float, str, RunningLike]] = [(_end(r, now), r.node, r) for r in running]
+    starts: list[Start] = []
+    unschedulable: list[tuple[str, str]] = []
+
+    head: tuple[QueuedWorkload, ReadyComponent] | None = None
+    shadow_time = math.inf
+    shadow: dict[str, NodeFree] = {}
+    head_fits_on: set[str] = set()
+    examined = 0
+
+    def start(w: QueuedWorkload, c: ReadyComponent, p: Placement, backfilled: bool) -> None:
+        end = now + w.max_runtime_s
+        cap.take(p.node, c.demand, p.gpu_type)
+        releases.append((end, p.node, RunningAllocation(p.node, p.gpu_type, c.demand.gpu_count,
+                                                        c.demand.memory_bytes, c.demand.cpu_millis, end)))
+        starts.append(Start(w.workload_id, c.component_id, p.node, p.gpu_type, end, backfilled))
+
+    for w in queue:
+        for c in w.ready:
+            if head is None:
+                p = min(candidates(cap.nodes.values(), c.demand), default=None) if cap.maybe_fits(c.demand) else None
+                if p is not None:
+                    start(w, c, p, backfilled=False)
+                    continue
+                reservation = _reserve(c.demand, cap.nodes, releases)
+                if reservation is None:
+                    unschedulable.append((w.workload_id, c.component_id))
+                    continue
+                head = (w, c)
+                shadow_time, _, shadow = reservation
+                head_fits_on = {n for n, s in shadow.items() if placement_on(s, c.demand) is not None}
+                if not backfill:
+                    return _decision(starts, head, shadow_time, shadow, unschedulable)
+                continue
+
+            examined += 1
+            if max_candidates is not None and examined > max_candidates:
+                return _decision(starts, head, shadow_time, shadow, unschedulable)
+            if not cap.maybe_fits(c.demand):
+                continue
+            end = now + w.max_runtime_s
+            for p in candidates(cap.nodes.values(), c.demand):
+                if end <= shadow_time:
+                    start(w, c, p, backfilled=True)
+                    break
+                after = shadow[p.node].take(c.demand, p.gpu_type)
+                if head_fits_on - {p.node} or placement_on(after, head[1].demand) is not None:
+                    shadow[p.node] = after
+                    if placement_on(after, head[1].demand) is None:
+                        head_fits_on.discard(p.node)
+                    start(w, c, p, backfilled=True)
+                    break
+    return _decision(starts, head, shadow_time, shadow, unschedulable)
+
+
+def _decision(starts: list[Start], head: tuple[QueuedWorkload, ReadyComponent] | None, shadow_time: float,
+              shadow: dict[str, NodeFree], unschedulable: list[tuple[str, str]]) -> Decision:
+    reservation = None
+    if head is not None:
+        w, c = head
+        found = [p for p in (placement_on(s, c.demand) for s in shadow.values()) if p is not None]
+        p = min(found)  # the head fits at shadow_time by construction
+        reservation = Reservation(w.workload_id, c.component_id, shadow_time, p.node, p.gpu_type)
+    return Decision(tuple(starts), reservation, tuple(unschedulable))

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+from faststream.rabbit import RabbitBroker
+
+from contracts.topology import EXCHANGE
+from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool
+from services.kit.messaging import EventBus
+from services.kit.outbox import Outbox, OutboxRelay
+
+
+@dataclass
+class KitService:
+    """The kit's pieces for one service, as build_service wires them, without any service code."""
+
+    pool: object
+    bus: EventBus
+    outbox: Outbox
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.pool, self.outbox, self.bus.publish, poll_seconds=0.2)
+
+
+@pytest.fixture
+def kit_service(fresh):
+    @contextlib.asynccontextmanager
+    async def make(service: str, handlers: dict | None = None):
+        pool = await create_pool(fresh.postgres_url, service)
+        await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
+        outbox = Outbox(service)
+        bus = EventBus(RabbitBroker(fresh.rabbitmq_url, log_level=logging.DEBUG), service, pool, outbox,
+                       backoff_cap=0.2)
+        for event_type, handler in (handlers or {}).items():
+            bus.on(event_type, handler)
+        await bus.start()
+        try:
+            yield KitService(pool, bus, outbox)
+        finally:
+            await bus.stop()
+            await pool.close()
+
+    return make
+
+
+@pytest.fixture
+async def tap(fresh):
+    """Every message published on avatar.events, seen through an exclusive queue bound to '#'."""
+    connection = await aio_pika.connect(fresh.rabbitmq_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange, routing_key="#")
+    seen: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def on_message(message):
+        seen.append(message)
+        await message.ack()
+
+    await queue.consume(on_message)
+    yield seen
+    await connection.close()

@@ -1,0 +1,83 @@
+import json
+
+import aio_pika
+
+from contracts.topology import EXCHANGE, dead_letter_queue
+from services.kit.messaging import REASON_HEADER, PermanentError
+from tests.integration.kit.test_outbox import spec_created
+from tests.support.infra import wait_until
+from contracts.events import make_event
+
+
+async def publish_raw(url: str, routing_key: str, body: bytes) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EXCHANGE)
+        await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key)
+
+
+async def dead_letters(url: str, service: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(url)
+    found = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(dead_letter_queue(service), durable=True)
+        while (message := await queue.get(fail=False, no_ack=True)) is not None:
+            found.append(message)
+    return found
+
+
+async def test_malformed_message_goes_to_the_dlq_with_its_reason_and_consuming_goes_on(kit_service, fresh):
+    handled = []
+
+    async def on_spec_created(event, ctx):
+        handled.append(event.correlation_id)
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}):
+        await publish_raw(fresh.rabbitmq_url, "app.spec_created", b'{"type": "app.spec_created", "data": 42}')
+        await publish_raw(fresh.rabbitmq_url, "app.spec_created", b"\xff not json")
+        good = make_event("app.spec_created", spec_created("APP-GOOD01"), producer="test", correlation_id="APP-GOOD01")
+        await publish_raw(fresh.rabbitmq_url, "app.spec_created", json.dumps(good.to_wire()).encode())
+        await wait_until(lambda: handled == ["APP-GOOD01"], message="the good event")
+    letters = await dead_letters(fresh.rabbitmq_url, "library")
+    reasons = [m.headers[REASON_HEADER] for m in letters]
+    assert len(reasons) == 2
+    assert all(reason.startswith("invalid event:") for reason in reasons)
+    assert "validation error" in reasons[0]
+    assert letters[0].body == b'{"type": "app.spec_created", "data": 42}'
+    assert letters[0].headers["x-avatar-original-routing-key"] == "app.spec_created"
+
+
+async def test_event_a_handler_can_never_process_is_dead_lettered_once(kit_service, fresh):
+    calls = []
+
+    async def refuse(event, ctx):
+        calls.append(event.event_id)
+        raise PermanentError("app refers to nothing we know")
+
+    async with kit_service("library", {"app.spec_created": refuse}):
+        event = make_event("app.spec_created", spec_created(), producer="test", correlation_id="APP-A1B2C3")
+        await publish_raw(fresh.rabbitmq_url, "app.spec_created", json.dumps(event.to_wire()).encode())
+        await wait_until(lambda: calls, message="the handler")
+        letters = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "library"), message="the dead letter")
+    assert calls == [event.event_id]
+    assert "app refers to nothing we know" in letters[0].headers[REASON_HEADER]
+
+
+async def test_handler_bug_is_retried_then_dead_lettered(kit_service, fresh):
+    calls = []
+
+    async def broken(event, ctx):
+        calls.append(1)
+        raise KeyError("missing")
+
+    async with kit_service("library", {"app.spec_created": broken}) as library:
+        event = make_event("app.spec_created", spec_created(), producer="test", correlation_id="APP-A1B2C3")
+        await publish_raw(fresh.rabbitmq_url, "app.spec_created", json.dumps(event.to_wire()).encode())
+        letters = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "library"), timeout=20,
+                                   message="the dead letter")
+        # the failed attempts rolled back: the inbox does not claim the event
+        assert await library.pool.fetchval("SELECT count(*) FROM inbox") == 0
+    assert len(calls) == library.bus.max_attempts
+    assert "gave up after 5 attempts" in letters[0].headers[REASON_HEADER]

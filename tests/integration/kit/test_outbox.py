@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from contracts.events import AppSpecCreated, make_event
+from contracts.spec import AppSpec
+from tests.support.infra import wait_until
+from tests.unit.contracts.test_spec import seed_example
+
+
+def spec_created(app_id: str = "APP-A1B2C3"):
+    spec = AppSpec.model_validate({**seed_example(), "app_id": app_id})
+    return AppSpecCreated(app_id=app_id, version=spec.version, spec=spec)
+
+
+async def test_event_in_rolled_back_transaction_is_never_published(kit_service, tap):
+    async with kit_service("builder") as builder:
+        with pytest.raises(RuntimeError):
+            async with builder.pool.acquire() as conn, conn.transaction():
+                await builder.outbox.emit(conn, "app.spec_created", spec_created("APP-ROLLED"), correlation_id="APP-ROLLED")
+                raise RuntimeError("the state change failed")
+        async with builder.pool.acquire() as conn, conn.transaction():
+            await builder.outbox.emit(conn, "app.spec_created", spec_created("APP-KEPT"), correlation_id="APP-KEPT")
+        relay = builder.relay()
+        await relay.start()
+        try:
+            await wait_until(lambda: len(tap) >= 1, message="the committed event")
+        finally:
+            await relay.stop()
+        published = [json.loads(m.body)["correlation_id"] for m in tap]
+        assert published == ["APP-KEPT"]
+        assert await builder.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+
+
+async def test_relay_killed_between_publish_and_mark_publishes_again_and_inbox_absorbs_it(kit_service, tap):
+    handled = []
+
+    async def on_spec_created(event, ctx):
+        handled.append(event.event_id)
+        await ctx.conn.execute("SELECT 1")
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}) as library, \
+            kit_service("builder") as builder:
+        async with builder.pool.acquire() as conn, conn.transaction():
+            event = await builder.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id="APP-A1B2C3")
+
+        crashing = builder.relay()
+
+        async def crash(_event_ids):
+            raise SystemError("relay killed after publish, before marking sent")
+
+        crashing.after_publish = crash
+        with pytest.raises(SystemError):
+            await crashing.relay_once()
+        assert await builder.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1
+
+        relay = builder.relay()
+        assert await relay.relay_once() == 1
+        await wait_until(lambda: len(tap) == 2, message="the event delivered twice")
+        await wait_until(lambda: library.pool.fetchval(
+            "SELECT count(*) FROM inbox WHERE event_id = $1", event.event_id), message="the inbox row")
+        await wait_until(lambda: len(handled) >= 1, message="the handler")
+        # give the duplicate time to be consumed, then check it changed nothing
+        from services.kit import metrics
+        await wait_until(lambda: metrics.EVENTS_CONSUMED.labels("library", "app.spec_created", "duplicate")._value.get() >= 1,
+                         message="the duplicate to be skipped")
+        assert handled == [event.event_id]
+        assert [json.loads(m.body)["event_id"] for m in tap] == [str(event.event_id)] * 2

@@ -1,0 +1,33 @@
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from services.kit.telemetry import setup_tracing
+from tests.integration.kit.test_outbox import spec_created
+from tests.support.infra import wait_until
+
+
+async def test_consumer_span_continues_the_publishers_trace(kit_service):
+    setup_tracing("test")
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    seen = []
+
+    async def on_spec_created(event, ctx):
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}), kit_service("builder") as builder:
+        with trace.get_tracer("test").start_as_current_span("POST /apps/{app_id}/spec") as request_span:
+            origin = request_span.get_span_context().trace_id
+            async with builder.pool.acquire() as conn, conn.transaction():
+                await builder.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id="APP-A1B2C3")
+        relay = builder.relay()
+        await relay.relay_once()
+        await wait_until(lambda: seen, message="the consumer")
+    assert seen == [origin]
+    spans = {span.name: span for span in exporter.get_finished_spans() if span.context.trace_id == origin}
+    publish, process = spans["avatar.events publish"], spans["library.events process"]
+    assert publish.parent.span_id == spans["POST /apps/{app_id}/spec"].context.span_id
+    assert process.parent.span_id == publish.context.span_id
+    assert process.attributes["avatar.workload_id"] == "APP-A1B2C3"
+    assert process.kind == trace.SpanKind.CONSUMER

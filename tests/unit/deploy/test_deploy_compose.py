@@ -1,0 +1,306 @@
+"""deploy/compose: the Compose file, its config files, and the Grafana/Prometheus wiring."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+COMPOSE_DIR = REPO / "deploy" / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "compose-spec.json"
+SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
+
+SERVICES = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+BUCKETS = {"avatar-staging", "avatar-models", "avatar-logs"}
+METRICS = {
+    "avatar_workloads_total", "avatar_workloads_failed_total", "avatar_saga_step_seconds_bucket",
+    "avatar_queue_depth", "avatar_gpus", "avatar_outbox_pending", "avatar_outbox_oldest_age_seconds",
+    "avatar_dlq_depth", "avatar_consumer_retries_total", "avatar_model_store_retries_total",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$")
+
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR; $$ is a literal $
+VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
+                      r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def interpolate(value, env):
+    """Compose-style interpolation of every string in a loaded Compose document."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match):
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"]
+        present = name in env and (env[name] != "" or not (op or "").startswith(":"))
+        if present:
+            return env[name]
+        if op and op.endswith("?"):
+            raise KeyError(f"required variable {name} is not set: {arg}")
+        if op and op.endswith("-"):
+            return arg
+        return ""
+
+    return VARIABLE.sub(substitute, value)
+
+
+def strings(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def variables_used(document):
+    return [m for text in strings(document) for m in VARIABLE.finditer(text) if not m["escaped"]]
+
+
+def load_env_file(path):
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def env_example():
+    return load_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def compose(raw, env_example):
+    return interpolate(raw, env_example)
+
+
+@pytest.fixture(scope="module")
+def avatar_services(compose):
+    return {name: svc for name, svc in compose["services"].items()
+            if svc.get("build", {}).get("dockerfile") == "deploy/Dockerfile"}
+
+
+def test_vendored_schema_is_the_recorded_version():
+    assert hashlib.sha256(SCHEMA_FILE.read_bytes()).hexdigest() == SCHEMA_SHA256
+
+
+def test_compose_file_validates_against_compose_spec(compose):
+    schema = json.loads(SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_schema_check_is_not_vacuous(compose):
+    schema = json.loads(SCHEMA_FILE.read_text())
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["builder"]["helthcheck"] = broken["services"]["builder"].pop("healthcheck")
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(broken))
+
+
+def test_every_variable_is_listed_in_env_example(raw, env_example):
+    used = {m["braced"] or m["bare"] for m in variables_used(raw)}
+    assert used, "the compose file reads its settings from the environment"
+    assert sorted(used - env_example.keys()) == []
+
+
+def test_secrets_are_required_and_have_no_default(raw):
+    for match in variables_used(raw):
+        name = match["braced"] or match["bare"]
+        if SECRET_NAME.search(name):
+            assert match["op"] == ":?", f"{match[0]}: a secret must be required (${{{name}:?...}}), never defaulted"
+
+
+def test_starting_without_env_refuses(raw):
+    with pytest.raises(KeyError, match="required variable"):
+        interpolate(raw, {})
+
+
+def test_env_example_holds_no_real_secret(env_example):
+    for name, value in env_example.items():
+        if SECRET_NAME.search(name) and name != "AVATAR_S3_ACCESS_KEY":
+            assert value.startswith("change-me"), f"{name} in .env.example must be a placeholder"
+
+
+def test_build_contexts_and_dockerfiles_exist(compose):
+    built = [svc for svc in compose["services"].values() if "build" in svc]
+    assert built
+    for svc in built:
+        context = (COMPOSE_DIR / svc["build"]["context"]).resolve()
+        assert context == REPO, "services build with the repository root as context"
+        assert (context / svc["build"]["dockerfile"]).is_file()
+
+
+def test_mounted_config_files_exist(compose):
+    mounted = []
+    for name, svc in compose["services"].items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith((".", "/")):
+                mounted.append(source)
+                assert (COMPOSE_DIR / source).exists(), f"{name} mounts missing {source}"
+    assert {"./prometheus/prometheus.yml", "./grafana/provisioning", "./grafana/dashboards"} <= set(mounted)
+
+
+def test_runs_exactly_the_six_services(avatar_services):
+    started = {svc["build"]["args"]["SERVICE"] for svc in avatar_services.values()}
+    assert started == set(SERVICES)
+    for name, svc in avatar_services.items():
+        service = svc["build"]["args"]["SERVICE"]
+        assert name == service
+        assert (REPO / "services").is_dir() and service in SERVICES
+        port = str(SERVICES[service])
+        assert svc["build"]["args"]["PORT"] == port
+        assert svc["environment"]["AVATAR_PORT"] == port
+        assert svc["environment"]["OTEL_SERVICE_NAME"] == service
+        assert svc["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+
+
+def test_service_environment(avatar_services):
+    for name, svc in avatar_services.items():
+        env = svc["environment"]
+        assert env["AVATAR_POSTGRES_URL"].startswith("postgresql://") and env["AVATAR_POSTGRES_URL"].endswith("@postgres:5432/avatar")
+        assert env["AVATAR_RABBITMQ_URL"].startswith("amqp://") and "@rabbitmq:5672/" in env["AVATAR_RABBITMQ_URL"]
+        assert env["AVATAR_S3_ENDPOINT"] == "http://minio:9000"
+        assert env["AVATAR_ENV"] != "local", "compose runs with real secrets, not the local defaults"
+    assert avatar_services["scheduler"]["environment"]["AVATAR_REDIS_URL"].endswith("@redis:6379/0")
+    assert avatar_services["scheduler"]["environment"]["AVATAR_SCHEDULER_RUNNER"] == "local"
+    assert avatar_services["builder"]["environment"]["AVATAR_LIBRARY_URL"] == "http://library:8002"
+
+
+def image_tag(image):
+    if "@sha256:" in image:
+        return image.split("@", 1)[1]
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def test_every_image_is_pinned(compose):
+    for name, svc in compose["services"].items():
+        assert "image" in svc, f"{name} names its image"
+        tag = image_tag(svc["image"])
+        assert tag and tag != "latest", f"{name}: {svc['image']} is not pinned to a tag"
+
+
+def test_dependencies_start_in_order(compose, avatar_services):
+    services = compose["services"]
+    for name, svc in services.items():
+        depends_on = svc.get("depends_on") or {}
+        if isinstance(depends_on, list):  # short syntax: started, not healthy
+            depends_on = {dep: {"condition": "service_started"} for dep in depends_on}
+        for dep, spec in depends_on.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy but it has no healthcheck"
+            if spec["condition"] == "service_completed_successfully":
+                assert services[dep].get("restart") == "no"
+    for name, svc in avatar_services.items():
+        deps = svc["depends_on"]
+        for infra in ("postgres", "rabbitmq"):
+            assert deps[infra]["condition"] == "service_healthy"
+        assert deps["minio-init"]["condition"] == "service_completed_successfully"
+        test = " ".join(svc["healthcheck"]["test"])
+        assert "urllib" in test and "AVATAR_PORT" in test
+    assert avatar_services["scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert avatar_services["builder"]["depends_on"]["library"]["condition"] == "service_healthy"
+
+
+def test_infrastructure_is_all_there(compose):
+    services = compose["services"]
+    assert services["rabbitmq"]["image"].endswith("-management")
+    assert any(p.endswith(":15672:15672") for p in services["rabbitmq"]["ports"])
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "avatar"
+    assert services["redis"]["image"].startswith("redis:7")
+    assert services["minio"]["image"].startswith("minio/minio:")
+    assert services["minio-init"]["image"].startswith("minio/mc:")
+    assert set(re.findall(r"avatar-[a-z]+", " ".join(services["minio-init"]["command"]))) >= BUCKETS
+    assert services["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
+    assert any(p.endswith(":16686:16686") for p in services["jaeger"]["ports"])
+    assert any(p.endswith(":4318:4318") for p in services["jaeger"]["ports"])
+
+
+def test_published_ports_bind_to_the_configured_address(raw):
+    for name, svc in raw["services"].items():
+        for port in svc.get("ports", []):
+            assert port.startswith("${AVATAR_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
+
+
+def test_prometheus_scrapes_the_six_services():
+    config = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {t for group in jobs["avatar"]["static_configs"] for t in group["targets"]}
+    assert jobs["avatar"].get("metrics_path", "/metrics") == "/metrics"
+    assert targets == {f"{name}:{port}" for name, port in SERVICES.items()}
+
+
+def test_grafana_datasources_and_dashboard_provisioning():
+    provisioning = COMPOSE_DIR / "grafana" / "provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources" / "datasources.yml").read_text())["datasources"]
+    by_type = {d["type"]: d for d in datasources}
+    assert by_type["prometheus"]["url"] == "http://prometheus:9090"
+    assert by_type["jaeger"]["url"] == "http://jaeger:16686"
+    providers = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())["providers"]
+    assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+@pytest.fixture(scope="module")
+def dashboard():
+    return json.loads((COMPOSE_DIR / "grafana" / "dashboards" / "avatar-one.json").read_text())
+
+
+def test_dashboard_queries_use_known_metrics_and_datasources(dashboard):
+    datasources = yaml.safe_load((COMPOSE_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yml").read_text())
+    uids = {d["uid"] for d in datasources["datasources"]}
+    exprs = []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] in uids
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] in uids
+            exprs.append(target["expr"])
+    names = {n for e in exprs for n in re.findall(r"\b(avatar_[a-z_]+)\b", e)}
+    assert names <= METRICS, f"unknown metrics: {names - METRICS}"
+    assert names == METRICS, f"metrics without a panel: {METRICS - names}"
+
+
+@pytest.mark.parametrize("title, expr", [
+    ("queue depth", "avatar_queue_depth"),
+    ("gpu allocation by type", 'sum by (gpu_type) (avatar_gpus{state="allocated"})'),
+    ("workloads by status", "sum by (event) (increase(avatar_workloads_total"),
+    ("saga step latency", "histogram_quantile(0.95, sum by (le, step) (rate(avatar_saga_step_seconds_bucket"),
+    ("dlq depth", "avatar_dlq_depth"),
+    ("outbox lag", "avatar_outbox_oldest_age_seconds"),
+])
+def test_dashboard_has_panel(dashboard, title, expr):
+    panels = [p for p in dashboard["panels"] if title in p["title"].lower()]
+    assert panels, f"no panel titled like {title!r}"
+    assert any(expr in t["expr"] for p in panels for t in p["targets"])
+
+
+def test_dashboard_panel_ids_are_unique(dashboard):
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
