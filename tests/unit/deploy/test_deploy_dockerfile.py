@@ -49,6 +49,13 @@ def test_installs_the_project_from_the_repository_root(steps):
     assert any("pip install ." in a for a in args_of(steps, "RUN"))
 
 
+def test_runs_from_the_source_tree_so_non_python_files_ship(steps):
+    # the wheel holds only .py files; migrations/*.sql and data files come from /app
+    assert any(a.startswith("--from=build") and a.split()[-2:] == ["/src", "/app"] for a in args_of(steps, "COPY"))
+    assert args_of(steps, "WORKDIR")[-1] == "/app"
+    assert any("PYTHONPATH=/app" in a for a in args_of(steps, "ENV"))
+
+
 def test_runs_as_a_non_root_user(steps):
     user = args_of(steps, "USER")[-1]
     assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0, "numeric non-root uid (runAsNonRoot can check it)"
