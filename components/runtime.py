@@ -212,7 +212,7 @@ class Storage:
             try:
                 response = self._s3().get_object(where.root, where.prefix + name)
             except S3Error as exc:
-                if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                if exc.code in ("NoSuchKey", "NoSuchObject"):
                     return None
                 raise
             try:
@@ -330,8 +330,12 @@ def progress(message: str) -> None:
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    # A container's PID 1 ignores SIGTERM unless it installs a handler: exit promptly.
-    raise SystemExit(EXIT_TERMINATED)
+    # A container's PID 1 ignores SIGTERM unless it installs a handler. Exit at once with
+    # os._exit: an exception raised from a handler can be swallowed by C extension code
+    # (seen inside numpy's lazy import). Progress lines are already flushed; artifact
+    # writes are whole-object, so nothing half-written is left behind.
+    os.write(2, b"error: terminated by SIGTERM\n")
+    os._exit(EXIT_TERMINATED)
 
 
 def run_component(body: Callable[[Context], Mapping[str, Any] | None],

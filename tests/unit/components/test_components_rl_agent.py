@@ -100,8 +100,9 @@ def test_sigterm_stops_a_long_training_promptly(tmp_path):
     proc = start("rl_agent", component_env(str(tmp_path), training={"episodes": 1_000_000}))
     assert proc.stdout.readline()  # started
     proc.terminate()
-    proc.communicate(timeout=5)
-    assert proc.returncode != 0
+    _, stderr = proc.communicate(timeout=5)
+    assert proc.returncode == 143
+    assert stderr.endswith("error: terminated by SIGTERM\n")
 
 
 def test_components_import_without_side_effects():
