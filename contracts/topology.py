@@ -14,8 +14,9 @@ SAGA_EVENTS = (
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "builder": ("component.registered", "component.updated"),
     "library": ("app.spec_created", "app.deleted"),
-    "trainer": ("app.spec_created",) + SAGA_EVENTS,
-    "approval": ("training.requested", "looptest.completed"),
+    "trainer": ("app.spec_created", "app.deleted") + SAGA_EVENTS,
+    # workload.cancel_requested: before an admin decides, the approval step is the one to end the workload
+    "approval": ("training.requested", "looptest.completed", "workload.cancel_requested"),
     "scheduler": ("workload.approved", "looptest.requested", "workload.cancel_requested",
                   "component.registered", "component.updated"),
     "models": ("workload.completed",),

@@ -1,17 +1,32 @@
 """Composition root of the approval service: the only place its real adapters are built."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.kit.service import build_service
+from services import approval
+from services.approval import api, events
+from services.approval.settings import ApprovalSettings
+from services.kit import errors
+from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.approval import api
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("approval", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
-                         description=__doc__ or "")
+    settings = ApprovalSettings(**settings.model_dump()) if settings else ApprovalSettings()
+
+    @contextlib.asynccontextmanager
+    async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
+        events.register(platform.bus)
+        platform.spawn(events.sweep_overdue_tests(platform, settings.loop_test_timeout_seconds,
+                                                  settings.loop_test_sweep_seconds), "approval-loop-test-sweep")
+        yield
+
+    app = build_service("approval", settings, routers=[api.router], migrations=MIGRATIONS, setup=setup,
+                        description=approval.__doc__ or "")
+    return errors.install(app)

@@ -1,17 +1,37 @@
 """Composition root of the builder service: the only place its real adapters are built."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import AsyncIterator
 
+import httpx
 from fastapi import FastAPI
 
-from services.kit.service import build_service
+from services import builder
+from services.builder import api, events, task_api
+from services.builder.library import ComponentCatalog
+from services.builder.settings import BuilderSettings
+from services.kit import errors
+from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.builder import api
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("builder", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
-                         description=__doc__ or "")
+def create_app(settings: Settings | None = None, *,
+               library_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """`library_transport` lets tests route library lookups to an in-process library app."""
+    settings = BuilderSettings(**settings.model_dump()) if settings else BuilderSettings()
+
+    @contextlib.asynccontextmanager
+    async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
+        events.subscribe(platform.bus)
+        async with httpx.AsyncClient(base_url=settings.library_url, transport=library_transport,
+                                     timeout=settings.library_timeout_seconds) as client:
+            app.state.catalog = ComponentCatalog(platform.pool, client)
+            yield
+
+    app = build_service("builder", settings, routers=[api.router, task_api.router], migrations=MIGRATIONS,
+                        setup=setup, description=builder.__doc__ or "")
+    return errors.install(app)

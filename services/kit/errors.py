@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -57,6 +58,17 @@ async def _respond(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
 
 
+# PostgreSQL text and jsonb cannot hold U+0000; such input is the client's to fix, not a server fault.
+_UNSTORABLE_TEXT = (asyncpg.exceptions.UntranslatableCharacterError, asyncpg.exceptions.CharacterNotInRepertoireError)
+
+
+async def _unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": {"code": "invalid_text", "message": "text may not contain NUL (\\u0000) "
+                                    f"characters: {exc}"}}, status_code=422)
+
+
 def install(app: FastAPI) -> FastAPI:
     app.add_exception_handler(DomainError, _respond)
+    for error in _UNSTORABLE_TEXT:
+        app.add_exception_handler(error, _unstorable_text)
     return app

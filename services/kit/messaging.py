@@ -64,6 +64,12 @@ def service_queue(service: str) -> RabbitQueue:
     )
 
 
+async def _raw_body(message: RabbitMessage) -> bytes:
+    """Leave decoding to `parse_event`: FastStream's own JSON decoding of a body that claims to be JSON
+    but is not would fail before `_on_message` runs, leaving the message unacked instead of dead-lettered."""
+    return message.body
+
+
 class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
                  max_attempts: int = 5, backoff_cap: float = 5.0) -> None:
@@ -76,7 +82,8 @@ class EventBus:
         self._handlers: dict[str, Handler] = {}
         self._tracer = trace.get_tracer("avatar.messaging")
         self._stopping = False
-        broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL)(self._on_message)
+        broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL,
+                          decoder=_raw_body)(self._on_message)
 
     def on(self, event_type: str, handler: Handler) -> None:
         if event_type not in SUBSCRIPTIONS[self.service]:

@@ -9,10 +9,10 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.rabbit import RabbitBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -46,8 +46,27 @@ class Platform:
         self.background.append(task)
         return task
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """One command, one transaction: its state change and its outbox rows commit together or not at all."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A read-only view for answers assembled from several queries: a concurrent edit is seen whole or not at all."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
 
 ServiceSetup = Callable[[Platform, FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def current_platform(request: Request) -> Platform:
+    return request.app.state.platform
+
+
+PlatformDep = Annotated[Platform, Depends(current_platform)]  # a route parameter: the service's Platform
 
 
 class BodySizeLimit:
@@ -130,7 +149,8 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
     app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0")
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics",
+                                       exclude_spans=["receive", "send"])
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

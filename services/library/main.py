@@ -1,17 +1,32 @@
 """Composition root of the library service: the only place its real adapters are built."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.kit.service import build_service
+from services import library
+from services.kit import errors
+from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.library import api
+from services.library import api, catalog, events
+from services.library.settings import LibrarySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("library", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
-                         description=__doc__ or "")
+    if not isinstance(settings, LibrarySettings):
+        settings = LibrarySettings(**settings.model_dump()) if settings else LibrarySettings()
+
+    @contextlib.asynccontextmanager
+    async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
+        events.subscribe(platform.bus)
+        await catalog.seed(platform.pool, platform.outbox, settings.library_seed_catalog)
+        yield
+
+    app = build_service("library", settings, routers=[api.router], migrations=MIGRATIONS,
+                        setup=setup, description=library.__doc__ or "")
+    return errors.install(app)

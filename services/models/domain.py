@@ -68,7 +68,9 @@ def plan_artifacts(artifacts: Iterable[ComponentArtifacts]) -> list[StagedArtifa
             folder, n = f"{base}-{n}", n + 1
         used.add(folder)
         bucket, prefix = split_s3_url(artifact.prefix)
-        if prefix and not prefix.endswith("/"):
+        if not prefix.strip("/"):
+            raise ValueError(f"{artifact.prefix!r} names a whole bucket, not a component's output prefix")
+        if not prefix.endswith("/"):
             prefix += "/"
         if artifact.log is not None:
             split_s3_url(artifact.log)
@@ -192,6 +194,16 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
     if len(part_md5s) == 1:
         return part_md5s[0].hex()
     return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
+
+
+MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
+
+
+def part_size_for(size: int, preferred: int) -> int:
+    """The preferred part size, grown (in whole MiB) when a file would need more than 10,000 parts."""
+    mib = 1024 * 1024
+    needed = -(-size // MAX_PARTS)
+    return max(preferred, -(-needed // mib) * mib)
 
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-\d+)?$")

@@ -21,7 +21,7 @@ from urllib3.util import Retry, Timeout
 
 from services.kit.objectstore import make_client
 from services.models.config import ModelsSettings
-from services.models.domain import etag_is_md5, multipart_etag
+from services.models.domain import etag_is_md5, multipart_etag, part_size_for
 
 READ_CHUNK = 1024 * 1024
 
@@ -77,8 +77,8 @@ class HashingReader:
             raise CopyAborted("service stopping")
         wanted = size if size >= 0 else self._part_size
         chunks, got = [], 0
-        while got < wanted:
-            chunk = self._response.read(min(wanted - got, 8 * READ_CHUNK))
+        while got < wanted:  # small reads: one big read costs several part-sized copies inside http.client
+            chunk = self._response.read(min(wanted - got, READ_CHUNK))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -133,11 +133,12 @@ class ObjectStore:
 
     def copy_verified(self, source_bucket: str, source_key: str, bucket: str, key: str, size: int,
                       stop: threading.Event | None = None) -> StoredObject:
+        part_size = part_size_for(size, self.part_size)
         response = self.client.get_object(source_bucket, source_key)
         try:
-            reader = HashingReader(response, self.part_size, stop)
+            reader = HashingReader(response, part_size, stop)
             # with the length known, minio cuts parts at exact multiples of part_size, as the reader does
-            self.client.put_object(bucket, key, reader, size, part_size=self.part_size,
+            self.client.put_object(bucket, key, reader, size, part_size=part_size,
                                    num_parallel_uploads=self.parallel_parts)
             if response.read(1):
                 raise VerificationFailed(f"s3://{source_bucket}/{source_key} grew during the copy")

@@ -1,17 +1,63 @@
-"""Composition root of the scheduler service: the only place its real adapters are built."""
+"""Composition root of the scheduler service: the only place its real adapters are built.
+
+Priority queue, atomic GPU allocation, component runs (local subprocesses or Kubernetes pods),
+run logs, resources and nodes (QU-01..05, SC-01..05, RS-01..05).
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
+from typing import AsyncIterator
 
+import redis.asyncio as aioredis
+import urllib3
 from fastapi import FastAPI
 
-from services.kit.service import build_service
+from services.kit.objectstore import check_bucket, ensure_buckets, make_client
+from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.scheduler import api
+from services.scheduler import adapters, api, events
+from services.scheduler.core.allocator import RedisAllocator
+from services.scheduler.core.queue import RedisPriorityQueue
+from services.scheduler.engine import Engine
+from services.scheduler.leader import Leadership
+from services.scheduler.settings import SchedulerSettings, scheduler_settings
+from services.scheduler.state import SchedulerState
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("scheduler", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
-                         description=__doc__ or "")
+    return build_service("scheduler", scheduler_settings(settings), routers=[api.router], migrations=MIGRATIONS,
+                         setup=_setup, description=__doc__ or "")
+
+
+@contextlib.asynccontextmanager
+async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
+    settings: SchedulerSettings = platform.settings  # type: ignore[assignment]
+    redis = aioredis.from_url(settings.redis_url)
+    objects = make_client(settings, http_client=urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=5, read=60), retries=urllib3.Retry(total=3, backoff_factor=0.2),
+        maxsize=16))
+    await asyncio.to_thread(ensure_buckets, objects, settings.staging_bucket, settings.logs_bucket)
+    setup = await adapters.build_runner(settings)
+    allocator = RedisAllocator(redis, settings.sched_prefix)
+    queue = RedisPriorityQueue(redis, settings.sched_prefix)
+    engine = Engine(settings=settings, pool=platform.pool, outbox=platform.outbox, redis=redis, allocator=allocator,
+                    queue=queue, runner=setup.runner, nodes=setup.nodes, objects=objects,
+                    spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach)
+    leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake)
+    events.register(platform.bus, settings)
+    platform.checks["redis"] = redis.ping
+    platform.checks["s3"] = lambda: asyncio.gather(check_bucket(objects, settings.staging_bucket),
+                                                   check_bucket(objects, settings.logs_bucket))
+    app.state.scheduler = SchedulerState(settings=settings, redis=redis, allocator=allocator, queue=queue,
+                                         objects=objects, engine=engine, leadership=leadership)
+    platform.spawn(leadership.run(), "scheduler-leadership")
+    try:
+        yield
+    finally:
+        # the kit has cancelled the leadership task (and with it the engine) by now
+        await setup.close()
+        await redis.aclose()

@@ -1,17 +1,28 @@
 """Composition root of the trainer service: the only place its real adapters are built."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.kit.service import build_service
+from services import trainer
+from services.kit import errors
+from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.trainer import api
+from services.trainer import api, events
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+@contextlib.asynccontextmanager
+async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
+    events.register(platform.bus)
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("trainer", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
-                         description=__doc__ or "")
+    app = build_service("trainer", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
+                        setup=_setup, description=trainer.__doc__ or "")
+    return errors.install(app)

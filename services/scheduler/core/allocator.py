@@ -219,6 +219,41 @@ redis.call('SADD', P .. 'workload:' .. ARGV[3] .. ':allocs', id)
 return {'ok', redis.call('HGETALL', akey)}
 """
 
+# ARGV: P, id, workload, component, node, gpu_type ('' = none), indices, mem(str), cpu_millis(str),
+#       lease_ms, expected_end -> re-record a known allocation exactly (after Redis lost its data)
+_RESTORE = _PRELUDE + r"""
+local id = ARGV[2]
+local akey = P .. 'alloc:' .. id
+if redis.call('EXISTS', akey) == 1 then
+  return {'existing', redis.call('HGETALL', akey)}
+end
+local n, t = ARGV[5], ARGV[6]
+local nk = nkey(n)
+if redis.call('EXISTS', nk) == 0 then return {'none'} end
+local indices = split(ARGV[7])
+if t ~= '' and #indices > 0 then
+  if redis.call('HEXISTS', nk, 'g:' .. t .. ':total') == 0 then return {'none'} end
+  for _, x in ipairs(indices) do redis.call('ZREM', nk .. ':free:' .. t, x) end
+  redis.call('HINCRBY', nk, 'g:' .. t .. ':alloc', #indices)
+else
+  t = ''
+  indices = {}
+end
+if ARGV[8] ~= '0' then redis.call('HINCRBY', nk, 'mem_alloc', ARGV[8]) end
+if ARGV[9] ~= '0' then redis.call('HINCRBY', nk, 'cpu_alloc', ARGV[9]) end
+reindex(n)
+local now = now_ms()
+local exp = now + tonumber(ARGV[10])
+redis.call('HSET', akey, 'id', id, 'workload_id', ARGV[3], 'component_id', ARGV[4], 'node', n,
+  'gpu_type', t, 'gpu_count', tostring(#indices), 'gpu_indices', table.concat(indices, ','),
+  'memory_bytes', ARGV[8], 'cpu_millis', ARGV[9], 'created_ms', string.format('%.0f', now),
+  'lease_expires_ms', string.format('%.0f', exp), 'expected_end', ARGV[11])
+redis.call('ZADD', P .. 'leases', exp, id)
+redis.call('SADD', nk .. ':allocs', id)
+redis.call('SADD', P .. 'workload:' .. ARGV[3] .. ':allocs', id)
+return {'ok', redis.call('HGETALL', akey)}
+"""
+
 # ARGV: P, id, only_if_expired ('1'|'0')  -> 1 released, 0 unknown/already released, -1 lease live
 _RELEASE = _PRELUDE + r"""
 local id = ARGV[2]
@@ -477,6 +512,7 @@ class RedisAllocator:
         self.prefix = prefix
         self._allocate = redis.register_script(_ALLOCATE)
         self._release = redis.register_script(_RELEASE)
+        self._restore = redis.register_script(_RESTORE)
         self._renew = redis.register_script(_RENEW)
         self._expired = redis.register_script(_EXPIRED)
         self._load = redis.register_script(_LOAD)
@@ -512,6 +548,22 @@ class RedisAllocator:
             str(demand.cpu_millis), str(int(lease_seconds * 1000)),
             "" if expected_end is None else repr(float(expected_end)),
             Order(order).value, ",".join(nodes or ()),
+        ])
+        status = _s(result[0])
+        if status == "none":
+            return None
+        return _allocation(_pairs(result[1]), reused=(status == "existing"))
+
+    async def restore(self, allocation_id: str, workload_id: str, component_id: str, *, node: str,
+                      gpu_type: str | None, gpu_indices: Sequence[int], memory_bytes: int, cpu_millis: int,
+                      lease_seconds: float = 60.0, expected_end: float | None = None) -> Allocation | None:
+        """Re-record an allocation exactly as it was (same node and GPU indices), e.g. after Redis
+        lost its data while runs kept going. Works on Drain/Down nodes too (running work stays);
+        None when the node or its GPU type is not in the inventory. Idempotent per id."""
+        result = await self._restore(keys=[], args=[
+            self.prefix, allocation_id, workload_id, component_id, node, gpu_type or "",
+            ",".join(str(int(i)) for i in gpu_indices), str(int(memory_bytes)), str(int(cpu_millis)),
+            str(int(lease_seconds * 1000)), "" if expected_end is None else repr(float(expected_end)),
         ])
         status = _s(result[0])
         if status == "none":

@@ -194,11 +194,14 @@ class RedisPriorityQueue:
     async def enqueue(self, workload_id: str, priority: Priority | str = Priority.NORMAL, *,
                       submitted_at: float | None = None, requester: str = "", name: str = "",
                       resources: Mapping[str, Any] | None = None,
-                      attributes: Mapping[str, Any] | None = None) -> bool:
-        """Add a waiting entry. Idempotent per workload id: False if it was already known."""
+                      attributes: Mapping[str, Any] | None = None, rank: float | None = None) -> bool:
+        """Add a waiting entry. Idempotent per workload id: False if it was already known.
+        `rank` (default: the submission time) restores an admin-set position, e.g. when the
+        queue is rebuilt from the durable record."""
         submitted = time.time() if submitted_at is None else float(submitted_at)
+        rank = submitted if rank is None else float(rank)
         added = await self._enqueue(keys=[], args=[
-            self.prefix, workload_id, Priority(priority).value, repr(submitted), repr(submitted),
+            self.prefix, workload_id, Priority(priority).value, repr(rank), repr(submitted),
             requester, name, json.dumps(dict(resources or {})), json.dumps(dict(attributes or {})),
         ])
         return bool(added)

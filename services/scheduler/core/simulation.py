@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .demand import ComponentDemand, NodeFree
 from .inventory import Node
@@ -56,8 +56,10 @@ class SimResult:
 
 def simulate(jobs: Sequence[SimJob], nodes: Sequence[Node], *, backfill: bool,
              max_candidates: int | None = None,
-             on_decision: Callable[[float, Decision, list[SimJob]], None] | None = None) -> SimResult:
-    """Run the trace to completion. Queue order: priority class, then submission, then id."""
+             on_decision: Callable[[float, Decision, list[SimJob]], None] | None = None,
+             **policy_options: Any) -> SimResult:
+    """Run the trace to completion. Queue order: priority class, then submission, then id.
+    policy_options go to policy.decide (protected_classes, drain_guard)."""
     free = {n.name: NodeFree.from_node(n) for n in nodes}
     result = SimResult(gpu_total=sum(n.gpu_total for n in nodes),
                        first_submit=min((j.submit_at for j in jobs), default=0.0))
@@ -88,7 +90,7 @@ def simulate(jobs: Sequence[SimJob], nodes: Sequence[Node], *, backfill: bool,
         queue = [QueuedWorkload(j.job_id, (ReadyComponent("main", j.demand),), j.max_runtime_s, j.priority)
                  for j in waiting]
         decision = decide(queue, free.values(), running.values(), now, backfill=backfill,
-                          max_candidates=max_candidates)
+                          max_candidates=max_candidates, **policy_options)
         result.decisions += 1
         if on_decision is not None:
             on_decision(now, decision, list(waiting))

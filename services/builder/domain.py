@@ -1,0 +1,261 @@
+"""Apps, Tasks and placed Components: the Builder's rules (no I/O).
+
+An App holds Tasks; a Task holds Components placed from the library (keyed by the library id,
+so one library component appears at most once per Task) and a workflow DAG between them.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal, Sequence
+
+from contracts.resources import Resources, parse_memory
+from contracts.spec import AppSpec, ImageRef, ImportedApp, SpecComponent, SpecTask, Storage, TrainingConfig, WorkflowEdge
+from services.builder import workflow
+from services.builder.workflow import Edge
+from services.kit.errors import Conflict, Invalid, NotFound
+
+AppStatus = Literal["draft", "ready"]
+ComponentType = Literal["trainer", "data_loader", "preprocessor", "evaluator", "other"]
+
+# The spec file's own bounds (contracts/spec.py), enforced while editing rather than at generation.
+MAX_TASKS = 200
+MAX_COMPONENTS_PER_TASK = 200
+MAX_EDGES_PER_TASK = 2000
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """seed 001 §5: any single component with GPU >= 4 or memory >= 128GB needs admin approval."""
+
+    gpu_count: int = 4
+    memory_bytes: int = parse_memory("128GB")
+
+    def exceeded_by(self, resources: Resources) -> bool:
+        return resources.gpu_count >= self.gpu_count or resources.memory_bytes >= self.memory_bytes
+
+
+def new_app_id() -> str:
+    return f"APP-{secrets.token_hex(3).upper()}"
+
+
+def task_id(number: int) -> str:
+    return f"TASK-{number:03d}"
+
+
+def default_storage(app_name: str) -> Storage:
+    slug = re.sub(r"[^a-z0-9]+", "-", app_name.lower()).strip("-") or "app"
+    return Storage(type="distributed", path=f"/training-data/{slug}")
+
+
+def next_spec_version(wanted: str, used: set[str]) -> str:
+    """Spec versions are immutable: a version already written moves on to the next free patch."""
+    candidate = wanted
+    while candidate in used:
+        major, minor, patch = candidate.split(".")
+        candidate = f"{major}.{minor}.{int(patch) + 1}"
+    return candidate
+
+
+@dataclass
+class PlacedComponent:
+    component_id: str
+    name: str
+    type: ComponentType
+    image: ImageRef
+    resources: Resources
+    params: dict[str, Any] = field(default_factory=dict)
+    library_version: str | None = None
+
+    def to_spec(self) -> SpecComponent:
+        return SpecComponent(component_id=self.component_id, name=self.name, image=self.image,
+                             resources=self.resources, params=self.params)
+
+
+@dataclass
+class Task:
+    task_id: str
+    name: str
+    imported_from: str | None = None
+    components: list[PlacedComponent] = field(default_factory=list)  # in execution order
+    workflow: list[Edge] = field(default_factory=list)  # in the order the edges were drawn
+
+    @property
+    def order(self) -> list[str]:
+        return [c.component_id for c in self.components]
+
+    def component(self, component_id: str) -> PlacedComponent:
+        for component in self.components:
+            if component.component_id == component_id:
+                return component
+        raise NotFound(f"component {component_id} is not placed in task {self.task_id}")
+
+    def place(self, component: PlacedComponent) -> None:
+        if component.component_id in self.order:
+            raise Conflict(f"component {component.component_id} is already placed in task {self.task_id}; "
+                           "a task holds each library component once", code="already_placed")
+        if len(self.components) >= MAX_COMPONENTS_PER_TASK:
+            raise Invalid(f"task {self.task_id} already has {MAX_COMPONENTS_PER_TASK} components", code="task_full")
+        self.components.append(component)
+
+    def remove(self, component_id: str) -> None:
+        """seed 000 §8: drop the component, every edge touching it, and close the gap in the order."""
+        self.component(component_id)
+        self.components = [c for c in self.components if c.component_id != component_id]
+        self.workflow = [e for e in self.workflow if component_id not in e]
+
+    def connect(self, source: str, target: str) -> bool:
+        """Add an edge (BL-09 checks); returns True when the order had to move to respect it."""
+        self.component(source)
+        self.component(target)
+        workflow.check_new_edge(self.workflow, source, target)
+        if len(self.workflow) >= MAX_EDGES_PER_TASK:
+            raise Invalid(f"task {self.task_id} already has {MAX_EDGES_PER_TASK} edges", code="task_full")
+        self.workflow.append((source, target))
+        if workflow.first_conflict(self.order, self.workflow) is None:
+            return False
+        self._arrange(workflow.topological_order(self.order, self.workflow))
+        return True
+
+    def disconnect(self, source: str, target: str) -> None:
+        if (source, target) not in self.workflow:
+            raise NotFound(f"edge {source} → {target} not found in task {self.task_id}")
+        self.workflow.remove((source, target))
+
+    def reorder(self, order: Sequence[str]) -> None:
+        current = set(self.order)
+        missing = [c for c in self.order if c not in order]
+        unknown = [c for c in order if c not in current]
+        repeated = sorted({c for c in order if order.count(c) > 1})
+        if missing or unknown or repeated:
+            parts = [f"{label}: {', '.join(ids)}" for label, ids in
+                     (("missing", missing), ("not in the task", unknown), ("repeated", repeated)) if ids]
+            raise Invalid(f"order must list every component of task {self.task_id} exactly once ("
+                          + "; ".join(parts) + ")", code="order_incomplete")
+        conflict = workflow.first_conflict(order, self.workflow)
+        if conflict:
+            source, target = conflict
+            raise Invalid(f"{target} cannot run before {source}: the workflow has the edge {source} → {target}",
+                          code="order_conflicts_workflow", edge={"from": source, "to": target})
+        self._arrange(order)
+
+    def _arrange(self, order: Sequence[str]) -> None:
+        by_id = {c.component_id: c for c in self.components}
+        self.components = [by_id[c] for c in order]
+
+    def copy_as(self, new_task_id: str, imported_from: str) -> "Task":
+        return Task(task_id=new_task_id, name=self.name, imported_from=imported_from,
+                    components=[replace(c, params=dict(c.params)) for c in self.components],
+                    workflow=list(self.workflow))
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.components:
+            found.append(f"task {self.task_id} ({self.name}) has no components")
+        try:
+            workflow.topological_order(self.order, self.workflow)
+        except workflow.WorkflowRejected:
+            found.append(f"task {self.task_id} ({self.name}): the workflow has a cycle")
+        return found
+
+    def to_spec(self) -> SpecTask:
+        return SpecTask(task_id=self.task_id, name=self.name, imported_from=self.imported_from,
+                        components=[c.to_spec() for c in self.components],
+                        workflow=[WorkflowEdge(**{"from": s, "to": t}) for s, t in self.workflow])
+
+
+@dataclass
+class AppInfo:
+    app_id: str
+    name: str
+    version: str
+    status: AppStatus = "draft"
+    description: str = ""
+    env_vars: dict[str, str] = field(default_factory=dict)
+    training_config: TrainingConfig = field(default_factory=TrainingConfig)
+    storage: Storage = field(default_factory=Storage)
+    test_run_ref: str | None = None
+    task_count: int = 0
+    component_count: int = 0
+    revision: int = 1
+    spec_revision: int | None = None  # the revision the latest spec was built from
+    latest_spec_version: str | None = None
+    created_by: str = ""
+    created_at: datetime | None = None
+    updated_by: str = ""
+    updated_at: datetime | None = None
+
+    @property
+    def has_unpublished_changes(self) -> bool:
+        return self.spec_revision != self.revision
+
+
+@dataclass
+class App:
+    info: AppInfo
+    tasks: list[Task] = field(default_factory=list)
+    imported_apps: list[ImportedApp] = field(default_factory=list)
+
+    def task(self, task_id: str) -> Task:
+        for task in self.tasks:
+            if task.task_id == task_id:
+                return task
+        raise NotFound(f"task {task_id} not found in app {self.info.app_id}")
+
+    def problems(self) -> list[str]:
+        if not self.tasks:
+            return [f"app {self.info.app_id} has no tasks"]
+        return [problem for task in self.tasks for problem in task.problems()]
+
+    def to_spec(self, version: str, created_at: datetime) -> AppSpec:
+        """BL-04: the spec file, exactly seed 001 §2.2; refuses an App that cannot run."""
+        problems = self.problems()
+        if problems:
+            raise Invalid(f"app {self.info.app_id} cannot become a spec: " + "; ".join(problems),
+                          code="app_not_ready", problems=problems)
+        info = self.info
+        return AppSpec(app_id=info.app_id, name=info.name, version=version, env_vars=info.env_vars,
+                       tasks=[t.to_spec() for t in self.tasks], imported_apps=self.imported_apps,
+                       training_config=info.training_config, storage=info.storage, created_at=created_at,
+                       test_run_ref=info.test_run_ref)
+
+
+def check_room_for_tasks(info: AppInfo, adding: int) -> None:
+    if info.task_count + adding > MAX_TASKS:
+        raise Invalid(f"app {info.app_id} would have more than {MAX_TASKS} tasks", code="too_many_tasks")
+
+
+def check_import(target: App, source: App) -> None:
+    """BL-12: an App imports another App's Tasks once, never its own."""
+    app_ref = source.info.app_id
+    if app_ref == target.info.app_id:
+        raise Invalid(f"app {app_ref} cannot import itself", code="import_self")
+    if any(imported.app_ref == app_ref for imported in target.imported_apps):
+        raise Conflict(f"app {app_ref} is already imported into {target.info.app_id}", code="already_imported")
+    if not source.tasks:
+        raise Invalid(f"app {app_ref} has no tasks to import", code="nothing_to_import")
+    check_room_for_tasks(target.info, len(source.tasks))
+
+
+@dataclass(frozen=True)
+class SpecSummary:
+    """BL-05: what the spec list shows about one version."""
+
+    task_count: int
+    component_count: int
+    largest_component: dict[str, Any] | None
+    needs_approval: bool
+
+
+def summarize(spec: AppSpec, threshold: Threshold) -> SpecSummary:
+    largest = spec.largest_component()
+    return SpecSummary(
+        task_count=len(spec.tasks),
+        component_count=len(spec.components()),
+        largest_component=None if largest is None else {
+            "component_id": largest.component_id, "name": largest.name,
+            "resources": largest.resources.model_dump()},
+        needs_approval=any(threshold.exceeded_by(c.resources) for c in spec.components()),
+    )

@@ -1,0 +1,195 @@
+"""What the Builder's HTTP API accepts and answers (its OpenAPI contract)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from contracts.resources import GpuCount, Memory, Resources
+from contracts.spec import ImageRef, ImportedApp, Storage, TrainingConfig
+from services.builder.domain import App, AppInfo, AppStatus, ComponentType, PlacedComponent, Task, Threshold
+
+_FORBID = ConfigDict(extra="forbid")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+SemVer = Annotated[str, StringConstraints(pattern=r"^\d{1,6}\.\d{1,6}\.\d{1,6}$")]
+AppRef = Annotated[str, StringConstraints(pattern=r"^APP-[0-9A-F]{6}$")]
+ComponentRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+EnvVars = Annotated[dict[EnvKey, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=500)]
+Params = Annotated[dict[str, Any], Field(max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class AppCreate(BaseModel):
+    model_config = _FORBID
+    name: Name
+    description: Description = ""
+    version: SemVer = "1.0.0"
+    env_vars: EnvVars = Field(default_factory=dict)
+    training_config: TrainingConfig = Field(default_factory=TrainingConfig)
+    storage: Storage | None = Field(default=None, description="default: distributed, /training-data/<app name>")
+
+
+class AppPatch(BaseModel):
+    model_config = _FORBID
+    name: Name | None = None
+    description: Description | None = None
+    version: SemVer | None = Field(default=None, description="the version the next generated spec takes")
+    storage: Storage | None = None
+    test_run_ref: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class TaskCreate(BaseModel):
+    model_config = _FORBID
+    name: Name
+
+
+class ResourcesPatch(BaseModel):
+    model_config = _FORBID
+    gpu_type: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    gpu_count: GpuCount | None = None
+    memory: Memory | None = None
+
+    def applied_to(self, resources: Resources) -> Resources:
+        return resources.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class Placement(BaseModel):
+    """Place a library component; anything given here overrides the library's defaults."""
+
+    model_config = _FORBID
+    component_id: ComponentRef
+    name: Name | None = None
+    image: ImageRef | None = None
+    resources: ResourcesPatch | None = None
+    params: Params | None = Field(default=None, description="merged over the library's default params")
+
+
+class ComponentPatch(BaseModel):
+    model_config = _FORBID
+    name: Name | None = None
+    image: ImageRef | None = None
+    resources: ResourcesPatch | None = None
+    params: Params | None = Field(default=None, description="replaces the component's params")
+
+
+class OrderBody(BaseModel):
+    model_config = _FORBID
+    order: list[ComponentRef] = Field(max_length=200, description="every component id of the task, first to run first")
+
+
+class ImportBody(BaseModel):
+    model_config = _FORBID
+    app_ref: AppRef
+
+
+# ---------------------------------------------------------------- answers
+
+class ComponentView(BaseModel):
+    component_id: str
+    name: str
+    type: ComponentType
+    image: ImageRef
+    resources: Resources
+    params: dict[str, Any]
+    order: int
+    library_version: str | None
+    exceeds_threshold: bool
+
+    @classmethod
+    def of(cls, component: PlacedComponent, order: int, threshold: Threshold) -> "ComponentView":
+        return cls(component_id=component.component_id, name=component.name, type=component.type,
+                   image=component.image, resources=component.resources, params=component.params, order=order,
+                   library_version=component.library_version,
+                   exceeds_threshold=threshold.exceeded_by(component.resources))
+
+
+class EdgeView(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+
+
+class TaskView(BaseModel):
+    task_id: str
+    name: str
+    imported_from: str | None
+    components: list[ComponentView]
+    workflow: list[EdgeView]
+    order: list[str]
+
+    @classmethod
+    def of(cls, task: Task, threshold: Threshold) -> "TaskView":
+        return cls(task_id=task.task_id, name=task.name, imported_from=task.imported_from,
+                   components=[ComponentView.of(c, i, threshold) for i, c in enumerate(task.components, start=1)],
+                   workflow=[EdgeView(from_=s, to=t) for s, t in task.workflow], order=task.order)
+
+
+class AppSummary(BaseModel):
+    app_id: str
+    name: str
+    version: str
+    status: AppStatus
+    task_count: int
+    component_count: int
+    latest_spec_version: str | None
+    has_unpublished_changes: bool
+    updated_at: datetime | None
+
+
+class AppView(BaseModel):
+    app_id: str
+    name: str
+    description: str
+    version: str
+    status: AppStatus
+    env_vars: dict[str, str]
+    training_config: TrainingConfig
+    storage: Storage
+    test_run_ref: str | None
+    imported_apps: list[ImportedApp]
+    tasks: list[TaskView]
+    latest_spec_version: str | None
+    has_unpublished_changes: bool = Field(description="edited since the latest spec was generated")
+    created_by: str
+    created_at: datetime | None
+    updated_by: str
+    updated_at: datetime | None
+
+
+def summary(info: AppInfo) -> AppSummary:
+    return AppSummary(app_id=info.app_id, name=info.name, version=info.version, status=info.status,
+                      task_count=info.task_count, component_count=info.component_count,
+                      latest_spec_version=info.latest_spec_version,
+                      has_unpublished_changes=info.has_unpublished_changes, updated_at=info.updated_at)
+
+
+def app_view(app: App, threshold: Threshold) -> AppView:
+    info = app.info
+    return AppView(app_id=info.app_id, name=info.name, description=info.description, version=info.version,
+                   status=info.status, env_vars=info.env_vars, training_config=info.training_config,
+                   storage=info.storage, test_run_ref=info.test_run_ref, imported_apps=app.imported_apps,
+                   tasks=[TaskView.of(task, threshold) for task in app.tasks],
+                   latest_spec_version=info.latest_spec_version,
+                   has_unpublished_changes=info.has_unpublished_changes, created_by=info.created_by,
+                   created_at=info.created_at, updated_by=info.updated_by, updated_at=info.updated_at)
+
+
+class LargestComponent(BaseModel):
+    component_id: str
+    name: str
+    resources: Resources
+
+
+class SpecSummaryView(BaseModel):
+    app_id: str
+    name: str
+    version: str
+    created_by: str
+    created_at: datetime
+    task_count: int
+    component_count: int
+    largest_component: LargestComponent | None = Field(description="the single component with the most resources")
+    needs_approval: bool = Field(description="some component is at or above the approval threshold")

@@ -1,0 +1,78 @@
+"""The global component library's rules (CL-01…CL-06), no I/O.
+
+A component is published as a `ComponentSnapshot`; every change writes a new version and
+keeps the old one, so what an App placed can always be traced back.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.events import ComponentSnapshot
+from contracts.spec import AppSpec
+from services.kit.errors import Conflict
+
+VERSION_PATTERN = r"^\d{1,6}(\.\d{1,6}){0,3}([-+][0-9A-Za-z.-]{1,32})?$"
+_NUMERIC_CORE = re.compile(r"^[\d.]+")
+
+
+def component_id(number: int) -> str:
+    return f"CL-REF-{number:03d}"
+
+
+def bump(version: str) -> str:
+    """The next version after `version`: its last number plus one ("1.0.0-rc1" → "1.0.1")."""
+    parts = _NUMERIC_CORE.match(version).group(0).split(".")
+    parts[-1] = str(int(parts[-1]) + 1)
+    return ".".join(parts)
+
+
+def changed_fields(old: ComponentSnapshot, new: ComponentSnapshot) -> list[str]:
+    before, after = old.model_dump(), new.model_dump()
+    return [name for name in after if name != "version" and before[name] != after[name]]
+
+
+@dataclass(frozen=True)
+class Revision:
+    component: ComponentSnapshot
+    changed: list[str]
+
+
+def revise(current: ComponentSnapshot, changes: dict[str, Any], used_versions: set[str]) -> Revision | None:
+    """CL-04/CL-05: apply an update as a new version; None when it changes nothing.
+
+    A new version string may be given; otherwise the current one moves to the next free one.
+    A version string is never reused, so (component_id, version) always means one snapshot.
+    """
+    proposed = ComponentSnapshot.model_validate({**current.model_dump(), **changes})
+    changed = changed_fields(current, proposed)
+    retagged = proposed.version != current.version
+    if not changed and not retagged:
+        return None
+    if retagged:
+        if proposed.version in used_versions:
+            raise Conflict(f"component {current.component_id} already had version {proposed.version}; "
+                           "versions are never reused", code="version_exists")
+        return Revision(proposed, changed)
+    version = bump(current.version)
+    while version in used_versions:
+        version = bump(version)
+    return Revision(proposed.model_copy(update={"version": version}), changed)
+
+
+def search_pattern(query: str) -> str:
+    """An ILIKE pattern matching `query` literally anywhere (its own % and _ are not wildcards)."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", query) + "%"
+
+
+@dataclass(frozen=True)
+class Usage:
+    component_id: str
+    task_id: str
+    task_name: str
+
+
+def usages(spec: AppSpec) -> list[Usage]:
+    """CL-03 `used_in`: each (component, task) pair the spec places."""
+    return [Usage(c.component_id, task.task_id, task.name) for task in spec.tasks for c in task.components]

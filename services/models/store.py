@@ -1,0 +1,215 @@
+"""All SQL of the models service (asyncpg, parameterised)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import asyncpg
+
+from services.models.domain import StagedArtifact
+from services.models.objects import StoredObject
+
+NOTIFY_CHANNEL = "models_pending"
+SUMMARY_COLUMNS = ("model_id, workload_id, app_id, app_name, version, name, status, size_bytes, file_count,"
+                   " attempts, last_error, created_at, stored_at, workload->>'name' AS workload_name")
+
+
+# ---------------------------------------------------------------- recording a completed workload
+
+async def model_for_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Record | None:
+    # concurrent deliveries of one workload's completion queue up here instead of racing to insert
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('models:' || $1, 0))", workload_id)
+    return await conn.fetchrow("SELECT model_id, version FROM models WHERE workload_id = $1", workload_id)
+
+
+async def next_version(conn: asyncpg.Connection, app_id: str) -> int:
+    return await conn.fetchval(
+        "INSERT INTO app_versions (app_id, last_version) VALUES ($1, 1)"
+        " ON CONFLICT (app_id) DO UPDATE SET last_version = app_versions.last_version + 1"
+        " RETURNING last_version", app_id)
+
+
+async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id: str, app_id: str, app_name: str,
+                         version: int, name: str, workload: dict[str, Any], artifacts: list[StagedArtifact],
+                         metrics: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO models (model_id, workload_id, app_id, app_name, version, name, workload, artifacts, metrics)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        model_id, workload_id, app_id, app_name, version, name, workload, [asdict(a) for a in artifacts], metrics)
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, model_id)
+
+
+# ---------------------------------------------------------------- the store worker
+
+async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit: int) -> list[asyncpg.Record]:
+    """Lease pending models that are due and not leased by a live replica."""
+    return await pool.fetch(
+        "UPDATE models SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)"
+        " WHERE model_id IN (SELECT model_id FROM models WHERE status = 'pending' AND next_attempt_at <= now()"
+        "   AND (lease_until IS NULL OR lease_until < now())"
+        "   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+        " RETURNING model_id, workload_id, app_id, version, artifacts, attempts", owner, lease_seconds, limit)
+
+
+async def seconds_until_due(pool: asyncpg.Pool) -> float | None:
+    return await pool.fetchval(
+        "SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, coalesce(lease_until, next_attempt_at)))"
+        " - now()))::float8 FROM models WHERE status = 'pending'")
+
+
+async def renew_lease(pool: asyncpg.Pool, model_id: str, owner: str, lease_seconds: float) -> bool:
+    renewed = await pool.fetchval(
+        "UPDATE models SET lease_until = now() + make_interval(secs => $3)"
+        " WHERE model_id = $1 AND lease_owner = $2 AND status = 'pending' RETURNING true",
+        model_id, owner, lease_seconds)
+    return bool(renewed)
+
+
+async def release_lease(pool: asyncpg.Pool, model_id: str, owner: str) -> None:
+    await pool.execute("UPDATE models SET lease_owner = NULL, lease_until = NULL"
+                       " WHERE model_id = $1 AND lease_owner = $2", model_id, owner)
+
+
+async def stored_paths(pool: asyncpg.Pool, model_id: str) -> set[str]:
+    return {row["path"] for row in await pool.fetch("SELECT path FROM model_files WHERE model_id = $1", model_id)}
+
+
+async def stored_sources(pool: asyncpg.Pool, model_id: str) -> list[str]:
+    return [row["source"] for row in await pool.fetch("SELECT source FROM model_files WHERE model_id = $1", model_id)]
+
+
+async def record_file(pool: asyncpg.Pool, model_id: str, *, path: str, component: str, source: str,
+                      object_key: str, stored: StoredObject) -> None:
+    await pool.execute(
+        "INSERT INTO model_files (model_id, path, component, source, object_key, size_bytes, sha256, etag, verified_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (model_id, path) DO NOTHING",
+        model_id, path, component, source, object_key, stored.size, stored.sha256, stored.etag, stored.verified_by)
+
+
+async def mark_stored(conn: asyncpg.Connection, model_id: str, owner: str) -> asyncpg.Record | None:
+    """pending → stored with the totals of its verified files; None if this replica lost the lease."""
+    return await conn.fetchrow(
+        "UPDATE models m SET status = 'stored', stored_at = now(), lease_owner = NULL, lease_until = NULL,"
+        " last_error = NULL, outage_reported = false,"
+        " size_bytes = f.size, file_count = f.files"
+        " FROM (SELECT coalesce(sum(size_bytes), 0)::bigint AS size, count(*)::int AS files"
+        "       FROM model_files WHERE model_id = $1) f"
+        " WHERE m.model_id = $1 AND m.lease_owner = $2 AND m.status = 'pending'"
+        " RETURNING m.model_id, m.workload_id, m.app_id, m.version, m.size_bytes, m.file_count", model_id, owner)
+
+
+async def record_failure(conn: asyncpg.Connection, model_id: str, owner: str, error: str,
+                         delay_seconds: float) -> tuple[int, bool] | None:
+    """Count a failed attempt and schedule the next; returns (attempts, first failure of this outage)."""
+    row = await conn.fetchrow("SELECT attempts, outage_reported FROM models"
+                              " WHERE model_id = $1 AND lease_owner = $2 AND status = 'pending' FOR UPDATE",
+                              model_id, owner)
+    if row is None:
+        return None
+    await conn.execute(
+        "UPDATE models SET attempts = attempts + 1, last_error = $2, outage_reported = true,"
+        " next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_until = NULL"
+        " WHERE model_id = $1", model_id, error[:2000], delay_seconds)
+    return row["attempts"] + 1, not row["outage_reported"]
+
+
+async def pending_count(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM models WHERE status = 'pending'")
+
+
+# ---------------------------------------------------------------- reads
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_models(pool: asyncpg.Pool, *, app_id: str | None, q: str | None, status: str | None,
+                      limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = ("($1::text IS NULL OR app_id = $1) AND ($3::text IS NULL OR status = $3) AND ($2::text IS NULL"
+             " OR name ILIKE $2 OR app_name ILIKE $2 OR workload_id ILIKE $2 OR workload->>'name' ILIKE $2)")
+    args = (app_id, _like(q) if q else None, status)
+    rows = await pool.fetch(f"SELECT {SUMMARY_COLUMNS} FROM models WHERE {where}"
+                            " ORDER BY created_at DESC, model_id LIMIT $4 OFFSET $5", *args, limit, offset)
+    total = await pool.fetchval(f"SELECT count(*) FROM models WHERE {where}", *args)
+    return rows, total
+
+
+async def get_model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(f"SELECT {SUMMARY_COLUMNS}, workload, artifacts, metrics FROM models"
+                               " WHERE model_id = $1", model_id)
+
+
+async def get_models(pool: asyncpg.Pool, model_ids: list[str]) -> list[asyncpg.Record]:
+    return await pool.fetch(f"SELECT {SUMMARY_COLUMNS}, metrics FROM models WHERE model_id = ANY($1::text[])",
+                            model_ids)
+
+
+async def model_files(pool: asyncpg.Pool, model_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT path, component, object_key, size_bytes, sha256, etag, verified_by, stored_at"
+                            " FROM model_files WHERE model_id = $1 ORDER BY path", model_id)
+
+
+async def app_models(pool: asyncpg.Pool, app_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(f"SELECT {SUMMARY_COLUMNS}, metrics->'summary' AS summary FROM models"
+                            " WHERE app_id = $1 ORDER BY version DESC", app_id)
+
+
+async def aliases_of_model(pool: asyncpg.Pool, model_id: str) -> list[str]:
+    return [row["alias"] for row in await pool.fetch(
+        "SELECT alias FROM aliases WHERE model_id = $1 ORDER BY alias", model_id)]
+
+
+# ---------------------------------------------------------------- aliases
+
+async def lock_alias(conn: asyncpg.Connection, app_id: str, alias: str) -> asyncpg.Record | None:
+    """The alias row, locked for this transaction; serialises moves of one alias (also its first one)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('alias:' || $1 || '/' || $2, 0))",
+                       app_id, alias)
+    return await conn.fetchrow("SELECT model_id FROM aliases WHERE app_id = $1 AND alias = $2 FOR UPDATE",
+                               app_id, alias)
+
+
+async def model_for_alias(conn: asyncpg.Connection, model_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT model_id, app_id, version, status, metrics FROM models WHERE model_id = $1",
+                               model_id)
+
+
+async def point_alias(conn: asyncpg.Connection, *, app_id: str, alias: str, from_model_id: str | None,
+                      to_model_id: str, action: str, by: str, gate: dict[str, Any] | None = None,
+                      observed: float | None = None) -> asyncpg.Record:
+    await conn.execute(
+        "INSERT INTO aliases (app_id, alias, model_id, moved_by) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (app_id, alias) DO UPDATE SET model_id = $3, moved_by = $4, moved_at = now()",
+        app_id, alias, to_model_id, by)
+    return await conn.fetchrow(
+        "INSERT INTO alias_moves (app_id, alias, action, from_model_id, to_model_id, gate, gate_observed, moved_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, moved_at",
+        app_id, alias, action, from_model_id, to_model_id, gate, observed, by)
+
+
+async def last_undoable_move(conn: asyncpg.Connection, app_id: str, alias: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, from_model_id, to_model_id FROM alias_moves"
+        " WHERE app_id = $1 AND alias = $2 AND action = 'move' AND NOT undone ORDER BY id DESC LIMIT 1",
+        app_id, alias)
+
+
+async def mark_undone(conn: asyncpg.Connection, move_id: int) -> None:
+    await conn.execute("UPDATE alias_moves SET undone = true WHERE id = $1", move_id)
+
+
+async def list_aliases(pool: asyncpg.Pool, app_id: str, alias: str | None = None,
+                       history_limit: int = 50) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT a.alias, a.model_id, a.moved_at, a.moved_by, m.version, m.name FROM aliases a"
+        " JOIN models m USING (model_id) WHERE a.app_id = $1 AND ($2::text IS NULL OR a.alias = $2)"
+        " ORDER BY a.alias", app_id, alias)
+    moves = await pool.fetch(
+        "SELECT alias, action, from_model_id, to_model_id, gate, gate_observed, undone, moved_by, moved_at FROM"
+        " (SELECT *, row_number() OVER (PARTITION BY alias ORDER BY id DESC) AS n FROM alias_moves"
+        "  WHERE app_id = $1 AND ($2::text IS NULL OR alias = $2)) h WHERE n <= $3 ORDER BY alias, id DESC",
+        app_id, alias, history_limit)
+    history: dict[str, list[dict[str, Any]]] = {}
+    for move in moves:
+        history.setdefault(move["alias"], []).append({k: move[k] for k in move.keys() if k != "alias"})
+    return [{**dict(row), "history": history.get(row["alias"], [])} for row in rows]

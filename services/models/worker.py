@@ -1,0 +1,223 @@
+"""The store worker: copies pending models from staging into the models bucket, verifies and records them.
+
+Runs for the life of the process. Pending models are claimed with a lease (so replicas share the work
+and a crashed replica's models are taken over when its lease expires), copied file by file (a resumed
+copy skips files already verified), then marked stored and announced with `model.stored` in one
+transaction. An object store outage means: count the retry, emit `model.store_failed` once for the
+outage, back off exponentially, and finish on a later attempt. Staged files are deleted only after
+the model is recorded as stored.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Executor
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from opentelemetry import trace
+
+from contracts.events import ModelStored, ModelStoreFailed
+from services.kit import metrics as kit_metrics
+from services.kit.objectstore import split_s3_url
+from services.kit.outbox import Outbox
+from services.kit.telemetry import WORKLOAD_ATTRIBUTE
+from services.models import metrics, store
+from services.models.config import ModelsSettings
+from services.models.domain import StagedArtifact, model_path, object_key, retry_delay
+from services.models.objects import ObjectStore
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("avatar.models")
+
+
+class StoreWorker:
+    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, objects: ObjectStore, settings: ModelsSettings, *,
+                 executor: Executor | None = None) -> None:
+        self.pool = pool
+        self.executor = executor  # copies hold a thread for a whole file; keep them off the default pool
+        self.outbox = outbox
+        self.objects = objects
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._stop = threading.Event()  # tells copy threads to abandon their upload at shutdown
+        self._active: dict[str, asyncio.Task] = {}
+        # test seam: awaited after each file is verified and recorded (model_id, path)
+        self.after_file: Callable[[str, str], Awaitable[None]] | None = None
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        listener: asyncpg.Connection | None = None
+        try:
+            while True:
+                self._wake.clear()  # before looking: a notification arriving meanwhile is not lost
+                try:
+                    if listener is None or listener.is_closed():
+                        listener = await self._listen()
+                    await self._claim_and_start()
+                    metrics.PENDING.set(await store.pending_count(self.pool))
+                    timeout = await store.seconds_until_due(self.pool)
+                    timeout = self.settings.models_poll_seconds if timeout is None else min(
+                        self.settings.models_poll_seconds, max(0.05, timeout))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database is away: keep the models, look again shortly
+                    log.warning("store worker could not poll pending models: %s", exc)
+                    listener = await self._drop(listener)
+                    timeout = self.settings.models_poll_seconds
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            self._stop.set()
+            for task in self._active.values():
+                task.cancel()
+            await asyncio.gather(*self._active.values(), return_exceptions=True)
+            await self._drop(listener)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> asyncpg.Connection:
+        conn = await self.pool.acquire()  # held for LISTEN while the worker runs
+        await conn.add_listener(store.NOTIFY_CHANNEL, self._on_notify)
+        return conn
+
+    async def _drop(self, listener: asyncpg.Connection | None) -> None:
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(store.NOTIFY_CHANNEL, self._on_notify)
+            with contextlib.suppress(Exception):
+                await self.pool.release(listener)
+        return None
+
+    async def _claim_and_start(self) -> None:
+        free = self.settings.models_store_concurrency - len(self._active)
+        if free <= 0:
+            return
+        for row in await store.claim_due(self.pool, self.owner, self.settings.models_lease_seconds, free):
+            task = asyncio.create_task(self._store_model(dict(row)), name=f"store-{row['model_id']}")
+            self._active[row["model_id"]] = task
+            task.add_done_callback(lambda _t, model_id=row["model_id"]: self._finished(model_id))
+
+    def _finished(self, model_id: str) -> None:
+        self._active.pop(model_id, None)
+        self._wake.set()  # a slot is free
+
+    # ------------------------------------------------------------ one model
+
+    async def _store_model(self, model: dict[str, Any]) -> None:
+        model_id = model["model_id"]
+        renewer = asyncio.create_task(self._renew(model_id), name=f"lease-{model_id}")
+        started = time.perf_counter()
+        try:
+            with tracer.start_as_current_span("model store", attributes={
+                    WORKLOAD_ATTRIBUTE: model["workload_id"], "avatar.model_id": model_id}) as span:
+                try:
+                    await self._copy_all(model)
+                    stored = await self._finish(model)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    span.record_exception(exc)
+                    await self._failed(model, exc)
+                    return
+            if stored:
+                metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+                await self._delete_staged(model)
+        except asyncio.CancelledError:
+            # shutting down: hand the model back at once so a restarted process resumes it without waiting
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.release_lease(self.pool, model_id, self.owner))
+            raise
+        finally:
+            renewer.cancel()
+
+    async def _renew(self, model_id: str) -> None:
+        every = self.settings.models_lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await store.renew_lease(self.pool, model_id, self.owner, self.settings.models_lease_seconds):
+                    log.warning("lost the lease on %s; another replica may be storing it", model_id)
+                    return
+            except Exception as exc:  # the database blinked; the lease still has time left
+                log.warning("could not renew the lease on %s: %s", model_id, exc)
+
+    async def _copy_all(self, model: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.objects.ensure_bucket, self.settings.models_bucket)
+        done = await store.stored_paths(self.pool, model["model_id"])
+        for artifact in (StagedArtifact(**a) for a in model["artifacts"]):
+            staged = await asyncio.to_thread(self.objects.list_staged, artifact.bucket, artifact.prefix)
+            for obj in staged:
+                path = model_path(artifact.folder, obj.key, artifact.prefix)
+                if path in done:
+                    continue
+                key = object_key(model["app_id"], model["version"], path)
+                stored = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self.objects.copy_verified, artifact.bucket, obj.key,
+                    self.settings.models_bucket, key, obj.size, self._stop)
+                await store.record_file(self.pool, model["model_id"], path=path, component=artifact.folder,
+                                        source=f"s3://{artifact.bucket}/{obj.key}", object_key=key, stored=stored)
+                metrics.STORED_BYTES.inc(stored.size)
+                done.add(path)
+                if self.after_file is not None:
+                    await self.after_file(model["model_id"], path)
+
+    async def _finish(self, model: dict[str, Any]) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await store.mark_stored(conn, model["model_id"], self.owner)
+            if row is None:
+                log.warning("model %s was taken over by another replica; not announcing it", model["model_id"])
+                return False
+            await self.outbox.emit(conn, "model.stored", ModelStored(
+                workload_id=row["workload_id"], model_id=row["model_id"], app_id=row["app_id"],
+                version=row["version"], size_bytes=row["size_bytes"], files=row["file_count"]),
+                correlation_id=row["workload_id"])
+        metrics.STORED.inc()
+        kit_metrics.WORKLOADS.labels("models", "model.stored").inc()
+        log.info("stored model %s (%s v%s): %d files, %d bytes", row["model_id"], row["app_id"], row["version"],
+                 row["file_count"], row["size_bytes"])
+        return True
+
+    async def _failed(self, model: dict[str, Any], exc: Exception) -> None:
+        metrics.STORE_RETRIES.inc()
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        attempt = model["attempts"] + 1
+        delay = retry_delay(attempt, self.settings.models_retry_base_seconds, self.settings.models_retry_cap_seconds)
+        log.warning("storing model %s failed (attempt %d), retrying in %.1fs: %s", model["model_id"], attempt,
+                    delay, reason)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                result = await store.record_failure(conn, model["model_id"], self.owner, reason, delay)
+                if result is not None and result[1]:
+                    # once per outage: the trainer timeline shows "completed, model not stored yet"
+                    await self.outbox.emit(conn, "model.store_failed", ModelStoreFailed(
+                        workload_id=model["workload_id"], reason=reason, attempt=result[0], will_retry=True),
+                        correlation_id=model["workload_id"])
+        except Exception as db_exc:  # the lease expires and the model is retried anyway
+            log.warning("could not record the failed attempt on %s: %s", model["model_id"], db_exc)
+            with contextlib.suppress(Exception):
+                await store.release_lease(self.pool, model["model_id"], self.owner)
+
+    async def _delete_staged(self, model: dict[str, Any]) -> None:
+        """The stored copy is verified and recorded: the staged originals may go (best effort)."""
+        if not self.settings.models_delete_staged:
+            return
+        by_bucket: dict[str, list[str]] = {}
+        try:
+            for source in await store.stored_sources(self.pool, model["model_id"]):
+                bucket, key = split_s3_url(source)
+                by_bucket.setdefault(bucket, []).append(key)
+            for bucket, keys in by_bucket.items():
+                refused = await asyncio.to_thread(self.objects.remove, bucket, keys)
+                if refused:
+                    log.warning("could not delete staged %s of %s", refused[:10], model["model_id"])
+        except Exception as exc:  # leftovers in staging cost space, not correctness
+            log.warning("could not delete the staged files of %s: %s", model["model_id"], exc)

@@ -1,0 +1,62 @@
+"""Builds the runner (core/runners) and the node inventory source the settings ask for."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.scheduler.core.inventory import Node, load_nodes_file
+from services.scheduler.core.runners.base import Runner
+from services.scheduler.core.runners.local import LocalRunner
+from services.scheduler.engine import NodeSource
+from services.scheduler.settings import SchedulerSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# the component contract names the S3 credentials AVATAR_S3_*; pods read them from the Secret
+K8S_S3_SECRET_KEYS = {"AVATAR_S3_ACCESS_KEY": "access-key", "AVATAR_S3_SECRET_KEY": "secret-key"}
+
+
+@dataclass
+class RunnerSetup:
+    runner: Runner
+    nodes: NodeSource
+    measures: frozenset[str]  # what the runner measures: local processes' memory and CPU, pods nothing
+    reattach: bool            # do runs outlive the scheduler with their exit status (pods)?
+    api_client: Any = None
+
+    async def close(self) -> None:
+        await self.runner.close()
+        if self.api_client is not None:
+            await self.api_client.close()
+
+
+def file_nodes(path: Path) -> NodeSource:
+    async def nodes() -> list[Node]:
+        return await asyncio.to_thread(load_nodes_file, path)
+
+    return nodes
+
+
+async def build_runner(settings: SchedulerSettings) -> RunnerSetup:
+    if settings.scheduler_runner == "local":
+        runner = LocalRunner(state_dir=settings.state_dir / "runs", cwd=REPO_ROOT, runner_id=settings.runner_id,
+                             stop_grace_seconds=settings.scheduler_stop_grace_seconds)
+        return RunnerSetup(runner, file_nodes(settings.scheduler_nodes_file), frozenset({"memory", "cpu"}), False)
+    return await _kubernetes(settings)
+
+
+async def _kubernetes(settings: SchedulerSettings) -> RunnerSetup:
+    from kubernetes_asyncio import client, config
+
+    from services.scheduler.core.runners.kubernetes import KubernetesRunner, KubernetesRunnerConfig
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    api = client.ApiClient()
+    runner = KubernetesRunner(api, KubernetesRunnerConfig(
+        namespace=settings.scheduler_k8s_namespace, s3_secret_name=settings.scheduler_k8s_s3_secret,
+        s3_secret_keys=K8S_S3_SECRET_KEYS, delete_grace_seconds=int(settings.scheduler_stop_grace_seconds)))
+    return RunnerSetup(runner, runner.list_nodes, frozenset(), True, api)

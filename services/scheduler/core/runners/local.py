@@ -1,0 +1,341 @@
+"""LocalRunner: a component run is a subprocess on this machine (the default without a cluster).
+
+- The command runs in its own session / process group (start_new_session=True); stop sends
+  SIGTERM to the group, then SIGKILL after a grace period. Processes that left the group
+  (setsid) are still found through their environment tag and killed too.
+- Environment: a few inherited variables (PATH, HOME, …; never the scheduler's secrets),
+  then the run's env, then CUDA_VISIBLE_DEVICES = the allocated GPU indices ("" for none),
+  AVATAR_RUN_ID / AVATAR_RUNNER_ID tags and PYTHONUNBUFFERED=1.
+- stdout and stderr go to <state_dir>/<run>/output.log (so output survives a scheduler
+  restart); a pump task tails that file and hands every line to the log sink.
+- list_live() scans /proc/*/environ for processes tagged with this runner id, so a restarted
+  scheduler can tell which runs still exist; attach() re-adopts one (its exit code is then
+  unknowable: the outcome is LOST once it disappears).
+- usage() reads /proc (RSS, CPU time) of the live processes; None when nothing is measurable.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Callable, Sequence
+
+from .base import (FAILED, LOST, RUN_ID_ENV, STOPPED, SUCCEEDED, ComponentRun, LogSink, RunHandle,
+                   RunnerError, RunOutcome, Usage, deliver, safe_name)
+
+RUNNER_ID_ENV = "AVATAR_RUNNER_ID"
+DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+REPO_ROOT = Path(__file__).resolve().parents[4]
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class _ProcInfo:
+    pid: int
+    pgrp: int
+    state: str
+    cpu_ticks: int
+    rss_pages: int
+
+
+def _read_stat(pid: int) -> _ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2:].split()  # after "pid (comm) "
+    # fields[0]=state [2]=pgrp [11]=utime [12]=stime [21]=rss (pages)
+    return _ProcInfo(pid, int(fields[2]), fields[0], int(fields[11]) + int(fields[12]), int(fields[21]))
+
+
+def _read_environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+@dataclass
+class _Run:
+    run_id: str
+    pgid: int
+    directory: Path
+    proc: asyncio.subprocess.Process | None = None  # None when adopted after a restart
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: RunOutcome | None = None
+    stopped: bool = False
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    last_sample: tuple[float, float] | None = None  # (time, cpu seconds)
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "output.log"
+
+
+class LocalRunner:
+    def __init__(self, *, state_dir: str | Path, cwd: str | Path | None = None, log_sink: LogSink | None = None,
+                 runner_id: str = "local", stop_grace_seconds: float = 10.0, poll_interval: float = 0.05,
+                 inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV) -> None:
+        self.state_dir = Path(state_dir)
+        self.cwd = Path(cwd) if cwd is not None else REPO_ROOT
+        self.log_sink = log_sink
+        self.runner_id = runner_id
+        self.stop_grace_seconds = stop_grace_seconds
+        self.poll_interval = poll_interval
+        self.inherit_env = tuple(inherit_env)
+        self._runs: dict[str, _Run] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _directory(self, run_id: str) -> Path:
+        digest = hashlib.sha1(run_id.encode()).hexdigest()[:10]
+        return self.state_dir / f"{safe_name(run_id, 40)}-{digest}"
+
+    def _environment(self, run: ComponentRun) -> dict[str, str]:
+        env = {k: os.environ[k] for k in self.inherit_env if k in os.environ}
+        env.update({str(k): str(v) for k, v in run.env.items()})
+        env.update({
+            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in run.gpu_indices),
+            RUN_ID_ENV: run.run_id,
+            RUNNER_ID_ENV: self.runner_id,
+            "AVATAR_WORKLOAD_ID": run.workload_id,
+            "AVATAR_COMPONENT_ID": run.component_id,
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _members(self, run: _Run) -> list[_ProcInfo]:
+        """Live (non-zombie) processes of the run: its process group plus tagged escapees."""
+        found = []
+        for pid in _pids():
+            info = _read_stat(pid)
+            if info is None or info.state in ("Z", "X"):
+                continue
+            if info.pgrp == run.pgid:
+                found.append(info)
+                continue
+            env = _read_environ(pid) if pid != os.getpid() else {}
+            if env.get(RUN_ID_ENV) == run.run_id and env.get(RUNNER_ID_ENV) == self.runner_id:
+                found.append(info)
+        return found
+
+    def _signal(self, run: _Run, sig: int) -> None:
+        try:
+            os.killpg(run.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for info in self._members(run):
+            try:
+                os.kill(info.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    async def _gone(self, run: _Run, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._members(run):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.poll_interval)
+
+    async def _terminate(self, run: _Run, grace: float) -> None:
+        self._signal(run, signal.SIGTERM)
+        if not await self._gone(run, grace):
+            self._signal(run, signal.SIGKILL)
+            await self._gone(run, 10.0)
+
+    # ------------------------------------------------------------------ Runner API
+    async def start(self, run: ComponentRun) -> RunHandle:
+        known = self._runs.get(run.run_id)
+        if known is not None and not known.finished.is_set():
+            return RunHandle(run.run_id, str(known.pgid))
+        command = list(run.command)
+        if not command:
+            raise RunnerError(f"run {run.run_id}: no command to run")
+        if command[0] in ("python", "python3"):
+            command[0] = sys.executable
+        directory = self._directory(run.run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        log_file = open(directory / "output.log", "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+                cwd=str(self.cwd), env=self._environment(run), start_new_session=True)
+        except OSError as exc:
+            raise RunnerError(f"run {run.run_id}: cannot start {command[0]!r}: {exc}") from exc
+        finally:
+            log_file.close()
+        (directory / "meta.json").write_text(json.dumps({
+            "run_id": run.run_id, "pid": proc.pid, "pgid": proc.pid, "runner_id": self.runner_id,
+            "started_at": time.time(), "command": command, "node": run.node_name,
+            "gpu_indices": list(run.gpu_indices)}))
+        state = _Run(run.run_id, proc.pid, directory, proc)
+        self._runs[run.run_id] = state
+        state.tasks.append(asyncio.create_task(self._reap(state)))
+        state.tasks.append(asyncio.create_task(self._pump(state)))
+        return RunHandle(run.run_id, str(proc.pid))
+
+    async def _reap(self, run: _Run) -> None:
+        if run.proc is not None:
+            code = await run.proc.wait()
+            # the leader is done: nothing of the run may outlive it (GPUs go back to the pool)
+            await self._terminate(run, grace=min(2.0, self.stop_grace_seconds))
+            run.outcome = self._outcome(run, code)
+        else:
+            while self._members(run):
+                await asyncio.sleep(max(self.poll_interval, 0.2))
+            run.outcome = RunOutcome(None, STOPPED if run.stopped else
+                                     f"{LOST}: exit status unknown (run adopted after a runner restart)")
+        run.finished.set()
+
+    @staticmethod
+    def _outcome(run: _Run, code: int) -> RunOutcome:
+        if run.stopped:
+            return RunOutcome(code, STOPPED)
+        if code == 0:
+            return RunOutcome(0, SUCCEEDED)
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return RunOutcome(code, f"{FAILED}: killed by {name}")
+        return RunOutcome(code, f"{FAILED}: exit code {code}")
+
+    async def _pump(self, run: _Run) -> None:
+        offset_file = run.directory / "delivered"
+        try:
+            offset = int(offset_file.read_text())
+        except (OSError, ValueError):
+            offset = 0
+        async for line, position in self._tail(run.log_path, run.finished.is_set, offset):
+            await deliver(self.log_sink, run.run_id, line)
+            offset_file.write_text(str(position))
+
+    async def _tail(self, path: Path, done: Callable[[], bool], offset: int = 0) -> AsyncIterator[tuple[str, int]]:
+        buffer = b""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            position = offset
+            while True:
+                chunk = f.read(65536)
+                if chunk:
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for raw in lines:
+                        position += len(raw) + 1
+                        yield raw.decode(errors="replace").rstrip("\r"), position
+                    continue
+                if done():
+                    rest = f.read()
+                    if rest:
+                        buffer += rest
+                        continue
+                    if buffer:
+                        yield buffer.decode(errors="replace").rstrip("\r"), position + len(buffer)
+                    return
+                await asyncio.sleep(self.poll_interval)
+
+    async def wait(self, handle: RunHandle) -> RunOutcome:
+        run = self._runs.get(handle.run_id)
+        if run is None:
+            await self.attach(handle.run_id)
+            run = self._runs.get(handle.run_id)
+            if run is None:
+                return RunOutcome(None, f"{LOST}: unknown run")
+        await run.finished.wait()
+        await asyncio.gather(*run.tasks, return_exceptions=True)
+        assert run.outcome is not None
+        return run.outcome
+
+    async def stop(self, handle: RunHandle, grace_seconds: float | None = None) -> None:
+        run = self._runs.get(handle.run_id)
+        if run is None:
+            await self.attach(handle.run_id)
+            run = self._runs.get(handle.run_id)
+            if run is None:
+                return
+        if run.finished.is_set():
+            return
+        run.stopped = True
+        await self._terminate(run, self.stop_grace_seconds if grace_seconds is None else grace_seconds)
+        await run.finished.wait()
+
+    async def logs(self, handle: RunHandle, *, follow: bool = True) -> AsyncIterator[str]:
+        run = self._runs.get(handle.run_id)
+        path = run.log_path if run else self._directory(handle.run_id) / "output.log"
+        if not path.exists():
+            return
+        done = (lambda: True) if not follow or run is None else run.finished.is_set
+        async for line, _ in self._tail(path, done):
+            yield line
+
+    async def list_live(self) -> set[str]:
+        live = set()
+        for pid in _pids():
+            info = _read_stat(pid)
+            if info is None or info.state in ("Z", "X") or pid == os.getpid():
+                continue
+            env = _read_environ(pid)
+            if env.get(RUNNER_ID_ENV) == self.runner_id and RUN_ID_ENV in env:
+                live.add(env[RUN_ID_ENV])
+        return live
+
+    async def attach(self, run_id: str) -> RunHandle | None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            return RunHandle(run_id, str(run.pgid))
+        directory = self._directory(run_id)
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        run = _Run(run_id, int(meta["pgid"]), directory)
+        self._runs[run_id] = run
+        run.tasks.append(asyncio.create_task(self._reap(run)))
+        if run.log_path.exists():
+            run.tasks.append(asyncio.create_task(self._pump(run)))
+        return RunHandle(run_id, str(run.pgid))
+
+    async def usage(self, handle: RunHandle) -> Usage | None:
+        run = self._runs.get(handle.run_id)
+        if run is None:
+            return None
+        members = self._members(run)
+        if not members:
+            return None
+        now = time.monotonic()
+        cpu = sum(m.cpu_ticks for m in members) / _CLK_TCK
+        cores = None
+        if run.last_sample is not None and now > run.last_sample[0] and cpu >= run.last_sample[1]:
+            cores = (cpu - run.last_sample[1]) / (now - run.last_sample[0])
+        run.last_sample = (now, cpu)
+        return Usage(memory_rss_bytes=sum(m.rss_pages for m in members) * _PAGE, cpu_seconds=cpu,
+                     cpu_cores=cores, processes=len(members), sampled_at=time.time())
+
+    async def close(self) -> None:
+        """Stop watching (runs keep going; a new runner can attach to them)."""
+        for run in self._runs.values():
+            for task in run.tasks:
+                task.cancel()
+        await asyncio.gather(*(t for r in self._runs.values() for t in r.tasks), return_exceptions=True)
+        self._runs.clear()

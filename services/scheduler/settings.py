@@ -1,0 +1,64 @@
+"""Settings of the scheduler service (env AVATAR_SCHEDULER_*), on top of the platform's."""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from services.kit.settings import Settings
+from services.scheduler.core.inventory import DEFAULT_NODES_FILE
+
+
+class SchedulerSettings(Settings):
+    # AVATAR_SCHEDULER_RUNNER: "local" runs each component's library `command` as a subprocess;
+    # "kubernetes" runs one Pod per component (in-cluster config, else ~/.kube/config)
+    scheduler_runner: Literal["local", "kubernetes"] = "local"
+    # local mode's node inventory (YAML/JSON); Kubernetes mode reads Node objects instead
+    scheduler_nodes_file: Path = DEFAULT_NODES_FILE
+    scheduler_k8s_namespace: str = "avatar"
+    scheduler_k8s_s3_secret: str = "avatar-s3"  # Secret with the components' S3 credentials
+    scheduler_k8s_inventory_seconds: float = Field(default=30.0, gt=0)
+    # an allocation lives this long without renewal; the reconciler renews live runs' leases
+    scheduler_lease_seconds: float = Field(default=30.0, ge=2)
+    scheduler_reconcile_seconds: float = Field(default=5.0, gt=0)
+    # the scheduling loop also runs this often without being woken
+    scheduler_tick_seconds: float = Field(default=2.0, gt=0)
+    # the spec has no per-component CPU: the request's cpu when given, else this many cores
+    scheduler_component_cpu: float = Field(default=1.0, gt=0, le=1024)
+    # how long a stopped component gets between SIGTERM (pod delete) and SIGKILL
+    scheduler_stop_grace_seconds: float = Field(default=5.0, ge=0)
+    # local runner state (each run's output and metadata, so a restarted scheduler can find and
+    # stop what the previous one started) and the log spool; default: <tmp>/avatar-scheduler/<runner id>
+    scheduler_state_dir: Path | None = None
+    scheduler_log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # how many lines of a running component's log stay in Redis for live reading
+    scheduler_live_log_lines: int = Field(default=5000, ge=10)
+    # the policy examines at most this many components after the blocked head (bf_max_job_test)
+    scheduler_backfill_candidates: int = Field(default=1000, ge=1)
+
+    @property
+    def runner_id(self) -> str:
+        """Tags this scheduler's local runs; stable across restarts of the same deployment."""
+        digest = hashlib.sha1(f"{self.postgres_url}|{self.redis_prefix}".encode()).hexdigest()[:10]
+        return f"sched-{digest}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.scheduler_state_dir or Path(tempfile.gettempdir()) / "avatar-scheduler" / self.runner_id
+
+    @property
+    def sched_prefix(self) -> str:
+        # the {sched} hash tag keeps every scheduler key in one Redis Cluster slot (the Lua
+        # scripts build key names from the prefix)
+        return f"{self.redis_prefix}{{sched}}:"
+
+
+def scheduler_settings(settings: Settings | None) -> SchedulerSettings:
+    if settings is None:
+        return SchedulerSettings()
+    if isinstance(settings, SchedulerSettings):
+        return settings
+    return SchedulerSettings(**settings.model_dump())

@@ -1,0 +1,260 @@
+"""All of the scheduler's SQL (asyncpg, parameterised). PostgreSQL is the durable record."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+import asyncpg
+
+from contracts.events import ComponentSnapshot
+from services.scheduler.domain import PlannedRun
+
+WAKE_CHANNEL = "scheduler_wake"
+Row = asyncpg.Record
+
+
+async def wake(conn: asyncpg.Connection, reason: str = "") -> None:
+    """Wake the scheduling loop (of whichever replica leads) once this transaction commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, reason[:200])
+
+
+# ---------------------------------------------------------------- jobs
+
+async def insert_job(conn: asyncpg.Connection, *, job_id: str, kind: str, workload_id: str, workload: dict | None,
+                     priority: str, queue_rank: float, requester: str, name: str, status: str,
+                     submitted_at: datetime, max_runtime_s: int, trace_headers: dict[str, Any],
+                     test_run_id: str | None = None, mode: str | None = None, rounds: int = 1,
+                     episodes: int | None = None, cancelled_by: str | None = None) -> bool:
+    created = await conn.fetchval(
+        """INSERT INTO jobs (job_id, kind, workload_id, test_run_id, mode, rounds, episodes, workload, priority,
+                             queue_rank, requester, name, status, submitted_at, max_runtime_s, trace_headers,
+                             cancelled_by, finished_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   CASE WHEN $13 IN ('completed', 'failed', 'cancelled') THEN now() END)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        job_id, kind, workload_id, test_run_id, mode, rounds, episodes, workload, priority, queue_rank, requester,
+        name, status, submitted_at, max_runtime_s, trace_headers, cancelled_by)
+    return bool(created)
+
+
+async def fill_tombstone(conn: asyncpg.Connection, job_id: str, *, workload: dict, priority: str, requester: str,
+                         name: str, submitted_at: datetime, max_runtime_s: int) -> bool:
+    """A cancel arrived before the approval: keep the cancellation, record what was approved."""
+    return bool(await conn.fetchval(
+        """UPDATE jobs SET workload = $2, priority = $3, requester = $4, name = $5, submitted_at = $6,
+                  max_runtime_s = $7, updated_at = now()
+           WHERE job_id = $1 AND workload IS NULL RETURNING true""",
+        job_id, workload, priority, requester, name, submitted_at, max_runtime_s))
+
+
+async def get_job(conn: asyncpg.Connection, job_id: str, *, lock: bool = False) -> Row | None:
+    return await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1" + (" FOR UPDATE" if lock else ""), job_id)
+
+
+async def jobs_by_ids(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, Row]:
+    rows = await conn.fetch("SELECT * FROM jobs WHERE job_id = ANY($1::text[])", list(job_ids))
+    return {row["job_id"]: row for row in rows}
+
+
+async def jobs_in(conn: asyncpg.Connection, statuses: Iterable[str]) -> list[Row]:
+    return await conn.fetch(
+        "SELECT * FROM jobs WHERE status = ANY($1::text[]) ORDER BY started_at NULLS LAST, queued_at, job_id",
+        list(statuses))
+
+
+async def looptests_of(conn: asyncpg.Connection, workload_id: str) -> list[Row]:
+    return await conn.fetch("SELECT * FROM jobs WHERE workload_id = $1 AND kind = 'looptest' ORDER BY queued_at",
+                            workload_id)
+
+
+async def list_jobs(conn: asyncpg.Connection, *, status: str | None, kind: str | None, limit: int,
+                    offset: int) -> tuple[list[Row], int]:
+    where = "workload IS NOT NULL AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)"
+    rows = await conn.fetch(f"SELECT * FROM jobs WHERE {where} ORDER BY queued_at DESC, job_id LIMIT $3 OFFSET $4",
+                            status, kind, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM jobs WHERE {where}", status, kind)
+    return rows, int(total)
+
+
+async def unsynced_jobs(conn: asyncpg.Connection) -> list[Row]:
+    return await conn.fetch("SELECT * FROM jobs WHERE NOT redis_synced ORDER BY queued_at")
+
+
+async def mark_synced(conn: asyncpg.Connection, job_ids: Sequence[str], updated_before: datetime) -> None:
+    # rows changed after we read them stay unsynced and are looked at again
+    await conn.execute("UPDATE jobs SET redis_synced = true WHERE job_id = ANY($1::text[]) AND updated_at <= $2",
+                       list(job_ids), updated_before)
+
+
+async def mark_all_unsynced(conn: asyncpg.Connection) -> None:
+    await conn.execute("UPDATE jobs SET redis_synced = false WHERE status IN ('waiting', 'running', 'stopping')")
+
+
+async def set_queue_position(conn: asyncpg.Connection, job_id: str, priority: str, rank: float) -> Row | None:
+    return await conn.fetchrow(
+        """UPDATE jobs SET priority = $2, queue_rank = $3, updated_at = now()
+           WHERE job_id = $1 AND status = 'waiting' RETURNING *""", job_id, priority, rank)
+
+
+async def mark_started(conn: asyncpg.Connection, job_id: str, deadline: datetime) -> Row | None:
+    """waiting -> running on the first component start; None when it was already running."""
+    return await conn.fetchrow(
+        """UPDATE jobs SET status = 'running', started_at = now(), deadline = $2, redis_synced = false,
+                  updated_at = now()
+           WHERE job_id = $1 AND status = 'waiting' RETURNING *""", job_id, deadline)
+
+
+async def begin_stopping(conn: asyncpg.Connection, job_id: str, *, outcome: str, stage: str | None = None,
+                         reason: str | None = None, component_id: str | None = None,
+                         cancelled_by: str | None = None) -> Row | None:
+    """Record the job's outcome before compensating, so a crash mid-way still finishes it."""
+    return await conn.fetchrow(
+        """UPDATE jobs SET status = 'stopping', outcome = $2, failure_stage = $3, failure_reason = $4,
+                  failure_component = $5, cancelled_by = $6, was_running = (status = 'running'),
+                  redis_synced = false, updated_at = now()
+           WHERE job_id = $1 AND status IN ('waiting', 'running') RETURNING *""",
+        job_id, outcome, stage, reason, component_id, cancelled_by)
+
+
+async def finalize(conn: asyncpg.Connection, job_id: str) -> Row | None:
+    """stopping -> its outcome, once: the caller emits the terminal event in the same transaction."""
+    return await conn.fetchrow(
+        """UPDATE jobs SET status = outcome, finished_at = now(), redis_synced = false, updated_at = now()
+           WHERE job_id = $1 AND status = 'stopping' RETURNING *""", job_id)
+
+
+async def cancel_waiting(conn: asyncpg.Connection, job_id: str, cancelled_by: str) -> Row | None:
+    return await conn.fetchrow(
+        """UPDATE jobs SET status = 'cancelled', outcome = 'cancelled', cancelled_by = $2, finished_at = now(),
+                  failure_stage = 'cancel', was_running = false, redis_synced = false, updated_at = now()
+           WHERE job_id = $1 AND status = 'waiting' RETURNING *""", job_id, cancelled_by)
+
+
+# ---------------------------------------------------------------- runs
+
+async def insert_runs(conn: asyncpg.Connection, job_id: str, planned: Sequence[PlannedRun]) -> None:
+    await conn.executemany(
+        """INSERT INTO runs (run_id, job_id, round, seq, task_id, component_id, name, output_prefix)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
+        [(p.run_id, job_id, p.round, p.seq, p.task_id, p.component_id, p.name, p.output_prefix) for p in planned])
+
+
+async def runs_of(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, list[Row]]:
+    rows = await conn.fetch("SELECT * FROM runs WHERE job_id = ANY($1::text[]) ORDER BY job_id, round, seq",
+                            list(job_ids))
+    out: dict[str, list[Row]] = {job_id: [] for job_id in job_ids}
+    for row in rows:
+        out[row["job_id"]].append(row)
+    return out
+
+
+async def get_run(conn: asyncpg.Connection, run_id: str) -> Row | None:
+    return await conn.fetchrow("SELECT * FROM runs WHERE run_id = $1", run_id)
+
+
+async def live_runs(conn: asyncpg.Connection) -> list[Row]:
+    return await conn.fetch(
+        """SELECT r.*, j.kind, j.workload_id, j.status AS job_status FROM runs r JOIN jobs j USING (job_id)
+           WHERE r.status IN ('starting', 'running') ORDER BY r.started_at NULLS LAST""")
+
+
+async def claim_run(conn: asyncpg.Connection, run_id: str) -> Row | None:
+    """pending -> starting, only while its job may still run; one loop iteration wins it."""
+    return await conn.fetchrow(
+        """UPDATE runs SET status = 'starting', attempt = attempt + 1,
+                  allocation_id = run_id || '#' || (attempt + 1)::text
+           WHERE run_id = $1 AND status = 'pending'
+             AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = runs.job_id AND j.status IN ('waiting', 'running'))
+           RETURNING *""", run_id)
+
+
+async def unclaim_run(conn: asyncpg.Connection, run_id: str) -> None:
+    await conn.execute("UPDATE runs SET status = 'pending', allocation_id = NULL WHERE run_id = $1 AND status = 'starting'",
+                       run_id)
+
+
+async def mark_run_allocated(conn: asyncpg.Connection, run_id: str, *, node: str, gpu_type: str | None,
+                             gpu_indices: Sequence[int], memory_bytes: int, cpu_millis: int) -> Row | None:
+    return await conn.fetchrow(
+        """UPDATE runs SET node = $2, gpu_type = $3, gpu_indices = $4, memory_bytes = $5, cpu_millis = $6,
+                  started_at = now(), finished_at = NULL, exit_code = NULL, last_line = NULL, reason = NULL,
+                  metrics = NULL, log_url = NULL
+           WHERE run_id = $1 AND status = 'starting' RETURNING *""",
+        run_id, node, gpu_type, list(gpu_indices), memory_bytes, cpu_millis)
+
+
+async def mark_run_running(conn: asyncpg.Connection, run_id: str, runner_ref: str) -> bool:
+    return bool(await conn.fetchval(
+        "UPDATE runs SET status = 'running', runner_ref = $2 WHERE run_id = $1 AND status = 'starting' RETURNING true",
+        run_id, runner_ref))
+
+
+async def finish_run(conn: asyncpg.Connection, run_id: str, *, status: str, exit_code: int | None,
+                     last_line: str | None, reason: str | None, log_url: str | None,
+                     metrics: dict | None) -> Row | None:
+    """A live run ends, once (a second report of the same end changes nothing)."""
+    return await conn.fetchrow(
+        """UPDATE runs SET status = $2, exit_code = $3, last_line = $4, reason = $5, log_url = $6, metrics = $7,
+                  finished_at = now()
+           WHERE run_id = $1 AND status IN ('starting', 'running') RETURNING *""",
+        run_id, status, exit_code, last_line, reason, log_url, metrics)
+
+
+async def reset_run(conn: asyncpg.Connection, run_id: str) -> bool:
+    """A run lost with its scheduler goes back to pending; components are idempotent."""
+    return bool(await conn.fetchval(
+        """UPDATE runs SET status = 'pending', allocation_id = NULL, node = NULL, gpu_type = NULL,
+                  gpu_indices = '{}', memory_bytes = 0, cpu_millis = 0, runner_ref = NULL, started_at = NULL
+           WHERE run_id = $1 AND status IN ('starting', 'running') RETURNING true""", run_id))
+
+
+async def skip_runs(conn: asyncpg.Connection, job_id: str, *, round_: int | None = None,
+                    reason: str | None = None) -> int:
+    result = await conn.execute(
+        """UPDATE runs SET status = 'skipped', reason = COALESCE(reason, $3), finished_at = now()
+           WHERE job_id = $1 AND status = 'pending' AND ($2::int IS NULL OR round = $2)""", job_id, round_, reason)
+    return int(result.split()[-1])
+
+
+async def allocation_owners(conn: asyncpg.Connection, allocation_ids: Sequence[str]) -> dict[str, Row]:
+    rows = await conn.fetch("SELECT * FROM runs WHERE allocation_id = ANY($1::text[])", list(allocation_ids))
+    return {row["allocation_id"]: row for row in rows}
+
+
+# ---------------------------------------------------------------- library read model
+
+async def upsert_component(conn: asyncpg.Connection, component: ComponentSnapshot) -> None:
+    await conn.execute(
+        """INSERT INTO library_components (component_id, name, type, image_registry, image_tag, version, command)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (component_id) DO UPDATE SET name = $2, type = $3, image_registry = $4, image_tag = $5,
+               version = $6, command = $7, updated_at = now()""",
+        component.component_id, component.name, component.type, component.image.registry, component.image.tag,
+        component.version, list(component.command))
+
+
+async def library_lookup(conn: asyncpg.Connection, component_id: str, registry: str, tag: str) -> Row | None:
+    """The library entry a spec component came from: by id, else by exact image, else by repository."""
+    return await conn.fetchrow(
+        """SELECT * FROM library_components
+           WHERE component_id = $1 OR image_registry = $2
+           ORDER BY (component_id = $1) DESC, (image_tag = $3) DESC, updated_at DESC LIMIT 1""",
+        component_id, registry, tag)
+
+
+async def component_types(conn: asyncpg.Connection, component_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT component_id, type FROM library_components WHERE component_id = ANY($1::text[])",
+                            list(component_ids))
+    return {row["component_id"]: row["type"] for row in rows}
+
+
+# ---------------------------------------------------------------- nodes
+
+async def set_node_override(conn: asyncpg.Connection, name: str, status: str, set_by: str) -> None:
+    await conn.execute(
+        """INSERT INTO node_overrides (name, status, set_by) VALUES ($1, $2, $3)
+           ON CONFLICT (name) DO UPDATE SET status = $2, set_by = $3, set_at = now()""", name, status, set_by)
+
+
+async def node_overrides(conn: asyncpg.Connection) -> dict[str, str]:
+    return {row["name"]: row["status"] for row in await conn.fetch("SELECT name, status FROM node_overrides")}

@@ -1,0 +1,273 @@
+"""Trainer rules (pure): what a submission becomes, and what a workload's timeline says about it.
+
+The timeline is the saga's log: every event the platform emitted about one workload, in order.
+A request's status is never stored as a fact of its own; it is derived from that log by
+`derive_status`, so replaying the log always gives the same answer.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from pydantic import BaseModel
+
+from contracts.events import Event
+from contracts.resources import parse_memory
+from contracts.spec import AppSpec, SpecComponent
+from contracts.workload import Priority, RequestedResources, WireTrainingConfig, Workload
+from services.kit.errors import Invalid
+
+DEFAULT_MAX_RUNTIME = "2h"
+
+# The progress a workload makes, in order; a later step never moves back to an earlier one.
+PROGRESS = ("waiting", "awaiting approval", "approved", "queued", "running",
+            "completed", "completed (model not stored yet)", "model stored")
+ENDINGS = ("rejected", "failed", "cancelled")
+FINAL = frozenset(ENDINGS) | {"model stored"}
+STATUSES = PROGRESS + ENDINGS
+STATUS_LABELS = {
+    "waiting": "대기",
+    "awaiting approval": "승인대기",
+    "approved": "승인",
+    "queued": "실행 대기열",
+    "running": "실행 중",
+    "completed": "완료",
+    "completed (model not stored yet)": "완료 (모델 미저장)",
+    "model stored": "완료 (모델 저장)",
+    "rejected": "반려",
+    "failed": "실패",
+    "cancelled": "취소",
+}
+CANCELLABLE = frozenset({"waiting", "awaiting approval", "approved", "queued", "running"})
+
+_STATUS_OF = {
+    "training.requested": "waiting",
+    "approval.required": "awaiting approval",
+    "looptest.requested": "awaiting approval",
+    "looptest.completed": "awaiting approval",
+    "looptest.passed": "awaiting approval",
+    "looptest.failed": "awaiting approval",
+    "workload.approved": "approved",
+    "workload.queued": "queued",
+    "workload.started": "running",
+    "workload.completed": "completed",
+    "model.store_failed": "completed (model not stored yet)",
+    "model.stored": "model stored",
+    "workload.rejected": "rejected",
+    "workload.failed": "failed",
+    "workload.cancelled": "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    type: str
+    producer: str
+    occurred_at: datetime
+    summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    event_id: str = ""
+
+
+def _status_of(entry: TimelineEntry) -> str | None:
+    # the scheduler's minimum-run test uses the same run machinery: its steps are not the workload's
+    if entry.type == "workload.queued" and entry.details.get("loop_test"):
+        return None
+    if entry.type == "workload.failed" and entry.details.get("stage") == "loop_test":
+        return None
+    return _STATUS_OF.get(entry.type)
+
+
+def derive_status(entries: Iterable[TimelineEntry]) -> str:
+    """Fold the timeline into one status.
+
+    Robust to late or re-ordered delivery: progress only moves forward, an ending (rejected,
+    failed, cancelled) overrides progress, and nothing moves a final status (an ending or
+    "model stored"). A failed model store after a successful one therefore changes nothing.
+    """
+    status = "waiting"
+    for entry in entries:
+        candidate = _status_of(entry)
+        if candidate is None or status in FINAL:
+            continue
+        if candidate in ENDINGS or PROGRESS.index(candidate) > PROGRESS.index(status):
+            status = candidate
+    return status
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    loop_test: dict[str, Any] | None
+    final_metrics: dict[str, Any]
+    model: dict[str, Any] | None
+    outcome: str | None
+    cancel_requested: bool
+
+
+def summarise(entries: list[TimelineEntry]) -> Progress:
+    """What the detail view shows beside the timeline: status, latest loop test, metrics, model."""
+    loop_test = metrics = model = None
+    cancel_requested = False
+    outcomes: dict[str, str] = {}  # status → the summary of the event that led to it
+    for entry in entries:
+        details = entry.details
+        if entry.type in ("approval.required", "looptest.passed", "looptest.failed"):
+            loop_test = details.get("loop_test")
+        elif entry.type == "looptest.requested":
+            loop_test = {"status": "running", "episodes": details.get("episodes"), "results": None,
+                         "executedBy": details.get("requested_by"), "executedAt": None}
+        elif entry.type == "workload.completed":
+            metrics = final_metrics(details.get("artifacts", []))
+        elif entry.type == "model.stored":
+            model = {key: details.get(key) for key in ("model_id", "version", "size_bytes", "files")}
+        elif entry.type == "workload.cancel_requested":
+            cancel_requested = True
+        if (status := _status_of(entry)) in ENDINGS or status == "completed (model not stored yet)":
+            outcomes[status] = entry.summary
+    status = derive_status(entries)
+    return Progress(status, loop_test, metrics or {}, model, outcomes.get(status), cancel_requested)
+
+
+def final_metrics(artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each component's metrics.json, flattened to `<component name>.<metric>` (TR-08 compares these)."""
+    flat: dict[str, Any] = {}
+    for artifact in artifacts:
+        for key, value in (artifact.get("metrics") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[f"{artifact.get('name') or artifact.get('component_id')}.{key}"] = value
+    return flat
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def describe(event: Event) -> tuple[str, dict[str, Any]]:
+    """A one-line summary and the details worth keeping (without the bulky spec/workload copies)."""
+    data: BaseModel = event.data
+    if event.type == "training.requested":
+        workload: Workload = data  # type: ignore[assignment]
+        details = workload.model_dump(mode="json", by_alias=True, exclude={"spec"})
+        return f"submitted by {workload.requester} ({workload.priority} priority)", details
+    details = data.model_dump(mode="json", by_alias=True, exclude={"workload"})
+    summary = _SUMMARIES.get(event.type, lambda d: event.type)(details)
+    return summary, details
+
+
+_SUMMARIES = {
+    "approval.required": lambda d: "approval required: " + "; ".join(d["reasons"]),
+    "looptest.requested": lambda d: (f"loop test {d['test_run_id']} requested by {d['requested_by']} "
+                                     f"({_plural(d['episodes'], 'episode' if d['mode'] == 'rl' else 'run')})"),
+    "looptest.completed": lambda d: (f"loop test {d['test_run_id']} finished on the scheduler"
+                                     + (f": {d['failure']}" if d.get("failure") else "")),
+    "looptest.passed": lambda d: f"loop test {d['test_run_id']} passed",
+    "looptest.failed": lambda d: (f"loop test {d['test_run_id']} failed"
+                                  + (f": {d['loop_test']['results'].get('reason')}"
+                                     if (d["loop_test"].get("results") or {}).get("reason") else "")),
+    "workload.approved": lambda d: ("approved automatically (below the approval threshold)" if d["auto"]
+                                    else f"approved by {d.get('approved_by')}"),
+    "workload.rejected": lambda d: f"rejected by {d['rejected_by']}: {d['comment']}",
+    "workload.cancel_requested": lambda d: f"cancellation requested by {d['requested_by']}",
+    "workload.queued": lambda d: (f"loop test run queued" if d.get("loop_test")
+                                  else f"queued with {d['priority']} priority"),
+    "workload.started": lambda d: ("started" + (" on " + ", ".join(sorted({a["node"] for a in d["allocations"]}))
+                                                if d.get("allocations") else "")),
+    "workload.completed": lambda d: f"completed: {_plural(len(d['artifacts']), 'component artifact')} staged",
+    "workload.failed": lambda d: f"failed at {d['stage']}: {d['reason']}",
+    "workload.cancelled": lambda d: f"cancelled by {d['cancelled_by']}" + (" while running" if d["was_running"] else ""),
+    "model.stored": lambda d: f"model {d['model_id']} v{d['version']} stored ({_plural(d['files'], 'file')}, {d['size_bytes']} bytes)",
+    "model.store_failed": lambda d: (f"model store failed (attempt {d['attempt']}): {d['reason']}"
+                                     + ("; will retry" if d["will_retry"] else "")),
+}
+
+
+def new_workload_id() -> str:
+    return "WL-" + secrets.token_hex(4).upper()
+
+
+def resource_defaults(spec: AppSpec) -> tuple[RequestedResources, SpecComponent]:
+    """TR-02: the largest single component (most GPUs, then most memory) fills the request."""
+    largest = spec.largest_component()
+    if largest is None:
+        raise Invalid(f"app {spec.app_id} version {spec.version} has no components to run", code="no_components")
+    resources = RequestedResources(gpu_type=largest.resources.gpu_type, gpu_count=largest.resources.gpu_count,
+                                   memory=largest.resources.memory, max_runtime=DEFAULT_MAX_RUNTIME)
+    return resources, largest
+
+
+def check_envelope(resources: RequestedResources, spec: AppSpec) -> None:
+    """The envelope must hold the largest component, or the workload could never be placed."""
+    _, largest = resource_defaults(spec)
+    if resources.gpu_count < largest.resources.gpu_count:
+        raise Invalid(f"gpu_count {resources.gpu_count} is below the {largest.resources.gpu_count} GPUs "
+                      f"component '{largest.name}' ({largest.component_id}) needs", code="envelope_too_small")
+    if parse_memory(resources.memory) < parse_memory(largest.resources.memory):
+        raise Invalid(f"memory {resources.memory} is below the {largest.resources.memory} "
+                      f"component '{largest.name}' ({largest.component_id}) needs", code="envelope_too_small")
+
+
+@dataclass(frozen=True)
+class Submission:
+    spec: AppSpec
+    requester: str
+    resources: RequestedResources | None
+    training_config: WireTrainingConfig
+    env_vars: dict[str, str] = field(default_factory=dict)
+    priority: Priority = "normal"
+    name: str = ""
+    is_training_request: bool = True
+    test_run_ref: str | None = None
+
+
+def build_workload(submission: Submission, *, workload_id: str, submitted_at: datetime) -> Workload:
+    """The workload of seed 001 §4.3, carrying a spec snapshot that is what will actually run.
+
+    The snapshot takes the submission's training config and environment variables, so the
+    scheduler and the stored model's lineage see exactly what was asked for.
+    """
+    spec = submission.spec
+    resources = submission.resources or resource_defaults(spec)[0]
+    check_envelope(resources, spec)
+    snapshot = spec.model_copy(update={
+        "training_config": submission.training_config.to_spec(),
+        "env_vars": {**spec.env_vars, **submission.env_vars},
+        "test_run_ref": submission.test_run_ref,
+    })
+    return Workload(
+        workload_id=workload_id, app_id=spec.app_id, spec_version=spec.version, name=submission.name or spec.name,
+        requester=submission.requester, priority=submission.priority, submitted_at=submitted_at,
+        resources=resources, is_training_request=submission.is_training_request,
+        training_config=submission.training_config, test_run_ref=submission.test_run_ref, spec=snapshot,
+    )
+
+
+def merge_training_config(app_config: WireTrainingConfig, given: dict[str, Any],
+                          simulation_seed: int | None) -> WireTrainingConfig:
+    """Fields the submission leaves out come from the App's own training_config (itself TR-03 defaults)."""
+    merged = {**app_config.model_dump(), **given}
+    if simulation_seed is not None:  # TR-04: the simulator's seed travels in env_config, as in seed 001 §2.2
+        merged["env_config"] = {**merged.get("env_config", {}), "simulation_seed": simulation_seed}
+    return WireTrainingConfig(**merged)
+
+
+@dataclass(frozen=True)
+class AppSummary:
+    app_id: str
+    name: str
+    version: str
+    task_count: int
+    component_count: int
+    largest: dict[str, Any] | None
+
+
+def summarise_app(spec: AppSpec) -> AppSummary:
+    largest = spec.largest_component()
+    return AppSummary(
+        app_id=spec.app_id, name=spec.name, version=spec.version, task_count=len(spec.tasks),
+        component_count=len(spec.components()),
+        largest=None if largest is None else {"component_id": largest.component_id, "name": largest.name,
+                                              **largest.resources.model_dump()},
+    )

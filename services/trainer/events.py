@@ -1,0 +1,58 @@
+"""The trainer's consumers: the ready-apps read model and the saga timeline of every workload."""
+from __future__ import annotations
+
+import logging
+
+from contracts.events import AppDeleted, AppSpecCreated, Event
+from contracts.topology import SAGA_EVENTS
+from contracts.workload import Workload
+from services.kit import metrics
+from services.kit.messaging import EventBus, HandlerContext
+from services.trainer import domain, store
+
+log = logging.getLogger(__name__)
+SERVICE = "trainer"
+
+
+async def on_spec_created(event: Event, ctx: HandlerContext) -> None:
+    data: AppSpecCreated = event.data  # type: ignore[assignment]
+    await store.record_spec(ctx.conn, data.spec)
+
+
+async def on_app_deleted(event: Event, ctx: HandlerContext) -> None:
+    data: AppDeleted = event.data  # type: ignore[assignment]
+    await store.record_deleted(ctx.conn, data.app_id)
+
+
+async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
+    """Append the event to its workload's timeline and re-derive the request's status."""
+    workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
+    await store.lock_workload(ctx.conn, workload_id)
+    if event.type == "training.requested":
+        await _record_request(event, ctx)
+    previous = await store.last_event_time(ctx.conn, workload_id)
+    summary, details = domain.describe(event)
+    appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
+                                  producer=event.producer, occurred_at=event.occurred_at, summary=summary,
+                                  details=details)
+    if not appended:
+        return
+    if previous is not None and event.occurred_at >= previous:
+        metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())
+    status = domain.derive_status(await store.timeline(ctx.conn, workload_id))
+    await store.set_status(ctx.conn, workload_id, status)
+
+
+async def _record_request(event: Event, ctx: HandlerContext) -> None:
+    # Our own submissions are already stored; a request another system published is recorded here.
+    workload: Workload = event.data  # type: ignore[assignment]
+    if await store.insert_request(ctx.conn, workload, source=event.producer):
+        metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
+        log.info("recorded training request %s published by %s", workload.workload_id, event.producer)
+
+
+def register(bus: EventBus) -> None:
+    bus.on("app.spec_created", on_spec_created)
+    bus.on("app.deleted", on_app_deleted)
+    for event_type in SAGA_EVENTS:
+        bus.on(event_type, on_saga_event)

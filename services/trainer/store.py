@@ -1,0 +1,132 @@
+"""All of the trainer's SQL: the ready-apps read model, training requests and their timelines."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from contracts.spec import AppSpec
+from contracts.workload import Workload
+from services.trainer.domain import TimelineEntry
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+async def record_spec(conn: asyncpg.Connection, spec: AppSpec) -> None:
+    """Keep every spec version; the newest by creation time is the App's latest (re-delivery safe)."""
+    await conn.execute(
+        "INSERT INTO apps (app_id, name, latest_version, latest_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (app_id) DO UPDATE SET name = EXCLUDED.name, latest_version = EXCLUDED.latest_version,"
+        " latest_at = EXCLUDED.latest_at, updated_at = now()"
+        " WHERE (apps.latest_at, apps.latest_version) < (EXCLUDED.latest_at, EXCLUDED.latest_version)",
+        spec.app_id, spec.name, spec.version, spec.created_at)
+    await conn.execute(
+        "INSERT INTO app_specs (app_id, version, spec, created_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (app_id, version) DO NOTHING",
+        spec.app_id, spec.version, spec.to_wire(), spec.created_at)
+
+
+async def record_deleted(conn: asyncpg.Connection, app_id: str) -> None:
+    await conn.execute("UPDATE apps SET deleted_at = coalesce(deleted_at, now()), updated_at = now()"
+                       " WHERE app_id = $1", app_id)
+
+
+async def list_apps(conn: Conn, *, query: str | None, limit: int,
+                    offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = ("a.deleted_at IS NULL AND ($1::text IS NULL OR a.name ILIKE '%' || $1 || '%'"
+             " OR a.app_id ILIKE '%' || $1 || '%')")
+    rows = await conn.fetch(
+        "SELECT a.app_id, a.latest_version, s.spec, (SELECT count(*) FROM app_specs v WHERE v.app_id = a.app_id)"
+        " AS versions FROM apps a JOIN app_specs s ON s.app_id = a.app_id AND s.version = a.latest_version"
+        f" WHERE {where} ORDER BY a.updated_at DESC, a.app_id LIMIT $2 OFFSET $3", query, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM apps a WHERE {where}", query)
+    return rows, total
+
+
+async def app_versions(conn: Conn, app_id: str) -> list[str]:
+    rows = await conn.fetch("SELECT version FROM app_specs WHERE app_id = $1 ORDER BY created_at, version", app_id)
+    return [row["version"] for row in rows]
+
+
+async def find_spec(conn: Conn, app_id: str, version: str | None = None) -> AppSpec | None:
+    """The given version of a ready (not deleted) App's spec, or its latest one."""
+    row = await conn.fetchrow(
+        "SELECT s.spec FROM app_specs s JOIN apps a ON a.app_id = s.app_id"
+        " WHERE s.app_id = $1 AND s.version = coalesce($2, a.latest_version) AND a.deleted_at IS NULL",
+        app_id, version)
+    return None if row is None else AppSpec.model_validate(row["spec"])
+
+
+async def insert_request(conn: asyncpg.Connection, workload: Workload, *, source: str) -> bool:
+    """Record a request once; returns False when it was already known."""
+    inserted = await conn.fetchval(
+        "INSERT INTO training_requests (workload_id, app_id, spec_version, name, requester, priority, submitted_at,"
+        " source, workload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (workload_id) DO NOTHING RETURNING true",
+        workload.workload_id, workload.app_id, workload.spec_version, workload.name, workload.requester,
+        workload.priority, workload.submitted_at, source, workload.to_wire())
+    return bool(inserted)
+
+
+_REQUEST_COLUMNS = ("workload_id, app_id, spec_version, name, requester, priority, submitted_at, source, status,"
+                    " cancel_requested_by, cancel_requested_at, updated_at")
+
+
+async def find_request(conn: Conn, workload_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {_REQUEST_COLUMNS}, workload FROM training_requests"
+                               f" WHERE workload_id = $1{lock}", workload_id)
+
+
+async def find_requests(conn: Conn, workload_ids: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {_REQUEST_COLUMNS}, workload FROM training_requests"
+                            " WHERE workload_id = ANY($1::text[])", workload_ids)
+
+
+async def list_requests(conn: Conn, *, status: str | None, app_id: str | None, requester: str | None,
+                        limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = ("($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR app_id = $2)"
+             " AND ($3::text IS NULL OR requester = $3)")
+    rows = await conn.fetch(
+        f"SELECT {_REQUEST_COLUMNS}, workload->'resources' AS resources FROM training_requests WHERE {where}"
+        " ORDER BY submitted_at DESC, workload_id LIMIT $4 OFFSET $5", status, app_id, requester, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM training_requests WHERE {where}", status, app_id, requester)
+    return rows, total
+
+
+async def lock_workload(conn: asyncpg.Connection, workload_id: str) -> None:
+    """Serialise everything that touches one workload's timeline for the rest of the transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('trainer.workload'), hashtext($1))", workload_id)
+
+
+async def last_event_time(conn: asyncpg.Connection, workload_id: str) -> datetime | None:
+    return await conn.fetchval("SELECT max(occurred_at) FROM timeline WHERE workload_id = $1", workload_id)
+
+
+async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, type: str, producer: str,
+                 occurred_at: datetime, summary: str, details: dict[str, Any]) -> bool:
+    inserted = await conn.fetchval(
+        "INSERT INTO timeline (workload_id, event_id, type, producer, occurred_at, summary, details)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING true",
+        workload_id, event_id, type, producer, occurred_at, summary, details)
+    return bool(inserted)
+
+
+async def timeline(conn: Conn, workload_id: str) -> list[TimelineEntry]:
+    rows = await conn.fetch(
+        "SELECT event_id, type, producer, occurred_at, summary, details FROM timeline WHERE workload_id = $1"
+        " ORDER BY occurred_at, seq", workload_id)
+    return [TimelineEntry(type=row["type"], producer=row["producer"], occurred_at=row["occurred_at"],
+                          summary=row["summary"], details=row["details"], event_id=str(row["event_id"]))
+            for row in rows]
+
+
+async def set_status(conn: asyncpg.Connection, workload_id: str, status: str) -> None:
+    await conn.execute("UPDATE training_requests SET status = $2, updated_at = now()"
+                       " WHERE workload_id = $1 AND status IS DISTINCT FROM $2", workload_id, status)
+
+
+async def mark_cancel_requested(conn: asyncpg.Connection, workload_id: str, by: str) -> None:
+    await conn.execute("UPDATE training_requests SET cancel_requested_by = $2, cancel_requested_at = now(),"
+                       " updated_at = now() WHERE workload_id = $1", workload_id, by)

@@ -1,0 +1,162 @@
+import asyncio
+import os
+import sys
+import time
+
+import pytest
+
+from services.scheduler.core.runners.base import LOST, STOPPED, SUCCEEDED, ComponentRun
+from services.scheduler.core.runners.local import LocalRunner
+
+
+@pytest.fixture
+def lines():
+    return []
+
+
+@pytest.fixture
+async def runner(tmp_path, lines, request):
+    r = LocalRunner(state_dir=tmp_path / "runs", log_sink=lambda run_id, line: lines.append((run_id, line)),
+                    runner_id=f"test-{os.getpid()}-{request.node.name}", stop_grace_seconds=2.0)
+    yield r
+    for run_id in await r.list_live():  # never leave processes behind, even when a test fails
+        handle = await r.attach(run_id)
+        if handle:
+            await r.stop(handle, grace_seconds=0.5)
+    await r.close()
+
+
+def group_members(pgid: int, *, include_zombies: bool) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()
+        if int(fields[2]) == pgid and (include_zombies or fields[0] not in "ZX"):
+            found.append(int(name))
+    return found
+
+
+def run(component, *command, gpus=(), env=None):
+    return ComponentRun("wl-1", component, component, command=command, gpu_indices=gpus, env=env or {})
+
+
+async def test_success_sets_cuda_visible_devices_env_and_collects_logs(runner, lines):
+    code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES']); print(os.environ['GREETING'])"
+    handle = await runner.start(run("c1", "python", "-c", code, gpus=(1, 3), env={"GREETING": "hello"}))
+    outcome = await runner.wait(handle)
+    assert outcome.exit_code == 0 and outcome.reason == SUCCEEDED and outcome.succeeded
+    assert lines == [("wl-1.c1", "1,3"), ("wl-1.c1", "hello")]
+    assert [line async for line in runner.logs(handle)] == ["1,3", "hello"]
+
+
+async def test_no_gpus_means_no_visible_devices_and_no_scheduler_secrets(runner, lines, monkeypatch):
+    monkeypatch.setenv("AVATAR_DB_PASSWORD", "secret")
+    code = "import os; print(repr(os.environ['CUDA_VISIBLE_DEVICES'])); print(os.environ.get('AVATAR_DB_PASSWORD'))"
+    await runner.wait(await runner.start(run("c1", "python", "-c", code)))
+    assert [line for _, line in lines] == ["''", "None"]
+
+
+async def test_non_zero_exit_is_reported_with_stderr_in_the_log(runner, lines):
+    code = "import sys; print('about to fail', file=sys.stderr); sys.exit(7)"
+    outcome = await runner.wait(await runner.start(run("bad", sys.executable, "-c", code)))
+    assert outcome.exit_code == 7 and outcome.reason == "failed: exit code 7" and not outcome.succeeded
+    assert lines == [("wl-1.bad", "about to fail")]
+
+
+async def test_a_command_that_cannot_start_raises(runner):
+    from services.scheduler.core.runners.base import RunnerError
+    with pytest.raises(RunnerError):
+        await runner.start(run("x", "/nonexistent/binary"))
+    with pytest.raises(RunnerError):
+        await runner.start(run("y"))
+
+
+async def test_stop_kills_the_whole_process_group_and_leaves_nothing(runner, lines):
+    # a shell with background children, one of which ignores SIGTERM
+    script = ("trap '' TERM; sleep 300 & sleep 300 & "
+              "python3 -c 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              "print(\"ready\", flush=True); time.sleep(300)'")
+    handle = await runner.start(run("sleeper", "sh", "-c", script))
+    pgid = int(handle.ref)
+    for _ in range(100):
+        if lines:
+            break
+        await asyncio.sleep(0.05)
+    assert len(group_members(pgid, include_zombies=False)) >= 3
+    assert "wl-1.sleeper" in await runner.list_live()
+    started = time.monotonic()
+    await runner.stop(handle, grace_seconds=0.5)
+    assert time.monotonic() - started < 10
+    assert group_members(pgid, include_zombies=False) == []
+    outcome = await runner.wait(handle)
+    assert outcome.reason == STOPPED
+    assert "wl-1.sleeper" not in await runner.list_live()
+    deadline = time.monotonic() + 15  # init reaps the orphaned zombies a moment later
+    while group_members(pgid, include_zombies=True) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert group_members(pgid, include_zombies=True) == []
+
+
+async def test_stop_also_finds_children_that_left_the_group(runner):
+    script = "setsid sleep 300 & sleep 300"
+    handle = await runner.start(run("escape", "sh", "-c", script))
+    await asyncio.sleep(0.5)
+    await runner.stop(handle, grace_seconds=0.5)
+    assert "wl-1.escape" not in await runner.list_live()
+
+
+async def test_usage_is_measured_not_allocated(runner):
+    code = "import time; x = bytearray(80_000_000); t = time.time()\nwhile time.time() - t < 3: pass\ntime.sleep(30)"
+    handle = await runner.start(ComponentRun("wl-1", "u", "u", command=("python", "-c", code),
+                                             memory_bytes=64 * 10**9, cpu=16))
+    await asyncio.sleep(0.6)
+    first = await runner.usage(handle)
+    await asyncio.sleep(0.6)
+    second = await runner.usage(handle)
+    assert first is not None and second is not None
+    assert 80_000_000 <= second.memory_rss_bytes < 1_000_000_000  # far from the 64 GB allocated
+    # a busy loop: CPU time grows (how fast depends on what else this 2-core machine runs)
+    assert first.cpu_cores is None and second.cpu_seconds > first.cpu_seconds
+    assert second.cpu_cores is not None and 0.05 < second.cpu_cores <= 2.5
+    await runner.stop(handle, grace_seconds=0.5)
+    assert await runner.usage(handle) is None
+
+
+async def test_a_restarted_runner_finds_and_adopts_live_runs(tmp_path, runner, lines):
+    code = "import time\nfor i in range(3):\n    print('tick', i, flush=True); time.sleep(0.3)\ntime.sleep(30)"
+    handle = await runner.start(run("long", "python", "-c", code))
+    await asyncio.sleep(0.2)
+    await runner.close()  # the scheduler "crashes": the process keeps running
+    seen = []
+    fresh = LocalRunner(state_dir=runner.state_dir, runner_id=runner.runner_id,
+                        log_sink=lambda run_id, line: seen.append(line))
+    try:
+        assert await fresh.list_live() == {"wl-1.long"}
+        adopted = await fresh.attach("wl-1.long")
+        assert adopted == handle
+        await asyncio.sleep(1.2)
+        assert "tick 2" in seen
+        await fresh.stop(adopted, grace_seconds=0.5)
+        assert (await fresh.wait(adopted)).reason == STOPPED
+        assert await fresh.list_live() == set()
+        assert await fresh.attach("never-started") is None
+    finally:
+        await fresh.close()
+
+
+async def test_adopted_run_that_ends_by_itself_is_lost(tmp_path, runner):
+    handle = await runner.start(run("short", "python", "-c", "import time; time.sleep(0.8)"))
+    await runner.close()
+    fresh = LocalRunner(state_dir=runner.state_dir, runner_id=runner.runner_id)
+    try:
+        adopted = await fresh.attach(handle.run_id)
+        outcome = await asyncio.wait_for(fresh.wait(adopted), 10)
+        assert outcome.exit_code is None and outcome.reason.startswith(LOST)
+    finally:
+        await fresh.close()
