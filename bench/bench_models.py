@@ -45,6 +45,7 @@ from tests.integration.models.helpers import completed_event, publish, stage, wo
 from tests.support.infra import S3_ACCESS_KEY, S3_SECRET_KEY, free_port, make_infra, port_open  # noqa: E402
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 CHUNK = MIB
 STAGING, MODELS, RAW = "avatar-staging", "avatar-models", "bench-raw-copy"
 
@@ -65,6 +66,11 @@ def reset_peak(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_mb(pid: int) -> float:
@@ -199,6 +205,7 @@ async def run(size: int, rounds: int, downloads: int, workdir: Path) -> dict:
     times: dict[str, list[float]] = {k: [] for k in ("stage", "raw_store", "service_store", "raw_download",
                                                       "service_download", "archive_download")}
     peaks: dict[str, float] = {"store": 0.0, "download": 0.0, "archive": 0.0}
+    cpu_per_gib: dict[str, list[float]] = {"store": [], "download": []}
     try:
         settings = infra.settings()
         client = make_client(settings)
@@ -228,10 +235,12 @@ async def run(size: int, rounds: int, downloads: int, workdir: Path) -> dict:
             client.remove_object(RAW, staged_key)  # moto holds objects in memory
 
             reset_peak(service.pid)
+            cpu = cpu_seconds(service.pid)
             started = time.perf_counter()
             await publish(infra.rabbitmq_url, completed_event(workload("APP-bench", workload_id, "bench"), [staged]))
             model = await wait_stored(infra.rabbitmq_url, tap, workload_id)
             times["service_store"].append(time.perf_counter() - started)
+            cpu_per_gib["store"].append((cpu_seconds(service.pid) - cpu) * GIB / size)
             peaks["store"] = max(peaks["store"], peak_mb(service.pid))
 
             stored_key = f"APP-bench/{n}/rl-agent/model.bin"
@@ -239,9 +248,11 @@ async def run(size: int, rounds: int, downloads: int, workdir: Path) -> dict:
                 seconds, raw_sha = raw_download(client, MODELS, stored_key)
                 times["raw_download"].append(seconds)
                 reset_peak(service.pid)
+                cpu = cpu_seconds(service.pid)
                 seconds, service_sha, received = service_download(base, token, model["model_id"],
                                                                   "rl-agent/model.bin")
                 times["service_download"].append(seconds)
+                cpu_per_gib["download"].append((cpu_seconds(service.pid) - cpu) * GIB / size)
                 peaks["download"] = max(peaks["download"], peak_mb(service.pid))
             reset_peak(service.pid)
             seconds, _, archive_bytes = service_download(base, token, model["model_id"], None)
@@ -252,6 +263,7 @@ async def run(size: int, rounds: int, downloads: int, workdir: Path) -> dict:
             client.remove_object(MODELS, stored_key)
             print(f"round {n}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
         return {"size": size, "rounds": rounds, "times": times, "idle_mb": idle_mb, "peaks": peaks,
+                "cpu_per_gib": {k: statistics.median(v) for k, v in cpu_per_gib.items()},
                 "moto_peak_mb": peak_mb(moto.pid)}
     finally:
         if service is not None:
@@ -299,6 +311,8 @@ def report(result: dict, command: str) -> str:
         f"Service RSS: idle {result['idle_mb']:.0f} MB; peak during store {peaks['store']:.0f} MB, "
         f"file download {peaks['download']:.0f} MB, tar download {peaks['archive']:.0f} MB "
         f"→ peak {peak:.0f} MB (goal < 200 MB: {verdict(peak < 200)}).  ",
+        f"Service CPU per GiB (user+system, median): store {result['cpu_per_gib']['store']:.2f} s, "
+        f"download {result['cpu_per_gib']['download']:.2f} s.  ",
         f"For reference: staging the artifact with a raw put_object: {cell('stage')}; "
         f"moto peaked at {result['moto_peak_mb']:.0f} MB.",
         "",

@@ -55,16 +55,23 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
+        self._stopping = False
         # test seam: called after publishing a batch and before marking it sent
         self.after_publish: Callable[[list[uuid.UUID]], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._outbox.service}")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let the batch in flight be marked sent (so it is not republished needlessly), then stop."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except (asyncio.TimeoutError, Exception):
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
         await self._close_listener()
 
     def _on_notify(self, *_: Any) -> None:
@@ -88,12 +95,12 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.2
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
                 published = await self.relay_once()
                 backoff = 0.2
-                if published:
+                if published or self._stopping:
                     continue
                 self._wake.clear()
                 try:

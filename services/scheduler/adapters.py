@@ -51,11 +51,16 @@ async def _kubernetes(settings: SchedulerSettings) -> RunnerSetup:
 
     from services.scheduler.core.runners.kubernetes import KubernetesRunner, KubernetesRunnerConfig
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-    api = client.ApiClient()
+    configuration = client.Configuration()
+    if settings.scheduler_k8s_kubeconfig is not None:
+        await config.load_kube_config(config_file=str(settings.scheduler_k8s_kubeconfig),
+                                      client_configuration=configuration, persist_config=False)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            await config.load_kube_config(client_configuration=configuration, persist_config=False)
+    api = client.ApiClient(configuration=configuration)
     runner = KubernetesRunner(api, KubernetesRunnerConfig(
         namespace=settings.scheduler_k8s_namespace, s3_secret_name=settings.scheduler_k8s_s3_secret,
         s3_secret_keys=K8S_S3_SECRET_KEYS, delete_grace_seconds=int(settings.scheduler_stop_grace_seconds)))

@@ -677,6 +677,13 @@ class Engine:
             except BaseException:
                 collector.cancel()
                 raise
+            if runlog.lines == 0:
+                # a run can end before its log stream opened (a pod still Pending when it was
+                # asked): read what the runner kept, once, before it is cleaned up
+                try:
+                    await asyncio.wait_for(collect(self.runner.logs(active.handle, follow=False), runlog), 10)
+                except Exception as exc:
+                    log.debug("no log for run %s: %s", run["run_id"], exc)
             await runlog.finish()
             exit_code = outcome.exit_code
             stopped = run["run_id"] in self._stop_requested or outcome.reason.startswith(STOPPED)

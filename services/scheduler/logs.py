@@ -34,6 +34,7 @@ class RunLog:
         self._max_bytes = max_bytes
         self._live_lines = live_lines
         self._written = 0
+        self.lines = 0
         self._truncated = False
         self.last_line: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,7 @@ class RunLog:
         if not lines:
             return
         lines = [line[:MAX_LINE_CHARS] for line in lines]
+        self.lines += len(lines)
         for line in reversed(lines):
             if line.strip():
                 self.last_line = line.strip()

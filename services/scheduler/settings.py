@@ -18,6 +18,8 @@ class SchedulerSettings(Settings):
     scheduler_runner: Literal["local", "kubernetes"] = "local"
     # local mode's node inventory (YAML/JSON); Kubernetes mode reads Node objects instead
     scheduler_nodes_file: Path = DEFAULT_NODES_FILE
+    # Kubernetes API access: this kubeconfig file, else the in-cluster service account, else ~/.kube/config
+    scheduler_k8s_kubeconfig: Path | None = None
     scheduler_k8s_namespace: str = "avatar"
     scheduler_k8s_s3_secret: str = "avatar-s3"  # Secret with the components' S3 credentials
     scheduler_k8s_inventory_seconds: float = Field(default=30.0, gt=0)

@@ -26,25 +26,31 @@ The algorithm is EASY backfill ("Extensible Argonne Scheduling sYstem", Lifka 19
 4. Nothing running is ever preempted; only the first blocked component gets a reservation
    (EASY). Conservative backfill would reserve for every blocked job; EASY trades that for
    more backfill and a much cheaper decision.
-5. Priority protection (our addition; `protected_classes` default ("high",) and
-   `drain_guard` default True; pass () and False for plain EASY). Rule 3 protects the head against the work already queued, but not
-   high-priority work that arrives later, and max_runtime is an upper bound: jobs usually
-   end earlier, which plain EASY cannot exploit for the head. Measured on traces
-   (bench/bench_policy.py), plain EASY raised the high-priority waits. Two guards only
-   ever remove backfill candidates:
+5. Priority protection (our addition, on by default: `protected_classes=("high",)`,
+   `drain_guard=True`; pass `()` and `False` for plain EASY). Rule 3 protects the head
+   and trusts max_runtime; it does nothing for high-priority work that arrives later and
+   finds filled the capacity strict priority would have left idle. On the bench trace
+   plain EASY raised the high-priority waits. Two guards, which only ever remove backfill
+   candidates, bring the mean and p95 high-priority waits well below strict priority:
    a. class barrier: while a component of a protected class is blocked, only components
       of protected classes may backfill;
    b. drain-time guard: a backfilled component of an unprotected class must end no later
       than its node's drain time (the latest expected end of the work on that node, `now`
-      for an idle node). It fills holes under the node's existing "skyline" and never
-      postpones the moment the node becomes wholly free, which is what large
-      high-priority arrivals wait for.
+      for an idle node). It fills holes under the node's existing "skyline" and, by the
+      declared runtimes, never postpones the moment the node becomes wholly free, which is
+      what whole-node high-priority arrivals wait for.
+   Known limit (bench/RESULTS.md): when work ends much earlier than declared, the longest
+   high-priority waits (whole-node jobs waiting for a node to drain) can still exceed
+   strict priority's. Holding capacity idle for them removed that in experiments but cost
+   more utilisation than backfill gains, so it is not done.
 
-Guarantee: when runtimes end no later than their max_runtime, the head starts no later
-than its shadow time T, which is exactly when it would start with no backfill at all, so
-backfill never delays the head. (If work ends early the head may start earlier; its
-reservation never moves later.) `backfill=False` gives the strict-priority baseline: stop
-at the head. The service should call decide() again whenever capacity or the queue changes.
+Guarantee: when work ends exactly at its max_runtime, the head starts at its shadow time
+T, which is when it would start with no backfill at all: backfill never delays the head.
+When work ends earlier the head starts no later than T and its reservation never moves
+later (property-tested in tests/unit/scheduler/test_core_policy.py), but strict priority
+might have started it earlier still. `backfill=False` gives the strict-priority baseline:
+stop at the head. The service should call decide() again whenever capacity or the queue
+changes.
 
 Complexity per call: O(queue x nodes) in the worst case; `max_candidates` bounds how many
 components after the head are examined (like Slurm's bf_max_job_test) and a per-GPU-type
