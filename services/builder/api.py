@@ -1,8 +1,9 @@
 """Apps, their env vars, training config, imports and spec files (BL-02, BL-04, BL-05, BL-12)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query, Response
@@ -12,14 +13,14 @@ from prometheus_client import Counter
 from contracts.events import AppDeleted, AppSpecCreated
 from contracts.spec import AppSpec, ImportedApp, TrainingConfig
 from services.builder import domain, store
-from services.builder.deps import ThresholdDep
+from services.builder.deps import ThresholdDep, editing_app
 from services.builder.domain import AppInfo, AppStatus, Threshold
 from services.builder.schemas import (AppCreate, AppPatch, AppRef, AppSummary, AppView, EnvVars, ImportBody,
                                       SpecSummaryView, app_view, summary)
 from services.kit.auth import Reader, Writer
 from services.kit.errors import Invalid, NotFound
 from services.kit.paging import Page, Paging
-from services.kit.service import PlatformDep
+from services.kit.service import Platform, PlatformDep
 
 router = APIRouter(tags=["apps"])
 SPECS_GENERATED = Counter("avatar_builder_specs_generated_total", "App spec versions written")
@@ -27,6 +28,14 @@ SPECS_GENERATED = Counter("avatar_builder_specs_generated_total", "App spec vers
 
 async def _view(conn: asyncpg.Connection, app_id: str, threshold: Threshold) -> AppView:
     return app_view(await store.load_app(conn, app_id), threshold)
+
+
+async def _update(platform: Platform, app_id: str, user: str, threshold: Threshold, **fields: Any) -> AppView:
+    """Change some of an App's own fields; answers the App as committed."""
+    async with editing_app(platform, app_id, user) as (conn, info):
+        await store.save_app(conn, replace(info, **fields))
+    async with platform.snapshot() as conn:
+        return await _view(conn, app_id, threshold)
 
 
 @router.post("/apps", status_code=201, response_model=AppView, summary="Create an App (status draft)")
@@ -63,15 +72,10 @@ async def get_app(app_id: str, _: Reader, platform: PlatformDep, threshold: Thre
               "storage or test run reference (null clears it)")
 async def patch_app(app_id: str, body: AppPatch, user: Writer, platform: PlatformDep,
                     threshold: ThresholdDep) -> AppView:
-    async with platform.transaction() as conn:
-        info = await store.app_info(conn, app_id, lock=True)
-        for name in body.model_fields_set:
-            value = getattr(body, name)
-            if value is not None or name == "test_run_ref":  # null clears only the test run reference
-                setattr(info, name, value)
-        await store.save_app(conn, info)
-        await store.touch(conn, app_id, user.user)
-        return await _view(conn, app_id, threshold)
+    given = {name: getattr(body, name) for name in body.model_fields_set}
+    # null clears only the test run reference; for the other fields it means "unchanged"
+    return await _update(platform, app_id, user.user, threshold,
+                         **{k: v for k, v in given.items() if v is not None or k == "test_run_ref"})
 
 
 @router.delete("/apps/{app_id}", status_code=204, summary="Delete an App's working copy (its spec versions stay)")
@@ -88,24 +92,14 @@ async def delete_app(app_id: str, user: Writer, platform: PlatformDep) -> Respon
             summary="Replace the App-level environment variables every component shares (BL-02)")
 async def put_env_vars(app_id: str, body: EnvVars, user: Writer, platform: PlatformDep,
                        threshold: ThresholdDep) -> AppView:
-    async with platform.transaction() as conn:
-        info = await store.app_info(conn, app_id, lock=True)
-        info.env_vars = body
-        await store.save_app(conn, info)
-        await store.touch(conn, app_id, user.user)
-        return await _view(conn, app_id, threshold)
+    return await _update(platform, app_id, user.user, threshold, env_vars=body)
 
 
 @router.put("/apps/{app_id}/training-config", response_model=AppView,
             summary="Replace the RL training config; omitted fields take the TR-03 defaults")
 async def put_training_config(app_id: str, body: TrainingConfig, user: Writer, platform: PlatformDep,
                               threshold: ThresholdDep) -> AppView:
-    async with platform.transaction() as conn:
-        info = await store.app_info(conn, app_id, lock=True)
-        info.training_config = body
-        await store.save_app(conn, info)
-        await store.touch(conn, app_id, user.user)
-        return await _view(conn, app_id, threshold)
+    return await _update(platform, app_id, user.user, threshold, training_config=body)
 
 
 @router.post("/apps/{app_id}/imports", status_code=201, response_model=AppView,
@@ -132,12 +126,12 @@ async def import_app(app_id: str, body: ImportBody, user: Writer, platform: Plat
                summary="Undo an import: remove it and every Task it brought")
 async def remove_import(app_id: str, app_ref: AppRef, user: Writer, platform: PlatformDep,
                         threshold: ThresholdDep) -> AppView:
-    async with platform.transaction() as conn:
-        app = await store.load_app(conn, app_id, lock=True)
+    async with editing_app(platform, app_id, user.user) as (conn, _):
+        app = await store.load_app(conn, app_id)
         if not any(imported.app_ref == app_ref for imported in app.imported_apps):
             raise NotFound(f"app {app_ref} is not imported into {app_id}")
         await store.delete_import(conn, app_id, app_ref)
-        await store.touch(conn, app_id, user.user)
+    async with platform.snapshot() as conn:
         return await _view(conn, app_id, threshold)
 
 

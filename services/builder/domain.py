@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Sequence
 
+from contracts.events import ComponentSnapshot
 from contracts.resources import Resources, parse_memory
 from contracts.spec import AppSpec, ImageRef, ImportedApp, SpecComponent, SpecTask, Storage, TrainingConfig, WorkflowEdge
 from services.builder import workflow
@@ -68,6 +69,14 @@ class PlacedComponent:
     resources: Resources
     params: dict[str, Any] = field(default_factory=dict)
     library_version: str | None = None
+
+    @classmethod
+    def from_library(cls, found: ComponentSnapshot, *, name: str | None = None, image: ImageRef | None = None,
+                     resources: Resources | None = None, params: dict[str, Any] | None = None) -> "PlacedComponent":
+        """BL-01, BL-11: the library's image and defaults unless the author gives others; params merge over them."""
+        return cls(component_id=found.component_id, name=name or found.name, type=found.type,
+                   image=image or found.image, resources=resources or found.resources,
+                   params={**found.params, **(params or {})}, library_version=found.version)
 
     def to_spec(self) -> SpecComponent:
         return SpecComponent(component_id=self.component_id, name=self.name, image=self.image,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from contracts.spec import WorkflowEdge
 from services.builder import diagram, domain, store
-from services.builder.deps import CatalogDep, ThresholdDep
+from services.builder.deps import CatalogDep, ThresholdDep, editing_app, editing_task
 from services.builder.domain import PlacedComponent, Task
 from services.builder.schemas import ComponentPatch, ComponentRef, OrderBody, Placement, TaskCreate, TaskView
 from services.kit.auth import Reader, Writer
@@ -27,13 +27,11 @@ async def list_tasks(app_id: str, _: Reader, platform: PlatformDep, threshold: T
 @router.post("", status_code=201, response_model=TaskView, summary="Add an empty Task (BL-10)")
 async def create_task(app_id: str, body: TaskCreate, user: Writer, platform: PlatformDep, threshold: ThresholdDep,
                       response: Response) -> TaskView:
-    async with platform.transaction() as conn:
-        info = await store.app_info(conn, app_id, lock=True)
+    async with editing_app(platform, app_id, user.user) as (conn, info):
         domain.check_room_for_tasks(info, 1)
         number = await store.take_task_numbers(conn, app_id, 1)
         task = Task(task_id=domain.task_id(number), name=body.name)
         await store.insert_task(conn, app_id, number, task)
-        await store.touch(conn, app_id, user.user)
     response.headers["Location"] = f"/apps/{app_id}/tasks/{task.task_id}"
     return TaskView.of(task, threshold)
 
@@ -48,24 +46,18 @@ async def get_task(app_id: str, task_id: str, _: Reader, platform: PlatformDep, 
 @router.patch(TASK, response_model=TaskView, summary="Rename a Task")
 async def rename_task(app_id: str, task_id: str, body: TaskCreate, user: Writer, platform: PlatformDep,
                       threshold: ThresholdDep) -> TaskView:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         task.name = body.name
         await store.rename_task(conn, app_id, task_id, body.name)
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 
 @router.delete(TASK, status_code=204, summary="Delete a Task with its Components and workflow")
 async def delete_task(app_id: str, task_id: str, user: Writer, platform: PlatformDep) -> Response:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         await store.delete_task(conn, app_id, task_id)
         if task.imported_from:
             await store.drop_import_if_unused(conn, app_id, task.imported_from)
-        await store.touch(conn, app_id, user.user)
     return Response(status_code=204)
 
 
@@ -78,17 +70,12 @@ async def place_component(app_id: str, task_id: str, body: Placement, user: Writ
         await store.load_task(conn, app_id, task_id)
     # Looked up before the transaction: a slow library must not hold the App's lock.
     found = await catalog.find(body.component_id, request.headers.get("authorization"))
-    component = PlacedComponent(
-        component_id=found.component_id, name=body.name or found.name, type=found.type,
-        image=body.image or found.image,
-        resources=body.resources.applied_to(found.resources) if body.resources else found.resources,
-        params={**found.params, **(body.params or {})}, library_version=found.version)
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    component = PlacedComponent.from_library(
+        found, name=body.name, image=body.image, params=body.params,
+        resources=body.resources.applied_to(found.resources) if body.resources else None)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         task.place(component)
         await store.insert_component(conn, app_id, task_id, component, position=len(task.components))
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 
@@ -96,9 +83,7 @@ async def place_component(app_id: str, task_id: str, body: Placement, user: Writ
               summary="Change a placed Component's name, image, resources or params (BL-03, BL-06)")
 async def patch_component(app_id: str, task_id: str, component_id: str, body: ComponentPatch, user: Writer,
                           platform: PlatformDep, threshold: ThresholdDep) -> TaskView:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         component = task.component(component_id)
         component.name = body.name or component.name
         component.image = body.image or component.image
@@ -107,7 +92,6 @@ async def patch_component(app_id: str, task_id: str, component_id: str, body: Co
         if body.params is not None:
             component.params = body.params
         await store.update_component(conn, app_id, task_id, component)
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 
@@ -115,13 +99,10 @@ async def patch_component(app_id: str, task_id: str, component_id: str, body: Co
                summary="Remove a Component, every edge touching it, and close the gap in the order")
 async def remove_component(app_id: str, task_id: str, component_id: str, user: Writer, platform: PlatformDep,
                            threshold: ThresholdDep) -> TaskView:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         task.remove(component_id)
         await store.delete_component(conn, app_id, task_id, component_id)
         await store.save_order(conn, app_id, task)
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 
@@ -130,14 +111,11 @@ async def remove_component(app_id: str, task_id: str, component_id: str, user: W
              summary="Connect two Components (BL-07, BL-09); the order follows the new edge if it must")
 async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, platform: PlatformDep,
                    threshold: ThresholdDep) -> TaskView:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         reordered = task.connect(body.from_, body.to)
         await store.insert_edge(conn, app_id, task_id, body.from_, body.to)
         if reordered:
             await store.save_order(conn, app_id, task)
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 
@@ -145,12 +123,9 @@ async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, 
 async def remove_edge(app_id: str, task_id: str, user: Writer, platform: PlatformDep, threshold: ThresholdDep,
                       source: Annotated[ComponentRef, Query(alias="from")],
                       target: Annotated[ComponentRef, Query(alias="to")]) -> TaskView:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         task.disconnect(source, target)
         await store.delete_edge(conn, app_id, task_id, source, target)
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 
@@ -158,12 +133,9 @@ async def remove_edge(app_id: str, task_id: str, user: Writer, platform: Platfor
             summary="Set the execution order; it must respect every edge (BL-07)")
 async def set_order(app_id: str, task_id: str, body: OrderBody, user: Writer, platform: PlatformDep,
                     threshold: ThresholdDep) -> TaskView:
-    async with platform.transaction() as conn:
-        await store.app_info(conn, app_id, lock=True)
-        task = await store.load_task(conn, app_id, task_id)
+    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
         task.reorder(body.order)
         await store.save_order(conn, app_id, task)
-        await store.touch(conn, app_id, user.user)
     return TaskView.of(task, threshold)
 
 

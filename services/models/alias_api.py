@@ -5,11 +5,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import ModelAliasMoved
 from services.kit.auth import Reader, Writer
+from services.kit.errors import Conflict, NotFound
 from services.kit.outbox import Outbox
 from services.models import metrics, store
 from services.models.domain import ALIAS_PATTERN, Gate, evaluate_gate
@@ -84,20 +85,22 @@ async def move_alias(app_id: str, alias: AliasName, move: AliasMove, pool: Pool,
         current_id = current["model_id"] if current else None
         model = await store.model_for_alias(conn, move.model_id)
         if model is None:
-            raise HTTPException(404, f"model {move.model_id} not found")
+            raise NotFound(f"model {move.model_id} not found")
         if model["app_id"] != app_id:
-            raise HTTPException(409, f"model {move.model_id} belongs to app {model['app_id']}, not {app_id}")
+            raise Conflict(f"model {move.model_id} belongs to app {model['app_id']}, not {app_id}", code="other_app")
         if model["status"] != "stored":
-            raise HTTPException(409, f"model {move.model_id} is not stored yet; only a stored model can be promoted")
+            raise Conflict(f"model {move.model_id} is not stored yet; only a stored model can be promoted",
+                           code="not_stored")
         if move.expected_model_id is not None and move.expected_model_id != current_id:
-            raise HTTPException(409, f"alias {alias} points at {current_id or 'nothing'}, not "
-                                     f"{move.expected_model_id}: it moved meanwhile; reload and retry")
+            raise Conflict(f"alias {alias} points at {current_id or 'nothing'}, not {move.expected_model_id}: "
+                           "it moved meanwhile; reload and retry", code="alias_moved", current_model_id=current_id)
         observed = None
         if move.gate is not None:
             outcome = evaluate_gate(move.model_id, model["metrics"], move.gate)
             if not outcome.passed:
                 metrics.ALIAS_MOVES.labels("move", "refused").inc()
-                raise HTTPException(409, f"{outcome.message}; alias {alias} still points at {current_id or 'nothing'}")
+                raise Conflict(f"{outcome.message}; alias {alias} still points at {current_id or 'nothing'}",
+                               code="gate_failed", gate=move.gate.model_dump(), observed=outcome.observed)
             observed = outcome.observed
         moved = AliasMoved(app_id=app_id, alias=alias, model_id=move.model_id, version=model["version"],
                            previous_model_id=current_id, changed=current_id != move.model_id, action="move",
@@ -119,10 +122,11 @@ async def rollback_alias(app_id: str, alias: AliasName, pool: Pool, outbox: Even
     async with pool.acquire() as conn, conn.transaction():
         current = await store.lock_alias(conn, app_id, alias)
         if current is None:
-            raise HTTPException(404, f"alias {alias} of app {app_id} not found")
+            raise NotFound(f"alias {alias} of app {app_id} not found")
         last = await store.last_undoable_move(conn, app_id, alias)
         if last is None or last["from_model_id"] is None:
-            raise HTTPException(409, f"alias {alias} of app {app_id} has no earlier model to roll back to")
+            raise Conflict(f"alias {alias} of app {app_id} has no earlier model to roll back to",
+                           code="nothing_to_roll_back")
         target = await store.model_for_alias(conn, last["from_model_id"])
         await store.mark_undone(conn, last["id"])
         await store.point_alias(conn, app_id=app_id, alias=alias, from_model_id=current["model_id"],
@@ -144,5 +148,5 @@ async def list_aliases(app_id: str, pool: Pool, _: Reader) -> AppAliases:
 async def get_alias(app_id: str, alias: AliasName, pool: Pool, _: Reader) -> AliasView:
     found = await store.list_aliases(pool, app_id, alias)
     if not found:
-        raise HTTPException(404, f"alias {alias} of app {app_id} not found")
+        raise NotFound(f"alias {alias} of app {app_id} not found")
     return AliasView(**found[0])

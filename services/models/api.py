@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from services.kit.auth import Reader
+from services.kit.errors import Conflict, Invalid, NotFound
 from services.kit.objectstore import split_s3_url
+from services.kit.paging import Page, Paging
 from services.models import metrics, store
 from services.models.archive import Member, archive_size, layout
 from services.models.domain import RangeNotSatisfiable, StagedArtifact, compare, parse_range
@@ -48,13 +50,6 @@ class ModelSummary(BaseModel):
     status: str
     store_attempts: int
     store_error: str | None
-
-
-class ModelPage(BaseModel):
-    items: list[ModelSummary]
-    total: int
-    page: int
-    page_size: int
 
 
 class ModelFile(BaseModel):
@@ -102,11 +97,12 @@ def _summary(row: asyncpg.Record) -> ModelSummary:
         model_id=row["model_id"], name=row["name"], app_id=row["app_id"], app_name=row["app_name"],
         version=row["version"], workload_id=row["workload_id"], workload_name=row["workload_name"] or None,
         created_at=row["created_at"], stored_at=row["stored_at"], size_bytes=row["size_bytes"],
-        file_count=row["file_count"], status=row["status"], store_attempts=row["attempts"], store_error=row["last_error"])
+        file_count=row["file_count"], status=row["status"], store_attempts=row["attempts"],
+        store_error=row["last_error"])
 
 
-def _not_found(model_id: str) -> HTTPException:
-    return HTTPException(404, f"model {model_id} not found")
+def _not_found(model_id: str) -> NotFound:
+    return NotFound(f"model {model_id} not found")
 
 
 async def _stored_model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record:
@@ -114,8 +110,8 @@ async def _stored_model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record:
     if row is None:
         raise _not_found(model_id)
     if row["status"] != "stored":
-        raise HTTPException(409, f"model {model_id} is not stored yet (status {row['status']}): its artifacts are "
-                                 "still being copied; try again after model.stored")
+        raise Conflict(f"model {model_id} is not stored yet (status {row['status']}): its artifacts are still "
+                       "being copied; try again after model.stored", code="not_stored")
     return row
 
 
@@ -128,29 +124,29 @@ def _lost(model_id: str, exc: MissingObject) -> HTTPException:
     return HTTPException(502, f"a stored file of model {model_id} is missing from the object store: {exc}")
 
 
-@router.get("/models", response_model=ModelPage, summary="List models (MD-02)")
-async def list_models(pool: Pool, _: Reader,
+@router.get("/models", response_model=Page[ModelSummary], summary="List models (MD-02)")
+async def list_models(pool: Pool, _: Reader, paging: Paging,
                       app_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-                      q: Annotated[str | None, Query(min_length=1, max_length=128, description="search name, App, workload")] = None,
+                      q: Annotated[str | None, Query(min_length=1, max_length=128,
+                                                     description="search model name, App, workload")] = None,
                       status: Annotated[str | None, Query(pattern="^(pending|stored)$")] = None,
-                      page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                      page_size: Annotated[int, Query(ge=1, le=200)] = 20) -> ModelPage:
-    rows, total = await store.list_models(pool, app_id=app_id, q=q, status=status, limit=page_size,
-                                          offset=(page - 1) * page_size)
-    return ModelPage(items=[_summary(r) for r in rows], total=total, page=page, page_size=page_size)
+                      ) -> Page[ModelSummary]:
+    rows, total = await store.list_models(pool, app_id=app_id, q=q, status=status, limit=paging.page_size,
+                                          offset=paging.offset)
+    return Page.of([_summary(r) for r in rows], total, paging)
 
 
 @router.get("/models/compare", response_model=Comparison, summary="Compare the metrics of models (MD-06)")
 async def compare_models(pool: Pool, _: Reader,
-                         ids: Annotated[str, Query(min_length=1, max_length=300, description="comma-separated model ids")]
-                         ) -> Comparison:
+                         ids: Annotated[str, Query(min_length=1, max_length=300,
+                                                   description="comma-separated model ids")]) -> Comparison:
     wanted = list(dict.fromkeys(i.strip() for i in ids.split(",") if i.strip()))
     if not 2 <= len(wanted) <= 10:
-        raise HTTPException(422, f"compare needs 2 to 10 distinct model ids, got {len(wanted)}")
+        raise Invalid(f"compare needs 2 to 10 distinct model ids, got {len(wanted)}", code="compare_count")
     rows = {row["model_id"]: row for row in await store.get_models(pool, wanted)}
     missing = [i for i in wanted if i not in rows]
     if missing:
-        raise HTTPException(404, f"models not found: {', '.join(missing)}")
+        raise NotFound(f"models not found: {', '.join(missing)}")
     ordered = [rows[i] for i in wanted]
     table = compare([{"model_id": r["model_id"], "metrics": r["metrics"]} for r in ordered])
     return Comparison(models=[_summary(r) for r in ordered], metrics=table)
@@ -215,7 +211,7 @@ async def _download_file(row: asyncpg.Record, files: list[asyncpg.Record], path:
                          range_header: str | None, if_range: str | None) -> StreamingResponse:
     found = next((f for f in files if f["path"] == path), None)
     if found is None:
-        raise HTTPException(404, f"model {row['model_id']} has no file {path!r}")
+        raise NotFound(f"model {row['model_id']} has no file {path!r}")
     size, etag = found["size_bytes"], f'"{found["sha256"]}"'
     headers = {"Accept-Ranges": "bytes", "ETag": etag,
                "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(found['sha256'])).decode()}:",
@@ -261,12 +257,12 @@ async def run_log(model_id: str, component: str, pool: Pool, streams: Streams, _
         raise _not_found(model_id)
     artifact = next((StagedArtifact(**a) for a in row["artifacts"] if a["folder"] == component), None)
     if artifact is None or artifact.log is None:
-        raise HTTPException(404, f"model {model_id} has no run log for component {component!r}")
+        raise NotFound(f"model {model_id} has no run log for component {component!r}")
     bucket, key = split_s3_url(artifact.log)
     try:
         size, response = await streams.open_whole(key, bucket=bucket)
     except MissingObject as exc:
-        raise HTTPException(404, f"the run log of {component} in model {model_id} is gone: {exc}") from exc
+        raise NotFound(f"the run log of {component} in model {model_id} is gone: {exc}") from exc
     except StoreUnavailable as exc:
         raise _unavailable(exc) from exc
     return StreamingResponse(streams.body(response, size), media_type="text/plain; charset=utf-8",

@@ -111,7 +111,8 @@ def merge_metrics(metrics_by_folder: dict[str, dict[str, Any]]) -> dict[str, Any
     summary: dict[str, Any] = {}
     for _, metrics in ordered:
         derived = dict(metrics)
-        rewards = [r for r in metrics.get("rewards") or [] if _scalar(r)] if isinstance(metrics.get("rewards"), list) else []
+        curve = metrics.get("rewards")
+        rewards = [r for r in curve if _scalar(r)] if isinstance(curve, list) else []
         if rewards:
             derived.setdefault("final_reward", rewards[-1])
             derived.setdefault("avg_reward", sum(rewards) / len(rewards))
@@ -214,7 +215,8 @@ def etag_is_md5(etag: str) -> bool:
     return bool(_MD5_ETAG.match(etag.strip('"').lower()))
 
 
-def retry_delay(attempt: int, base: float, cap: float, *, jitter: float = 0.1, rng: random.Random | None = None) -> float:
+def retry_delay(attempt: int, base: float, cap: float, *, jitter: float = 0.1,
+                rng: random.Random | None = None) -> float:
     """Exponential backoff: base, 2·base, 4·base … capped, with ±jitter so replicas do not retry in step."""
     delay = min(cap, base * 2 ** max(0, attempt - 1))
     spread = delay * jitter

@@ -10,6 +10,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from services.kit import errors
 from services.kit.objectstore import check_bucket
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("models", models_settings(settings), routers=[api.router, alias_api.router],
-                         migrations=MIGRATIONS, setup=_setup, description=__doc__ or "")
+    app = build_service("models", models_settings(settings), routers=[api.router, alias_api.router],
+                        migrations=MIGRATIONS, setup=_setup, description=__doc__ or "")
+    return errors.install(app)
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
@@ -52,6 +52,7 @@ from services.scheduler.logs import RunLog, collect, read_json
 from services.scheduler.outcomes import allocations as allocation_payloads
 from services.scheduler.outcomes import terminal_event
 from services.scheduler.settings import SchedulerSettings
+from services.scheduler.tasks import cancel_all, wait_event, within
 
 log = logging.getLogger(__name__)
 NodeSource = Callable[[], Awaitable[list[Node]]]
@@ -112,13 +113,18 @@ class Engine:
         """Run as the leader until cancelled: recover, then loop."""
         self.leading = True
         m.LEADER.set(1)
+        loops: list[asyncio.Task] = []
         try:
             await self.recover()
-            loops = [self._schedule_loop(), self._reconcile_loop()]
+            loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
+                     asyncio.create_task(self._reconcile_loop(), name="scheduler-reconciler")]
             if self.settings.scheduler_runner == "kubernetes":
-                loops.append(self._inventory_loop())
-            await asyncio.gather(*loops)
+                loops.append(asyncio.create_task(self._inventory_loop(), name="scheduler-inventory"))
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a loop only ends by an error: surface it (leadership is given up)
         finally:
+            await cancel_all(loops)
             self.leading = False
             m.LEADER.set(0)
             await self._stand_down()
@@ -132,8 +138,7 @@ class Engine:
         for run in active:
             if run.task:
                 run.task.cancel()
-        await asyncio.gather(*(r.task for r in active if r.task), *self._finishers.values(), *self._helpers,
-                             return_exceptions=True)
+        await cancel_all([*(r.task for r in active if r.task), *self._finishers.values(), *self._helpers])
         if not self.reattach:
             await asyncio.gather(*(self.runner.stop(r.handle, 0.5) for r in active), return_exceptions=True)
             try:  # and anything a launch interrupted by the shutdown had already started
@@ -291,10 +296,7 @@ class Engine:
             timeout = self.settings.scheduler_tick_seconds
             if next_deadline is not None:
                 timeout = max(0.02, min(timeout, next_deadline - time.time() + 0.01))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, timeout)
 
     async def run_once(self) -> None:
         """One iteration without waiting (tests, benchmarks)."""
@@ -320,22 +322,21 @@ class Engine:
             job_runs = runs[job_id]
             states = [_state(r) for r in job_runs]
             deadline = job["deadline"].timestamp() if job["deadline"] else None
-            if deadline is not None and deadline <= now:
-                await self._end(job_id, "failed", stage="timeout", reason=domain.timeout_reason(job["max_runtime_s"]))
-                continue
-            if deadline is not None:
-                next_deadline = deadline if next_deadline is None else min(next_deadline, deadline)
-            if job["kind"] == "looptest" and job["mode"] == "general":
-                await self._advance_rounds(job, job_runs)
-                if domain.all_done(states):
-                    await self._end(job_id, "completed")
-                continue
-            failed = [r for r in job_runs if r["status"] == "failed"]
-            if failed:
+            general = job["kind"] == "looptest" and job["mode"] == "general"
+            failed = [] if general else [r for r in job_runs if r["status"] == "failed"]
+            # what already happened wins over the deadline: success, then the first failure
+            if (domain.all_done(states) if general else domain.all_succeeded(states)):
+                await self._end(job_id, "completed")
+            elif failed:
                 first = min(failed, key=lambda r: r["finished_at"] or datetime.max.replace(tzinfo=timezone.utc))
                 await self._end(job_id, "failed", stage="run", reason=first["reason"], component_id=first["component_id"])
-            elif domain.all_succeeded(states):
-                await self._end(job_id, "completed")
+            elif deadline is not None and deadline <= now:
+                await self._end(job_id, "failed", stage="timeout", reason=domain.timeout_reason(job["max_runtime_s"]))
+            else:
+                if general:
+                    await self._advance_rounds(job, job_runs)
+                if deadline is not None:
+                    next_deadline = deadline if next_deadline is None else min(next_deadline, deadline)
         return next_deadline
 
     async def _advance_rounds(self, job: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> None:
@@ -426,8 +427,7 @@ class Engine:
                 continue
             active = self._active.get(run_id)
             if active is not None and active.task is not None and not active.task.done():
-                active.task.cancel()  # a run that would not stop: stop watching, record it below
-                await asyncio.gather(active.task, return_exceptions=True)
+                await cancel_all([active.task])  # a run that would not stop: stop watching, record it below
             await self._stop_attempt(run["allocation_id"], 0)
             async with self.pool.acquire() as conn:
                 await store.finish_run(conn, run_id, status="stopped", exit_code=None, last_line=None,
@@ -670,10 +670,9 @@ class Engine:
             collector = asyncio.create_task(collect(self.runner.logs(active.handle, follow=True), runlog))
             try:
                 outcome = await self.runner.wait(active.handle)
-                try:
-                    await asyncio.wait_for(asyncio.shield(collector), 10)
-                except asyncio.TimeoutError:
-                    collector.cancel()
+                done, _ = await asyncio.wait({collector}, timeout=10)
+                if not done:
+                    await cancel_all([collector])
             except BaseException:
                 collector.cancel()
                 raise
@@ -681,7 +680,7 @@ class Engine:
                 # a run can end before its log stream opened (a pod still Pending when it was
                 # asked): read what the runner kept, once, before it is cleaned up
                 try:
-                    await asyncio.wait_for(collect(self.runner.logs(active.handle, follow=False), runlog), 10)
+                    await within(collect(self.runner.logs(active.handle, follow=False), runlog), 10)
                 except Exception as exc:
                     log.debug("no log for run %s: %s", run["run_id"], exc)
             await runlog.finish()

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 import asyncpg
 
 from services.scheduler.store import WAKE_CHANNEL
+from services.scheduler.tasks import cancel_all, within
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Leadership:
                 self.leading = False
                 if conn is not None and not conn.is_closed():
                     try:
-                        await asyncio.wait_for(conn.close(), 5)
+                        await within(conn.close(), 5)
                     except Exception:
                         conn.terminate()
             await asyncio.sleep(self._retry)
@@ -63,14 +64,12 @@ class Leadership:
                 done, _ = await asyncio.wait({engine}, timeout=self._check)
                 if done:
                     break
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._check)  # still holding the lock?
+                await within(conn.fetchval("SELECT 1"), self._check)  # still holding the lock?
             engine.result()  # surfaces the engine's error
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("the scheduler engine stopped; leadership is given up")
         finally:
-            if not engine.done():
-                engine.cancel()
-            await asyncio.gather(engine, return_exceptions=True)
+            await cancel_all([engine], insist_after=60)  # its stand-down stops local runs
             log.info("this replica no longer leads the scheduler")

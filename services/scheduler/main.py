@@ -12,7 +12,9 @@ from typing import AsyncIterator
 
 import redis.asyncio as aioredis
 import urllib3
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from services.kit.objectstore import check_bucket, ensure_buckets, make_client
 from services.kit.service import Platform, build_service
@@ -29,8 +31,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service("scheduler", scheduler_settings(settings), routers=[api.router], migrations=MIGRATIONS,
-                         setup=_setup, description=__doc__ or "")
+    app = build_service("scheduler", scheduler_settings(settings), routers=[api.router], migrations=MIGRATIONS,
+                        setup=_setup, description=__doc__ or "")
+    app.add_exception_handler(RedisError, _redis_unavailable)
+    return app
+
+
+async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": f"the scheduler's Redis does not answer ({type(exc).__name__}); try again"},
+                        status_code=503)
 
 
 @contextlib.asynccontextmanager

@@ -543,7 +543,7 @@ class RedisAllocator:
             if "," in name:
                 raise ValueError(f"node name {name!r} contains a comma")
         result = await self._allocate(keys=[], args=[
-            self.prefix, allocation_id, workload_id, component_id, demand.gpu_type,
+            self.prefix, allocation_id, workload_id, component_id, "any" if demand.is_any_type else demand.gpu_type,
             str(demand.gpu_count), str(int(demand.min_gpu_memory_bytes)), str(int(demand.memory_bytes)),
             str(demand.cpu_millis), str(int(lease_seconds * 1000)),
             "" if expected_end is None else repr(float(expected_end)),

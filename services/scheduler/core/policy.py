@@ -53,8 +53,9 @@ stop at the head. The service should call decide() again whenever capacity or th
 changes.
 
 Complexity per call: O(queue x nodes) in the worst case; `max_candidates` bounds how many
-components after the head are examined (like Slurm's bf_max_job_test) and a per-GPU-type
-maximum lets components that cannot fit anywhere be skipped in O(1).
+components after the head are examined (like Slurm's bf_max_job_test), and nodes are
+indexed by GPU class so a component is only tried where enough GPUs of a class it accepts
+are free.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ import math
 from dataclasses import dataclass
 from typing import Collection, Iterable, Protocol, Sequence
 
-from .demand import ComponentDemand, NodeFree, Placement, candidates, placement_on
+from .demand import ComponentDemand, NodeFree, Placement, placement_on
 from .inventory import NodeStatus
 
 
@@ -126,31 +127,30 @@ class Decision:
 
 
 class _Capacity:
-    """Free state of the Active nodes plus cheap 'can this fit anywhere' bounds."""
+    """Free state of the Active nodes, with nodes indexed by GPU class (type, memory per GPU)
+    so a component is only tried on nodes that have enough free GPUs of a class it accepts."""
 
     def __init__(self, nodes: Iterable[NodeFree]) -> None:
         self.nodes = {n.name: n for n in nodes if n.status == NodeStatus.ACTIVE}
-        self._bounds()
-
-    def _bounds(self) -> None:
-        self.max_free: dict[tuple[str, int], int] = {}
-        self.max_mem = max((n.memory_bytes for n in self.nodes.values()), default=0)
-        self.max_cpu = max((n.cpu_millis for n in self.nodes.values()), default=0)
+        self.by_class: dict[tuple[str, int], dict[str, int]] = {}
         for n in self.nodes.values():
             for t, g in n.gpus.items():
-                key = (t, g.memory_per_gpu_bytes)
-                self.max_free[key] = max(self.max_free.get(key, 0), g.free)
+                self.by_class.setdefault((t, g.memory_per_gpu_bytes), {})[n.name] = g.free
 
-    def maybe_fits(self, d: ComponentDemand) -> bool:
-        if d.memory_bytes > self.max_mem or d.cpu_millis > self.max_cpu:
-            return False
+    def placements(self, d: ComponentDemand) -> list[Placement]:
+        """Every node where the demand fits now, best fit first."""
         if d.gpu_count == 0:
-            return True
-        return any(free >= d.gpu_count for (t, mem), free in self.max_free.items() if d.accepts(t, mem))
+            names: Iterable[str] = self.nodes
+        else:
+            names = {name for (t, mem), frees in self.by_class.items() if d.accepts(t, mem)
+                     for name, free in frees.items() if free >= d.gpu_count}
+        return sorted(p for p in (placement_on(self.nodes[n], d) for n in names) if p is not None)
 
     def take(self, node: str, d: ComponentDemand, gpu_type: str | None) -> None:
-        self.nodes[node] = self.nodes[node].take(d, gpu_type)
-        self._bounds()
+        self.nodes[node] = taken = self.nodes[node].take(d, gpu_type)
+        if gpu_type is not None:
+            pool = taken.gpus[gpu_type]
+            self.by_class[(gpu_type, pool.memory_per_gpu_bytes)][node] = pool.free
 
 
 def _end(r: RunningLike, now: float) -> float:
@@ -219,7 +219,8 @@ def decide(queue: Sequence[QueuedWorkload], nodes: Iterable[NodeFree], running: 
     for w in queue:
         for c in w.ready:
             if head is None:
-                p = min(candidates(cap.nodes.values(), c.demand), default=None) if cap.maybe_fits(c.demand) else None
+                found = cap.placements(c.demand)
+                p = found[0] if found else None
                 if p is not None:
                     start(w, c, p, backfilled=False)
                     continue
@@ -243,7 +244,7 @@ def decide(queue: Sequence[QueuedWorkload], nodes: Iterable[NodeFree], running: 
                 continue
             placed = False
             end = now + w.max_runtime_s
-            for p in candidates(cap.nodes.values(), c.demand) if cap.maybe_fits(c.demand) else ():
+            for p in cap.placements(c.demand):
                 if drain_guard and not protected and end > drain.get(p.node, now):
                     continue
                 if end <= shadow_time:

@@ -37,6 +37,7 @@ CREATE UNIQUE INDEX jobs_one_run_per_workload ON jobs (workload_id) WHERE kind =
 CREATE UNIQUE INDEX jobs_one_per_test_run ON jobs (workload_id, test_run_id) WHERE kind = 'looptest';
 CREATE INDEX jobs_active ON jobs (status, started_at) WHERE status IN ('waiting', 'running', 'stopping');
 CREATE INDEX jobs_by_workload ON jobs (workload_id);
+CREATE INDEX jobs_unsynced ON jobs (queued_at) WHERE NOT redis_synced;
 
 -- One execution of one component of a job (a general loop test has one per component and round).
 CREATE TABLE runs (

@@ -1,7 +1,6 @@
 import re
 
-from tests.integration.builder.support import call, new_app, new_task, place
-from tests.integration.library.support import register
+from tests.integration.builder.support import call, new_app, ready_app
 
 
 async def test_a_new_app_is_a_draft_with_the_tr03_training_defaults(stack):
@@ -28,9 +27,7 @@ async def test_an_unknown_app_is_404_naming_it(stack):
 
 async def test_list_apps_filters_by_status_and_pages(stack):
     library, builder = stack
-    component = await register(library)
-    ready = await new_app(builder, "listed-ready")
-    await place(builder, ready, await new_task(builder, ready), component["component_id"])
+    ready = await ready_app(library, builder, "listed-ready")
     await call(builder, "POST", f"/apps/{ready}/spec", 201)
     draft = await new_app(builder, "listed-draft")
 
@@ -93,9 +90,7 @@ async def test_training_config_takes_defaults_for_what_is_omitted(stack):
 
 async def test_deleting_an_app_removes_the_working_copy_but_keeps_its_specs(stack):
     library, builder = stack
-    component = await register(library)
-    app_id = await new_app(builder, "to-delete")
-    await place(builder, app_id, await new_task(builder, app_id), component["component_id"])
+    app_id = await ready_app(library, builder, "to-delete")
     await call(builder, "POST", f"/apps/{app_id}/spec", 201)
     await call(builder, "DELETE", f"/apps/{app_id}", 204)
     await call(builder, "GET", f"/apps/{app_id}", 404)

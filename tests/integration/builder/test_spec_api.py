@@ -1,17 +1,10 @@
 import re
 
 from contracts.spec import AppSpec
-from tests.integration.builder.support import call, connect, new_app, new_task, place
+from tests.integration.builder.support import call, connect, new_app, new_task, place, ready_app
 from tests.integration.library.support import library_and_builder, register, watching
 from tests.support.infra import wait_until
 from tests.unit.contracts.test_spec import seed_example
-
-
-async def ready_app(library, builder, name: str = "spec-app") -> str:
-    cid = (await register(library))["component_id"]
-    app_id = await new_app(builder, name)
-    await place(builder, app_id, await new_task(builder, app_id), cid)
-    return app_id
 
 
 def normalised(spec: dict) -> dict:

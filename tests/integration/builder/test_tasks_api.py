@@ -1,7 +1,7 @@
 import asyncio
 import xml.etree.ElementTree as ET
 
-from tests.integration.builder.support import call, connect, new_app, new_task, place
+from tests.integration.builder.support import call, connect, new_app, new_task, place, task_with
 from tests.integration.library.support import register
 
 CYCLE = "순환 참조가 감지되었습니다. 이 연결을 추가하면 순환이 발생합니다"
@@ -123,13 +123,7 @@ async def test_unknown_task_or_component_is_404_naming_it(stack):
 
 async def test_edge_refusals_carry_a_code_and_the_exact_korean_message(stack):
     library, builder = stack
-    a, b, c = await components(library, 3)
-    app_id = await new_app(builder)
-    task_id = await new_task(builder, app_id)
-    for cid in (a, b, c):
-        await place(builder, app_id, task_id, cid)
-    await connect(builder, app_id, task_id, a, b)
-    await connect(builder, app_id, task_id, b, c)
+    app_id, task_id, (a, b, c) = await task_with(library, builder, 3, edges=[(0, 1), (1, 2)])
     refusals = [await connect(builder, app_id, task_id, x, y, expect=422) for x, y in [(a, a), (a, b), (c, a)]]
     assert [r["detail"] for r in refusals] == [
         {"code": "self_loop", "message": "자기 자신으로의 연결은 허용되지 않습니다"},
@@ -153,13 +147,7 @@ async def test_an_edge_to_a_component_outside_the_task_is_404(stack):
 
 async def test_deleting_a_component_removes_its_edges_and_recomputes_the_order(stack):
     library, builder = stack
-    a, b, c, d = await components(library, 4)
-    app_id = await new_app(builder)
-    task_id = await new_task(builder, app_id)
-    for cid in (a, b, c, d):
-        await place(builder, app_id, task_id, cid)
-    for x, y in [(a, b), (b, c), (a, c), (c, d)]:
-        await connect(builder, app_id, task_id, x, y)
+    app_id, task_id, (a, b, c, d) = await task_with(library, builder, 4, edges=[(0, 1), (1, 2), (0, 2), (2, 3)])
     task = await call(builder, "DELETE", f"/apps/{app_id}/tasks/{task_id}/components/{b}")
     assert task["workflow"] == [{"from": a, "to": c}, {"from": c, "to": d}]
     assert [(x["component_id"], x["order"]) for x in task["components"]] == [(a, 1), (c, 2), (d, 3)]
@@ -168,11 +156,7 @@ async def test_deleting_a_component_removes_its_edges_and_recomputes_the_order(s
 
 async def test_an_edge_against_the_order_moves_the_order_and_a_conflicting_order_is_refused(stack):
     library, builder = stack
-    a, b, c = await components(library, 3)
-    app_id = await new_app(builder)
-    task_id = await new_task(builder, app_id)
-    for cid in (a, b, c):
-        await place(builder, app_id, task_id, cid)
+    app_id, task_id, (a, b, c) = await task_with(library, builder, 3)
     assert (await connect(builder, app_id, task_id, c, a))["order"] == [b, c, a]
     answer = await call(builder, "PUT", f"/apps/{app_id}/tasks/{task_id}/order", 422, json={"order": [a, b, c]})
     assert answer["detail"]["code"] == "order_conflicts_workflow"
@@ -185,12 +169,7 @@ async def test_an_edge_against_the_order_moves_the_order_and_a_conflicting_order
 
 async def test_an_edge_can_be_removed(stack):
     library, builder = stack
-    a, b = await components(library, 2)
-    app_id = await new_app(builder)
-    task_id = await new_task(builder, app_id)
-    await place(builder, app_id, task_id, a)
-    await place(builder, app_id, task_id, b)
-    await connect(builder, app_id, task_id, a, b)
+    app_id, task_id, (a, b) = await task_with(library, builder, 2, edges=[(0, 1)])
     url = f"/apps/{app_id}/tasks/{task_id}/edges"
     assert (await call(builder, "DELETE", url, params={"from": a, "to": b}))["workflow"] == []
     answer = await call(builder, "DELETE", url, 404, params={"from": a, "to": b})
@@ -200,11 +179,7 @@ async def test_an_edge_can_be_removed(stack):
 
 async def test_crossing_edges_sent_at_once_cannot_close_a_cycle(stack):
     library, builder = stack
-    a, b = await components(library, 2)
-    app_id = await new_app(builder)
-    task_id = await new_task(builder, app_id)
-    await place(builder, app_id, task_id, a)
-    await place(builder, app_id, task_id, b)
+    app_id, task_id, (a, b) = await task_with(library, builder, 2)
     url = f"/apps/{app_id}/tasks/{task_id}/edges"
     answers = await asyncio.gather(*(builder.client.post(url, json={"from": x, "to": y}, headers=builder.headers())
                                      for x, y in [(a, b), (b, a)] * 3))
@@ -214,12 +189,7 @@ async def test_crossing_edges_sent_at_once_cannot_close_a_cycle(stack):
 
 async def test_deleting_a_task_removes_its_components_and_edges(stack):
     library, builder = stack
-    a, b = await components(library, 2)
-    app_id = await new_app(builder)
-    task_id = await new_task(builder, app_id)
-    await place(builder, app_id, task_id, a)
-    await place(builder, app_id, task_id, b)
-    await connect(builder, app_id, task_id, a, b)
+    app_id, task_id, _ = await task_with(library, builder, 2, edges=[(0, 1)])
     await call(builder, "DELETE", f"/apps/{app_id}/tasks/{task_id}", 204)
     app = await call(builder, "GET", f"/apps/{app_id}")
     assert app["tasks"] == []

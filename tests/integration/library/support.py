@@ -8,6 +8,7 @@ from typing import Any, AsyncIterator
 
 import aio_pika
 import httpx
+import pytest
 
 from contracts.topology import EXCHANGE
 
@@ -15,7 +16,7 @@ from services.builder.main import create_app as create_builder
 from services.kit.settings import Settings
 from services.library.main import create_app as create_library
 from services.library.settings import LibrarySettings
-from tests.support.services import RunningService, running_service
+from tests.support.services import RunningService, purge_queues, running_service
 
 
 def unseeded(settings: Settings) -> LibrarySettings:
@@ -79,3 +80,13 @@ async def publish(rabbitmq_url: str, event: Any) -> None:
                                                 content_type="application/json",
                                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                                routing_key=event.type)
+
+
+@pytest.fixture(scope="module")
+async def stack(infra):
+    """One library and one builder for a whole module: each test works on Apps and components of its own.
+    (Never beside a second builder or library on the same broker: they would compete for its queue.)"""
+    await infra.fresh_database()
+    await purge_queues(infra.rabbitmq_url)
+    async with library_and_builder(infra.settings()) as pair:
+        yield pair

@@ -1,22 +1,11 @@
 """CL-03 `used_in`, kept from the builder's events over the real broker."""
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from contracts.events import AppSpecCreated, make_event
 from contracts.spec import AppSpec
 from tests.integration.builder.support import call, new_app, new_task, place
-from tests.integration.library.support import library_and_builder, publish, register
+from tests.integration.library.support import publish, register, stack  # noqa: F401
 from tests.support.infra import wait_until
-from tests.support.services import purge_queues
-
-
-@pytest.fixture(scope="module")
-async def stack(infra):
-    await infra.fresh_database()
-    await purge_queues(infra.rabbitmq_url)
-    async with library_and_builder(infra.settings()) as pair:
-        yield pair
 
 
 async def used_in(library, cid: str) -> list[tuple[str, str, str]]:

@@ -23,7 +23,8 @@ async def test_alias_moves_atomically_rolls_back_and_keeps_history(fresh, s3):
         back = await svc.client.post(f"{url}/rollback", headers=researcher)
         assert back.json()["model_id"] == v1["model_id"] and back.json()["action"] == "rollback"
         nothing = await svc.client.post(f"{url}/rollback", headers=researcher)
-        assert nothing.status_code == 409 and "no earlier model" in nothing.json()["detail"]
+        assert nothing.status_code == 409 and nothing.json()["detail"]["code"] == "nothing_to_roll_back"
+        assert "no earlier model" in nothing.json()["detail"]["message"]
 
         view = (await svc.client.get(f"/apps/{app_id}/aliases", headers=svc.headers("viewer"))).json()
         [production] = view["aliases"]
@@ -55,17 +56,19 @@ async def test_verification_gate_refuses_a_model_below_the_threshold(fresh, s3):
 
         refused = await svc.client.put(url, json={"model_id": weak["model_id"], "gate": gate}, headers=admin)
         assert refused.status_code == 409
-        assert refused.json()["detail"] == (
-            f"verification gate failed: final_reward = 12.5 of model {weak['model_id']} is below the required "
-            f"minimum 50; alias production still points at {good['model_id']}")
+        assert refused.json()["detail"] == {
+            "code": "gate_failed", "observed": 12.5, "gate": {"metric": "final_reward", "min": 50.0, "max": None},
+            "message": f"verification gate failed: final_reward = 12.5 of model {weak['model_id']} is below the "
+                       f"required minimum 50; alias production still points at {good['model_id']}"}
         unknown = await svc.client.put(url, json={"model_id": weak["model_id"],
                                                   "gate": {"metric": "accuracy", "min": 0.9}}, headers=admin)
-        assert unknown.status_code == 409 and "does not report metric 'accuracy'" in unknown.json()["detail"]
+        assert unknown.status_code == 409 and "does not report metric 'accuracy'" in unknown.json()["detail"]["message"]
         per_component = await svc.client.put(url, json={"model_id": weak["model_id"],
                                                         "gate": {"metric": "rl-agent.final_reward", "max": 20}},
                                              headers=admin)
         assert per_component.status_code == 200
-        no_bound = await svc.client.put(url, json={"model_id": weak["model_id"], "gate": {"metric": "x"}}, headers=admin)
+        no_bound = await svc.client.put(url, json={"model_id": weak["model_id"], "gate": {"metric": "x"}},
+                                        headers=admin)
         assert no_bound.status_code == 422
 
         history = (await svc.client.get(f"{url}", headers=admin)).json()["history"]
@@ -81,12 +84,15 @@ async def test_alias_refuses_foreign_unknown_and_stale_moves(fresh, s3):
         admin, url = svc.headers("admin"), f"/apps/{app_id}/aliases/staging"
 
         foreign = await svc.client.put(url, json={"model_id": theirs["model_id"]}, headers=admin)
-        assert foreign.status_code == 409 and f"belongs to app {other_app}" in foreign.json()["detail"]
+        assert foreign.status_code == 409 and foreign.json()["detail"]["code"] == "other_app"
+        assert f"belongs to app {other_app}" in foreign.json()["detail"]["message"]
         unknown = await svc.client.put(url, json={"model_id": "MDL-ffffffff"}, headers=admin)
         assert unknown.status_code == 404 and unknown.json()["detail"] == "model MDL-ffffffff not found"
         stale = await svc.client.put(url, json={"model_id": mine["model_id"], "expected_model_id": "MDL-12345678"},
                                      headers=admin)
-        assert stale.status_code == 409 and "moved meanwhile" in stale.json()["detail"]
+        assert stale.status_code == 409 and stale.json()["detail"]["code"] == "alias_moved"
+        assert stale.json()["detail"]["current_model_id"] is None
+        assert "moved meanwhile" in stale.json()["detail"]["message"]
         bad_name = await svc.client.put(f"/apps/{app_id}/aliases/Prod%20X", json={"model_id": mine["model_id"]},
                                         headers=admin)
         assert bad_name.status_code == 422

@@ -21,11 +21,13 @@ async def test_download_equals_upload_and_ranges_work(fresh, s3):
         assert whole.headers["etag"] == f'"{hashlib.sha256(body).hexdigest()}"'
         assert whole.headers["content-length"] == str(len(body))
 
-        part = await svc.client.get(url, params={"file": "rl-agent/policy.npz"}, headers={**viewer, "Range": "bytes=100-1099"})
+        part = await svc.client.get(url, params={"file": "rl-agent/policy.npz"},
+                                    headers={**viewer, "Range": "bytes=100-1099"})
         assert part.status_code == 206 and part.content == body[100:1100]
         assert part.headers["content-range"] == f"bytes 100-1099/{len(body)}"
 
-        tail = await svc.client.get(url, params={"file": "rl-agent/policy.npz"}, headers={**viewer, "Range": "bytes=-10"})
+        tail = await svc.client.get(url, params={"file": "rl-agent/policy.npz"},
+                                    headers={**viewer, "Range": "bytes=-10"})
         assert tail.status_code == 206 and tail.content == body[-10:]
         rest = await svc.client.get(url, params={"file": "rl-agent/policy.npz"},
                                     headers={**viewer, "Range": f"bytes={len(body) - 5}-"})
@@ -71,4 +73,5 @@ async def test_unknown_model_is_404_and_a_pending_one_is_409(fresh):
             " next_attempt_at) VALUES ('MDL-0000000a', 'WL-x', 'APP-x', 'x', 1, 'x-v1', '{}', '[]', '{}',"
             " now() + interval '1 hour')")
         pending = await svc.client.get("/models/MDL-0000000a/download", headers=viewer)
-        assert pending.status_code == 409 and "not stored yet" in pending.json()["detail"]
+        assert pending.status_code == 409 and pending.json()["detail"]["code"] == "not_stored"
+        assert "not stored yet" in pending.json()["detail"]["message"]

@@ -10,7 +10,6 @@ import copy
 import json
 import socket
 import uuid
-from typing import Any
 
 from aiohttp import web
 

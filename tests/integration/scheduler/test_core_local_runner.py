@@ -131,7 +131,11 @@ async def test_usage_is_measured_not_allocated(runner):
 async def test_a_restarted_runner_finds_and_adopts_live_runs(tmp_path, runner, lines):
     code = "import time\nfor i in range(3):\n    print('tick', i, flush=True); time.sleep(0.3)\ntime.sleep(30)"
     handle = await runner.start(run("long", "python", "-c", code))
-    await asyncio.sleep(0.2)
+    for _ in range(200):
+        if lines:
+            break
+        await asyncio.sleep(0.02)
+    assert lines[0] == ("wl-1.long", "tick 0")
     await runner.close()  # the scheduler "crashes": the process keeps running
     seen = []
     fresh = LocalRunner(state_dir=runner.state_dir, runner_id=runner.runner_id,
@@ -141,7 +145,7 @@ async def test_a_restarted_runner_finds_and_adopts_live_runs(tmp_path, runner, l
         adopted = await fresh.attach("wl-1.long")
         assert adopted == handle
         await asyncio.sleep(1.2)
-        assert "tick 2" in seen
+        assert "tick 2" in seen and "tick 0" not in seen  # resumes where the last sink stopped
         await fresh.stop(adopted, grace_seconds=0.5)
         assert (await fresh.wait(adopted)).reason == STOPPED
         assert await fresh.list_live() == set()

@@ -89,3 +89,17 @@ async def test_loop_test_waits_ahead_of_all_other_work(scheduler, publish, tap):
     completed = await tap.wait_for("looptest.completed", "WL-TESTED")
     assert completed.data.runs[0].success
     await tap.wait_for("workload.completed", "WL-URGENT")
+
+
+async def test_rl_loop_test_that_fails_reports_why_and_never_fails_the_workload(scheduler, publish, tap):
+    await register(publish, scheduler, "CL-REF-002", command=RL_AGENT, kind="trainer",
+                   registry="registry.avatar.io/rl-agent")
+    wl = rl_workload("WL-RLBAD")
+    wl = wl.model_copy(update={"training_config": wl.training_config.model_copy(update={"env_config": {"max_temp": -5}})})
+    await publish("looptest.requested", LoopTestRequested(workload_id="WL-RLBAD", test_run_id="TR-B", mode="rl",
+                                                          episodes=3, requested_by="admin", workload=wl))
+    completed = await tap.wait_for("looptest.completed", "WL-RLBAD", timeout=30)
+    assert completed.data.rewards == []
+    assert "rl-agent (CL-REF-002) exited with exit code 2" in completed.data.failure
+    assert "env_config.max_temp must be > 0" in completed.data.failure
+    assert tap.emitted("WL-RLBAD") == ["workload.queued", "looptest.completed"]

@@ -2,6 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from contracts.events import ComponentSnapshot
 from contracts.resources import Resources
 from contracts.spec import ImageRef, ImportedApp, Storage, TrainingConfig
 from services.builder import domain
@@ -192,3 +193,17 @@ def test_spec_summary_counts_and_names_the_largest_component():
 
 def test_default_storage_is_a_path_named_after_the_app():
     assert domain.default_storage("RL DesignOpt v1!") == Storage(type="distributed", path="/training-data/rl-designopt-v1")
+
+
+def test_a_placed_component_takes_the_library_defaults_unless_given_and_merges_params():
+    found = ComponentSnapshot(component_id="CL-REF-002", name="rl-agent", version="2.0", type="trainer",
+                              image=ImageRef(registry="registry.avatar.io/rl-agent", tag="2.0"),
+                              resources=Resources(gpu_type="A100", gpu_count=4, memory="128GB"),
+                              params={"lr": 0.001, "episodes": 1000})
+    default = PlacedComponent.from_library(found)
+    assert (default.name, default.type, default.image, default.library_version) == (
+        "rl-agent", "trainer", found.image, "2.0")
+    assert default.params == {"lr": 0.001, "episodes": 1000} and default.params is not found.params
+    custom = PlacedComponent.from_library(found, name="agent", params={"lr": 0.01},
+                                          resources=Resources(gpu_type="V100", gpu_count=1, memory="16GB"))
+    assert (custom.name, custom.params, custom.resources.gpu_type) == ("agent", {"lr": 0.01, "episodes": 1000}, "V100")

@@ -191,7 +191,8 @@ class LocalRunner:
         state = _Run(run.run_id, proc.pid, directory, proc)
         self._runs[run.run_id] = state
         state.tasks.append(asyncio.create_task(self._reap(state)))
-        state.tasks.append(asyncio.create_task(self._pump(state)))
+        if self.log_sink is not None:
+            state.tasks.append(asyncio.create_task(self._pump(state)))
         return RunHandle(run.run_id, str(proc.pid))
 
     async def _reap(self, run: _Run) -> None:
@@ -222,14 +223,22 @@ class LocalRunner:
         return RunOutcome(code, f"{FAILED}: exit code {code}")
 
     async def _pump(self, run: _Run) -> None:
+        """Hand every output line to the sink; remember how far (for a restarted runner)."""
         offset_file = run.directory / "delivered"
         try:
-            offset = int(offset_file.read_text())
+            delivered = int(offset_file.read_text())
         except (OSError, ValueError):
-            offset = 0
-        async for line, position in self._tail(run.log_path, run.finished.is_set, offset):
-            await deliver(self.log_sink, run.run_id, line)
-            offset_file.write_text(str(position))
+            delivered = 0
+        saved_at = time.monotonic()
+        try:
+            async for line, position in self._tail(run.log_path, run.finished.is_set, delivered):
+                await deliver(self.log_sink, run.run_id, line)
+                delivered = position
+                if time.monotonic() - saved_at > 0.5:
+                    offset_file.write_text(str(delivered))
+                    saved_at = time.monotonic()
+        finally:
+            offset_file.write_text(str(delivered))
 
     async def _tail(self, path: Path, done: Callable[[], bool], offset: int = 0) -> AsyncIterator[tuple[str, int]]:
         buffer = b""
@@ -312,7 +321,7 @@ class LocalRunner:
         run = _Run(run_id, int(meta["pgid"]), directory)
         self._runs[run_id] = run
         run.tasks.append(asyncio.create_task(self._reap(run)))
-        if run.log_path.exists():
+        if self.log_sink is not None and run.log_path.exists():
             run.tasks.append(asyncio.create_task(self._pump(run)))
         return RunHandle(run_id, str(run.pgid))
 
