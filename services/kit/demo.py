@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import sys
 import tarfile
 import time
@@ -93,7 +92,7 @@ class Demo:
 
         return self.wait("the library to seed the reference components", seeded, 60)
 
-    def build_app(self, name: str, tasks: list[tuple[str, list[str]]], components: dict[str, dict], *,
+    def build_app(self, name: str, tasks: list[tuple[str, list[str | tuple[str, dict]]]], components: dict[str, dict], *,
                   training_config: dict | None = None, imports: tuple[str, ...] = ()) -> str:
         body: dict[str, Any] = {"name": name, "env_vars": {"NCCL_DEBUG": "INFO", "CUDA_VISIBLE_DEVICES": "all"}}
         if training_config:
@@ -104,8 +103,9 @@ class Demo:
             task = self.call("POST", "builder", f"/apps/{app_id}/tasks", json={"name": task_name}, expect=201)
             placed = []
             for member in members:
-                view = self.call("POST", "builder", f"/apps/{app_id}/tasks/{task['task_id']}/components",
-                                 json={"component_id": components[member]["component_id"]}, expect=201)
+                member, overrides = (member, {}) if isinstance(member, str) else member
+                self.call("POST", "builder", f"/apps/{app_id}/tasks/{task['task_id']}/components",
+                          json={"component_id": components[member]["component_id"], **overrides}, expect=201)
                 placed.append(components[member]["component_id"])
             for upstream, downstream in zip(placed, placed[1:]):
                 self.call("POST", "builder", f"/apps/{app_id}/tasks/{task['task_id']}/edges",
