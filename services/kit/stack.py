@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -145,7 +146,10 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ensure_local_servers()
         ensure_vhost(self.vhost)
-        asyncio.run(ensure_database(self.environment()["AVATAR_POSTGRES_URL"]))
+        url = self.environment()["AVATAR_POSTGRES_URL"]
+        # a thread of its own, so `up` also works when called from inside an event loop (tests)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, ensure_database(url)).result()
         self.start_s3()
         for name in services:
             self.start_service(name)

@@ -105,7 +105,7 @@ def test_cancel_while_running(demo, components):
 
 def test_cancel_while_queued(demo, components):
     nodes = demo.call("GET", "scheduler", "/nodes", headers=demo.admin)
-    names = [node["name"] for node in (nodes["nodes"] if isinstance(nodes, dict) else nodes)]
+    names = [node["name"] for node in nodes["items"]]
     try:
         for name in names:
             demo.call("PATCH", "scheduler", f"/nodes/{name}", headers=demo.admin, json={"status": "Drain"})
