@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from contracts.thresholds import Thresholds
 from contracts.events import (ApprovalRequired, LoopTestCompleted, LoopTestOutcome, LoopTestRequested,
                               WorkloadApproved, WorkloadCancelled, WorkloadRejected)
-from contracts.resources import format_memory, parse_memory
+from contracts.resources import format_memory
 from contracts.workload import LoopTest, Workload
 from services.approval import verdict
 from services.kit.errors import Conflict
@@ -25,25 +26,6 @@ STATUS_LABELS = {"pending": "대기", "awaiting approval": "승인대기", "appr
                  "cancelled": "취소"}
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Needs approval iff ANY single component (or the requested envelope) reaches either value."""
-
-    gpu_count: int = 4
-    memory: str = "128GB"
-
-    @property
-    def memory_bytes(self) -> int:
-        return parse_memory(self.memory)
-
-
-def _over(gpu_count: int, memory: str, limits: Thresholds) -> list[str]:
-    over = []
-    if gpu_count >= limits.gpu_count:
-        over.append(f"{gpu_count} GPU{'' if gpu_count == 1 else 's'} >= {limits.gpu_count}")
-    if parse_memory(memory) >= limits.memory_bytes:
-        over.append(f"memory {memory} >= {limits.memory}")
-    return over
 
 
 def approval_reasons(workload: Workload, limits: Thresholds) -> list[str]:
@@ -53,11 +35,11 @@ def approval_reasons(workload: Workload, limits: Thresholds) -> list[str]:
     reasons = []
     for task in workload.spec.tasks:
         for component in task.components:
-            over = _over(component.resources.gpu_count, component.resources.memory, limits)
+            over = limits.reasons(component.resources.gpu_count, component.resources.memory)
             if over:
                 reasons.append(f"component '{component.name}' ({component.component_id}) in {task.task_id}: "
                                + ", ".join(over))
-    envelope = _over(workload.resources.gpu_count, workload.resources.memory, limits)
+    envelope = limits.reasons(workload.resources.gpu_count, workload.resources.memory)
     if envelope and not reasons:  # the envelope is usually the largest component's; name it only if it is the cause
         reasons.append("requested resources: " + ", ".join(envelope))
     return reasons

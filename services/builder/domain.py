@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Sequence
 
+from contracts.thresholds import Thresholds
 from contracts.events import ComponentSnapshot
-from contracts.resources import Resources, parse_memory
+from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef, ImportedApp, SpecComponent, SpecTask, Storage, TrainingConfig, WorkflowEdge
 from services.builder import workflow
 from services.builder.workflow import Edge
@@ -27,15 +28,7 @@ MAX_COMPONENTS_PER_TASK = 200
 MAX_EDGES_PER_TASK = 2000
 
 
-@dataclass(frozen=True)
-class Threshold:
-    """seed 001 §5: any single component with GPU >= 4 or memory >= 128GB needs admin approval."""
-
-    gpu_count: int = 4
-    memory_bytes: int = parse_memory("128GB")
-
-    def exceeded_by(self, resources: Resources) -> bool:
-        return resources.gpu_count >= self.gpu_count or resources.memory_bytes >= self.memory_bytes
+Threshold = Thresholds  # the approval threshold shown per component (BL-06), defined once in contracts
 
 
 def new_app_id() -> str:

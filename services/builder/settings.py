@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from contracts.resources import Memory, parse_memory
+from contracts.resources import Memory
 from services.builder.domain import Threshold
 from services.kit.settings import Settings
 
@@ -16,4 +16,4 @@ class BuilderSettings(Settings):
 
     @property
     def threshold(self) -> Threshold:
-        return Threshold(gpu_count=self.threshold_gpu_count, memory_bytes=parse_memory(self.threshold_memory))
+        return Threshold(gpu_count=self.threshold_gpu_count, memory=self.threshold_memory)
