@@ -200,6 +200,8 @@ class ModelAliasMoved(BaseModel):
     previous_model_id: str | None = None
     action: Literal["move", "rollback"]
     moved_by: str
+    sequence: int | None = Field(default=None, description="grows with every move of the App's aliases; events may "
+                                 "arrive out of order, so ignore one older than the last applied")
 
 
 P = TypeVar("P", bound=BaseModel)

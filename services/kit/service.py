@@ -18,7 +18,7 @@ from faststream.rabbit import RabbitBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.kit import metrics
+from services.kit import errors, metrics
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
 from services.kit.messaging import EventBus
 from services.kit.outbox import Outbox, OutboxRelay
@@ -70,7 +70,13 @@ PlatformDep = Annotated[Platform, Depends(current_platform)]  # a route paramete
 
 
 class BodySizeLimit:
-    """Refuse request bodies above the limit with 413, whether or not Content-Length is sent."""
+    """Refuse request bodies above the limit with 413, whether or not Content-Length is sent.
+
+    A declared Content-Length is checked before the app runs (the server never delivers more than it
+    declares). A body without one (chunked) is read up to the limit BEFORE the app runs and then replayed
+    to it: counting while the app reads would miss routes that never read their body, and FastAPI turns an
+    exception raised while it parses a body into a 400.
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
@@ -79,30 +85,36 @@ class BodySizeLimit:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or {}).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
-            return await response(scope, receive, send)
+        headers = dict(scope.get("headers") or {})
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            return await self.app(scope, receive, send)
+        if b"transfer-encoding" not in headers:  # HTTP/1.1: no length and no chunking means no body
+            return await self.app(scope, receive, send)
+        buffered: list[dict] = []
         seen = 0
-
-        async def limited_receive() -> dict:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge()
-            return message
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break  # the client went away; let the app see it
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
-            await response(scope, receive, send)
+        async def replay() -> dict:
+            return buffered.pop(0) if buffered else await receive()
 
+        await self.app(scope, replay, send)
 
-class _TooLarge(Exception):
-    pass
+    async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413,
+                                headers={"Connection": "close"})
+        await response(scope, receive, send)
 
 
 def build_service(name: str, settings: Settings, *, routers: list[APIRouter], migrations: Path | None,
@@ -149,6 +161,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
     app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0")
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    errors.install(app)  # every service answers domain refusals and unstorable text as 4xx, not 500
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics",
                                        exclude_spans=["receive", "send"])
 

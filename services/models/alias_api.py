@@ -67,11 +67,11 @@ class AppAliases(BaseModel):
     aliases: list[AliasView]
 
 
-async def _announce(outbox: Outbox, conn: asyncpg.Connection, moved: AliasMoved) -> None:
+async def _announce(outbox: Outbox, conn: asyncpg.Connection, moved: AliasMoved, sequence: int) -> None:
     await outbox.emit(conn, "model.alias_moved", ModelAliasMoved(
         app_id=moved.app_id, alias=moved.alias, model_id=moved.model_id, version=moved.version,
-        previous_model_id=moved.previous_model_id, action=moved.action, moved_by=moved.moved_by),
-        correlation_id=moved.app_id)
+        previous_model_id=moved.previous_model_id, action=moved.action, moved_by=moved.moved_by,
+        sequence=sequence), correlation_id=moved.app_id)
 
 
 @router.put("/apps/{app_id}/aliases/{alias}", response_model=AliasMoved,
@@ -106,10 +106,10 @@ async def move_alias(app_id: str, alias: AliasName, move: AliasMove, pool: Pool,
                            previous_model_id=current_id, changed=current_id != move.model_id, action="move",
                            gate_observed=observed, moved_by=principal.user)
         if moved.changed:
-            await store.point_alias(conn, app_id=app_id, alias=alias, from_model_id=current_id,
-                                    to_model_id=move.model_id, action="move", by=principal.user,
-                                    gate=move.gate.model_dump() if move.gate else None, observed=observed)
-            await _announce(outbox, conn, moved)
+            row = await store.point_alias(conn, app_id=app_id, alias=alias, from_model_id=current_id,
+                                          to_model_id=move.model_id, action="move", by=principal.user,
+                                          gate=move.gate.model_dump() if move.gate else None, observed=observed)
+            await _announce(outbox, conn, moved, row["id"])
     metrics.ALIAS_MOVES.labels("move", "moved" if moved.changed else "unchanged").inc()
     return moved
 
@@ -129,12 +129,12 @@ async def rollback_alias(app_id: str, alias: AliasName, pool: Pool, outbox: Even
                            code="nothing_to_roll_back")
         target = await store.model_for_alias(conn, last["from_model_id"])
         await store.mark_undone(conn, last["id"])
-        await store.point_alias(conn, app_id=app_id, alias=alias, from_model_id=current["model_id"],
-                                to_model_id=target["model_id"], action="rollback", by=principal.user)
+        row = await store.point_alias(conn, app_id=app_id, alias=alias, from_model_id=current["model_id"],
+                                      to_model_id=target["model_id"], action="rollback", by=principal.user)
         moved = AliasMoved(app_id=app_id, alias=alias, model_id=target["model_id"], version=target["version"],
                            previous_model_id=current["model_id"], changed=True, action="rollback",
                            moved_by=principal.user)
-        await _announce(outbox, conn, moved)
+        await _announce(outbox, conn, moved, row["id"])
     metrics.ALIAS_MOVES.labels("rollback", "moved").inc()
     return moved
 

@@ -13,6 +13,8 @@ from services.scheduler import commands, domain, logs, store, views
 from services.scheduler.state import SchedulerState
 
 router = APIRouter()
+# list offsets reach PostgreSQL as bigint; larger ones are the client's error (422), not the server's
+MAX_OFFSET = 1_000_000_000
 _WORKLOAD_REF = dict(default=None, min_length=1, max_length=64)
 
 
@@ -54,7 +56,7 @@ class NodeChange(BaseModel):
 
 @router.get("/queue", tags=["queue"], summary="Waiting work in scheduling order (QU-01, 02, 05)")
 async def get_queue(_: Reader, platform: PlatformDep, state: StateDep, limit: int = Query(200, ge=1, le=1000),
-                    offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                    offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:
     entries = await state.queue.list()
     async with platform.pool.acquire() as conn:  # the record decides: a just-started entry is not waiting
         jobs = await store.jobs_by_ids(conn, [e.workload_id for e in entries])
@@ -110,7 +112,8 @@ async def _require_waiting(platform: Platform, workload_id: str) -> None:
 async def list_workloads(_: Reader, platform: PlatformDep,
                          status: Literal["waiting", "running", "stopping", "completed", "failed", "cancelled"] | None = None,
                          kind: Literal["workload", "looptest"] | None = "workload",
-                         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                         limit: int = Query(50, ge=1, le=500),
+                         offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:
     async with platform.pool.acquire() as conn:
         rows, total = await store.list_jobs(conn, status=status, kind=kind, limit=limit, offset=offset)
     return {"items": [views.job_summary(r) for r in rows], "count": total}

@@ -16,6 +16,7 @@ import asyncpg
 
 from services.kit.db import ensure_database
 from services.kit.settings import Settings
+from services.kit.stack import port_open  # noqa: F401  (re-exported for the fixtures)
 
 S3_ACCESS_KEY = "avatar-test"
 S3_SECRET_KEY = "avatar-test-secret"
@@ -25,14 +26,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def docker_answers() -> bool:

@@ -3,32 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any, AsyncIterator
 
-import aio_pika
 from pydantic import BaseModel
 
 from contracts.events import Event, make_event, parse_event
-from contracts.topology import EXCHANGE, dead_letter_queue
 from services.approval.main import create_app as create_approval
 from services.approval.settings import ApprovalSettings
 from services.trainer.main import create_app as create_trainer
+from tests.support.broker import dead_letters, publish
+from tests.support.broker import tapped as tap_broker
 from tests.support.infra import Infra, wait_until
 from tests.support.services import RunningService, running_service
-
-
-async def publish(url: str, routing_key: str, body: bytes | dict[str, Any] | Event) -> None:
-    if isinstance(body, Event):
-        body = body.to_wire()
-    if isinstance(body, dict):
-        body = json.dumps(body).encode()
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        await exchange.publish(aio_pika.Message(body, content_type="application/json",
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key)
 
 
 async def emit(url: str, event_type: str, payload: BaseModel, *, producer: str = "scheduler") -> Event:
@@ -37,17 +23,6 @@ async def emit(url: str, event_type: str, payload: BaseModel, *, producer: str =
     event = make_event(event_type, payload, producer=producer, correlation_id=correlation_id)
     await publish(url, event_type, event)
     return event
-
-
-async def dead_letters(url: str, service: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    connection = await aio_pika.connect(url)
-    found = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(dead_letter_queue(service), durable=True)
-        while (message := await queue.get(fail=False, no_ack=True)) is not None:
-            found.append(message)
-    return found
 
 
 class Tap:
@@ -74,19 +49,12 @@ class Tap:
 @contextlib.asynccontextmanager
 async def tapped(url: str) -> AsyncIterator[Tap]:
     tap = Tap()
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, routing_key="#")
 
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            with contextlib.suppress(ValueError):  # malformed test messages are not events
-                tap.events.append(parse_event(message.body))
-            await message.ack()
+    def collect(message) -> None:
+        with contextlib.suppress(ValueError):  # malformed test messages are not events
+            tap.events.append(parse_event(message.body))
 
-        await queue.consume(on_message)
+    async with tap_broker(url, collect):
         yield tap
 
 
@@ -105,3 +73,6 @@ async def approval_status(service: RunningService, workload_id: str, status: str
         return response.status_code == 200 and response.json()["status"] == status and response.json()
 
     return await wait_until(reached, timeout=timeout, message=f"approval {workload_id} to be {status}")
+
+
+__all__ = ["Tap", "approval_service", "approval_status", "dead_letters", "emit", "publish", "tapped", "trainer_service"]

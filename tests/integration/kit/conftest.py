@@ -8,10 +8,10 @@ import aio_pika
 import pytest
 from faststream.rabbit import RabbitBroker
 
-from contracts.topology import EXCHANGE
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool
 from services.kit.messaging import EventBus
 from services.kit.outbox import Outbox, OutboxRelay
+from tests.support.broker import tapped
 
 
 @dataclass
@@ -49,18 +49,7 @@ def kit_service(fresh):
 
 @pytest.fixture
 async def tap(fresh):
-    """Every message published on avatar.events, seen through an exclusive queue bound to '#'."""
-    connection = await aio_pika.connect(fresh.rabbitmq_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, routing_key="#")
+    """Every message published on avatar.events during the test."""
     seen: list[aio_pika.abc.AbstractIncomingMessage] = []
-
-    async def on_message(message):
-        seen.append(message)
-        await message.ack()
-
-    await queue.consume(on_message)
-    yield seen
-    await connection.close()
+    async with tapped(fresh.rabbitmq_url, seen.append):
+        yield seen

@@ -1,31 +1,10 @@
 import json
 
-import aio_pika
-
-from contracts.topology import EXCHANGE, dead_letter_queue
 from services.kit.messaging import REASON_HEADER, PermanentError
 from tests.integration.kit.test_outbox import spec_created
+from tests.support.broker import dead_letters, publish as publish_raw
 from tests.support.infra import wait_until
 from contracts.events import make_event
-
-
-async def publish_raw(url: str, routing_key: str, body: bytes) -> None:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(EXCHANGE)
-        await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key)
-
-
-async def dead_letters(url: str, service: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    connection = await aio_pika.connect(url)
-    found = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(dead_letter_queue(service), durable=True)
-        while (message := await queue.get(fail=False, no_ack=True)) is not None:
-            found.append(message)
-    return found
 
 
 async def test_malformed_message_goes_to_the_dlq_with_its_reason_and_consuming_goes_on(kit_service, fresh):

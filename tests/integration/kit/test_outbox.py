@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from contracts.events import AppSpecCreated, make_event
+from contracts.events import AppSpecCreated
 from contracts.spec import AppSpec
 from tests.support.infra import wait_until
 from tests.unit.contracts.test_spec import seed_example

@@ -7,6 +7,8 @@ import uuid
 from typing import Any, AsyncIterator
 
 import aio_pika
+
+from tests.support import broker
 import httpx
 import pytest
 
@@ -70,16 +72,9 @@ async def watching(rabbitmq_url: str, *routing_keys: str) -> AsyncIterator[list[
         yield seen
 
 
-async def publish(rabbitmq_url: str, event: Any) -> None:
+async def publish(rabbitmq_url: str, event) -> None:
     """Put one event straight onto the exchange, as another system would."""
-    connection = await aio_pika.connect(rabbitmq_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        await exchange.publish(aio_pika.Message(event.model_dump_json(by_alias=True).encode(),
-                                                content_type="application/json",
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                               routing_key=event.type)
+    await broker.publish(rabbitmq_url, event.type, event)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aio_pika
+
+from tests.support import broker
 from minio import Minio
 
 from contracts.events import ComponentArtifacts, WorkloadCompleted, make_event
@@ -77,13 +79,8 @@ def completed_event(work: Workload, artifacts: list[ComponentArtifacts]):
 
 
 async def publish(rabbitmq_url: str, event) -> None:
-    connection = await aio_pika.connect(rabbitmq_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EXCHANGE)
-        await exchange.publish(aio_pika.Message(json.dumps(event.to_wire()).encode(), content_type="application/json",
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                               routing_key=event.type)
+    """Put one event straight onto the exchange, as another system would."""
+    await broker.publish(rabbitmq_url, event.type, event)
 
 
 class EventTap:

@@ -14,6 +14,7 @@ from contracts.events import make_event, parse_event
 from contracts.topology import EXCHANGE
 from services.scheduler.main import create_app
 from services.scheduler.settings import SchedulerSettings
+from tests.support.broker import tapped
 from tests.support.infra import wait_until
 from tests.support.services import running_service
 
@@ -55,23 +56,16 @@ class Tap:
 
 @pytest.fixture
 async def tap(fresh):
-    connection = await aio_pika.connect(fresh.rabbitmq_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, routing_key="#")
     seen = Tap()
 
-    async def on_message(message):
+    def collect(message) -> None:
         event = parse_event(message.body)
         # delivery is at least once (an outbox row may be published again after a restart)
         if all(e.event_id != event.event_id for e in seen.events):
             seen.events.append(event)
-        await message.ack()
 
-    await queue.consume(on_message)
-    yield seen
-    await connection.close()
+    async with tapped(fresh.rabbitmq_url, collect):
+        yield seen
 
 
 @pytest.fixture

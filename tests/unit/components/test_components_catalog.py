@@ -52,6 +52,9 @@ def test_every_command_has_a_package_and_a_matching_dockerfile():
         folder = REPO / "components" / package
         assert (folder / "__main__.py").is_file(), package
         dockerfile = (folder / "Dockerfile").read_text()
-        assert dockerfile.startswith("# Build") and "FROM python:3.11-slim" in dockerfile
-        assert sorted(re.findall(r"\b(?:numpy|minio)==[\d.]+", dockerfile)) == wanted
+        assert dockerfile.startswith("# Build") and "FROM ${BASE}" in dockerfile
+        assert "ARG BASE=avatar-components-base:" in dockerfile
         assert f'ENTRYPOINT ["python", "-m", "components.{package}"]' in dockerfile
+    base = (REPO / "components" / "Dockerfile.base").read_text()
+    assert "FROM python:3.11-slim" in base and "USER 10001" in base
+    assert sorted(re.findall(r"\b(?:numpy|minio)==[\d.]+", base)) == wanted
