@@ -10,6 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from services.kit.instrument import TracedConnection
+
 log = logging.getLogger(__name__)
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
@@ -30,7 +32,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def create_pool(url: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
     _quote_ident(schema)
     return await asyncpg.create_pool(
-        url, min_size=1, max_size=max_size, init=_init_connection,
+        url, min_size=1, max_size=max_size, init=_init_connection, connection_class=TracedConnection,
         server_settings={"search_path": f"{schema},public", "application_name": f"avatar-{schema}"},
     )
 

@@ -22,7 +22,7 @@ from services.kit.auth import mint_token
 from services.kit.settings import DEFAULT_PORTS, Settings
 
 EXAMPLE_COMPONENTS = ("env-simulator", "rl-agent", "reward-calc", "param-optimizer")
-TERMINAL = {"completed", "model stored", "failed", "rejected", "cancelled"}
+TERMINAL = {"model stored", "failed", "rejected", "cancelled"}  # "completed" still waits for the model
 
 
 class StepFailed(Exception):
@@ -72,10 +72,10 @@ class Demo:
         while True:
             value = probe()
             if value:
-                sys.stdout.write("\r" + " " * 100 + "\r")
+                if sys.stdout.isatty():
+                    sys.stdout.write("\r" + " " * 100 + "\r")
                 return value
             if time.monotonic() > deadline:
-                sys.stdout.write("\n")
                 raise StepFailed(f"timed out waiting for {what}")
             if sys.stdout.isatty():
                 sys.stdout.write(f"\r     {spinner[tick % 4]} waiting for {what} ({time.monotonic() - self.started:.0f}s)")

@@ -7,14 +7,15 @@ from urllib.parse import urlsplit
 import urllib3
 from minio import Minio
 
+from services.kit.instrument import minio_class
 from services.kit.settings import Settings
 
 
 def make_client(settings: Settings, *, http_client: urllib3.PoolManager | None = None) -> Minio:
     """`http_client` lets a service choose its own timeouts, retries and pool size (minio's default
-    waits up to 5 minutes on a dead endpoint)."""
+    waits up to 5 minutes on a dead endpoint). Requests made inside a trace are client spans."""
     endpoint = urlsplit(settings.s3_endpoint)
-    return Minio(endpoint.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+    return minio_class()(endpoint.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
                  secure=endpoint.scheme == "https", region=settings.s3_region, http_client=http_client)
 
 

@@ -101,7 +101,6 @@ def undelivered(outbox, inbox) -> list[str]:
 
 async def test_workloads_survive_every_service_and_the_broker_crashing(stack, base, settings):
     demo = Demo(base, settings, timeout=60, episodes=5)
-    database = stack.environment()["AVATAR_POSTGRES_URL"]
     started = time.monotonic()
 
     # One small App per workload (so each App has exactly one model): a probe that sleeps briefly on 1 V100.
@@ -128,6 +127,12 @@ async def test_workloads_survive_every_service_and_the_broker_crashing(stack, ba
         await asyncio.sleep(2)
     assert len(workloads) == WORKLOADS
 
+    await check_aftermath(stack, demo, workloads, steps, started)
+
+
+async def check_aftermath(stack, demo: Demo, workloads: dict[str, str], steps: list[str], started: float) -> None:
+    """Wait (bounded) for every workload to end, then check every crash-safety property."""
+    database = stack.environment()["AVATAR_POSTGRES_URL"]
     # Bounded wait: every workload reaches a final status in the trainer (the saga's log).
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
