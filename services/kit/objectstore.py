@@ -16,7 +16,7 @@ def make_client(settings: Settings, *, http_client: urllib3.PoolManager | None =
     waits up to 5 minutes on a dead endpoint). Requests made inside a trace are client spans."""
     endpoint = urlsplit(settings.s3_endpoint)
     return minio_class()(endpoint.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                 secure=endpoint.scheme == "https", region=settings.s3_region, http_client=http_client)
+                         secure=endpoint.scheme == "https", region=settings.s3_region, http_client=http_client)
 
 
 def ensure_buckets(client: Minio, *buckets: str) -> None:

@@ -1,0 +1,277 @@
+"""Client spans for PostgreSQL (asyncpg), Redis (redis.asyncio) and S3 (minio), written by hand.
+
+No instrumentation package exists in the pinned dependencies for these clients, so each is a thin
+subclass whose I/O methods open a CLIENT span. A span is opened only inside a trace (a span is
+current: an HTTP request, an event being handled, a component run, a model being stored); polling
+loops outside any trace (the outbox relay, the DLQ watch, the scheduler tick) stay quiet. Names and
+attributes follow the OpenTelemetry database conventions (`db.system.name`, `db.operation.name`,
+`db.collection.name`, `db.query.text`, `db.namespace`, `server.address`) and, for S3, the HTTP client
+conventions plus the `aws.s3.*` attributes. `avatar.workload_id` comes from the bound workload
+(services.kit.telemetry.WorkloadAttribute).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+from typing import Any, Iterator, Mapping
+
+import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from services.kit.telemetry import in_trace
+
+_tracer = trace.get_tracer("avatar.kit.instrument")
+_quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("avatar_instrument_quiet", default=False)
+MAX_QUERY_TEXT = 2000
+
+
+def _active() -> bool:
+    return not _quiet.get() and in_trace()
+
+
+@contextlib.contextmanager
+def _client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
+    with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=dict(attributes),
+                                       record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+            raise
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+_TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|START\s+TRANSACTION|END)\b", re.I)
+_FIRST_WORD = re.compile(r"^\s*(?:--[^\n]*\n\s*)*([A-Za-z]+)")
+_TARGETS = {
+    "SELECT": re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.I),
+    "DELETE": re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.I),
+    "INSERT": re.compile(r"\bINTO\s+([A-Za-z_][\w.]*)", re.I),
+    "UPDATE": re.compile(r"^\s*UPDATE\s+([A-Za-z_][\w.]*)", re.I),
+    "WITH": re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([A-Za-z_][\w.]*)", re.I),
+}
+
+
+def query_summary(query: str) -> tuple[str, str | None]:
+    """("SELECT", "outbox") for "SELECT ... FROM outbox ...": the operation and its first table."""
+    match = _FIRST_WORD.match(query)
+    operation = match.group(1).upper() if match else "QUERY"
+    pattern = _TARGETS.get(operation)
+    target = pattern.search(query) if pattern else None
+    return operation, (target.group(1) if target else None)
+
+
+class TracedConnection(asyncpg.Connection):
+    """asyncpg's connection with a CLIENT span per statement (transaction control and the pool's
+    reset on release are left out: they are noise, not work)."""
+
+    def _span_attributes(self, query: str) -> tuple[str, dict[str, Any]]:
+        operation, table = query_summary(query)
+        params = getattr(self, "_params", None)
+        settings = getattr(params, "server_settings", None) or {}
+        database = getattr(params, "database", None) or ""
+        schema = (settings.get("search_path") or "").split(",")[0].strip()
+        attributes: dict[str, Any] = {
+            "db.system.name": "postgresql", "db.operation.name": operation,
+            "db.query.text": query[:MAX_QUERY_TEXT],
+            "db.namespace": f"{database}|{schema}" if schema else database,
+        }
+        if table:
+            attributes["db.collection.name"] = table
+        address = getattr(self, "_addr", None)
+        if isinstance(address, tuple) and len(address) >= 2:
+            attributes["server.address"], attributes["server.port"] = str(address[0]), int(address[1])
+        name = f"{operation} {table}" if table else operation
+        attributes["db.query.summary"] = name
+        return name, attributes
+
+    @contextlib.contextmanager
+    def _traced(self, query: Any, batch: int | None = None) -> Iterator[None]:
+        if not isinstance(query, str) or not _active() or _TRANSACTION_CONTROL.match(query):
+            yield
+            return
+        name, attributes = self._span_attributes(query)
+        if batch is not None:
+            attributes["db.operation.batch.size"] = batch
+        with _client_span(name, attributes) as span:
+            try:
+                yield
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None):
+                    span.set_attribute("db.response.status_code", exc.sqlstate)
+                raise
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
+        with self._traced(query):
+            return await super().execute(query, *args, **kwargs)
+
+    async def executemany(self, command: str, args: Any, **kwargs: Any) -> None:
+        with self._traced(command, batch=len(args) if hasattr(args, "__len__") else None):
+            return await super().executemany(command, args, **kwargs)
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> list:
+        with self._traced(query):
+            return await super().fetch(query, *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        with self._traced(query):
+            return await super().fetchval(query, *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        with self._traced(query):
+            return await super().fetchrow(query, *args, **kwargs)
+
+    async def fetchmany(self, query: str, args: Any, **kwargs: Any) -> list:
+        with self._traced(query):
+            return await super().fetchmany(query, args, **kwargs)
+
+    async def reset(self, *, timeout: float | None = None) -> None:
+        token = _quiet.set(True)
+        try:
+            await super().reset(timeout=timeout)
+        finally:
+            _quiet.reset(token)
+
+
+# ------------------------------------------------------------------ Redis
+
+def _redis_traced_client():
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import Pipeline
+
+    def attributes(client: Any, operation: str) -> dict[str, Any]:
+        kwargs = getattr(client.connection_pool, "connection_kwargs", {}) or {}
+        found: dict[str, Any] = {"db.system.name": "redis", "db.operation.name": operation,
+                                 "db.namespace": str(kwargs.get("db", 0))}
+        if kwargs.get("host"):
+            found["server.address"] = str(kwargs["host"])
+        if kwargs.get("port"):
+            found["server.port"] = int(kwargs["port"])
+        return found
+
+    def command_name(args: tuple) -> str:
+        name = args[0] if args else "COMMAND"
+        return (name.decode() if isinstance(name, bytes) else str(name)).upper()
+
+    class TracedPipeline(Pipeline):
+        async def execute(self, raise_on_error: bool = True) -> list:
+            if not _active() or not self.command_stack:
+                return await super().execute(raise_on_error)
+            operation = "MULTI" if self.is_transaction else "PIPELINE"
+            found = attributes(self, operation)
+            found["db.operation.batch.size"] = len(self.command_stack)
+            found["db.query.summary"] = operation
+            with _client_span(operation, found):
+                return await super().execute(raise_on_error)
+
+    class TracedRedis(aioredis.Redis):
+        """redis.asyncio.Redis with a CLIENT span per command and per pipeline (a Lua script is its
+        EVALSHA/EVAL command, `db.stored_procedure.name` its sha1)."""
+
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            if not _active():
+                return await super().execute_command(*args, **options)
+            operation = command_name(args)
+            found = attributes(self, operation)
+            if operation in ("EVALSHA", "EVAL_RO", "EVALSHA_RO") and len(args) > 1:
+                found["db.stored_procedure.name"] = str(args[1])
+            with _client_span(operation, found):
+                return await super().execute_command(*args, **options)
+
+        def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+            return TracedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+    return TracedRedis
+
+
+_redis_class: Any = None
+
+
+def redis_from_url(url: str, **kwargs: Any) -> Any:
+    """A traced `redis.asyncio.Redis` for the URL (same arguments as `redis.asyncio.from_url`)."""
+    global _redis_class
+    if _redis_class is None:
+        _redis_class = _redis_traced_client()
+    return _redis_class.from_url(url, **kwargs)
+
+
+# ------------------------------------------------------------------ S3 (minio)
+
+def s3_operation(method: str, bucket: str | None, key: str | None, query: Mapping[str, Any] | None) -> str:
+    """The S3 API operation a minio request performs (GetObject, UploadPart, ...)."""
+    query = query or {}
+    if key:
+        if method == "GET":
+            return "GetObject"
+        if method == "HEAD":
+            return "HeadObject"
+        if method == "PUT":
+            return "UploadPart" if "partNumber" in query else "PutObject"
+        if method == "POST":
+            return "CreateMultipartUpload" if "uploads" in query else "CompleteMultipartUpload"
+        if method == "DELETE":
+            return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
+    elif bucket:
+        if method == "GET":
+            return "GetBucketLocation" if "location" in query else "ListObjects"
+        if method == "HEAD":
+            return "HeadBucket"
+        if method == "PUT":
+            return "CreateBucket"
+        if method == "POST" and "delete" in query:
+            return "DeleteObjects"
+        if method == "DELETE":
+            return "DeleteBucket"
+    return "ListBuckets" if method == "GET" and not bucket else method
+
+
+def _minio_traced_client():
+    from minio import Minio
+
+    class TracedMinio(Minio):
+        """minio's client with a CLIENT span per HTTP request it makes (its one choke point, `_url_open`).
+        A streamed GET's span ends when the response headers arrived, not when the body was read."""
+
+        def _url_open(self, method: str, region: str, bucket_name: str | None = None,
+                      object_name: str | None = None, *args: Any, **kwargs: Any) -> Any:
+            if not _active():
+                return super()._url_open(method, region, bucket_name, object_name, *args, **kwargs)
+            query = kwargs.get("query_params") or {}
+            operation = s3_operation(method, bucket_name, object_name, query)
+            template = "/{bucket}/{key}" if object_name else "/{bucket}" if bucket_name else "/"
+            host, _, port = str(getattr(self._base_url, "host", "")).partition(":")
+            found: dict[str, Any] = {"http.request.method": method, "url.template": template,
+                                     "avatar.s3.operation": operation}
+            if host:
+                found["server.address"] = host
+            if port.isdigit():
+                found["server.port"] = int(port)
+            if bucket_name:
+                found["aws.s3.bucket"] = bucket_name
+            if object_name:
+                found["aws.s3.key"] = object_name
+            if "uploadId" in query:
+                found["aws.s3.upload_id"] = str(query["uploadId"])
+            if "partNumber" in query:
+                found["aws.s3.part_number"] = int(query["partNumber"])
+            with _client_span(f"{method} {template}", found) as span:
+                response = super()._url_open(method, region, bucket_name, object_name, *args, **kwargs)
+                span.set_attribute("http.response.status_code", response.status)
+                return response
+
+    return TracedMinio
+
+
+_minio_class: Any = None
+
+
+def minio_class() -> Any:
+    global _minio_class
+    if _minio_class is None:
+        _minio_class = _minio_traced_client()
+    return _minio_class
