@@ -9,7 +9,6 @@ from typing import Annotated, AsyncIterator
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from opentelemetry import trace
 from pydantic import BaseModel
 
 from services.approval import domain, store
@@ -21,7 +20,7 @@ from services.kit.auth import Admin, Principal, Reader, Writer
 from services.kit.errors import Invalid, NotFound
 from services.kit.paging import Page, Paging
 from services.kit.service import Platform, PlatformDep
-from services.kit.telemetry import WORKLOAD_ATTRIBUTE
+from services.kit.telemetry import continue_workload_trace
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -42,12 +41,15 @@ def _now() -> datetime:
 
 
 @contextlib.asynccontextmanager
-async def _changing(platform: Platform, workload_id: str) -> AsyncIterator[tuple[asyncpg.Connection,
-                                                                                  domain.ApprovalRequest]]:
-    """Lock one approval request; on success write it and emit what it recorded, in one transaction."""
-    trace.get_current_span().set_attribute(WORKLOAD_ATTRIBUTE, workload_id)
+async def _changing(platform: Platform, workload_id: str, action: str) -> AsyncIterator[tuple[asyncpg.Connection,
+                                                                                              domain.ApprovalRequest]]:
+    """Lock one approval request; on success write it and emit what it recorded, in one transaction.
+
+    The decision is a span `approval <action>` in the workload's trace (a child of the consumer span of
+    the last event about the workload here), so the events it emits continue the request's trace; the
+    admin's HTTP request keeps its own trace and the two spans link to each other."""
     emitted: list[tuple[str, BaseModel]] = []
-    async with platform.transaction() as conn:
+    async with platform.transaction() as conn, continue_workload_trace(conn, f"approval {action}", workload_id):
         request = await store.find_request(conn, workload_id, for_update=True)
         if request is None:
             raise NotFound(f"approval request {workload_id} not found")
@@ -109,7 +111,7 @@ async def get_approval(workload_id: str, platform: PlatformDep, _: Reader) -> Ap
              responses={409: {"description": "auto-approved, already decided, or a test is still running"}})
 async def run_loop_test(workload_id: str, platform: PlatformDep, settings: SettingsDep, principal: Writer,
                         body: LoopTestBody | None = None) -> ApprovalDetail:
-    async with _changing(platform, workload_id) as (conn, request):
+    async with _changing(platform, workload_id, "loop-test") as (conn, request):
         _require_developer(request, principal, "run its loop test")
         rl = domain.loop_test_mode(request.workload) == "rl"
         episodes = (body.episodes if body and body.episodes else
@@ -127,7 +129,7 @@ async def run_loop_test(workload_id: str, platform: PlatformDep, settings: Setti
              responses={409: {"description": "the run has not passed, or was for another App spec version"}})
 async def attach_test_run(workload_id: str, body: AttachBody, platform: PlatformDep,
                           principal: Writer) -> ApprovalDetail:
-    async with _changing(platform, workload_id) as (conn, request):
+    async with _changing(platform, workload_id, "attach") as (conn, request):
         _require_developer(request, principal, "attach a test result")
         run = await store.find_test_run(conn, body.test_run_id)
         if run is None:
@@ -140,7 +142,7 @@ async def attach_test_run(workload_id: str, body: AttachBody, platform: Platform
              summary="Approve (admin); only after the loop test passed, else 409 \"테스트 필요\" (AP-05)",
              responses={409: {"description": "테스트 필요: the loop test has not passed; or already decided"}})
 async def approve(workload_id: str, platform: PlatformDep, principal: Admin) -> ApprovalDetail:
-    async with _changing(platform, workload_id) as (_, request):
+    async with _changing(platform, workload_id, "approve") as (_, request):
         request.approve(principal.user, _now())
     return detail(request)
 
@@ -149,7 +151,7 @@ async def approve(workload_id: str, platform: PlatformDep, principal: Admin) -> 
              summary="Reject with a comment (admin; AP-05)",
              responses={409: {"description": "already approved or cancelled"}})
 async def reject(workload_id: str, body: RejectBody, platform: PlatformDep, principal: Admin) -> ApprovalDetail:
-    async with _changing(platform, workload_id) as (_, request):
+    async with _changing(platform, workload_id, "reject") as (_, request):
         request.reject(principal.user, body.comment, _now())
     return detail(request)
 

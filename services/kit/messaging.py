@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 from faststream import AckPolicy
@@ -23,7 +24,8 @@ from contracts.events import Event, UnknownEvent, parse_event
 from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, dead_letter_queue, queue_name
 from services.kit import metrics
 from services.kit.outbox import Outbox
-from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers
+from services.kit.telemetry import (WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers,
+                                    remember_trace)
 
 log = logging.getLogger(__name__)
 REASON_HEADER = "x-avatar-dlq-reason"
@@ -72,7 +74,7 @@ async def _raw_body(message: RabbitMessage) -> bytes:
 
 class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
-                 max_attempts: int = 5, backoff_cap: float = 5.0) -> None:
+                 max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None) -> None:
         self.broker = broker
         self.service = service
         self.pool = pool
@@ -81,6 +83,10 @@ class EventBus:
         self.backoff_cap = backoff_cap
         self._handlers: dict[str, Handler] = {}
         self._tracer = trace.get_tracer("avatar.messaging")
+        self._server: dict[str, Any] = {"messaging.system": "rabbitmq"}
+        parts = urlsplit(broker_url) if broker_url else None
+        if parts is not None and parts.hostname:  # never the credentials
+            self._server.update({"server.address": parts.hostname, "server.port": parts.port or 5672})
         self._stopping = False
         broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL,
                           decoder=_raw_body)(self._on_message)
@@ -109,17 +115,24 @@ class EventBus:
         self._stopping = True
         await self.broker.stop()
 
+    def _broker_attributes(self) -> dict[str, Any]:
+        return self._server
+
     async def publish(self, routing_key: str, body: bytes, headers: dict[str, Any]) -> None:
-        """Publish persistently with confirms; used by the outbox relay (it carries the stored trace context)."""
+        """Publish persistently with confirms; used by the outbox relay (it carries the stored trace context).
+
+        A PRODUCER span `send avatar.events` (OpenTelemetry messaging conventions: operation, then the
+        destination, which for RabbitMQ is the exchange) parented on the context stored with the row."""
         from opentelemetry import context as otel_context
 
         token = otel_context.attach(extract_context(headers))
         try:
             with self._tracer.start_as_current_span(
-                f"{EXCHANGE} publish", kind=SpanKind.PRODUCER,
-                attributes={"messaging.system": "rabbitmq", "messaging.operation.type": "publish",
-                            "messaging.destination.name": EXCHANGE,
-                            "messaging.rabbitmq.destination.routing_key": routing_key},
+                f"send {EXCHANGE}", kind=SpanKind.PRODUCER,
+                attributes={**self._broker_attributes(), "messaging.operation.type": "send",
+                            "messaging.operation.name": "send", "messaging.destination.name": EXCHANGE,
+                            "messaging.rabbitmq.destination.routing_key": routing_key,
+                            "messaging.message.body.size": len(body)},
             ):
                 await self.broker.publish(body, exchange=EVENTS_EXCHANGE, routing_key=routing_key, persist=True,
                                           mandatory=False, headers=inject_headers(headers),
@@ -135,8 +148,15 @@ class EventBus:
         headers = dict(message.headers or {})
         headers.update({REASON_HEADER: reason[:1000], "x-avatar-service": self.service,
                         "x-avatar-original-routing-key": message.raw_message.routing_key or ""})
-        await self.broker.publish(message.body, exchange=DLX_EXCHANGE, routing_key=self.service, persist=True,
-                                  mandatory=False, headers=headers, content_type=message.content_type)
+        with self._tracer.start_as_current_span(
+            f"send {DEAD_LETTER_EXCHANGE}", kind=SpanKind.PRODUCER,
+            attributes={**self._broker_attributes(), "messaging.operation.type": "send",
+                        "messaging.operation.name": "send", "messaging.destination.name": DEAD_LETTER_EXCHANGE,
+                        "messaging.rabbitmq.destination.routing_key": self.service,
+                        "avatar.dlq_reason": reason[:300]},
+        ):
+            await self.broker.publish(message.body, exchange=DLX_EXCHANGE, routing_key=self.service, persist=True,
+                                      mandatory=False, headers=headers, content_type=message.content_type)
         metrics.DEAD_LETTERED.labels(self.service).inc()
         log.warning("dead-lettered a message on %s: %s", self.service, reason)
 
@@ -156,14 +176,22 @@ class EventBus:
         parent = extract_context(message.headers)
         token = correlation_id.set(event.correlation_id)
         try:
+            # OpenTelemetry messaging conventions: `process <destination>`, the destination being the
+            # exchange for RabbitMQ; the service's queue is the subscription its replicas share
+            attributes = {**self._broker_attributes(), "messaging.operation.type": "process",
+                          "messaging.operation.name": "process", "messaging.destination.name": EXCHANGE,
+                          "messaging.rabbitmq.destination.routing_key": message.raw_message.routing_key or event.type,
+                          "messaging.destination.subscription.name": queue_name(self.service),
+                          "messaging.consumer.group.name": queue_name(self.service),
+                          "messaging.message.id": str(event.event_id),
+                          "messaging.message.conversation_id": event.correlation_id,
+                          "messaging.message.body.size": len(message.body or b""),
+                          "avatar.event.type": event.type, WORKLOAD_ATTRIBUTE: event.correlation_id}
+            delivery_tag = getattr(message.raw_message, "delivery_tag", None)
+            if isinstance(delivery_tag, int):
+                attributes["messaging.rabbitmq.message.delivery_tag"] = delivery_tag
             with self._tracer.start_as_current_span(
-                f"{queue_name(self.service)} process", context=parent, kind=SpanKind.CONSUMER,
-                attributes={"messaging.system": "rabbitmq", "messaging.operation.type": "process",
-                            "messaging.destination.name": EXCHANGE,
-                            "messaging.rabbitmq.destination.routing_key": event.type,
-                            "messaging.message.id": str(event.event_id),
-                            "messaging.consumer.group.name": queue_name(self.service),
-                            WORKLOAD_ATTRIBUTE: event.correlation_id},
+                f"process {EXCHANGE}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
             ) as span:
                 outcome = await self._handle_with_retries(event, handler, message)
                 if outcome == "dead_lettered":
@@ -185,6 +213,8 @@ class EventBus:
                             " ON CONFLICT DO NOTHING RETURNING true", event.event_id, event.type)
                         if not claimed:
                             return "duplicate"
+                        # later work on this workload without a message continues from this span
+                        await remember_trace(conn, event.correlation_id)
                         await handler(event, HandlerContext(conn, event, self.outbox))
                 return "handled"
             except PermanentError as exc:
@@ -195,12 +225,14 @@ class EventBus:
                 if self._stopping:
                     raise
                 metrics.CONSUMER_RETRIES.labels(self.service).inc()
+                trace.get_current_span().add_event("retry", {"attempt": attempt, "error.type": type(exc).__name__})
                 log.warning("transient error handling %s (attempt %d): %s", event.type, attempt, exc)
             except Exception as exc:  # a bug or a rule violation: retry a few times, then dead-letter
-                metrics.CONSUMER_RETRIES.labels(self.service).inc()
                 log.exception("error handling %s %s (attempt %d)", event.type, event.event_id, attempt)
                 if attempt >= self.max_attempts:
                     await self._dead_letter(
                         message, f"{event.type} {event.event_id}: gave up after {attempt} attempts: {exc!r}")
                     return "dead_lettered"
+                metrics.CONSUMER_RETRIES.labels(self.service).inc()  # counted only when it is retried
+                trace.get_current_span().add_event("retry", {"attempt": attempt, "error.type": type(exc).__name__})
             await asyncio.sleep(min(self.backoff_cap, 0.1 * 2 ** attempt))

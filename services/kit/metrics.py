@@ -16,3 +16,9 @@ SAGA_STEP_SECONDS = Histogram(
     "avatar_saga_step_seconds", "Time between consecutive saga steps of a workload", ["step"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),
 )
+
+
+def initialise(service: str) -> None:
+    """Create this service's series at start, so dashboards and alerts see 0 instead of no data."""
+    for family in (CONSUMER_RETRIES, DEAD_LETTERED, OUTBOX_PENDING, OUTBOX_OLDEST_AGE, DLQ_DEPTH):
+        family.labels(service)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from contracts.events import Event, make_event
 from services.kit import metrics
-from services.kit.telemetry import inject_headers
+from services.kit.telemetry import correlation_id, in_trace, inject_headers, recall_trace
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, dict[str, Any]], Awaitable[None]]
@@ -29,10 +29,16 @@ class Outbox:
         self.channel = f"{service}_outbox"
 
     async def add(self, conn: asyncpg.Connection, event: Event) -> Event:
-        """Record an event in the caller's transaction; it is published only if that transaction commits."""
+        """Record an event in the caller's transaction; it is published only if that transaction commits.
+
+        The row keeps the current trace context; written outside any span (a background loop), it takes
+        the latest context this service saw for the event's correlation id, so the trace goes on."""
+        headers = inject_headers()
+        if not in_trace():
+            headers = await recall_trace(conn, event.correlation_id) or headers
         await conn.execute(
             "INSERT INTO outbox (event_id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)",
-            event.event_id, event.type, event.to_wire(), inject_headers(),
+            event.event_id, event.type, event.to_wire(), headers,
         )
         await conn.execute("SELECT pg_notify($1, '')", self.channel)
         return event
@@ -115,6 +121,13 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    async def _publish_row(self, row: asyncpg.Record) -> None:
+        payload = row["payload"]
+        # its own task (gather): the workload bound here tags the PRODUCER span with avatar.workload_id
+        if isinstance(payload, dict) and payload.get("correlation_id"):
+            correlation_id.set(str(payload["correlation_id"]))
+        await self._publish(row["routing_key"], json.dumps(payload).encode(), row["headers"] or {})
+
     async def relay_once(self) -> int:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
@@ -122,9 +135,7 @@ class OutboxRelay:
                     "SELECT id, event_id, routing_key, payload, headers FROM outbox WHERE sent_at IS NULL"
                     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch_size)
                 if rows:
-                    await asyncio.gather(*(
-                        self._publish(row["routing_key"], json.dumps(row["payload"]).encode(), row["headers"] or {})
-                        for row in rows))
+                    await asyncio.gather(*(self._publish_row(row) for row in rows))
                     if self.after_publish is not None:
                         await self.after_publish([row["event_id"] for row in rows])
                     await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",

@@ -23,7 +23,7 @@ from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensur
 from services.kit.messaging import EventBus
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.settings import Settings
-from services.kit.telemetry import setup_logging, setup_tracing
+from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[Any]]
@@ -135,7 +135,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         broker = RabbitBroker(settings.rabbitmq_url, log_level=logging.DEBUG, graceful_timeout=10.0,
                               app_id=f"avatar-{name}")
         outbox = Outbox(name)
-        bus = EventBus(broker, name, pool, outbox)
+        bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url)
         platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)
@@ -158,7 +158,9 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         finally:
             await pool.close()
 
-    app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0")
+    metrics.initialise(name)
+    app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0",
+                  dependencies=[Depends(_bind_path_workload)])
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)  # every service answers domain refusals and unstorable text as 4xx, not 500
@@ -190,6 +192,14 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
     for router in routers:
         app.include_router(router)
     return app
+
+
+async def _bind_path_workload(request: Request) -> None:
+    """A route about one workload (`{workload_id}` in its path) tags its server span, and every span
+    below it, with avatar.workload_id."""
+    workload_id = request.path_params.get("workload_id")
+    if isinstance(workload_id, str) and workload_id:
+        bind_workload(workload_id)
 
 
 async def _ping(broker: RabbitBroker) -> None:

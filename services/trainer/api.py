@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from opentelemetry import trace
 
 from contracts.events import WorkloadCancelRequested
 from contracts.spec import AppSpec
@@ -15,7 +14,7 @@ from services.kit.auth import Reader, Writer
 from services.kit.errors import Conflict, Invalid, NotFound
 from services.kit.paging import Page, Paging
 from services.kit.service import Platform, PlatformDep
-from services.kit.telemetry import WORKLOAD_ATTRIBUTE
+from services.kit.telemetry import bind_workload, continue_workload_trace
 from services.trainer import domain, store
 from services.trainer.views import (AppView, CancelRequested, Comparison, RequestDetail, RequestSummary,
                                     ResourceDefaults, Submitted, SubmitTraining, detail, summary)
@@ -69,6 +68,8 @@ async def resource_defaults(app_id: str, platform: PlatformDep, _: Reader,
              summary="Submit a training request; it enters the approval process (TR-03…TR-06)",
              responses={422: {"description": "unknown or not-ready app, or parameters out of range"}})
 async def submit(body: SubmitTraining, platform: PlatformDep, principal: Writer, response: Response) -> Submitted:
+    workload_id = domain.new_workload_id()
+    bind_workload(workload_id)  # this request's span is the root of the workload's trace
     spec = await store.find_spec(platform.pool, body.app_id, body.spec_version)
     if spec is None:
         what = f"version {body.spec_version} of app {body.app_id}" if body.spec_version else f"app {body.app_id}"
@@ -80,9 +81,7 @@ async def submit(body: SubmitTraining, platform: PlatformDep, principal: Writer,
         resources=RequestedResources(**body.resources.model_dump()) if body.resources else None,
         priority=body.priority, name=body.name, is_training_request=body.is_training_request,
         test_run_ref=body.test_run_ref)
-    workload = domain.build_workload(submission, workload_id=domain.new_workload_id(),
-                                     submitted_at=datetime.now(timezone.utc))
-    trace.get_current_span().set_attribute(WORKLOAD_ATTRIBUTE, workload.workload_id)
+    workload = domain.build_workload(submission, workload_id=workload_id, submitted_at=datetime.now(timezone.utc))
     async with platform.transaction() as conn:
         await store.insert_request(conn, workload, source="trainer")
         await platform.outbox.emit(conn, "training.requested", workload, correlation_id=workload.workload_id)
@@ -142,8 +141,8 @@ async def get_request(workload_id: str, platform: PlatformDep, _: Reader) -> Req
              responses={403: {"description": "neither the requester nor an admin"},
                         409: {"description": "the request has already ended"}})
 async def cancel(workload_id: str, platform: PlatformDep, principal: Writer) -> CancelRequested:
-    trace.get_current_span().set_attribute(WORKLOAD_ATTRIBUTE, workload_id)
-    async with platform.transaction() as conn:
+    # the request's own trace is linked to the span that continues the workload's trace
+    async with platform.transaction() as conn, continue_workload_trace(conn, "trainer cancel", workload_id):
         await store.lock_workload(conn, workload_id)
         row = await store.find_request(conn, workload_id, for_update=True)
         if row is None:
