@@ -15,6 +15,7 @@ from services.approval.domain import ApprovalRequest, Conflict
 from services.kit import metrics
 from services.kit.messaging import EventBus, HandlerContext, PermanentError
 from services.kit.service import Platform
+from services.kit.telemetry import continue_workload_trace
 
 log = logging.getLogger(__name__)
 SERVICE = "approval"
@@ -26,7 +27,8 @@ def _now() -> datetime:
 
 
 def count(event_type: str, payload: BaseModel) -> None:
-    """avatar_workloads_total{service="approval"}: submitted, approval_required, approved, auto_approved, …"""
+    """avatar_workloads_total{service="approval"}: received, approval_required, approved, auto_approved, …
+    (`submitted` is counted once, by the trainer, which owns the request)."""
     name = {"approval.required": "approval_required", "workload.rejected": "rejected",
             "workload.cancelled": "cancelled", "looptest.requested": "looptest_requested",
             "looptest.passed": "looptest_passed", "looptest.failed": "looptest_failed"}.get(event_type)
@@ -56,7 +58,7 @@ async def on_training_requested(event: Event, ctx: HandlerContext) -> None:
     if not await store.insert_request(ctx.conn, request):
         log.info("training request %s is already known; duplicate ignored", workload.workload_id)
         return
-    metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
+    metrics.WORKLOADS.labels(SERVICE, "received").inc()
     if workload.test_run_ref and request.needs_approval:
         await _attach_reference(ctx, request, workload.test_run_ref)
     for event_type, payload in await emit_recorded(request, _handler_emit(ctx)):
@@ -121,7 +123,8 @@ async def fail_overdue_tests(platform: Platform, timeout_seconds: int) -> int:
         overdue = await store.overdue_test_runs(conn, now - timedelta(seconds=timeout_seconds))
     failed = 0
     for stale in overdue:
-        async with platform.transaction() as conn:
+        async with platform.transaction() as conn, continue_workload_trace(
+                conn, "approval loop-test timeout", stale.workload_id):
             request = await store.find_request(conn, stale.workload_id, for_update=True)
             run = await store.find_test_run(conn, stale.test_run_id, for_update=True)
             if run is None or not run.time_out(timeout_seconds, now):

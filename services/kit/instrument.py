@@ -32,6 +32,17 @@ def _active() -> bool:
 
 
 @contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """No client spans in this block (nor in tasks created in it): chatty background I/O of a traced
+    operation, e.g. a run's log lines mirrored to Redis every 0.2 s."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
+
+
+@contextlib.contextmanager
 def _client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
     with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=dict(attributes),
                                        record_exception=False, set_status_on_exception=False) as span:

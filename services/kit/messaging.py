@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from faststream import AckPolicy
-from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
+from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
@@ -74,7 +74,8 @@ async def _raw_body(message: RabbitMessage) -> bytes:
 
 class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
-                 max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None) -> None:
+                 max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None,
+                 prefetch: int | None = None) -> None:
         self.broker = broker
         self.service = service
         self.pool = pool
@@ -88,7 +89,10 @@ class EventBus:
         if parts is not None and parts.hostname:  # never the credentials
             self._server.update({"server.address": parts.hostname, "server.port": parts.port or 5672})
         self._stopping = False
+        # every delivered message is handled in a task of its own: the prefetch bounds how many at once
+        # (None: unbounded, so a backlog would all be in memory and waiting for the pool at the same time)
         broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL,
+                          channel=Channel(prefetch_count=prefetch) if prefetch else None,
                           decoder=_raw_body)(self._on_message)
 
     def on(self, event_type: str, handler: Handler) -> None:
@@ -142,7 +146,8 @@ class EventBus:
 
     async def dlq_depth(self) -> int:
         queue = await self.broker.declare_queue(RabbitQueue(dead_letter_queue(self.service), durable=True))
-        return queue.declaration_result.message_count
+        # the broker caches the declared queue (and its first declaration's count): declare it again
+        return (await queue.declare(timeout=5)).message_count
 
     async def _dead_letter(self, message: RabbitMessage, reason: str) -> None:
         headers = dict(message.headers or {})

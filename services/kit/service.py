@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.kit import errors, metrics
+from services.kit.body import BodyGuard
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
 from services.kit.messaging import EventBus
 from services.kit.outbox import Outbox, OutboxRelay
@@ -69,52 +70,7 @@ def current_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(current_platform)]  # a route parameter: the service's Platform
 
 
-class BodySizeLimit:
-    """Refuse request bodies above the limit with 413, whether or not Content-Length is sent.
-
-    A declared Content-Length is checked before the app runs (the server never delivers more than it
-    declares). A body without one (chunked) is read up to the limit BEFORE the app runs and then replayed
-    to it: counting while the app reads would miss routes that never read their body, and FastAPI turns an
-    exception raised while it parses a body into a 400.
-    """
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or {})
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            return await self.app(scope, receive, send)
-        if b"transfer-encoding" not in headers:  # HTTP/1.1: no length and no chunking means no body
-            return await self.app(scope, receive, send)
-        buffered: list[dict] = []
-        seen = 0
-        while True:
-            message = await receive()
-            buffered.append(message)
-            if message["type"] != "http.request":
-                break  # the client went away; let the app see it
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            if not message.get("more_body", False):
-                break
-
-        async def replay() -> dict:
-            return buffered.pop(0) if buffered else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
-        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413,
-                                headers={"Connection": "close"})
-        await response(scope, receive, send)
+BodySizeLimit = BodyGuard  # the name it had before it also checked JSON
 
 
 def build_service(name: str, settings: Settings, *, routers: list[APIRouter], migrations: Path | None,
@@ -135,7 +91,8 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         broker = RabbitBroker(settings.rabbitmq_url, log_level=logging.DEBUG, graceful_timeout=10.0,
                               app_id=f"avatar-{name}")
         outbox = Outbox(name)
-        bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url)
+        bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
+                       prefetch=settings.consumer_prefetch)
         platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)
@@ -162,7 +119,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
     app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0",
                   dependencies=[Depends(_bind_path_workload)])
     app.state.settings = settings
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     errors.install(app)  # every service answers domain refusals and unstorable text as 4xx, not 500
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics",
                                        exclude_spans=["receive", "send"])

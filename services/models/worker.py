@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import threading
@@ -20,20 +21,19 @@ from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable
 
 import asyncpg
-from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from contracts.events import ModelStored, ModelStoreFailed
 from services.kit import metrics as kit_metrics
 from services.kit.objectstore import split_s3_url
 from services.kit.outbox import Outbox
-from services.kit.telemetry import WORKLOAD_ATTRIBUTE
+from services.kit.telemetry import recall_trace, workload_span
 from services.models import metrics, store
 from services.models.config import ModelsSettings
 from services.models.domain import StagedArtifact, model_path, object_key, retry_delay
 from services.models.objects import ObjectStore
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("avatar.models")
 
 
 class StoreWorker:
@@ -117,8 +117,9 @@ class StoreWorker:
         renewer = asyncio.create_task(self._renew(model_id), name=f"lease-{model_id}")
         started = time.perf_counter()
         try:
-            with tracer.start_as_current_span("model store", attributes={
-                    WORKLOAD_ATTRIBUTE: model["workload_id"], "avatar.model_id": model_id}) as span:
+            parent = await self._trace_of(model["workload_id"])
+            with workload_span("model store", model["workload_id"], parent=parent, attributes={
+                    "avatar.model_id": model_id, "avatar.attempt": model["attempts"] + 1}) as span:
                 try:
                     await self._copy_all(model)
                     stored = await self._finish(model)
@@ -126,6 +127,7 @@ class StoreWorker:
                     raise
                 except Exception as exc:
                     span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
                     await self._failed(model, exc)
                     return
             if stored:
@@ -138,6 +140,16 @@ class StoreWorker:
             raise
         finally:
             renewer.cancel()
+
+    async def _trace_of(self, workload_id: str) -> dict | None:
+        """A background loop: the store continues the request's trace from the workload.completed
+        consumer span (None, a trace of its own, when the database cannot say)."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await recall_trace(conn, workload_id)
+        except Exception as exc:
+            log.debug("no trace context for %s: %s", workload_id, exc)
+            return None
 
     async def _renew(self, model_id: str) -> None:
         every = self.settings.models_lease_seconds / 3
@@ -160,9 +172,9 @@ class StoreWorker:
                 if path in done:
                     continue
                 key = object_key(model["app_id"], model["version"], path)
-                stored = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, self.objects.copy_verified, artifact.bucket, obj.key,
-                    self.settings.models_bucket, key, obj.size, self._stop)
+                stored = await asyncio.get_running_loop().run_in_executor(  # in this span: the S3 calls too
+                    self.executor, contextvars.copy_context().run, self.objects.copy_verified, artifact.bucket,
+                    obj.key, self.settings.models_bucket, key, obj.size, self._stop)
                 await store.record_file(self.pool, model["model_id"], path=path, component=artifact.folder,
                                         source=f"s3://{artifact.bucket}/{obj.key}", object_key=key, stored=stored)
                 metrics.STORED_BYTES.inc(stored.size)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.kit.auth import Admin, Reader, Writer
 from services.kit.service import Platform
+from services.kit.telemetry import continue_workload_trace
 from services.scheduler import commands, domain, logs, store, views
 from services.scheduler.state import SchedulerState
 
@@ -204,7 +205,8 @@ async def cancel_workload(workload_id: str, principal: Writer, platform: Platfor
     if not principal.is_admin and principal.user != job["requester"]:
         raise HTTPException(403, f"only the requester ({job['requester']}) or an admin may cancel workload {workload_id}")
 
-    async with platform.pool.acquire() as conn, conn.transaction():
+    async with platform.pool.acquire() as conn, conn.transaction(), continue_workload_trace(
+            conn, "scheduler cancel", workload_id):
         async def emit(event_type, payload):
             return await platform.outbox.emit(conn, event_type, payload, correlation_id=workload_id)
 

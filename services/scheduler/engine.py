@@ -39,7 +39,8 @@ from contracts.events import WorkloadStarted
 from contracts.workload import Workload
 from services.kit import metrics as kit_metrics
 from services.kit.outbox import Outbox
-from services.kit.telemetry import WORKLOAD_ATTRIBUTE, extract_context
+from services.kit.instrument import untraced
+from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, in_trace, workload_span
 from services.scheduler import domain, store
 from services.scheduler import metrics as m
 from services.scheduler.core.allocator import Allocation, ClusterSnapshot, Order, RedisAllocator
@@ -376,21 +377,27 @@ class Engine:
         try:
             async with self.pool.acquire() as conn:
                 runs = (await store.runs_of(conn, [job_id]))[job_id]
-            await self._stop_runs([r for r in runs if r["status"] in domain.RUN_LIVE])
-            for allocation in await self.allocator.allocations(workload_id=job_id):
-                if await self.allocator.release(allocation.allocation_id):
-                    m.RELEASED.labels("compensation").inc()
-            async with self.pool.acquire() as conn, conn.transaction():
-                job = await store.get_job(conn, job_id, lock=True)
-                if job is None or job["status"] != "stopping":
-                    return
-                await store.skip_runs(conn, job_id, reason=job["failure_reason"])
-                job = await store.finalize(conn, job_id)
-                runs = (await store.runs_of(conn, [job_id]))[job_id]
-                types = await store.component_types(conn, sorted({r["component_id"] for r in runs}))
-                event_type, payload = terminal_event(job, runs, types)
-                await self._emit(conn, job, event_type, payload)
-            await self.queue.remove(job_id)
+                head = await store.get_job(conn, job_id)
+            if head is None:
+                return
+            with self._job_span(f"finish {head['kind']}", head) as span:
+                await self._stop_runs([r for r in runs if r["status"] in domain.RUN_LIVE])
+                for allocation in await self.allocator.allocations(workload_id=job_id):
+                    if await self.allocator.release(allocation.allocation_id):
+                        m.RELEASED.labels("compensation").inc()
+                async with self.pool.acquire() as conn, conn.transaction():
+                    job = await store.get_job(conn, job_id, lock=True)
+                    if job is None or job["status"] != "stopping":
+                        span.set_attribute("avatar.outcome", "already finished")
+                        return
+                    await store.skip_runs(conn, job_id, reason=job["failure_reason"])
+                    job = await store.finalize(conn, job_id)
+                    runs = (await store.runs_of(conn, [job_id]))[job_id]
+                    types = await store.component_types(conn, sorted({r["component_id"] for r in runs}))
+                    event_type, payload = terminal_event(job, runs, types)
+                    await self._emit(conn, job, event_type, payload)
+                _describe_outcome(span, job)
+                await self.queue.remove(job_id)
             self._count_end(job, event_type)
             log.info("job %s is %s", job_id, job["status"])
         except asyncio.CancelledError:
@@ -500,6 +507,12 @@ class Engine:
                                                   for s in starts], job_runs)
 
     async def _start_runs(self, job: Mapping[str, Any], starts: list, job_runs: Mapping[str, Mapping]) -> None:
+        """Claim, allocate (the Lua script), record and launch: one span in the job's trace."""
+        with self._job_span(f"start {job['kind']} components", job,
+                            attributes={"avatar.components_starting": len(starts)}):
+            await self._start_runs_traced(job, starts, job_runs)
+
+    async def _start_runs_traced(self, job: Mapping[str, Any], starts: list, job_runs: Mapping[str, Mapping]) -> None:
         job_id = job["job_id"]
         now = time.time()
         deadline = job["deadline"].timestamp() if job["deadline"] else now + job["max_runtime_s"]
@@ -661,13 +674,17 @@ class Engine:
                         "avatar.component_name": run["name"], "avatar.node": run["node"] or "",
                         "avatar.gpu_indices": ",".join(str(i) for i in run["gpu_indices"] or []),
                         "avatar.runner_ref": active.handle.ref})
+        # the run's own Redis/S3/PostgreSQL calls are its children (its own task: attached for its life)
+        attached = otel_context.attach(trace.set_span_in_context(span))
+        bound = correlation_id.set(job["workload_id"])
         runlog = RunLog(self.spool_dir, run["run_id"], self.redis, self.prefix,
                         max_bytes=self.settings.scheduler_log_max_bytes,
                         live_lines=self.settings.scheduler_live_log_lines)
         started = time.monotonic()
         try:
             await runlog.reset_live()
-            collector = asyncio.create_task(collect(self.runner.logs(active.handle, follow=True), runlog))
+            with untraced():  # mirroring log lines to Redis every 0.2s would be a span each
+                collector = asyncio.create_task(collect(self.runner.logs(active.handle, follow=True), runlog))
             try:
                 outcome = await self.runner.wait(active.handle)
                 done, _ = await asyncio.wait({collector}, timeout=10)
@@ -680,7 +697,8 @@ class Engine:
                 # a run can end before its log stream opened (a pod still Pending when it was
                 # asked): read what the runner kept, once, before it is cleaned up
                 try:
-                    await within(collect(self.runner.logs(active.handle, follow=False), runlog), 10)
+                    with untraced():
+                        await within(collect(self.runner.logs(active.handle, follow=False), runlog), 10)
                 except Exception as exc:
                     log.debug("no log for run %s: %s", run["run_id"], exc)
             await runlog.finish()
@@ -721,6 +739,8 @@ class Engine:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, "watch failed"))
         finally:
+            correlation_id.reset(bound)
+            otel_context.detach(attached)
             span.end()
             runlog.discard()
             if self._active.get(run["run_id"]) is active:
@@ -827,12 +847,21 @@ class Engine:
         return cached
 
     async def _emit(self, conn: asyncpg.Connection, job: Mapping[str, Any], event_type: str, payload: BaseModel) -> None:
-        """Publish with the job's trace context, so the event joins the request's trace."""
+        """Publish in the current span (a job span), else with the job's trace context, so the event
+        joins the request's trace."""
+        if in_trace():
+            await self.outbox.emit(conn, event_type, payload, correlation_id=job["workload_id"])
+            return
         token = otel_context.attach(extract_context(job["trace_headers"]))
         try:
             await self.outbox.emit(conn, event_type, payload, correlation_id=job["workload_id"])
         finally:
             otel_context.detach(token)
+
+    def _job_span(self, name: str, job: Mapping[str, Any], *, attributes: Mapping[str, Any] | None = None):
+        """A span of the engine's work on one job, in the trace of the event that created the job."""
+        return workload_span(name, job["workload_id"], parent=job["trace_headers"] or {}, attributes={
+            "avatar.job_id": job["job_id"], "avatar.job_kind": job["kind"], **(attributes or {})})
 
     def _count_end(self, job: Mapping[str, Any], event_type: str) -> None:
         if job["started_at"] and job["finished_at"]:
@@ -857,6 +886,14 @@ class Engine:
 
 class _JobEnded(Exception):
     pass
+
+
+def _describe_outcome(span: Any, job: Mapping[str, Any]) -> None:
+    span.set_attribute("avatar.outcome", job["status"])
+    if job["failure_stage"]:
+        span.set_attribute("avatar.failure_stage", job["failure_stage"])
+    if job["status"] == "failed":
+        span.set_status(Status(StatusCode.ERROR, (job["failure_reason"] or "failed")[:300]))
 
 
 def _state(run: Mapping[str, Any]) -> domain.RunState:

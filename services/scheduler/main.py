@@ -10,12 +10,12 @@ import contextlib
 from pathlib import Path
 from typing import AsyncIterator
 
-import redis.asyncio as aioredis
 import urllib3
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from services.kit.instrument import redis_from_url
 from services.kit.objectstore import check_bucket, ensure_buckets, make_client
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
@@ -45,7 +45,7 @@ async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
 @contextlib.asynccontextmanager
 async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     settings: SchedulerSettings = platform.settings  # type: ignore[assignment]
-    redis = aioredis.from_url(settings.redis_url)
+    redis = redis_from_url(settings.redis_url)  # redis.asyncio.Redis with client spans inside traces
     objects = make_client(settings, http_client=urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=5, read=60), retries=urllib3.Retry(total=3, backoff_factor=0.2),
         maxsize=16))

@@ -1,3 +1,5 @@
 """The chaos package gets its own stack (its own database, vhost and service processes): the e2e
 fixtures, imported rather than copied, so a crash here never disturbs the saga tests' stack."""
-from tests.e2e.conftest import base, settings, stack  # noqa: F401  (package-scoped fixtures, re-registered here)
+from tests.e2e.conftest import base, settings, stack
+
+__all__ = ["base", "settings", "stack"]  # package-scoped fixtures, registered again for this package

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
@@ -12,16 +15,20 @@ from services.kit.stack import SERVICES, Stack
 from tests.support.infra import free_port
 
 
-@pytest.fixture(scope="package")
-async def stack(infra, tmp_path_factory):
-    """The six services as real processes (python -m services.<name>) on their own database and vhost."""
+@contextlib.asynccontextmanager
+async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None = None,
+                        redis_prefix: str | None = None) -> AsyncIterator[Stack]:
+    """The six services as real processes (python -m services.<name>) on a database and vhost of their
+    own; `redis_prefix` gives a second stack its own scheduler state, `extra_env` e.g. an OTLP endpoint."""
     await infra.fresh_database()
     infra.fresh_vhost()
     ports = {name: free_port() for name in SERVICES}
     passthrough = {k: v for k, v in infra.environ().items()
                    if k.startswith("AVATAR_S3") or k in ("AVATAR_REDIS_PREFIX", "AVATAR_OUTBOX_POLL_SECONDS")}
-    stack = Stack(run_dir=tmp_path_factory.mktemp("stack"), s3_port=int(infra.s3_endpoint.rsplit(":", 1)[1]),
-                  ports=ports, database=infra.database, vhost=infra.vhost, extra_env=passthrough)
+    if redis_prefix is not None:
+        passthrough["AVATAR_REDIS_PREFIX"] = redis_prefix
+    stack = Stack(run_dir=run_dir, s3_port=int(infra.s3_endpoint.rsplit(":", 1)[1]), ports=ports,
+                  database=infra.database, vhost=infra.vhost, extra_env={**passthrough, **(extra_env or {})})
     try:
         stack.up(timeout=120)
         yield stack
@@ -29,9 +36,20 @@ async def stack(infra, tmp_path_factory):
         stack.down()
 
 
+def urls(stack: Stack) -> dict[str, str]:
+    return {name: f"http://127.0.0.1:{port}" for name, port in stack.ports.items()}
+
+
+@pytest.fixture(scope="package")
+async def stack(infra, tmp_path_factory):
+    """The six services as real processes (python -m services.<name>) on their own database and vhost."""
+    async with running_stack(infra, tmp_path_factory.mktemp("stack")) as started:
+        yield started
+
+
 @pytest.fixture(scope="package")
 def base(stack) -> dict[str, str]:
-    return {name: f"http://127.0.0.1:{port}" for name, port in stack.ports.items()}
+    return urls(stack)
 
 
 @pytest.fixture(scope="package")

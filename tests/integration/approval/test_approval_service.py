@@ -107,7 +107,7 @@ async def test_approval_needs_a_passed_loop_test_and_publishes_one_approval(fres
     counted = {sample.labels["event"] for family in text_string_to_metric_families(exposed)
                for sample in family.samples
                if sample.name == "avatar_workloads_total" and sample.labels["service"] == "approval"}
-    assert {"submitted", "approval_required", "looptest_requested", "looptest_passed", "approved"} <= counted
+    assert {"received", "approval_required", "looptest_requested", "looptest_passed", "approved"} <= counted
 
 
 async def test_a_failed_loop_test_blocks_approval_and_a_rejection_needs_a_comment(fresh):

@@ -26,7 +26,7 @@ async def test_consumer_span_continues_the_publishers_trace(kit_service):
         await wait_until(lambda: seen, message="the consumer")
     assert seen == [origin]
     spans = {span.name: span for span in exporter.get_finished_spans() if span.context.trace_id == origin}
-    publish, process = spans["avatar.events publish"], spans["library.events process"]
+    publish, process = spans["send avatar.events"], spans["process avatar.events"]
     assert publish.parent.span_id == spans["POST /apps/{app_id}/spec"].context.span_id
     assert process.parent.span_id == publish.context.span_id
     assert process.attributes["avatar.workload_id"] == "APP-A1B2C3"

@@ -79,7 +79,7 @@ async def test_each_component_run_is_a_span_in_the_requests_trace(scheduler, pub
     assert ok.attributes["avatar.workload_id"] == "WL-TRACE" and ok.attributes["avatar.exit_code"] == 0
     assert ok.attributes["avatar.node"] == "node-b" and ok.status.status_code == trace.StatusCode.UNSET
     assert bad.attributes["avatar.exit_code"] == 2 and bad.status.status_code == trace.StatusCode.ERROR
-    assert ok.parent.span_id == spans["scheduler.events process"].context.span_id
+    assert ok.parent.span_id == spans["process avatar.events"].context.span_id
 
 
 async def test_one_of_two_replicas_leads_and_a_standby_takes_over(scheduler_settings, publish, tap):

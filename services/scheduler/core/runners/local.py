@@ -12,6 +12,11 @@
   scheduler can tell which runs still exist; attach() re-adopts one (its exit code is then
   unknowable: the outcome is LOST once it disappears).
 - usage() reads /proc (RSS, CPU time) of the live processes; None when nothing is measurable.
+- Every /proc scan goes through one _ProcessTable: a process's run tags are read from its environ
+  once per process (pid + start time; the environment is fixed at exec), so a scan costs one stat
+  read per process, and usage() of every live run shares one scan per sampling round. (Reading every
+  environ on every scan made these scans the scheduler's largest cost under load: two per ended
+  run and one per live run every sampling round, each over every process on the machine.)
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ class _ProcInfo:
     state: str
     cpu_ticks: int
     rss_pages: int
+    start_ticks: int = 0  # since boot: with the pid, it names one process (pids are reused)
 
 
 def _read_stat(pid: int) -> _ProcInfo | None:
@@ -52,8 +58,9 @@ def _read_stat(pid: int) -> _ProcInfo | None:
     except OSError:
         return None
     fields = raw[raw.rfind(")") + 2:].split()  # after "pid (comm) "
-    # fields[0]=state [2]=pgrp [11]=utime [12]=stime [21]=rss (pages)
-    return _ProcInfo(pid, int(fields[2]), fields[0], int(fields[11]) + int(fields[12]), int(fields[21]))
+    # fields[0]=state [2]=pgrp [11]=utime [12]=stime [19]=starttime [21]=rss (pages)
+    return _ProcInfo(pid, int(fields[2]), fields[0], int(fields[11]) + int(fields[12]), int(fields[21]),
+                     int(fields[19]))
 
 
 def _read_environ(pid: int) -> dict[str, str]:
@@ -72,6 +79,56 @@ def _read_environ(pid: int) -> dict[str, str]:
 
 def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _uptime_ticks() -> float:
+    try:
+        with open("/proc/uptime", "rb") as f:
+            return float(f.read().split()[0]) * _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return float("inf")
+
+
+Tag = tuple[str, str]  # (runner id, run id) from a process's environment
+_UNREAD = object()
+_YOUNG_TICKS = 2 * _CLK_TCK  # a process this young may not have exec'd its own environment yet
+
+
+class _ProcessTable:
+    """Scans of /proc: every live process with the run tags of its environment.
+
+    The tags of a process are read from /proc/<pid>/environ once per process (pid + start time): an
+    environment is fixed when the process execs. "No tags" is remembered only for processes older
+    than a couple of seconds, so one caught between fork and exec is read again."""
+
+    def __init__(self) -> None:
+        self._tags: dict[tuple[int, int], Tag | None] = {}
+        self._last: tuple[float, list[tuple[_ProcInfo, Tag | None]]] | None = None
+
+    def scan(self, *, max_age: float = 0.0) -> list[tuple[_ProcInfo, Tag | None]]:
+        """Live (non-zombie) processes and their tags; a scan younger than max_age seconds is reused."""
+        if max_age > 0 and self._last is not None and time.monotonic() - self._last[0] <= max_age:
+            return self._last[1]
+        own = os.getpid()
+        now = _uptime_ticks()
+        tags: dict[tuple[int, int], Tag | None] = {}
+        found = []
+        for pid in _pids():
+            info = _read_stat(pid)
+            if info is None:
+                continue
+            key = (pid, info.start_ticks)
+            tag = self._tags.get(key, _UNREAD)
+            if tag is _UNREAD:
+                env = _read_environ(pid) if pid != own else {}
+                tag = (env[RUNNER_ID_ENV], env[RUN_ID_ENV]) if RUNNER_ID_ENV in env and RUN_ID_ENV in env else None
+            if tag is not None or now - info.start_ticks > _YOUNG_TICKS:
+                tags[key] = tag  # type: ignore[assignment]
+            if info.state not in ("Z", "X"):
+                found.append((info, tag))
+        self._tags = tags  # processes that are gone are forgotten
+        self._last = (time.monotonic(), found)
+        return found  # type: ignore[return-value]
 
 
 @dataclass
@@ -103,6 +160,7 @@ class LocalRunner:
         self.poll_interval = poll_interval
         self.inherit_env = tuple(inherit_env)
         self._runs: dict[str, _Run] = {}
+        self._table = _ProcessTable()
 
     # ------------------------------------------------------------------ helpers
     def _directory(self, run_id: str) -> Path:
@@ -122,20 +180,10 @@ class LocalRunner:
         })
         return env
 
-    def _members(self, run: _Run) -> list[_ProcInfo]:
+    def _members(self, run: _Run, *, max_age: float = 0.0) -> list[_ProcInfo]:
         """Live (non-zombie) processes of the run: its process group plus tagged escapees."""
-        found = []
-        for pid in _pids():
-            info = _read_stat(pid)
-            if info is None or info.state in ("Z", "X"):
-                continue
-            if info.pgrp == run.pgid:
-                found.append(info)
-                continue
-            env = _read_environ(pid) if pid != os.getpid() else {}
-            if env.get(RUN_ID_ENV) == run.run_id and env.get(RUNNER_ID_ENV) == self.runner_id:
-                found.append(info)
-        return found
+        mine = (self.runner_id, run.run_id)
+        return [info for info, tag in self._table.scan(max_age=max_age) if info.pgrp == run.pgid or tag == mine]
 
     def _signal(self, run: _Run, sig: int) -> None:
         try:
@@ -158,6 +206,8 @@ class LocalRunner:
             await asyncio.sleep(self.poll_interval)
 
     async def _terminate(self, run: _Run, grace: float) -> None:
+        if not self._members(run):  # the usual end: the command exited and left nothing behind
+            return
         self._signal(run, signal.SIGTERM)
         if not await self._gone(run, grace):
             self._signal(run, signal.SIGKILL)
@@ -299,15 +349,7 @@ class LocalRunner:
             yield line
 
     async def list_live(self) -> set[str]:
-        live = set()
-        for pid in _pids():
-            info = _read_stat(pid)
-            if info is None or info.state in ("Z", "X") or pid == os.getpid():
-                continue
-            env = _read_environ(pid)
-            if env.get(RUNNER_ID_ENV) == self.runner_id and RUN_ID_ENV in env:
-                live.add(env[RUN_ID_ENV])
-        return live
+        return {tag[1] for _, tag in self._table.scan() if tag is not None and tag[0] == self.runner_id}
 
     async def attach(self, run_id: str) -> RunHandle | None:
         run = self._runs.get(run_id)
@@ -329,7 +371,7 @@ class LocalRunner:
         run = self._runs.get(handle.run_id)
         if run is None:
             return None
-        members = self._members(run)
+        members = self._members(run, max_age=0.05)  # one scan serves a whole sampling round of runs
         if not members:
             return None
         now = time.monotonic()

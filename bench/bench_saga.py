@@ -1,0 +1,658 @@
+"""Benchmark: the training saga end to end, six services on this machine, against the broker's own ceiling.
+
+    .venv/bin/python bench/bench_saga.py                       # 1,000 requests, 50 clients; appends to RESULTS.md
+    .venv/bin/python bench/bench_saga.py --n 200 --clients 20 --no-record
+    .venv/bin/python bench/bench_saga.py --rate 20             # open loop: 20 submits/s spread over the clients
+    .venv/bin/python bench/bench_saga.py --profile             # also py-spy each service during the run
+
+Everything is real: the local PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix of its
+own), an S3 server (moto's ThreadedMotoServer, in a process of its own so it never shares this client's GIL)
+and the six services as processes (services.kit.stack.Stack on free ports). An App of one Task with the
+`probe` component (sleep_s 0, 0 GPUs, 1GB) is built through the builder; then N training requests below the
+approval threshold (auto-approved) are submitted by C concurrent clients (one httpx.AsyncClient each).
+
+Measured:
+- submit API latency (client side, POST /training-requests → 202);
+- a tap (plain aio-pika, an exclusive queue bound to avatar.events with `#`) records every event with its
+  receive time: submit → `workload.completed` latency, completions per second, events (broker publishes) per
+  workload by type, and each saga hop from the events' `occurred_at` (same clock: one machine);
+- CPU seconds per workload of every process (services, component subprocesses, RabbitMQ, PostgreSQL
+  backends of this database, Redis, S3) from /proc, so what bounds the rate on this machine is visible;
+- the broker's ceiling, in the same run once the saga is done: a plain aio-pika publish→consume loop on the
+  same RabbitMQ, same message size, persistent with publisher confirms and manual acks (as the services do).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aio_pika  # noqa: E402
+import httpx  # noqa: E402
+
+from contracts.topology import EXCHANGE, SUBSCRIPTIONS  # noqa: E402
+from services.kit.auth import mint_token  # noqa: E402
+from services.kit.demo import Demo  # noqa: E402
+from services.kit.settings import Settings  # noqa: E402
+from services.kit.stack import SERVICES, Stack, ensure_local_servers  # noqa: E402
+from tests.support.infra import free_port, make_infra  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROBE_RESOURCES = {"gpu_type": "V100", "gpu_count": 0, "memory": "1GB", "max_runtime": "10m"}
+HOPS = (  # (label, from, to): from/to are event types, "submit" is the client's send time
+    ("submit → training.requested", "submit", "training.requested"),
+    ("training.requested → workload.approved", "training.requested", "workload.approved"),
+    ("workload.approved → workload.queued", "workload.approved", "workload.queued"),
+    ("workload.queued → workload.started", "workload.queued", "workload.started"),
+    ("workload.started → workload.completed", "workload.started", "workload.completed"),
+    ("workload.completed → model.stored", "workload.completed", "model.stored"),
+)
+
+
+# ---------------------------------------------------------------- small helpers
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:,.1f}"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# ---------------------------------------------------------------- CPU accounting from /proc
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw.rsplit(")", 1)[1].split()
+
+
+def cpu_of(pid: int, *, children: bool = False) -> float:
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:  # reaped children (the scheduler's component subprocesses)
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def pids_named(name: str, cmdline_contains: str | None = None) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            if comm != name:
+                continue
+            if cmdline_contains is not None:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if cmdline_contains not in cmdline:
+                    continue
+        except OSError:
+            continue
+        found.append(int(entry))
+    return found
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = parts[3] + parts[4]
+    return (sum(parts) - idle) / CLK_TCK, sum(parts) / CLK_TCK
+
+
+@dataclass
+class CpuSampler:
+    stack: Stack
+    database: str
+    s3_pid: int
+    scheduler_children: bool = True
+
+    def pid_of(self, service: str) -> int:
+        return int((self.stack.run_dir / f"{service}.pid").read_text())
+
+    def sample(self) -> dict[str, float]:
+        values = {}
+        for service in SERVICES:
+            pid = self.pid_of(service)
+            values[service] = cpu_of(pid)
+            if service == "scheduler":
+                values["components (scheduler's children)"] = cpu_of(pid, children=True) - values[service]
+        values["rabbitmq (beam.smp)"] = sum(cpu_of(p) for p in pids_named("beam.smp"))
+        # postgres backends retitle themselves "postgres: user database host(port) state"
+        values[f"postgresql (backends of {self.database})"] = sum(
+            cpu_of(p) for p in pids_named("postgres", f" {self.database} "))
+        values["redis-server"] = sum(cpu_of(p) for p in pids_named("redis-server"))
+        values["s3 (moto)"] = cpu_of(self.s3_pid)
+        times = os.times()
+        values["this client (submit + tap)"] = times.user + times.system
+        return values
+
+
+# ---------------------------------------------------------------- infrastructure
+
+S3_CODE = """
+import os, sys, time
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "avatar-local")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "avatar-local-secret")
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the parent closes our stdin
+server.stop()
+"""
+
+
+@dataclass
+class Environment:
+    run_dir: Path
+    s3: subprocess.Popen
+    stack: Stack
+    infra: object
+    redis_prefix: str
+
+    @property
+    def base(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{port}" for name, port in self.stack.ports.items()}
+
+    @property
+    def rabbitmq_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:5672/{self.stack.vhost}"
+
+
+async def bring_up() -> Environment:
+    run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
+    s3_port = free_port()
+    s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=open(run_dir / "s3.log", "wb"), cwd=run_dir)
+    infra = make_infra(f"http://127.0.0.1:{s3_port}")
+    prefix = f"avatar-bench-{infra.run_id}:"
+    stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES},
+                  extra_env={"AVATAR_REDIS_PREFIX": prefix, "AVATAR_SCHEDULER_STATE_DIR": str(run_dir / "runs"),
+                             "AVATAR_LOG_LEVEL": "WARNING"})
+    env = Environment(run_dir, s3, stack, infra, prefix)
+    try:
+        assert s3.stdout is not None and s3.stdout.readline().strip() == b"ready", "the S3 server did not start"
+        await asyncio.to_thread(ensure_local_servers)  # waits until RabbitMQ accepts commands
+        stack.database = (await infra.fresh_database()).rsplit("/", 1)[1]
+        for attempt in range(10):  # RabbitMQ may be restarting (another session's chaos tests share it)
+            try:
+                infra.fresh_vhost()
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(3)
+        stack.vhost = infra.vhost
+        await asyncio.to_thread(stack.up, SERVICES, 180)
+    except BaseException:
+        await tear_down(env, keep=True)
+        raise
+    return env
+
+
+async def tear_down(env: Environment, keep: bool) -> None:
+    with contextlib.suppress(Exception):
+        env.stack.down()
+    with contextlib.suppress(Exception):
+        env.s3.stdin.close()  # type: ignore[union-attr]
+        env.s3.wait(10)
+    if env.s3.poll() is None:
+        env.s3.kill()
+    with contextlib.suppress(Exception):
+        await env.infra.cleanup()  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url("redis://127.0.0.1:6379/0")
+        async for key in client.scan_iter(match=f"{env.redis_prefix}*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+    if keep:
+        log(f"kept {env.run_dir} (service logs)")
+    else:
+        shutil.rmtree(env.run_dir, ignore_errors=True)
+
+
+def build_probe_app(base: dict[str, str]) -> str:
+    demo = Demo(base, Settings(env="local"), timeout=120, episodes=1)
+    components = demo.library_components()
+    if "probe" not in components:
+        page = demo.call("GET", "library", "/components", params={"q": "probe", "page_size": 100})
+        components.update({item["name"]: item for item in page["items"]})
+    app_id = demo.build_app("Bench-Probe", [("probe-task", [("probe", {"params": {"sleep_s": 0}})])], components)
+    demo.ready_in_trainer(app_id)
+    return app_id
+
+
+# ---------------------------------------------------------------- the tap
+
+@dataclass
+class Tap:
+    url: str
+    events: list[tuple[float, str, str, float, int]] = field(default_factory=list)  # recv, type, corr, occurred, size
+    first: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (corr, type) → (recv, occurred)
+    watched: set[str] = field(default_factory=set)
+    done_types: tuple[str, ...] = ("workload.completed", "workload.failed", "workload.cancelled")
+    ended: dict[str, str] = field(default_factory=dict)
+    stored: set[str] = field(default_factory=set)
+    lost: bool = False
+
+    async def start(self) -> None:
+        self.connection = await aio_pika.connect(self.url)
+        self.connection.close_callbacks.add(self._closed)
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=2000)
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on_message, no_ack=True)
+
+    def _closed(self, *_: object) -> None:
+        self.lost = True
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        now = time.time()
+        try:
+            body = json.loads(message.body)
+            kind, corr, occurred = body["type"], body.get("correlation_id") or "", parse_time(body["occurred_at"])
+        except (ValueError, KeyError, TypeError):
+            return
+        self.events.append((now, kind, corr, occurred, len(message.body)))
+        self.first.setdefault((corr, kind), (now, occurred))
+        if kind in self.done_types:
+            self.ended.setdefault(corr, kind)
+        elif kind in ("model.stored", "model.store_failed"):
+            self.stored.add(corr)
+
+    async def wait(self, ids: set[str], what: str, done: "callable", timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        last = -1
+        while True:
+            count = sum(1 for i in ids if done(i))
+            if count >= len(ids):
+                return True
+            if time.monotonic() > deadline or self.lost:
+                log(f"gave up waiting for {what}: {count}/{len(ids)}" + (" (tap lost its connection)"
+                                                                          if self.lost else ""))
+                return False
+            if count != last and sys.stdout.isatty():
+                sys.stdout.write(f"\r  {what}: {count}/{len(ids)}   ")
+                sys.stdout.flush()
+                last = count
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.connection.close()
+
+
+# ---------------------------------------------------------------- submitting
+
+@dataclass
+class Submission:
+    index: int
+    sent_at: float  # wall clock, comparable with the events' occurred_at and the tap's receive times
+    latency: float
+    status: int
+    workload_id: str | None
+
+
+async def submit_all(trainer: str, token: str, app_id: str, n: int, clients: int, rate: float,
+                     label: str) -> tuple[list[Submission], float]:
+    counter = itertools.count()
+    results: list[Submission] = []
+    began = time.time()
+    began_mono = time.perf_counter()
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=trainer, headers={"Authorization": f"Bearer {token}"}, timeout=120,
+                                     limits=httpx.Limits(max_connections=1)) as http:
+            while (k := next(counter)) < n:
+                if rate > 0:  # open loop: request k is due at k / rate, whatever the others are doing
+                    delay = began_mono + k / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                body = {"app_id": app_id, "name": f"{label}-{k}", "priority": "normal",
+                        "resources": PROBE_RESOURCES, "training_config": {"episodes": 1}}
+                sent_at, started = time.time(), time.perf_counter()
+                try:
+                    response = await http.post("/training-requests", json=body)
+                    status = response.status_code
+                    workload_id = response.json().get("workload_id") if status == 202 else None
+                except httpx.HTTPError:
+                    status, workload_id = 0, None
+                results.append(Submission(k, sent_at, time.perf_counter() - started, status, workload_id))
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return sorted(results, key=lambda s: s.index), time.time() - began
+
+
+# ---------------------------------------------------------------- the broker's ceiling
+
+async def broker_ceiling(url: str, size: int, messages: int, window: int, prefetch: int) -> dict[str, float]:
+    """Publish `messages` persistent messages of `size` bytes with confirms (at most `window` unconfirmed)
+    to a queue a consumer on its own connection drains with manual acks; latency = publish → consume."""
+    publisher = await aio_pika.connect(url)
+    consumer = await aio_pika.connect(url)
+    try:
+        pub_channel = await publisher.channel(publisher_confirms=True)
+        con_channel = await consumer.channel()
+        await con_channel.set_qos(prefetch_count=prefetch)
+        exchange = await pub_channel.declare_exchange(f"bench.ceiling.{uuid.uuid4().hex[:6]}",
+                                                      aio_pika.ExchangeType.TOPIC, auto_delete=True)
+        queue = await con_channel.declare_queue("", exclusive=True, auto_delete=True)
+        await queue.bind(exchange.name, routing_key="#")
+        latencies: list[float] = []
+        done = asyncio.Event()
+        padding = b"x" * max(0, size - 40)
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            latencies.append(time.perf_counter() - float(message.body[:24]))
+            await message.ack()
+            if len(latencies) >= messages:
+                done.set()
+
+        await queue.consume(on_message)
+        gate = asyncio.Semaphore(window)
+
+        async def publish_one(i: int) -> None:
+            async with gate:
+                body = f"{time.perf_counter():<24.6f}".encode() + padding
+                await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                                        content_type="application/json"),
+                                       routing_key="training.requested")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(publish_one(i) for i in range(messages)))
+        published = time.perf_counter() - started
+        await asyncio.wait_for(done.wait(), 120)
+        elapsed = time.perf_counter() - started
+        return {"messages": messages, "size": size, "window": window, "prefetch": prefetch,
+                "publish_rate": messages / published, "rate": messages / elapsed,
+                "p50": pct(latencies, 50), "p99": pct(latencies, 99)}
+    finally:
+        await publisher.close()
+        await consumer.close()
+
+
+# ---------------------------------------------------------------- profiling
+
+def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str, subprocess.Popen, Path]]:
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        log("py-spy is not installed (.venv/bin/pip install py-spy); no profiles")
+        return []
+    started = []
+    for service in SERVICES:
+        pid = int((stack.run_dir / f"{service}.pid").read_text())
+        out = run_dir / f"profile-{service}.txt"
+        process = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+                                    "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
+                                   stdout=subprocess.DEVNULL, stderr=open(run_dir / f"profile-{service}.err", "wb"))
+        started.append((service, process, out))
+    return started
+
+
+REPO_PACKAGES = ("services/", "contracts/", "components/")
+
+
+def summarise_profile(path: Path, top: int = 8) -> list[tuple[str, float]]:
+    """Where a service's CPU goes, from py-spy's collapsed stacks ("frame;frame;leaf count" lines, sampled
+    only while holding the GIL): each sample is charged to its innermost frame of this repository (what our
+    code called, library time included), else to its leaf."""
+    if not path.exists():
+        return []
+    charged: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [_frame(f) for f in stack.split(";")]
+        ours = [f for f in frames if f[1].startswith(REPO_PACKAGES)]
+        fn, file = ours[-1] if ours else frames[-1]
+        charged[f"{fn} ({file})"] += int(count)
+        total += int(count)
+    return [(name, count / total) for name, count in charged.most_common(top)] if total else []
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    match = re.match(r"\s*(?P<fn>.+?) \((?P<file>[^:()]+)(:\d+)?\)$", frame)
+    if not match:
+        return frame.strip()[:80], ""
+    return match.group("fn"), match.group("file").split("site-packages/")[-1]
+
+
+# ---------------------------------------------------------------- the run
+
+async def run(args: argparse.Namespace) -> str:
+    env = await bring_up()
+    lines: list[str] = []
+    try:
+        base = env.base
+        token = mint_token(Settings(env="local"), "bench", "researcher")
+        log("building the probe App through the builder ...")
+        app_id = await asyncio.to_thread(build_probe_app, base)
+
+        tap = Tap(env.rabbitmq_url)
+        await tap.start()
+
+        if args.warmup:
+            log(f"warm-up: {args.warmup} requests ...")
+            warm, _ = await submit_all(base["trainer"], token, app_id, args.warmup, min(args.warmup, 5), 0, "warmup")
+            warm_ids = {s.workload_id for s in warm if s.workload_id}
+            await tap.wait(warm_ids, "warm-up stored", lambda i: i in tap.stored, 120)
+
+        sampler = CpuSampler(env.stack, env.stack.database, env.s3.pid)
+        cpu_before, busy_before = sampler.sample(), machine_busy()
+        load_before = os.getloadavg()
+        events_before = len(tap.events)
+        profiles = start_profiles(env.stack, env.run_dir, args.profile_seconds) if args.profile else []
+
+        mode = f"open loop at {args.rate:g}/s" if args.rate > 0 else "closed loop (as fast as answered)"
+        log(f"submitting {args.n} requests from {args.clients} clients, {mode} ...")
+        submissions, submit_wall = await submit_all(base["trainer"], token, app_id, args.n, args.clients, args.rate,
+                                                     "bench")
+        accepted = [s for s in submissions if s.workload_id]
+        ids = {s.workload_id for s in accepted}
+        log(f"{len(accepted)}/{args.n} accepted in {submit_wall:.1f}s; waiting for workload.completed ...")
+        all_ended = await tap.wait(ids, "ended", lambda i: i in tap.ended, args.timeout)
+        ended_at = time.time()
+        cpu_after, busy_after = sampler.sample(), machine_busy()
+        load_after = os.getloadavg()
+        log("waiting for model.stored ...")
+        all_stored = await tap.wait(ids, "stored", lambda i: i in tap.stored, args.timeout / 2)
+        for _, process, _ in profiles:
+            with contextlib.suppress(Exception):
+                process.wait(args.profile_seconds + 30)
+
+        # ------------------------------------------------------------ figures
+        sent = {s.workload_id: s.sent_at for s in accepted}
+        first_sent = min(s.sent_at for s in submissions)
+        completed = [i for i in ids if tap.ended.get(i) == "workload.completed"]
+        failed = Counter(tap.ended[i] for i in ids if i in tap.ended and tap.ended[i] != "workload.completed")
+        e2e = [tap.first[(i, "workload.completed")][0] - sent[i] for i in completed]
+        to_stored = [tap.first[(i, "model.stored")][0] - sent[i] for i in completed if (i, "model.stored") in tap.first]
+        done_times = sorted(tap.first[(i, "workload.completed")][0] for i in completed)
+        window = (done_times[-1] - first_sent) if done_times else float("nan")
+        rate = len(completed) / window if done_times else 0.0
+        lo, hi = int(len(done_times) * 0.1), int(len(done_times) * 0.9)
+        steady = (hi - lo) / (done_times[hi - 1] - done_times[lo]) if hi - 1 > lo else float("nan")
+        latencies = [s.latency for s in submissions if s.status == 202]
+        statuses = Counter(s.status for s in submissions)
+
+        run_events = tap.events[events_before:]
+        per_workload: dict[str, Counter] = defaultdict(Counter)
+        for _, kind, corr, _, _ in run_events:
+            if corr in ids:
+                per_workload[corr][kind] += 1
+        per_type = Counter()
+        for counts in per_workload.values():
+            per_type.update(counts)
+        n_observed = max(1, len(per_workload))
+        publishes = sum(per_type.values()) / n_observed
+        deliveries = sum(count * sum(1 for keys in SUBSCRIPTIONS.values() if kind in keys)
+                         for kind, count in per_type.items()) / n_observed
+        sizes = [size for _, kind, corr, _, size in run_events if corr in ids]
+        median_size = int(statistics.median(sizes)) if sizes else 1024
+
+        hop_rows = []
+        for label, start, end in HOPS:
+            values = []
+            for i in completed:
+                t0 = sent[i] if start == "submit" else tap.first.get((i, start), (None, None))[1]
+                t1 = tap.first.get((i, end), (None, None))[1]
+                if t0 is not None and t1 is not None:
+                    values.append(t1 - t0)
+            hop_rows.append((label, values))
+        relay = defaultdict(list)  # occurred_at → received on the tap: outbox write → relay → broker → tap
+        for recv, kind, corr, occurred, _ in run_events:
+            if corr in ids:
+                relay[kind].append(recv - occurred)
+
+        cpu = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+        busy = busy_after[0] - busy_before[0]
+        wall = ended_at - first_sent
+        ncpu = os.cpu_count() or 1
+
+        log("the broker's ceiling (same RabbitMQ, same message size) ...")
+        ceiling = await broker_ceiling(env.rabbitmq_url, median_size, args.ceiling_messages, window=200,
+                                       prefetch=Settings().consumer_prefetch)
+        ceiling_wide = await broker_ceiling(env.rabbitmq_url, median_size, args.ceiling_messages, window=1000,
+                                            prefetch=1000)
+        await tap.close()
+
+        # ------------------------------------------------------------ report
+        now = datetime.now(timezone.utc)
+        command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/bench_saga.py", *sys.argv[1:]])
+        lines += [f"## bench_saga: {args.n} auto-approved requests, {args.clients} clients, {mode} "
+                  f"({now:%Y-%m-%d %H:%M} UTC)", "",
+                  f"{now:%Y-%m-%d %H:%M} UTC, nproc={ncpu}, {platform.machine()}, Python {platform.python_version()}, "
+                  f"{platform.system()} {platform.release()}, load average before/after "
+                  f"{load_before[0]:.2f}/{load_after[0]:.2f}", "",
+                  f"`{command}`", "",
+                  "setup: six services (one process each) + RabbitMQ + PostgreSQL + Redis + S3 (moto) on this machine; "
+                  "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), LocalRunner (one subprocess per component); "
+                  f"{args.warmup} warm-up requests first", ""]
+        lines += ["| figure | value |", "|---|---|",
+                  f"| submitted / accepted (202) | {args.n} / {len(accepted)} (statuses {dict(statuses)}) |",
+                  f"| submit API latency p50 / p99 / max | {ms(pct(latencies, 50))} / {ms(pct(latencies, 99))} / "
+                  f"{ms(max(latencies) if latencies else float('nan'))} ms |",
+                  f"| submit throughput | {len(accepted) / submit_wall:,.1f} requests/s ({submit_wall:.1f} s) |",
+                  f"| workload.completed | {len(completed)}/{len(accepted)}" + (f", ended otherwise {dict(failed)}"
+                                                                                   if failed else "") +
+                  ("" if all_ended else " (timed out)") + " |",
+                  f"| workloads completed per second (first submit → last completed) | {rate:,.2f} /s |",
+                  f"| workloads completed per second, steady state (10%→90% of completions) | {steady:,.2f} /s |",
+                  f"| submit → workload.completed p50 / p99 | {ms(pct(e2e, 50))} / {ms(pct(e2e, 99))} ms |",
+                  f"| submit → model.stored p50 / p99 ({len(to_stored)} stored{'' if all_stored else ', timed out'}) | "
+                  f"{ms(pct(to_stored, 50))} / {ms(pct(to_stored, 99))} ms |",
+                  f"| broker publishes per workload (events on the tap) | {publishes:.2f} |",
+                  f"| broker deliveries per workload (to service queues, tap excluded) | {deliveries:.2f} |",
+                  f"| broker ceiling, persistent + confirms, window 200, prefetch {ceiling['prefetch']} | "
+                  f"{ceiling['rate']:,.0f} msg/s (p50 {ms(ceiling['p50'])} ms, p99 {ms(ceiling['p99'])} ms, "
+                  f"{ceiling['size']} B) |",
+                  f"| broker ceiling, window 1000, prefetch 1000 | {ceiling_wide['rate']:,.0f} msg/s "
+                  f"(p50 {ms(ceiling_wide['p50'])} ms, p99 {ms(ceiling_wide['p99'])} ms) |",
+                  f"| saga's broker load at the measured rate | {rate * publishes:,.0f} publishes/s = "
+                  f"{100 * rate * publishes / ceiling['rate']:.1f}% of the ceiling; the ceiling alone would allow "
+                  f"{ceiling['rate'] / max(publishes, 1e-9):,.0f} workloads/s |", ""]
+        lines += ["events per workload: " + ", ".join(f"{k} {v / n_observed:.2f}" for k, v in sorted(per_type.items())),
+                  ""]
+        lines += ["saga hops (from each event's occurred_at; submit = client send time), ms:", "",
+                  "| hop | p50 | p99 | max |", "|---|---|---|---|"]
+        for label, values in hop_rows:
+            lines.append(f"| {label} | {ms(pct(values, 50))} | {ms(pct(values, 99))} | "
+                         f"{ms(max(values) if values else float('nan'))} |")
+        lines += ["", "publish lag (occurred_at → on the tap: outbox commit → relay → broker → tap), ms:", "",
+                  "| event | p50 | p99 |", "|---|---|---|"]
+        for kind in sorted(relay):
+            lines.append(f"| {kind} | {ms(pct(relay[kind], 50))} | {ms(pct(relay[kind], 99))} |")
+        lines += ["", f"CPU during the run (first submit → last end, {wall:.1f} s wall; machine busy {busy:.1f} of "
+                  f"{wall * ncpu:.1f} CPU-seconds = {100 * busy / max(wall * ncpu, 1e-9):.0f}%):", "",
+                  "| process | CPU s | CPU ms per workload | share of busy |", "|---|---|---|---|"]
+        for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {seconds:.1f} | {1000 * seconds / max(len(completed), 1):.1f} | "
+                         f"{100 * seconds / max(busy, 1e-9):.0f}% |")
+        accounted = sum(cpu.values())
+        lines.append(f"| (not accounted: other processes on the machine) | {busy - accounted:.1f} | "
+                     f"{1000 * (busy - accounted) / max(len(completed), 1):.1f} | "
+                     f"{100 * (busy - accounted) / max(busy, 1e-9):.0f}% |")
+        if profiles:
+            lines += ["", f"py-spy (first {args.profile_seconds} s of the run, 50 Hz, samples holding the GIL): "
+                      "each service's CPU by its innermost frame of this repository (else the leaf)", ""]
+            for service, _, out in profiles:
+                top = summarise_profile(out)
+                if top:
+                    lines.append(f"- {service}: " + "; ".join(f"{name} {share:.0%}" for name, share in top))
+        lines.append("")
+        return "\n".join(lines)
+    finally:
+        await tear_down(env, args.keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000, help="training requests to submit")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent submitting clients")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="open loop: submits per second over all clients (0: each client as fast as answered)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the workloads to end")
+    parser.add_argument("--ceiling-messages", type=int, default=20000)
+    parser.add_argument("--profile", action="store_true", help="py-spy each service during the run")
+    parser.add_argument("--profile-seconds", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the run directory (service logs)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    report = asyncio.run(run(args))
+    print()
+    print(report)
+    if not args.no_record:
+        results = ROOT / "bench" / "RESULTS.md"
+        with results.open("a") as f:
+            f.write("\n" + report)
+        log(f"appended to {results.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
