@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_saga.py --n 200 --clients 20 --no-record
     .venv/bin/python bench/bench_saga.py --rate 20             # open loop: 20 submits/s spread over the clients
     .venv/bin/python bench/bench_saga.py --profile             # also py-spy each service during the run
+    .venv/bin/python bench/bench_saga.py --env AVATAR_SCHEDULER_LOCAL_NICE=0   # A/B a service setting
 
 Everything is real: the local PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix of its
 own), an S3 server (moto's ThreadedMotoServer, in a process of its own so it never shares this client's GIL)
@@ -197,7 +198,7 @@ class Environment:
         return f"amqp://guest:guest@127.0.0.1:5672/{self.stack.vhost}"
 
 
-async def bring_up() -> Environment:
+async def bring_up(extra_env: dict[str, str]) -> Environment:
     run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
     s3_port = free_port()
     s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port)], stdin=subprocess.PIPE,
@@ -206,7 +207,7 @@ async def bring_up() -> Environment:
     prefix = f"avatar-bench-{infra.run_id}:"
     stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES},
                   extra_env={"AVATAR_REDIS_PREFIX": prefix, "AVATAR_SCHEDULER_STATE_DIR": str(run_dir / "runs"),
-                             "AVATAR_LOG_LEVEL": "WARNING"})
+                             "AVATAR_LOG_LEVEL": "WARNING", **extra_env})
     env = Environment(run_dir, s3, stack, infra, prefix)
     try:
         assert s3.stdout is not None and s3.stdout.readline().strip() == b"ready", "the S3 server did not start"
@@ -464,7 +465,7 @@ def _frame(frame: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- the run
 
 async def run(args: argparse.Namespace) -> str:
-    env = await bring_up()
+    env = await bring_up(dict(item.split("=", 1) for item in args.env))
     lines: list[str] = []
     try:
         base = env.base
@@ -616,6 +617,15 @@ async def run(args: argparse.Namespace) -> str:
         lines.append(f"| (not accounted: other processes on the machine) | {busy - accounted:.1f} | "
                      f"{1000 * (busy - accounted) / max(len(completed), 1):.1f} | "
                      f"{100 * (busy - accounted) / max(busy, 1e-9):.0f}% |")
+        per = {k: v / max(len(completed), 1) for k, v in cpu.items()}
+        components = per.get("components (scheduler's children)", 0.0)
+        platform_only = sum(v for k, v in per.items() if not k.startswith(("components", "this client")))
+        lines += ["", f"CPU bound on {ncpu} cores: {1000 * (components + platform_only):.0f} ms per workload "
+                  f"(components {1000 * components:.0f} + services and servers {1000 * platform_only:.0f}) → at most "
+                  f"{ncpu / max(components + platform_only, 1e-9):.1f} workloads/s here; with the components off this "
+                  f"machine (pods on GPU nodes) the services and servers alone → at most "
+                  f"{ncpu / max(platform_only, 1e-9):.1f} workloads/s; 50/s needs ≤ {1000 * ncpu / 50:.0f} ms per "
+                  "workload in all."]
         if profiles:
             lines += ["", f"py-spy (first {args.profile_seconds} s of the run, 50 Hz, samples holding the GIL): "
                       "each service's CPU by its innermost frame of this repository (else the leaf)", ""]
@@ -640,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-messages", type=int, default=20000)
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the run")
     parser.add_argument("--profile-seconds", type=int, default=20)
+    parser.add_argument("--env", action="append", default=[], metavar="AVATAR_X=VALUE",
+                        help="an extra setting for every service (repeatable), e.g. AVATAR_SCHEDULER_LOCAL_NICE=0")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (service logs)")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args(argv)

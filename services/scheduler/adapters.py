@@ -41,7 +41,8 @@ def file_nodes(path: Path) -> NodeSource:
 async def build_runner(settings: SchedulerSettings) -> RunnerSetup:
     if settings.scheduler_runner == "local":
         runner = LocalRunner(state_dir=settings.state_dir / "runs", cwd=REPO_ROOT, runner_id=settings.runner_id,
-                             stop_grace_seconds=settings.scheduler_stop_grace_seconds)
+                             stop_grace_seconds=settings.scheduler_stop_grace_seconds,
+                             nice=settings.scheduler_local_nice)
         return RunnerSetup(runner, file_nodes(settings.scheduler_nodes_file), frozenset({"memory", "cpu"}), False)
     return await _kubernetes(settings)
 

@@ -32,6 +32,9 @@ class SchedulerSettings(Settings):
     scheduler_component_cpu: float = Field(default=1.0, gt=0, le=1024)
     # how long a stopped component gets between SIGTERM (pod delete) and SIGKILL
     scheduler_stop_grace_seconds: float = Field(default=5.0, ge=0)
+    # local runner: components run at this nice value (0-19), so that many of them running at once on
+    # the services' own machine slow themselves down, not the API, the saga and the scheduling loop
+    scheduler_local_nice: int = Field(default=10, ge=0, le=19)
     # local runner state (each run's output and metadata, so a restarted scheduler can find and
     # stop what the previous one started) and the log spool; default: <tmp>/avatar-scheduler/<runner id>
     scheduler_state_dir: Path | None = None

@@ -152,6 +152,9 @@ async def test_training_requested_from_another_system_runs_the_whole_saga(demo, 
     }
     await publish(stack, "training.requested", b"{this is not json")
     await publish(stack, "training.requested", json.dumps(message).encode())
+    # consumed asynchronously: the trainer answers 404 until it has recorded the request
+    demo.wait("the trainer to record the request", lambda: demo.http.get(
+        f"{demo.base['trainer']}/training-requests/{workload_id}", headers=demo.researcher).status_code == 200, 30)
     detail = demo.wait_status(workload_id, {"model stored"}, "the external workload's model")
     assert detail["source"] == "other-system"
     assert [item["type"] for item in detail["timeline"]][:2] == ["training.requested", "workload.approved"]
