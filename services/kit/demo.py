@@ -85,10 +85,14 @@ class Demo:
 
     # --- the story ------------------------------------------------------------------------------
     def library_components(self) -> dict[str, dict]:
+        wanted = (*EXAMPLE_COMPONENTS, "data-loader", "probe")
+
         def seeded() -> dict[str, dict] | None:
-            page = self.call("GET", "library", "/components", params={"page_size": 100})
-            found = {item["name"]: item for item in page["items"]}
-            return found if set(EXAMPLE_COMPONENTS) | {"data-loader"} <= set(found) else None
+            found = {}
+            for name in wanted:  # by name: a busy library has more than one page of components
+                page = self.call("GET", "library", "/components", params={"q": name, "page_size": 100})
+                found.update({item["name"]: item for item in page["items"] if item["name"] == name})
+            return found if set(wanted) <= set(found) else None
 
         return self.wait("the library to seed the reference components", seeded, 60)
 

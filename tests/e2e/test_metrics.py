@@ -7,7 +7,6 @@ prometheus_client.parser, and each metric the Grafana dashboard uses must show t
 """
 from __future__ import annotations
 
-import time
 import urllib.request
 
 import aio_pika

@@ -48,7 +48,7 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
         assert parent_of(remembered).span_id == consumer.span_id
 
         # an admin's HTTP call: a trace of its own; the decision continues the workload's trace
-        with trace.get_tracer("test").start_as_current_span("POST /decide", kind=trace.SpanKind.SERVER) as http:
+        with trace.get_tracer("test").start_as_current_span("POST /decide", kind=trace.SpanKind.SERVER):
             async with library.pool.acquire() as conn, conn.transaction():
                 async with continue_workload_trace(conn, "library decide", WORKLOAD) as decision:
                     await library.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id=WORKLOAD)
