@@ -24,7 +24,7 @@ import pytest
 
 from services.kit.auth import mint_token
 from services.kit.stack import SERVICES
-from tests.e2e.conftest import bearer
+from tests.e2e.conftest import bearer, running_stack, urls
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = int(os.environ.get("AVATAR_FUZZ_MAX_EXAMPLES", "20"))
@@ -44,26 +44,23 @@ def admin(settings) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def shared_state_restored(base, admin):
-    """The fuzzer is an admin on the shared stack: put back what it may change that other e2e tests rely on
-    (the approval thresholds decide auto-approval; a drained node would leave work queued)."""
-    with httpx.Client(headers=admin, timeout=10) as http:
-        thresholds = http.get(f"{base['approval']}/thresholds").json()
-        nodes = {n["name"]: n["status"] for n in http.get(f"{base['scheduler']}/nodes").json()["items"]}
-    yield
-    with httpx.Client(headers=admin, timeout=10) as http:
-        http.put(f"{base['approval']}/thresholds",
-                 json={"gpu_count": thresholds["gpu_count"], "memory": thresholds["memory"]}).raise_for_status()
-        for node in http.get(f"{base['scheduler']}/nodes").json()["items"]:
-            if node["name"] in nodes and node["status"] != nodes[node["name"]]:
-                http.patch(f"{base['scheduler']}/nodes/{node['name']}",
-                           json={"status": nodes[node["name"]]}).raise_for_status()
+async def fuzz_stack(infra, tmp_path_factory):
+    """A stack of its own: the fuzzer is an admin and changes what it finds (components, thresholds,
+    nodes), which the saga tests on the shared stack rely on."""
+    async with running_stack(infra, tmp_path_factory.mktemp("fuzz-stack"),
+                             redis_prefix=f"{infra.redis_prefix}fuzz:") as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def base(fuzz_stack) -> dict[str, str]:
+    return urls(fuzz_stack)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("service", SERVICES)
 def test_schemathesis_finds_no_server_error_and_every_refusal_explains_itself(service, base, settings,
-                                                                              shared_state_restored, tmp_path):
+                                                                              tmp_path):
     token = mint_token(settings, "fuzz-admin", "admin")
     # run outside the repository: schemathesis keeps a cache (.schemathesis/) in its working directory
     (tmp_path / "schemathesis.toml").write_text("[cache]\nenabled = false\n")

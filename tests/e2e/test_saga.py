@@ -9,7 +9,6 @@ import aio_pika
 import pytest
 
 from services.kit.demo import Demo, StepFailed
-from tests.e2e.conftest import bearer
 
 PROBE_SMALL = {"gpu_type": "V100", "gpu_count": 1, "memory": "8GB", "max_runtime": "10m"}
 
