@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.kit.auth import Admin, Reader, Writer
-from services.kit.service import Platform
+from services.kit.service import Platform, PlatformDep
 from services.kit.telemetry import continue_workload_trace
 from services.scheduler import commands, domain, logs, store, views
 from services.scheduler.state import SchedulerState
@@ -19,15 +19,10 @@ MAX_OFFSET = 1_000_000_000
 _WORKLOAD_REF = dict(default=None, min_length=1, max_length=64)
 
 
-def _platform(request: Request) -> Platform:
-    return request.app.state.platform
-
-
 def _state(request: Request) -> SchedulerState:
     return request.app.state.scheduler
 
 
-PlatformDep = Annotated[Platform, Depends(_platform)]
 StateDep = Annotated[SchedulerState, Depends(_state)]
 
 
