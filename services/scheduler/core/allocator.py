@@ -103,6 +103,19 @@ local function drop_node(n)
   redis.call('DEL', nk, nk .. ':allocs')
   redis.call('SREM', P .. 'nodes', n)
 end
+-- record an allocation taken on node n (ALLOCATE and RESTORE share ARGV 3,4,8,9,10,11)
+local function record(akey, id, n, t, indices)
+  local now = now_ms()
+  local exp = now + tonumber(ARGV[10])
+  redis.call('HSET', akey, 'id', id, 'workload_id', ARGV[3], 'component_id', ARGV[4], 'node', n,
+    'gpu_type', t, 'gpu_count', tostring(#indices), 'gpu_indices', table.concat(indices, ','),
+    'memory_bytes', ARGV[8], 'cpu_millis', ARGV[9], 'created_ms', string.format('%.0f', now),
+    'lease_expires_ms', string.format('%.0f', exp), 'expected_end', ARGV[11])
+  redis.call('ZADD', P .. 'leases', exp, id)
+  redis.call('SADD', nkey(n) .. ':allocs', id)
+  redis.call('SADD', P .. 'workload:' .. ARGV[3] .. ':allocs', id)
+  return {'ok', redis.call('HGETALL', akey)}
+end
 """
 
 # ARGV: P, id, workload, component, gpu_type, gpu_count, min_gpu_mem, mem(str), cpu_millis(str),
@@ -207,16 +220,7 @@ end
 if mem > 0 then redis.call('HINCRBY', nk, 'mem_alloc', ARGV[8]) end
 if cpu > 0 then redis.call('HINCRBY', nk, 'cpu_alloc', ARGV[9]) end
 reindex(n)
-local now = now_ms()
-local exp = now + tonumber(ARGV[10])
-redis.call('HSET', akey, 'id', id, 'workload_id', ARGV[3], 'component_id', ARGV[4], 'node', n,
-  'gpu_type', t, 'gpu_count', tostring(#indices), 'gpu_indices', table.concat(indices, ','),
-  'memory_bytes', ARGV[8], 'cpu_millis', ARGV[9], 'created_ms', string.format('%.0f', now),
-  'lease_expires_ms', string.format('%.0f', exp), 'expected_end', ARGV[11])
-redis.call('ZADD', P .. 'leases', exp, id)
-redis.call('SADD', nk .. ':allocs', id)
-redis.call('SADD', P .. 'workload:' .. ARGV[3] .. ':allocs', id)
-return {'ok', redis.call('HGETALL', akey)}
+return record(akey, id, n, t, indices)
 """
 
 # ARGV: P, id, workload, component, node, gpu_type ('' = none), indices, mem(str), cpu_millis(str),
@@ -242,16 +246,7 @@ end
 if ARGV[8] ~= '0' then redis.call('HINCRBY', nk, 'mem_alloc', ARGV[8]) end
 if ARGV[9] ~= '0' then redis.call('HINCRBY', nk, 'cpu_alloc', ARGV[9]) end
 reindex(n)
-local now = now_ms()
-local exp = now + tonumber(ARGV[10])
-redis.call('HSET', akey, 'id', id, 'workload_id', ARGV[3], 'component_id', ARGV[4], 'node', n,
-  'gpu_type', t, 'gpu_count', tostring(#indices), 'gpu_indices', table.concat(indices, ','),
-  'memory_bytes', ARGV[8], 'cpu_millis', ARGV[9], 'created_ms', string.format('%.0f', now),
-  'lease_expires_ms', string.format('%.0f', exp), 'expected_end', ARGV[11])
-redis.call('ZADD', P .. 'leases', exp, id)
-redis.call('SADD', nk .. ':allocs', id)
-redis.call('SADD', P .. 'workload:' .. ARGV[3] .. ':allocs', id)
-return {'ok', redis.call('HGETALL', akey)}
+return record(akey, id, n, t, indices)
 """
 
 # ARGV: P, id, only_if_expired ('1'|'0')  -> 1 released, 0 unknown/already released, -1 lease live
