@@ -1,6 +1,6 @@
 """Accepting work and cancelling it: PostgreSQL writes plus the events they cause, in the
 caller's transaction (an event handler's or an HTTP request's). Redis is brought in line
-afterwards by the engine (see engine.py), so a Redis outage never loses an approval.
+afterwards by the engine (see engine/recovery.py), so a Redis outage never loses an approval.
 """
 from __future__ import annotations
 

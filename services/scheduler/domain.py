@@ -137,6 +137,10 @@ class RunState:
     component_id: str
     status: str
 
+    @classmethod
+    def of(cls, run: Mapping[str, Any]) -> "RunState":
+        return cls(run["run_id"], run["round"], run["task_id"], run["component_id"], run["status"])
+
 
 def current_round(runs: Iterable[RunState]) -> int | None:
     """The lowest round that still has unfinished runs (rounds run one after another)."""

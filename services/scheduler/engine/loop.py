@@ -1,0 +1,146 @@
+"""The Engine: what the leader runs. It wires the parts and drives the level-triggered loop.
+
+Each iteration (woken by an enqueue, a run's end, a cancel, a node change, a deadline, or the
+periodic tick): rebuild Redis from PostgreSQL if its keys are gone, mirror changed job rows into
+the queue, advance jobs, then one scheduling round.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from minio import Minio
+
+from services.kit.outbox import Outbox
+from services.scheduler import metrics as m
+from services.scheduler.core.allocator import RedisAllocator
+from services.scheduler.core.queue import RedisPriorityQueue
+from services.scheduler.core.runners.base import Runner
+from services.scheduler.engine.context import Adapters, LiveRuns, NodeSource
+from services.scheduler.engine.jobs import Jobs
+from services.scheduler.engine.reconciler import Reconciler
+from services.scheduler.engine.recovery import Recovery
+from services.scheduler.engine.starts import Starter
+from services.scheduler.engine.usage import UsageSampler
+from services.scheduler.engine.watcher import Watcher, stop_attempt
+from services.scheduler.settings import SchedulerSettings
+from services.scheduler.tasks import cancel_all, wait_event
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, *, settings: SchedulerSettings, pool: asyncpg.Pool, outbox: Outbox, redis: Any,
+                 allocator: RedisAllocator, queue: RedisPriorityQueue, runner: Runner, nodes: NodeSource,
+                 objects: Minio, spool_dir: Path, measures: frozenset[str] = frozenset(),
+                 reattach: bool = False) -> None:
+        self.settings = settings
+        self.measures = measures  # what the runner can measure: {"memory", "cpu", "gpu"}
+        self.reattach = reattach  # do runs outlive the scheduler with their exit status (pods)?
+        self.io = Adapters(settings, pool, outbox, redis, allocator, queue, runner, nodes, objects)
+        self.live = LiveRuns()
+        self._wake = asyncio.Event()
+        self.watcher = Watcher(self.io, self.live, self.wake, spool_dir=spool_dir, reattach=reattach)
+        self.jobs = Jobs(self.io, self.live, self.wake)
+        self.starter = Starter(self.io, self.live, self.wake, jobs=self.jobs, watcher=self.watcher)
+        self.recovery = Recovery(self.io, self.live, self.wake, watcher=self.watcher, reattach=reattach)
+        self.reconciler = Reconciler(self.io, self.live, self.wake,
+                                     usage=UsageSampler(self.io, self.live, measures=measures))
+        self.leading = False
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def sync_queue(self) -> None:
+        await self.recovery.sync_queue()
+
+    async def reconcile_once(self) -> int:
+        return await self.reconciler.reconcile_once()
+
+    async def lead(self) -> None:
+        """Run as the leader until cancelled: recover, then loop."""
+        self.leading = True
+        m.LEADER.set(1)
+        loops: list[asyncio.Task] = []
+        try:
+            await self.recovery.recover()
+            loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
+                     asyncio.create_task(self.reconciler.loop(), name="scheduler-reconciler")]
+            if self.settings.scheduler_runner == "kubernetes":
+                loops.append(asyncio.create_task(self._inventory_loop(), name="scheduler-inventory"))
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a loop only ends by an error: surface it (leadership is given up)
+        finally:
+            await cancel_all(loops)
+            self.leading = False
+            m.LEADER.set(0)
+            await self._stand_down()
+
+    async def _stand_down(self) -> None:
+        """Stop watching. Runs that cannot outlive this process (local subprocesses) are stopped;
+        PostgreSQL keeps them `running`, so the next leader re-runs them (recovery)."""
+        runner = self.io.runner
+        helpers = self.jobs.tasks()
+        for task in helpers:
+            task.cancel()
+        active = list(self.live.active.values())
+        for run in active:
+            if run.task:
+                run.task.cancel()
+        await cancel_all([*(r.task for r in active if r.task), *helpers])
+        if not self.reattach:
+            await asyncio.gather(*(runner.stop(r.handle, 0.5) for r in active), return_exceptions=True)
+            try:  # and anything a launch interrupted by the shutdown had already started
+                for attempt in await runner.list_live():
+                    await stop_attempt(runner, attempt, 0.5)
+            except Exception as exc:
+                log.warning("cannot sweep local runs at shutdown: %s", exc)
+        self.live.active.clear()
+        self.live.allocations.clear()
+        self.jobs.forget()
+
+    async def _inventory_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.scheduler_k8s_inventory_seconds)
+            try:
+                await self.recovery.load_inventory()
+                self.wake()
+            except Exception as exc:  # the API server may be away; keep the last inventory
+                log.warning("node inventory refresh failed: %s", exc)
+
+    async def _schedule_loop(self) -> None:
+        backoff = 0.5
+        while True:
+            self._wake.clear()
+            next_deadline = None
+            try:
+                next_deadline = await self._iterate()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduling iteration failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            timeout = self.settings.scheduler_tick_seconds
+            if next_deadline is not None:
+                timeout = max(0.02, min(timeout, next_deadline - time.time() + 0.01))
+            await wait_event(self._wake, timeout)
+
+    async def run_once(self) -> None:
+        """One iteration without waiting (tests, benchmarks)."""
+        await self._iterate()
+
+    async def _iterate(self) -> float | None:
+        await self.recovery.ensure_redis()
+        await self.sync_queue()
+        next_deadline = await self.jobs.advance()
+        await self.starter.schedule()
+        await self.sync_queue()
+        return next_deadline

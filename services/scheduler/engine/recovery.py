@@ -1,0 +1,153 @@
+"""The scheduler's Redis state, rebuilt from PostgreSQL (the record) and the runner's live state.
+
+A new leader re-attaches to or resets every run PostgreSQL says is live; when the Redis keys are
+gone (flush, restart) the inventory and admin node status, the live allocations (same node, same
+GPUs) and the queue are put back. Changed job rows are mirrored into the Redis queue.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping
+
+from services.scheduler import store
+from services.scheduler import metrics as m
+from services.scheduler.core.queue import QueueStatus
+from services.scheduler.engine.context import Adapters, LiveRuns, Wake
+from services.scheduler.engine.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    def __init__(self, io: Adapters, live: LiveRuns, wake: Wake, *, watcher: Watcher, reattach: bool) -> None:
+        self.io = io
+        self.live = live
+        self.wake = wake
+        self.watcher = watcher
+        # Kubernetes pods outlive the scheduler and keep their exit status: re-attach to them.
+        # A local run adopted after a restart has lost its exit status: stop it and run it again.
+        self.reattach = reattach
+        self.sentinel = f"{io.settings.sched_prefix}state"
+
+    async def recover(self) -> None:
+        """A new leader: reload the inventory, re-attach or reset every run PostgreSQL says is
+        live, restore the live allocations and the queue in Redis."""
+        io = self.io
+        await self.load_inventory()
+        async with io.pool.acquire() as conn:
+            live = await store.live_runs(conn)
+            jobs = await store.jobs_by_ids(conn, sorted({r["job_id"] for r in live}))
+        for run in live:
+            job = jobs[run["job_id"]]
+            attempt = run["allocation_id"]
+            handle = None
+            if attempt:
+                try:
+                    handle = await io.runner.attach(attempt)
+                except Exception as exc:
+                    log.warning("cannot find run %s (%s) in the runner: %s", run["run_id"], attempt, exc)
+            if handle is not None and self.reattach and run["status"] == "running":
+                log.info("re-attached to run %s (%s)", run["run_id"], handle.ref)
+                self.watcher.track(job, run, handle)
+                continue
+            if handle is not None:
+                try:
+                    await io.runner.stop(handle, io.settings.scheduler_stop_grace_seconds)
+                except Exception as exc:
+                    log.warning("cannot stop orphaned run %s (%s): %s", run["run_id"], handle.ref, exc)
+            if attempt and await io.allocator.release(attempt):
+                m.RELEASED.labels("recovery").inc()
+            async with io.pool.acquire() as conn:
+                await store.reset_run(conn, run["run_id"])
+            log.warning("run %s was lost with the previous scheduler; it will run again", run["run_id"])
+        await self._restore_allocations()
+        await self._reset_queue_sync()
+        await io.redis.set(self.sentinel, str(time.time()))
+        self.wake()
+
+    async def load_inventory(self) -> None:
+        nodes = await self.io.nodes()
+        await self.io.allocator.load_inventory(nodes)
+        async with self.io.pool.acquire() as conn:
+            overrides = await store.node_overrides(conn)
+        known = {n.name for n in nodes}
+        for name, status in overrides.items():
+            if name in known:
+                await self.io.allocator.set_node_status(name, status)
+
+    async def _restore_allocations(self) -> None:
+        """Put the allocations of the runs this leader watches back (same node, same GPUs)."""
+        if not self.live.active:
+            return
+        async with self.io.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT r.*, j.deadline FROM runs r JOIN jobs j USING (job_id)"
+                                    " WHERE r.run_id = ANY($1::text[])", list(self.live.active))
+        for row in rows:
+            if not row["allocation_id"] or not row["node"]:
+                continue
+            restored = await self.io.allocator.restore(
+                row["allocation_id"], row["job_id"], row["run_id"], node=row["node"], gpu_type=row["gpu_type"],
+                gpu_indices=list(row["gpu_indices"] or []), memory_bytes=int(row["memory_bytes"]),
+                cpu_millis=int(row["cpu_millis"]), lease_seconds=self.io.settings.scheduler_lease_seconds,
+                expected_end=row["deadline"].timestamp() if row["deadline"] else None)
+            if restored is None:
+                log.warning("run %s holds capacity on node %s, which is no longer in the inventory",
+                            row["run_id"], row["node"])
+
+    async def _reset_queue_sync(self) -> None:
+        async with self.io.pool.acquire() as conn:
+            await store.mark_all_unsynced(conn)
+        await self.sync_queue()
+
+    async def ensure_redis(self) -> None:
+        if await self.io.redis.exists(self.sentinel):
+            return
+        log.warning("scheduler state is missing from Redis (flushed or restarted): rebuilding it from PostgreSQL")
+        m.REDIS_REBUILDS.inc()
+        await self.load_inventory()
+        await self._restore_allocations()
+        await self._reset_queue_sync()
+        await self.io.redis.set(self.sentinel, str(time.time()))
+
+    async def sync_queue(self) -> None:
+        """Mirror changed job rows into the Redis queue (PostgreSQL is the record)."""
+        io = self.io
+        async with io.pool.acquire() as conn:
+            rows = await store.unsynced_jobs(conn)
+        if not rows:
+            return
+        for job in rows:
+            job_id = job["job_id"]
+            if job["status"] == "waiting":
+                entry = await io.queue.get(job_id)
+                if entry is None:
+                    await io.queue.enqueue(
+                        job_id, job["priority"], submitted_at=job["submitted_at"].timestamp(),
+                        rank=float(job["queue_rank"]), requester=job["requester"], name=job["name"],
+                        resources=_queue_resources(job, io.settings.scheduler_component_cpu),
+                        attributes={"kind": job["kind"], "workload_id": job["workload_id"],
+                                    "test_run_id": job["test_run_id"]})
+                else:
+                    if entry.priority.value != job["priority"]:
+                        await io.queue.reprioritise(job_id, job["priority"])
+                    if entry.status != QueueStatus.WAITING:
+                        await io.queue.set_status(job_id, QueueStatus.WAITING)
+            elif job["status"] in ("running", "stopping"):
+                await io.queue.set_status(job_id, QueueStatus.RUNNING)
+            else:
+                await io.queue.remove(job_id)
+        async with io.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE jobs SET redis_synced = true FROM unnest($1::text[], $2::timestamptz[]) AS s(id, ts)"
+                " WHERE jobs.job_id = s.id AND jobs.updated_at = s.ts",
+                [r["job_id"] for r in rows], [r["updated_at"] for r in rows])
+
+
+def _queue_resources(job: Mapping[str, Any], default_cpu: float) -> dict[str, Any]:
+    """QU-05: the request's GPU type × count, memory and CPU, as the queue shows them."""
+    workload = job["workload"] or {}
+    resources = workload.get("resources") or {}
+    return {"gpu_type": resources.get("gpuType"), "gpu_count": resources.get("gpuCount"),
+            "memory": resources.get("memory"), "cpu": resources.get("cpu") or default_cpu,
+            "max_runtime": resources.get("maxRuntime")}
