@@ -9,7 +9,8 @@
 Everything is real: the local PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix of its
 own), an S3 server (moto's ThreadedMotoServer, in a process of its own so it never shares this client's GIL)
 and the six services as processes (services.kit.stack.Stack on free ports). An App of one Task with the
-`probe` component (sleep_s 0, 0 GPUs, 1GB) is built through the builder; then N training requests below the
+`bench-trivial` component (command `true`, registered through the library API; `--component probe` uses the
+reference probe instead) is built through the builder; then N training requests below the
 approval threshold (auto-approved) are submitted by C concurrent clients (one httpx.AsyncClient each).
 
 Measured:
@@ -252,13 +253,28 @@ async def tear_down(env: Environment, keep: bool) -> None:
         shutil.rmtree(env.run_dir, ignore_errors=True)
 
 
-def build_probe_app(base: dict[str, str]) -> str:
+TRIVIAL_COMPONENT = {  # what the issue asks for: a component whose command does (almost) nothing
+    "name": "bench-trivial", "image": {"registry": "registry.avatar.io/bench-trivial", "tag": "1.0"},
+    "description": "Benchmark component: the command `true`. Writes no artifacts and no metrics.",
+    "version": "1.0", "type": "other", "resources": {"gpu_type": "V100", "gpu_count": 0, "memory": "1GB"},
+    "params": {}, "command": ["true"],
+}
+
+
+def build_bench_app(base: dict[str, str], component: str) -> str:
     demo = Demo(base, Settings(env="local"), timeout=120, episodes=1)
     components = demo.library_components()
-    if "probe" not in components:
-        page = demo.call("GET", "library", "/components", params={"q": "probe", "page_size": 100})
-        components.update({item["name"]: item for item in page["items"]})
-    app_id = demo.build_app("Bench-Probe", [("probe-task", [("probe", {"params": {"sleep_s": 0}})])], components)
+    if component == "trivial":
+        created = demo.call("POST", "library", "/components", headers=demo.admin, json=TRIVIAL_COMPONENT,
+                            expect=201)
+        components[created["name"]] = created
+        tasks = [("trivial-task", [("bench-trivial", {})])]
+    else:
+        if "probe" not in components:
+            page = demo.call("GET", "library", "/components", params={"q": "probe", "page_size": 100})
+            components.update({item["name"]: item for item in page["items"]})
+        tasks = [("probe-task", [("probe", {"params": {"sleep_s": 0}})])]
+    app_id = demo.build_app(f"Bench-{component}", tasks, components)
     demo.ready_in_trainer(app_id)
     return app_id
 
@@ -470,8 +486,8 @@ async def run(args: argparse.Namespace) -> str:
     try:
         base = env.base
         token = mint_token(Settings(env="local"), "bench", "researcher")
-        log("building the probe App through the builder ...")
-        app_id = await asyncio.to_thread(build_probe_app, base)
+        log(f"building the {args.component} App through the builder ...")
+        app_id = await asyncio.to_thread(build_bench_app, base, args.component)
 
         tap = Tap(env.rabbitmq_url)
         await tap.start()
@@ -571,7 +587,9 @@ async def run(args: argparse.Namespace) -> str:
                   f"{load_before[0]:.2f}/{load_after[0]:.2f}", "",
                   f"`{command}`", "",
                   "setup: six services (one process each) + RabbitMQ + PostgreSQL + Redis + S3 (moto) on this machine; "
-                  "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), LocalRunner (one subprocess per component); "
+                  + ("App = one Task with `bench-trivial` (command `true`, 0 GPUs, 1GB), " if args.component == "trivial"
+                     else "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), ")
+                  + "LocalRunner (one subprocess per component); "
                   f"{args.warmup} warm-up requests first", ""]
         lines += ["| figure | value |", "|---|---|",
                   f"| submitted / accepted (202) | {args.n} / {len(accepted)} (statuses {dict(statuses)}) |",
@@ -646,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="open loop: submits per second over all clients (0: each client as fast as answered)")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--component", choices=("trivial", "probe"), default="trivial",
+                        help="trivial: a library component whose command is `true` (the issue's 'trivial component "
+                             "command'); probe: the reference probe (python, writes two objects to S3)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the workloads to end")
     parser.add_argument("--ceiling-messages", type=int, default=20000)
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the run")

@@ -60,15 +60,17 @@ def verify_token(settings: Settings, token: str) -> Principal:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_principal(request: Request,
-                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+# async, though nothing is awaited: FastAPI runs a plain `def` dependency in a worker thread, a
+# thread hop per request for a few microseconds of HMAC
+async def current_principal(request: Request,
+                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     return verify_token(request.app.state.settings, credentials.credentials)
 
 
 def require_roles(*roles: Role):
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in roles:
             raise HTTPException(403, f"role '{principal.role}' may not do this; requires {' or '.join(roles)}")
         return principal

@@ -82,6 +82,16 @@ class TracedConnection(asyncpg.Connection):
     reset on release are left out: they are noise, not work)."""
 
     def _span_attributes(self, query: str) -> tuple[str, dict[str, Any]]:
+        # the same few dozen statements run all day: describe each once per connection, copy per span
+        cache = self.__dict__.setdefault("_avatar_span_cache", {})
+        described = cache.get(query)
+        if described is None:
+            if len(cache) >= 256:  # generated SQL could vary without end; a bound keeps it a cache
+                cache.clear()
+            described = cache[query] = self._describe(query)
+        return described[0], dict(described[1])
+
+    def _describe(self, query: str) -> tuple[str, dict[str, Any]]:
         operation, table = query_summary(query)
         params = getattr(self, "_params", None)
         settings = getattr(params, "server_settings", None) or {}

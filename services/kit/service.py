@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.kit import errors, metrics
 from services.kit.body import BodyGuard
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
-from services.kit.messaging import EventBus
+from services.kit.messaging import EventBus, new_broker
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
@@ -88,8 +88,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         if migrations is not None:
             sources[name] = migrations
         await apply_migrations(pool, settings.schema, sources)
-        broker = RabbitBroker(settings.rabbitmq_url, log_level=logging.DEBUG, graceful_timeout=10.0,
-                              app_id=f"avatar-{name}")
+        broker = new_broker(settings.rabbitmq_url, name, graceful_timeout=10.0)
         outbox = Outbox(name)
         bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
                        prefetch=settings.consumer_prefetch)
@@ -116,8 +115,10 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
             await pool.close()
 
     metrics.initialise(name)
+    # FastAPI's own telemetry is off: the OpenTelemetry instrumentor below makes the server spans
     app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0",
-                  dependencies=[Depends(_bind_path_workload)])
+                  dependencies=[Depends(_bind_path_workload)],
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     errors.install(app)  # every service answers domain refusals and unstorable text as 4xx, not 500

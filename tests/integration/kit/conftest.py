@@ -1,15 +1,13 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 
 import aio_pika
 import pytest
-from faststream.rabbit import RabbitBroker
 
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool
-from services.kit.messaging import EventBus
+from services.kit.messaging import EventBus, new_broker
 from services.kit.outbox import Outbox, OutboxRelay
 from tests.support.broker import tapped
 
@@ -33,7 +31,7 @@ def kit_service(fresh):
         pool = await create_pool(fresh.postgres_url, service)
         await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
         outbox = Outbox(service)
-        bus = EventBus(RabbitBroker(fresh.rabbitmq_url, log_level=logging.DEBUG), service, pool, outbox,
+        bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool, outbox,
                        backoff_cap=0.2)
         for event_type, handler in (handlers or {}).items():
             bus.on(event_type, handler)
