@@ -171,7 +171,7 @@ _SUMMARIES = {
                                     else f"approved by {d.get('approved_by')}"),
     "workload.rejected": lambda d: f"rejected by {d['rejected_by']}: {d['comment']}",
     "workload.cancel_requested": lambda d: f"cancellation requested by {d['requested_by']}",
-    "workload.queued": lambda d: (f"loop test run queued" if d.get("loop_test")
+    "workload.queued": lambda d: ("loop test run queued" if d.get("loop_test")
                                   else f"queued with {d['priority']} priority"),
     "workload.started": lambda d: ("started" + (" on " + ", ".join(sorted({a["node"] for a in d["allocations"]}))
                                                 if d.get("allocations") else "")),

@@ -100,10 +100,6 @@ async def lock_workload(conn: asyncpg.Connection, workload_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('trainer.workload'), hashtext($1))", workload_id)
 
 
-async def last_event_time(conn: asyncpg.Connection, workload_id: str) -> datetime | None:
-    return await conn.fetchval("SELECT max(occurred_at) FROM timeline WHERE workload_id = $1", workload_id)
-
-
 async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, type: str, producer: str,
                  occurred_at: datetime, summary: str, details: dict[str, Any]) -> bool:
     inserted = await conn.fetchval(
