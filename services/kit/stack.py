@@ -84,6 +84,8 @@ class Stack:
     database: str = "avatar"
     vhost: str = "avatar"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # settings for one service only, over the shared ones (e.g. tests give one service its own S3 endpoint)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -132,7 +134,7 @@ class Stack:
     def start_service(self, name: str) -> None:
         if self._alive(name):
             return
-        env = {**self.environment(), "AVATAR_PORT": str(self.ports[name])}
+        env = {**self.environment(), **self.service_env.get(name, {}), "AVATAR_PORT": str(self.ports[name])}
         self._spawn(name, [sys.executable, "-m", f"services.{name}"], env)
 
     def ready(self, name: str) -> bool:

@@ -5,7 +5,8 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -13,13 +14,16 @@ from services.kit.auth import mint_token
 from services.kit.settings import Settings
 from services.kit.stack import SERVICES, Stack
 from tests.support.infra import free_port
+from tests.support.proxy import TcpProxy
 
 
 @contextlib.asynccontextmanager
 async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None = None,
-                        redis_prefix: str | None = None) -> AsyncIterator[Stack]:
+                        redis_prefix: str | None = None,
+                        service_env: dict[str, dict[str, str]] | None = None) -> AsyncIterator[Stack]:
     """The six services as real processes (python -m services.<name>) on a database and vhost of their
-    own; `redis_prefix` gives a second stack its own scheduler state, `extra_env` e.g. an OTLP endpoint."""
+    own; `redis_prefix` gives a second stack its own scheduler state, `extra_env` e.g. an OTLP endpoint,
+    `service_env` settings of one service only (e.g. the S3 endpoint the models service reaches)."""
     await infra.fresh_database()
     infra.fresh_vhost()
     ports = {name: free_port() for name in SERVICES}
@@ -28,7 +32,8 @@ async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None =
     if redis_prefix is not None:
         passthrough["AVATAR_REDIS_PREFIX"] = redis_prefix
     stack = Stack(run_dir=run_dir, s3_port=int(infra.s3_endpoint.rsplit(":", 1)[1]), ports=ports,
-                  database=infra.database, vhost=infra.vhost, extra_env={**passthrough, **(extra_env or {})})
+                  database=infra.database, vhost=infra.vhost, extra_env={**passthrough, **(extra_env or {})},
+                  service_env=service_env or {})
     try:
         stack.up(timeout=120)
         yield stack
@@ -41,9 +46,24 @@ def urls(stack: Stack) -> dict[str, str]:
 
 
 @pytest.fixture(scope="package")
-async def stack(infra, tmp_path_factory):
-    """The six services as real processes (python -m services.<name>) on their own database and vhost."""
-    async with running_stack(infra, tmp_path_factory.mktemp("stack")) as started:
+def models_s3(infra) -> Iterator[TcpProxy]:
+    """The models service's way to S3 on the shared stack: a proxy a test can cut (S3 down for the models
+    service, while S3 itself, its objects and every other service's path to it stay as they are).
+    Whoever cuts it restores it in a `finally` (the shared stack's other tests need their store)."""
+    host, port = urlsplit(infra.s3_endpoint).hostname, urlsplit(infra.s3_endpoint).port
+    proxy = TcpProxy(host, port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.cut()
+
+
+@pytest.fixture(scope="package")
+async def stack(infra, models_s3, tmp_path_factory):
+    """The six services as real processes (python -m services.<name>) on their own database and vhost;
+    the models service reaches S3 through `models_s3`."""
+    async with running_stack(infra, tmp_path_factory.mktemp("stack"),
+                             service_env={"models": {"AVATAR_S3_ENDPOINT": models_s3.endpoint}}) as started:
         yield started
 
 
