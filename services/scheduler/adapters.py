@@ -8,6 +8,7 @@ from typing import Any
 
 from services.scheduler.core.inventory import Node, load_nodes_file
 from services.scheduler.core.runners.base import Runner
+from services.scheduler.core.runners.gpu_probe import NvidiaSmi
 from services.scheduler.core.runners.local import LocalRunner
 from services.scheduler.engine import NodeSource
 from services.scheduler.settings import SchedulerSettings
@@ -21,7 +22,7 @@ K8S_S3_SECRET_KEYS = {"AVATAR_S3_ACCESS_KEY": "access-key", "AVATAR_S3_SECRET_KE
 class RunnerSetup:
     runner: Runner
     nodes: NodeSource
-    measures: frozenset[str]  # what the runner measures: local processes' memory and CPU, pods nothing
+    measures: frozenset[str]  # what the runner measures: local processes' memory, CPU (and GPUs), pods nothing
     reattach: bool            # do runs outlive the scheduler with their exit status (pods)?
     api_client: Any = None
 
@@ -40,10 +41,12 @@ def file_nodes(path: Path) -> NodeSource:
 
 async def build_runner(settings: SchedulerSettings) -> RunnerSetup:
     if settings.scheduler_runner == "local":
+        gpus = NvidiaSmi()
         runner = LocalRunner(state_dir=settings.state_dir / "runs", cwd=REPO_ROOT, runner_id=settings.runner_id,
                              stop_grace_seconds=settings.scheduler_stop_grace_seconds,
-                             nice=settings.scheduler_local_nice)
-        return RunnerSetup(runner, file_nodes(settings.scheduler_nodes_file), frozenset({"memory", "cpu"}), False)
+                             nice=settings.scheduler_local_nice, gpu_probe=gpus)
+        measures = frozenset({"memory", "cpu", *(["gpu"] if gpus.available() else [])})
+        return RunnerSetup(runner, file_nodes(settings.scheduler_nodes_file), measures, False)
     return await _kubernetes(settings)
 
 

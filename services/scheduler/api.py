@@ -232,7 +232,10 @@ async def _usage(state: SchedulerState, runs: list) -> dict[str, dict[str, Any]]
             values = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in fields.items()}
             out[run["run_id"]] = {"memory_bytes": int(values["memory_bytes"]) if "memory_bytes" in values else None,
                                   "cpu_cores": values.get("cpu_cores"),
-                                  "gpus_busy": int(values["gpus_busy"]) if "gpus_busy" in values else None}
+                                  "gpus_busy": int(values["gpus_busy"]) if "gpus_busy" in values else None,
+                                  "gpu_memory_bytes": int(values["gpu_memory_bytes"])
+                                  if "gpu_memory_bytes" in values else None,
+                                  "gpu_utilization": values.get("gpu_utilization")}
     return out
 
 
@@ -247,13 +250,9 @@ async def get_resources(_: Reader, platform: PlatformDep, state: StateDep) -> di
     snapshot = await state.allocator.snapshot()
     live = await _live(platform)
     usage = await _usage(state, live)
-    gpu_busy: dict[str, int] = {}
-    for run in live:
-        busy = (usage.get(run["run_id"]) or {}).get("gpus_busy")
-        if busy is not None and run["gpu_type"]:
-            gpu_busy[run["gpu_type"]] = gpu_busy.get(run["gpu_type"], 0) + busy
     measured = [{k: v for k, v in u.items() if v is not None} for u in usage.values()]
-    return views.resources(snapshot, measured, state.engine.measures, gpu_busy)
+    gpus_used = views.gpus_in_use(live, usage, key=lambda run: run["gpu_type"])
+    return views.resources(snapshot, measured, state.engine.measures, gpus_used)
 
 
 @router.get("/resources/workloads", tags=["resources"], summary="Allocated and measured usage per running workload (RS-05)")
@@ -267,26 +266,30 @@ async def get_workload_resources(_: Reader, platform: PlatformDep, state: StateD
     for job_id, job in jobs.items():
         runs = [r for r in live if r["job_id"] == job_id]
         comps = [views.run_view(r, usage.get(r["run_id"])) for r in runs]
-        used_mem = sum((usage.get(r["run_id"]) or {}).get("memory_bytes") or 0 for r in runs)
-        used_cpu = sum((usage.get(r["run_id"]) or {}).get("cpu_cores") or 0 for r in runs)
         items.append({
             **views.job_summary(job),
             "allocated": {"gpus": sum(len(r["gpu_indices"] or []) for r in runs),
                           "memory_bytes": sum(int(r["memory_bytes"] or 0) for r in runs),
                           "cpu": sum((r["cpu_millis"] or 0) for r in runs) / 1000},
-            "used": {"memory_bytes": used_mem if "memory" in measures else None,
-                     "cpu_cores": round(used_cpu, 3) if "cpu" in measures else None,
-                     "gpus": None if "gpu" not in measures else
-                     sum((usage.get(r["run_id"]) or {}).get("gpus_busy") or 0 for r in runs)},
+            "used": views.workload_used(runs, usage, measures),
             "components": comps,
         })
     return {"items": items, "count": len(items), "measured": sorted(measures)}
 
 
+async def _gpus_used_by_node(platform: Platform, state: SchedulerState) -> dict | None:
+    """GPUs in use by (node, GPU type); None when the runner cannot measure GPUs."""
+    if "gpu" not in state.engine.measures:
+        return None
+    live = await _live(platform)
+    return views.gpus_in_use(live, await _usage(state, live), key=lambda run: (run["node"], run["gpu_type"]))
+
+
 @router.get("/nodes", tags=["resources"], summary="Nodes with status Active / Drain / Down and their figures (RS-04)")
-async def get_nodes(_: Reader, state: StateDep) -> dict[str, Any]:
+async def get_nodes(_: Reader, platform: PlatformDep, state: StateDep) -> dict[str, Any]:
     snapshot = await state.allocator.snapshot()
-    return {"items": [views.node_view(n) for n in snapshot.nodes], "count": len(snapshot.nodes)}
+    used = await _gpus_used_by_node(platform, state)
+    return {"items": [views.node_view(n, used) for n in snapshot.nodes], "count": len(snapshot.nodes)}
 
 
 @router.patch("/nodes/{name}", tags=["resources"], summary="Drain, take down or re-activate a node (admin, RS-04)",
@@ -302,4 +305,4 @@ async def change_node(name: str, change: NodeChange, principal: Admin, platform:
         await store.wake(conn, f"node {name} {change.status}")
     state.engine.wake()
     snapshot = await state.allocator.snapshot()
-    return views.node_view(next(n for n in snapshot.nodes if n.name == name))
+    return views.node_view(next(n for n in snapshot.nodes if n.name == name), await _gpus_used_by_node(platform, state))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 from contracts.resources import format_memory
 from services.scheduler.core.allocator import ClusterSnapshot, NodeUsage
@@ -104,8 +104,41 @@ def _section(total: float, allocated: float, used: float | None, *, memory: bool
     return {"total": total, "allocated": allocated, "used": used, "idle": idle}
 
 
+def measured_total(figures: Iterable[Any]) -> Any:
+    """A sum of measured figures, None when one of them is unknown: a part is not the whole."""
+    total = 0
+    for figure in figures:
+        if figure is None:
+            return None
+        total += figure
+    return total
+
+
+def gpus_in_use(runs: Iterable[Mapping[str, Any]], usage: Mapping[str, Mapping[str, Any]],
+                key: Callable[[Mapping[str, Any]], Hashable]) -> dict[Any, int | None]:
+    """GPUs in use per key (GPU type; node and type) by the runs holding GPUs; None for a key
+    where one of them has no GPU figure (not sampled yet, or nvidia-smi failed)."""
+    holding: dict[Hashable, list[int | None]] = {}
+    for run in runs:
+        if run["gpu_indices"]:
+            holding.setdefault(key(run), []).append((usage.get(run["run_id"]) or {}).get("gpus_busy"))
+    return {k: measured_total(busy) for k, busy in holding.items()}
+
+
+def workload_used(runs: Sequence[Mapping[str, Any]], usage: Mapping[str, Mapping[str, Any]],
+                  measures: frozenset[str]) -> dict[str, Any]:
+    """What a workload's runs measurably use (RS-05); null where the runner cannot measure it."""
+    figures = [usage.get(r["run_id"]) or {} for r in runs]
+    on_gpus = [f for r, f in zip(runs, figures) if r["gpu_indices"]]
+    gpu = "gpu" in measures
+    return {"memory_bytes": sum(f.get("memory_bytes") or 0 for f in figures) if "memory" in measures else None,
+            "cpu_cores": round(sum(f.get("cpu_cores") or 0 for f in figures), 3) if "cpu" in measures else None,
+            "gpus": measured_total(f.get("gpus_busy") for f in on_gpus) if gpu else None,
+            "gpu_memory_bytes": measured_total(f.get("gpu_memory_bytes") for f in on_gpus) if gpu else None}
+
+
 def resources(snapshot: ClusterSnapshot, usage: Iterable[Mapping[str, Any]], measures: frozenset[str],
-              gpu_used_by_type: Mapping[str, int]) -> dict[str, Any]:
+              gpu_used_by_type: Mapping[str, int | None]) -> dict[str, Any]:
     """Totals / allocated (requested) / used (measured, or null when the runner cannot
     measure it; never a copy of the allocation) / idle."""
     usage = list(usage)
@@ -118,7 +151,7 @@ def resources(snapshot: ClusterSnapshot, usage: Iterable[Mapping[str, Any]], mea
                      "schedulable_idle": snapshot.gpu_free_schedulable.get(gpu_type, 0)})
     gpu_total = sum(int(t.total) for t in snapshot.gpu_types.values())
     gpu_alloc = sum(int(t.allocated) for t in snapshot.gpu_types.values())
-    gpu_used = sum(gpu_used_by_type.values()) if "gpu" in measures else None
+    gpu_used = measured_total(gpu_used_by_type.values()) if "gpu" in measures else None
     return {
         "gpu": _section(gpu_total, gpu_alloc, gpu_used),
         "gpus": gpus,
@@ -128,13 +161,15 @@ def resources(snapshot: ClusterSnapshot, usage: Iterable[Mapping[str, Any]], mea
     }
 
 
-def node_view(node: NodeUsage) -> dict[str, Any]:
+def node_view(node: NodeUsage, gpus_used: Mapping[Hashable, int | None] | None = None) -> dict[str, Any]:
+    """gpus_used: GPUs in use by (node, GPU type), None when GPUs are not measured."""
     return {
         "name": node.name,
         "status": node.status.value,
         "observed_status": node.observed_status.value,
         "override": node.override.value if node.override else None,
         "gpus": {t: {"total": p.total, "allocated": p.allocated, "idle": p.free,
+                     "used": None if gpus_used is None else gpus_used.get((node.name, t), 0),
                      "memory_per_gpu_bytes": p.memory_per_gpu_bytes,
                      "memory_per_gpu": format_memory(p.memory_per_gpu_bytes)} for t, p in node.gpus.items()},
         "memory": _section(node.memory.total, node.memory.allocated, None, memory=True),

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 
+from services.scheduler.core.runners.base import GpuUsage
 from services.scheduler.engine.context import Adapters, LiveRuns
 
 log = logging.getLogger(__name__)
+_UNMEASURED = GpuUsage(memory_bytes=None, utilization=None, busy=None)
 
 
 class UsageSampler:
@@ -27,9 +29,16 @@ class UsageSampler:
                 continue
             if usage is None:
                 continue
-            fields = {k: v for k, v in (("memory_bytes", usage.memory_rss_bytes),
-                                        ("cpu_cores", usage.cpu_cores)) if v is not None}
+            gpu = usage.gpu or _UNMEASURED
+            fields = {k: v for k, v in (("memory_bytes", usage.memory_rss_bytes), ("cpu_cores", usage.cpu_cores),
+                                        ("gpus_busy", gpu.busy), ("gpu_memory_bytes", gpu.memory_bytes),
+                                        ("gpu_utilization", gpu.utilization)) if v is not None}
             if fields:
                 key = f"{io.settings.sched_prefix}usage:{run_id}"
-                await io.redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
-                await io.redis.expire(key, int(ttl))
+                # the whole sample replaces the last one: a figure that cannot be measured any
+                # more (nvidia-smi failing) disappears instead of standing as if it were current
+                async with io.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(key)
+                    pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+                    pipe.expire(key, int(ttl))
+                    await pipe.execute()

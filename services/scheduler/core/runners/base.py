@@ -72,6 +72,15 @@ class RunOutcome:
 
 
 @dataclass(frozen=True)
+class GpuUsage:
+    """Measured GPU usage of a run; a figure the runner cannot measure is None."""
+
+    memory_bytes: int | None    # GPU memory its processes hold
+    utilization: float | None   # mean percent busy of the GPUs it was given
+    busy: int | None            # how many of those GPUs are in use
+
+
+@dataclass(frozen=True)
 class Usage:
     """Measured (never allocated) usage of a run at one moment."""
 
@@ -80,6 +89,7 @@ class Usage:
     cpu_cores: float | None     # average cores since the previous sample, None on the first
     processes: int
     sampled_at: float
+    gpu: GpuUsage | None = None  # None where GPUs cannot be measured (no nvidia-smi)
 
 
 class Runner(Protocol):

@@ -13,6 +13,8 @@
   scheduler can tell which runs still exist; attach() re-adopts one (its exit code is then
   unknowable: the outcome is LOST once it disappears).
 - usage() reads /proc (RSS, CPU time) of the live processes; None when nothing is measurable.
+  Given a GPU probe (gpu_probe.NvidiaSmi), it adds the GPU memory of the run's processes (by
+  pid) and the utilisation of the GPUs it was given; one probe sample serves a sampling round.
 - Every /proc scan goes through one _ProcessTable: a process's run tags are read from its environ
   once per process (pid + start time; the environment is fixed at exec), so a scan costs one stat
   read per process, and usage() of every live run shares one scan per sampling round. (Reading every
@@ -35,12 +37,14 @@ from typing import AsyncIterator, Callable, Sequence
 
 from .base import (FAILED, LOST, RUN_ID_ENV, STOPPED, SUCCEEDED, ComponentRun, LogSink, RunHandle,
                    RunnerError, RunOutcome, Usage, deliver, safe_name)
+from .gpu_probe import GpuProbe, GpuSample, attribute
 
 RUNNER_ID_ENV = "AVATAR_RUNNER_ID"
 DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 REPO_ROOT = Path(__file__).resolve().parents[4]
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_GPU_SAMPLE_MAX_AGE = 1.0  # seconds: long enough for one sampling round of every live run
 
 
 @dataclass
@@ -150,6 +154,7 @@ class _Run:
     pgid: int
     directory: Path
     proc: asyncio.subprocess.Process | None = None  # None when adopted after a restart
+    gpu_indices: tuple[int, ...] = ()
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: RunOutcome | None = None
     stopped: bool = False
@@ -164,7 +169,8 @@ class _Run:
 class LocalRunner:
     def __init__(self, *, state_dir: str | Path, cwd: str | Path | None = None, log_sink: LogSink | None = None,
                  runner_id: str = "local", stop_grace_seconds: float = 10.0, poll_interval: float = 0.05,
-                 inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV, nice: int = 0) -> None:
+                 inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV, nice: int = 0,
+                 gpu_probe: GpuProbe | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.cwd = Path(cwd) if cwd is not None else REPO_ROOT
         self.log_sink = log_sink
@@ -175,6 +181,9 @@ class LocalRunner:
         self.nice = nice  # components' CPU priority (0-19): the services on this machine come first
         self._runs: dict[str, _Run] = {}
         self._table = _ProcessTable()
+        self.gpu_probe = gpu_probe
+        self._gpu_sample: tuple[float, GpuSample | None] | None = None
+        self._gpu_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ helpers
     def _directory(self, run_id: str) -> Path:
@@ -186,6 +195,9 @@ class LocalRunner:
         env.update({str(k): str(v) for k, v in run.env.items()})
         env.update({
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in run.gpu_indices),
+            # CUDA's default order (fastest first) may differ from nvidia-smi's: in PCI bus order
+            # an index names the same GPU to the run and to the GPU probe
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             RUN_ID_ENV: run.run_id,
             RUNNER_ID_ENV: self.runner_id,
             "AVATAR_WORKLOAD_ID": run.workload_id,
@@ -254,7 +266,7 @@ class LocalRunner:
             "run_id": run.run_id, "pid": proc.pid, "pgid": proc.pid, "runner_id": self.runner_id,
             "started_at": time.time(), "command": command, "node": run.node_name,
             "gpu_indices": list(run.gpu_indices)}))
-        state = _Run(run.run_id, proc.pid, directory, proc)
+        state = _Run(run.run_id, proc.pid, directory, proc, gpu_indices=run.gpu_indices)
         self._runs[run.run_id] = state
         state.tasks.append(asyncio.create_task(self._reap(state)))
         if self.log_sink is not None:
@@ -376,7 +388,7 @@ class LocalRunner:
             meta = json.loads((directory / "meta.json").read_text())
         except (OSError, ValueError):
             return None
-        run = _Run(run_id, int(meta["pgid"]), directory)
+        run = _Run(run_id, int(meta["pgid"]), directory, gpu_indices=tuple(meta.get("gpu_indices") or ()))
         self._runs[run_id] = run
         run.tasks.append(asyncio.create_task(self._reap(run)))
         if self.log_sink is not None and run.log_path.exists():
@@ -396,8 +408,19 @@ class LocalRunner:
         if run.last_sample is not None and now > run.last_sample[0] and cpu >= run.last_sample[1]:
             cores = (cpu - run.last_sample[1]) / (now - run.last_sample[0])
         run.last_sample = (now, cpu)
+        gpus = await self._gpus()
         return Usage(memory_rss_bytes=sum(m.rss_pages for m in members) * _PAGE, cpu_seconds=cpu,
-                     cpu_cores=cores, processes=len(members), sampled_at=time.time())
+                     cpu_cores=cores, processes=len(members), sampled_at=time.time(),
+                     gpu=None if gpus is None else attribute(gpus, {m.pid for m in members}, run.gpu_indices))
+
+    async def _gpus(self) -> GpuSample | None:
+        if self.gpu_probe is None:
+            return None
+        async with self._gpu_lock:  # runs sampled together share one nvidia-smi call
+            if self._gpu_sample is None or time.monotonic() - self._gpu_sample[0] > _GPU_SAMPLE_MAX_AGE:
+                sample = await self.gpu_probe.sample()
+                self._gpu_sample = (time.monotonic(), sample)
+            return self._gpu_sample[1]
 
     async def close(self) -> None:
         """Stop watching (runs keep going; a new runner can attach to them)."""
