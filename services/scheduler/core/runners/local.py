@@ -122,10 +122,15 @@ class _ProcessTable:
         self._tags: dict[tuple[int, int], Tag | None] = {}
         self._last: tuple[float, list[tuple[_ProcInfo, Tag | None]]] | None = None
 
-    def scan(self, *, max_age: float = 0.0) -> list[tuple[_ProcInfo, Tag | None]]:
-        """Live (non-zombie) processes and their tags; a scan younger than max_age seconds is reused."""
-        if max_age > 0 and self._last is not None and time.monotonic() - self._last[0] <= max_age:
-            return self._last[1]
+    def scan(self, *, max_age: float = 0.0, since: float | None = None) -> list[tuple[_ProcInfo, Tag | None]]:
+        """Live (non-zombie) processes and their tags. The last scan is reused when it is younger than
+        max_age seconds, or when it began at or after `since` (a monotonic time): it already saw
+        everything alive at that moment."""
+        if self._last is not None:
+            begun = self._last[0]
+            if (max_age > 0 and time.monotonic() - begun <= max_age) or (since is not None and begun >= since):
+                return self._last[1]
+        begun = time.monotonic()
         own = os.getpid()
         now = _uptime_ticks()
         tags: dict[tuple[int, int], Tag | None] = {}
@@ -144,7 +149,7 @@ class _ProcessTable:
             if info.state not in ("Z", "X"):
                 found.append((info, tag))
         self._tags = tags  # processes that are gone are forgotten
-        self._last = (time.monotonic(), found)
+        self._last = (begun, found)
         return found  # type: ignore[return-value]
 
 
@@ -206,10 +211,11 @@ class LocalRunner:
         })
         return env
 
-    def _members(self, run: _Run, *, max_age: float = 0.0) -> list[_ProcInfo]:
+    def _members(self, run: _Run, *, max_age: float = 0.0, since: float | None = None) -> list[_ProcInfo]:
         """Live (non-zombie) processes of the run: its process group plus tagged escapees."""
         mine = (self.runner_id, run.run_id)
-        return [info for info, tag in self._table.scan(max_age=max_age) if info.pgrp == run.pgid or tag == mine]
+        return [info for info, tag in self._table.scan(max_age=max_age, since=since)
+                if info.pgrp == run.pgid or tag == mine]
 
     def _signal(self, run: _Run, sig: int) -> None:
         try:
@@ -231,8 +237,10 @@ class LocalRunner:
                 return False
             await asyncio.sleep(self.poll_interval)
 
-    async def _terminate(self, run: _Run, grace: float) -> None:
-        if not self._members(run):  # the usual end: the command exited and left nothing behind
+    async def _terminate(self, run: _Run, grace: float, *, since: float | None = None) -> None:
+        # the usual end: the command exited and left nothing behind. A burst of runs ending together
+        # shares one /proc scan: any scan begun after a leader's exit (`since`) saw what it left
+        if not self._members(run, since=since):
             return
         self._signal(run, signal.SIGTERM)
         if not await self._gone(run, grace):
@@ -276,8 +284,9 @@ class LocalRunner:
     async def _reap(self, run: _Run) -> None:
         if run.proc is not None:
             code = await run.proc.wait()
+            exited = time.monotonic()
             # the leader is done: nothing of the run may outlive it (GPUs go back to the pool)
-            await self._terminate(run, grace=min(2.0, self.stop_grace_seconds))
+            await self._terminate(run, grace=min(2.0, self.stop_grace_seconds), since=exited)
             run.outcome = self._outcome(run, code)
         else:
             while self._members(run):
