@@ -37,7 +37,7 @@ GB = 10**9
 CLASSES = ("high", "normal", "low")
 VARIANTS = {
     "strict": dict(backfill=False),
-    "easy": dict(backfill=True, protected_classes=(), drain_guard=False),
+    "easy": dict(backfill=True, protected_classes=(), drain_guard=False, reserve_horizon_s=None),
     "ours": dict(backfill=True),  # EASY + class barrier + drain-time guard (policy defaults)
 }
 
@@ -150,8 +150,8 @@ def main() -> None:
     seeds_longest = sum(1 for r_o, r_s in zip(_per_seed_max(per_seed_rows, 3), _per_seed_max(per_seed_rows, 1))
                         if r_o <= r_s)
     seeds_util = sum(1 for u_o, u_s in zip(util["ours"], util["strict"]) if u_o > u_s)
-    lines += ["", "strict = no backfill; easy = plain EASY backfill; ours = EASY + class barrier + drain-time "
-              "guard (policy.decide defaults)", "verdict (ours vs strict): " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()),
+    lines += ["", "strict = no backfill; easy = plain EASY backfill; ours = EASY + class barrier + drain-time guards "
+              "+ spare node per GPU class (policy.decide defaults)", "verdict (ours vs strict): " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()),
               f"seeds where ours' utilisation > strict's: {seeds_util}/{args.seeds}; "
               f"seeds where ours' longest high wait <= strict's: {seeds_longest}/{args.seeds}",
               "VERDICT: " + ("PASS" if all(checks.values()) else "FAIL")]

@@ -59,7 +59,7 @@ def simulate(jobs: Sequence[SimJob], nodes: Sequence[Node], *, backfill: bool,
              on_decision: Callable[[float, Decision, list[SimJob]], None] | None = None,
              **policy_options: Any) -> SimResult:
     """Run the trace to completion. Queue order: priority class, then submission, then id.
-    policy_options go to policy.decide (protected_classes, drain_guard)."""
+    policy_options go to policy.decide (protected_classes, drain_guard, reserve_horizon_s)."""
     free = {n.name: NodeFree.from_node(n) for n in nodes}
     result = SimResult(gpu_total=sum(n.gpu_total for n in nodes),
                        first_submit=min((j.submit_at for j in jobs), default=0.0))
