@@ -20,7 +20,6 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from services.kit.telemetry import in_trace
 
 _tracer = trace.get_tracer("avatar.kit.instrument")
 _quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("avatar_instrument_quiet", default=False)
@@ -28,7 +27,9 @@ MAX_QUERY_TEXT = 2000
 
 
 def _active() -> bool:
-    return not _quiet.get() and in_trace()
+    # a client span only under a span being recorded: with the (default) parent-based samplers an
+    # unsampled request's children are dropped anyway, so they are not even built
+    return not _quiet.get() and trace.get_current_span().is_recording()
 
 
 @contextlib.contextmanager
@@ -64,14 +65,24 @@ _TARGETS = {
     "DELETE": re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.I),
     "INSERT": re.compile(r"\bINTO\s+([A-Za-z_][\w.]*)", re.I),
     "UPDATE": re.compile(r"^\s*UPDATE\s+([A-Za-z_][\w.]*)", re.I),
-    "WITH": re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([A-Za-z_][\w.]*)", re.I),
 }
+# a statement with CTEs is named by the first thing it changes ("INSERT outbox"), else what it reads
+_CTE_WRITE = re.compile(r"\b(INSERT)\s+INTO\s+([A-Za-z_][\w.]*)|\b(UPDATE)\s+([A-Za-z_][\w.]*)(?:\s+(?:AS\s+)?\w+)?\s+SET\b"
+                        r"|\b(DELETE)\s+FROM\s+([A-Za-z_][\w.]*)", re.I)
+_CTE_READ = re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.I)
 
 
 def query_summary(query: str) -> tuple[str, str | None]:
     """("SELECT", "outbox") for "SELECT ... FROM outbox ...": the operation and its first table."""
     match = _FIRST_WORD.match(query)
     operation = match.group(1).upper() if match else "QUERY"
+    if operation == "WITH":
+        write = _CTE_WRITE.search(query)
+        if write:
+            verb, table = next((write.group(i), write.group(i + 1)) for i in (1, 3, 5) if write.group(i))
+            return verb.upper(), table
+        read = _CTE_READ.search(query)
+        return "SELECT", (read.group(1) if read else None)
     pattern = _TARGETS.get(operation)
     target = pattern.search(query) if pattern else None
     return operation, (target.group(1) if target else None)

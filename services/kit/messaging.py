@@ -24,8 +24,7 @@ from contracts.events import Event, UnknownEvent, parse_event
 from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, dead_letter_queue, queue_name
 from services.kit import metrics
 from services.kit.outbox import Outbox
-from services.kit.telemetry import (WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers,
-                                    remember_trace)
+from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers
 
 log = logging.getLogger(__name__)
 REASON_HEADER = "x-avatar-dlq-reason"
@@ -77,6 +76,26 @@ async def _as_message(message: RabbitMessage) -> RabbitMessage:
     `parse_event`: FastStream's own JSON decoding of a body that claims to be JSON but is not would fail
     before `_on_message` runs, leaving the message unacked instead of dead-lettered."""
     return message
+
+
+# One round trip for what every delivery needs first: claim the event in the inbox (a duplicate claims
+# nothing) and, only if claimed, remember the consumer span as the correlation id's latest trace context,
+# so later work on this workload without a message continues the trace from here.
+_CLAIM = (
+    "WITH claimed AS ("
+    " INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id),"
+    " remembered AS ("
+    " INSERT INTO trace_context (correlation_id, headers) SELECT $3, $4::jsonb FROM claimed"
+    " WHERE $4::jsonb IS NOT NULL"
+    " ON CONFLICT (correlation_id) DO UPDATE SET headers = EXCLUDED.headers, updated_at = now())"
+    " SELECT EXISTS (SELECT 1 FROM claimed)")
+
+
+async def claim(conn: asyncpg.Connection, event: Event) -> bool:
+    """Record the event in the inbox in the caller's transaction; False if it was handled before."""
+    carrier = inject_headers()
+    return await conn.fetchval(_CLAIM, event.event_id, event.type, event.correlation_id,
+                               carrier if "traceparent" in carrier else None)
 
 
 class EventBus:
@@ -220,13 +239,8 @@ class EventBus:
             try:
                 async with self.pool.acquire() as conn:
                     async with conn.transaction():
-                        claimed = await conn.fetchval(
-                            "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2)"
-                            " ON CONFLICT DO NOTHING RETURNING true", event.event_id, event.type)
-                        if not claimed:
+                        if not await claim(conn, event):
                             return "duplicate"
-                        # later work on this workload without a message continues from this span
-                        await remember_trace(conn, event.correlation_id)
                         await handler(event, HandlerContext(conn, event, self.outbox))
                 return "handled"
             except PermanentError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -36,11 +37,12 @@ class Outbox:
         headers = inject_headers()
         if not in_trace():
             headers = await recall_trace(conn, event.correlation_id) or headers
+        # one round trip: the row, and the relay's wake-up (delivered only if the transaction commits)
         await conn.execute(
-            "INSERT INTO outbox (event_id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)",
-            event.event_id, event.type, event.to_wire(), headers,
+            "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)"
+            " RETURNING id) SELECT pg_notify($5, '') FROM added",
+            event.event_id, event.type, event.to_wire(), headers, self.channel,
         )
-        await conn.execute("SELECT pg_notify($1, '')", self.channel)
         return event
 
     async def emit(self, conn: asyncpg.Connection, event_type: str, data: BaseModel, *, correlation_id: str,
@@ -62,6 +64,7 @@ class OutboxRelay:
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
         self._stopping = False
+        self._stats_at = 0.0
         # test seam: called after publishing a batch and before marking it sent
         self.after_publish: Callable[[list[uuid.UUID]], Awaitable[None]] | None = None
 
@@ -142,9 +145,15 @@ class OutboxRelay:
                                        [row["id"] for row in rows])
                     for row in rows:
                         metrics.EVENTS_PUBLISHED.labels(self._outbox.service, row["routing_key"]).inc()
-                stats = await conn.fetchrow(
-                    "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age"
-                    " FROM outbox WHERE sent_at IS NULL")
-        metrics.OUTBOX_PENDING.labels(self._outbox.service).set(stats["n"])
-        metrics.OUTBOX_OLDEST_AGE.labels(self._outbox.service).set(float(stats["age"] or 0))
+                # the backlog gauges: when idle, else at most once a second (a busy relay runs many rounds)
+                now = time.monotonic()
+                stats = None
+                if not rows or now - self._stats_at >= 1.0:
+                    stats = await conn.fetchrow(
+                        "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age"
+                        " FROM outbox WHERE sent_at IS NULL")
+                    self._stats_at = now
+        if stats is not None:
+            metrics.OUTBOX_PENDING.labels(self._outbox.service).set(stats["n"])
+            metrics.OUTBOX_OLDEST_AGE.labels(self._outbox.service).set(float(stats["age"] or 0))
         return len(rows)

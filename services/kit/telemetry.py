@@ -6,7 +6,7 @@ One training request is one trace. How the chain is kept across every hop:
 - Outbox: an event row stores the trace context current when it was written; the relay's PRODUCER span
   (`send avatar.events`) is parented on it and injects its own context into the message headers.
 - Consumer: the CONSUMER span (`process avatar.events`) is parented on the message headers, and the
-  context is remembered per correlation id (table `trace_context`, see `remember_trace`).
+  context is remembered per correlation id (table `trace_context`, written by `messaging.claim`).
 - Later work on the same workload that no message carries (an admin's approve or loop-test call, a
   background worker storing a model, a sweep failing an overdue test) continues the workload's trace
   from that remembered context (`continue_workload_trace`): the work is an INTERNAL span in the
@@ -132,18 +132,6 @@ def _record_failure(span: Span, exc: BaseException) -> None:
 
 
 # ------------------------------------------------------------------ the workload's remembered trace context
-
-async def remember_trace(conn: Any, correlation: str, headers: Mapping[str, Any] | None = None) -> None:
-    """Keep the current (or given) trace context as the latest of this correlation id, in the caller's
-    transaction (the consumer calls it for every event it handles)."""
-    carrier = dict(headers) if headers is not None else inject_headers()
-    if "traceparent" not in carrier:
-        return
-    await conn.execute(
-        "INSERT INTO trace_context (correlation_id, headers) VALUES ($1, $2)"
-        " ON CONFLICT (correlation_id) DO UPDATE SET headers = EXCLUDED.headers, updated_at = now()",
-        correlation, carrier)
-
 
 async def recall_trace(conn: Any, correlation: str) -> dict[str, Any] | None:
     """The latest trace context this service saw for the correlation id (None when it saw none)."""

@@ -78,7 +78,8 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
     process = next(s for s in spans.get_finished_spans() if s.context.span_id == consumer.span_id)
     assert process.name == "process avatar.events" and process.kind == trace.SpanKind.CONSUMER
     assert process.attributes["messaging.destination.subscription.name"] == "library.events"
-    assert {"INSERT inbox", "INSERT trace_context"} <= {
+    # the inbox claim (which also remembers the trace context, checked above) is the consumer's child
+    assert "INSERT inbox" in {
         s.name for s in spans.get_finished_spans() if s.parent and s.parent.span_id == consumer.span_id}
 
 
