@@ -164,3 +164,33 @@ async def test_adopted_run_that_ends_by_itself_is_lost(tmp_path, runner):
         assert outcome.exit_code is None and outcome.reason.startswith(LOST)
     finally:
         await fresh.close()
+
+
+def tagged(run_id: str) -> list[int]:
+    """Live processes whose environment carries the run's id (what an escaped child still has)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"AVATAR_RUN_ID={run_id}".encode() in env and state not in "ZX":
+            found.append(int(name))
+    return found
+
+
+async def test_leftovers_of_runs_that_end_together_are_killed_before_the_run_is_over(runner):
+    # each leader exits at once, leaving one child in its group and one that left it (setsid):
+    # by the time wait() reports the end (and the allocation would be released) neither may live
+    script = "sleep 300 & setsid sleep 300 & sleep 0.2; exit 0"
+    handles = [await runner.start(run(f"leaver-{i}", "sh", "-c", script)) for i in range(4)]
+    outcomes = await asyncio.gather(*(runner.wait(handle) for handle in handles))
+    assert [outcome.succeeded for outcome in outcomes] == [True] * 4
+    for i in range(4):
+        assert tagged(f"wl-1.leaver-{i}") == []
+    assert not any(run_id.startswith("wl-1.leaver") for run_id in await runner.list_live())

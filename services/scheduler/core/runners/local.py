@@ -121,6 +121,7 @@ class _ProcessTable:
     def __init__(self) -> None:
         self._tags: dict[tuple[int, int], Tag | None] = {}
         self._last: tuple[float, list[tuple[_ProcInfo, Tag | None]]] | None = None
+        self._pending: asyncio.Future | None = None
 
     def scan(self, *, max_age: float = 0.0, since: float | None = None) -> list[tuple[_ProcInfo, Tag | None]]:
         """Live (non-zombie) processes and their tags. The last scan is reused when it is younger than
@@ -151,6 +152,19 @@ class _ProcessTable:
         self._tags = tags  # processes that are gone are forgotten
         self._last = (begun, found)
         return found  # type: ignore[return-value]
+
+    async def scan_since(self, since: float, window: float) -> list[tuple[_ProcInfo, Tag | None]]:
+        """A scan begun at or after `since`. Callers within `window` seconds of each other share one: a
+        burst of runs ending costs one pass over /proc, not one per run."""
+        if self._last is not None and self._last[0] >= since:
+            return self._last[1]
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(self._scan_later(window))
+        return await asyncio.shield(self._pending)
+
+    async def _scan_later(self, window: float) -> list[tuple[_ProcInfo, Tag | None]]:
+        await asyncio.sleep(window)
+        return self.scan()
 
 
 @dataclass
@@ -213,9 +227,11 @@ class LocalRunner:
 
     def _members(self, run: _Run, *, max_age: float = 0.0, since: float | None = None) -> list[_ProcInfo]:
         """Live (non-zombie) processes of the run: its process group plus tagged escapees."""
+        return self._of_run(run, self._table.scan(max_age=max_age, since=since))
+
+    def _of_run(self, run: _Run, scan: list[tuple[_ProcInfo, Tag | None]]) -> list[_ProcInfo]:
         mine = (self.runner_id, run.run_id)
-        return [info for info, tag in self._table.scan(max_age=max_age, since=since)
-                if info.pgrp == run.pgid or tag == mine]
+        return [info for info, tag in scan if info.pgrp == run.pgid or tag == mine]
 
     def _signal(self, run: _Run, sig: int) -> None:
         try:
@@ -238,9 +254,12 @@ class LocalRunner:
             await asyncio.sleep(self.poll_interval)
 
     async def _terminate(self, run: _Run, grace: float, *, since: float | None = None) -> None:
-        # the usual end: the command exited and left nothing behind. A burst of runs ending together
-        # shares one /proc scan: any scan begun after a leader's exit (`since`) saw what it left
-        if not self._members(run, since=since):
+        if since is not None:
+            # the usual end: the command exited and left nothing behind. Runs ending within 50 ms of
+            # each other share one /proc scan: any scan begun after a leader's exit saw what it left
+            if not self._of_run(run, await self._table.scan_since(since, window=0.05)):
+                return
+        elif not self._members(run):
             return
         self._signal(run, signal.SIGTERM)
         if not await self._gone(run, grace):
