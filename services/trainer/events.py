@@ -32,19 +32,18 @@ async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
         await _record_request(event, ctx)
     earlier = await store.timeline(ctx.conn, workload_id)  # read once: the step time and the status need it
     summary, details = domain.describe(event)
-    appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
-                                  producer=event.producer, occurred_at=event.occurred_at, summary=summary,
-                                  details=details)
-    if not appended:
-        return
-    previous = max((entry.occurred_at for entry in earlier), default=None)
-    if previous is not None and event.occurred_at >= previous:
-        metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())
     entry = domain.TimelineEntry(type=event.type, producer=event.producer, occurred_at=event.occurred_at,
                                  summary=summary, details=details, event_id=str(event.event_id))
     # the order store.timeline() gives: by time, then arrival (a stable sort keeps the new entry last of equals)
     status = domain.derive_status(sorted([*earlier, entry], key=lambda item: item.occurred_at))
-    await store.set_status(ctx.conn, workload_id, status)
+    appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
+                                  producer=event.producer, occurred_at=event.occurred_at, summary=summary,
+                                  details=details, status=status)
+    if not appended:
+        return
+    previous = max((item.occurred_at for item in earlier), default=None)
+    if previous is not None and event.occurred_at >= previous:
+        metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())
 
 
 async def _record_request(event: Event, ctx: HandlerContext) -> None:

@@ -101,11 +101,16 @@ async def lock_workload(conn: asyncpg.Connection, workload_id: str) -> None:
 
 
 async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, type: str, producer: str,
-                 occurred_at: datetime, summary: str, details: dict[str, Any]) -> bool:
+                 occurred_at: datetime, summary: str, details: dict[str, Any], status: str) -> bool:
+    """Add the event to the timeline and, if it was new, set the request's status (one round trip)."""
     inserted = await conn.fetchval(
-        "INSERT INTO timeline (workload_id, event_id, type, producer, occurred_at, summary, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING true",
-        workload_id, event_id, type, producer, occurred_at, summary, details)
+        "WITH added AS ("
+        " INSERT INTO timeline (workload_id, event_id, type, producer, occurred_at, summary, details)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING workload_id),"
+        " updated AS (UPDATE training_requests SET status = $8, updated_at = now()"
+        " WHERE workload_id = (SELECT workload_id FROM added) AND status IS DISTINCT FROM $8)"
+        " SELECT EXISTS (SELECT 1 FROM added)",
+        workload_id, event_id, type, producer, occurred_at, summary, details, status)
     return bool(inserted)
 
 
@@ -116,11 +121,6 @@ async def timeline(conn: Conn, workload_id: str) -> list[TimelineEntry]:
     return [TimelineEntry(type=row["type"], producer=row["producer"], occurred_at=row["occurred_at"],
                           summary=row["summary"], details=row["details"], event_id=str(row["event_id"]))
             for row in rows]
-
-
-async def set_status(conn: asyncpg.Connection, workload_id: str, status: str) -> None:
-    await conn.execute("UPDATE training_requests SET status = $2, updated_at = now()"
-                       " WHERE workload_id = $1 AND status IS DISTINCT FROM $2", workload_id, status)
 
 
 async def mark_cancel_requested(conn: asyncpg.Connection, workload_id: str, by: str) -> None:
