@@ -7,6 +7,11 @@ import pytest
 from tests.support.infra import Infra, S3Server, docker_answers, make_infra, port_open
 from tests.support.services import purge_queues
 
+# tests read spans through exporters they add to the process's provider (and the e2e stacks' services
+# inherit this): record every span. Without it services/kit/telemetry.py samples nothing when no OTLP
+# endpoint is configured (tests/unit/kit/test_tracing_default.py checks that default).
+os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+
 
 @pytest.fixture(scope="session")
 def s3_server():

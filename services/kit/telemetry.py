@@ -31,6 +31,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("avatar_correlation_id", default=None)
@@ -57,13 +58,21 @@ class WorkloadAttribute(SpanProcessor):
 
 
 def setup_tracing(service: str) -> TracerProvider:
-    """One tracer provider per service process; exports over OTLP/HTTP when an endpoint is configured."""
+    """One tracer provider per service process; exports over OTLP/HTTP when an endpoint is configured.
+
+    Spans are recorded only when something will read them: an OTLP endpoint is set.
+    Without one, new traces are not sampled: the trace context is still made and carried across HTTP,
+    the outbox and RabbitMQ (log lines keep their trace ids), but no span is built only to be dropped.
+    `OTEL_TRACES_SAMPLER` (e.g. parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01) overrides."""
     # the FastAPI/ASGI instrumentation emits the stable HTTP conventions (http.request.method,
     # url.path, http.response.status_code, ...) only when asked; an operator's own choice wins
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-    provider = TracerProvider(resource=Resource.create({"service.name": f"avatar-{service}", "service.namespace": "avatar"}))
+    exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    sampler = None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ParentBased(ALWAYS_OFF)
+    provider = TracerProvider(sampler=sampler,
+                              resource=Resource.create({"service.name": f"avatar-{service}", "service.namespace": "avatar"}))
     provider.add_span_processor(WorkloadAttribute())
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=200))
