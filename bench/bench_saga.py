@@ -144,6 +144,7 @@ class CpuSampler:
     stack: Stack
     database: str
     s3_pid: int
+    collector_pid: int | None = None
     scheduler_children: bool = True
 
     def pid_of(self, service: str) -> int:
@@ -162,6 +163,8 @@ class CpuSampler:
             cpu_of(p) for p in pids_named("postgres", f" {self.database} "))
         values["redis-server"] = sum(cpu_of(p) for p in pids_named("redis-server"))
         values["s3 (moto)"] = cpu_of(self.s3_pid)
+        if self.collector_pid is not None:
+            values["otlp collector (test receiver)"] = cpu_of(self.collector_pid)
         times = os.times()
         values["this client (submit + tap)"] = times.user + times.system
         return values
@@ -180,6 +183,34 @@ print("ready", flush=True)
 sys.stdin.read()  # until the parent closes our stdin
 server.stop()
 """
+
+
+COLLECTOR_CODE = """
+import sys
+from tests.support.otlp import OtlpReceiver
+receiver = OtlpReceiver().start()
+print(receiver.endpoint, flush=True)
+sys.stdin.read()  # until the parent closes our stdin
+print(len(receiver.snapshot()), flush=True)
+receiver.stop()
+"""
+
+
+def start_collector() -> tuple[subprocess.Popen, str]:
+    """An OTLP/HTTP receiver in a process of its own (tests/support/otlp.py: decodes and keeps every span)."""
+    process = subprocess.Popen([sys.executable, "-c", COLLECTOR_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               cwd=ROOT, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def stop_collector(process: subprocess.Popen) -> int | None:
+    try:
+        out, _ = process.communicate("", timeout=30)
+        return int(out.strip().splitlines()[-1])
+    except Exception:
+        process.kill()
+        return None
 
 
 @dataclass
@@ -481,7 +512,11 @@ def _frame(frame: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- the run
 
 async def run(args: argparse.Namespace) -> str:
-    env = await bring_up(dict(item.split("=", 1) for item in args.env))
+    extra = dict(item.split("=", 1) for item in args.env)
+    collector = None
+    if args.collector:
+        collector, extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = start_collector()
+    env = await bring_up(extra)
     lines: list[str] = []
     try:
         base = env.base
@@ -498,7 +533,8 @@ async def run(args: argparse.Namespace) -> str:
             warm_ids = {s.workload_id for s in warm if s.workload_id}
             await tap.wait(warm_ids, "warm-up stored", lambda i: i in tap.stored, 120)
 
-        sampler = CpuSampler(env.stack, env.stack.database, env.s3.pid)
+        sampler = CpuSampler(env.stack, env.stack.database, env.s3.pid,
+                             collector.pid if collector is not None else None)
         cpu_before, busy_before = sampler.sample(), machine_busy()
         load_before = os.getloadavg()
         events_before = len(tap.events)
@@ -576,6 +612,16 @@ async def run(args: argparse.Namespace) -> str:
         ceiling_wide = await broker_ceiling(env.rabbitmq_url, median_size, args.ceiling_messages, window=1000,
                                             prefetch=1000)
         await tap.close()
+        spans_received = None
+        if collector is not None:
+            await asyncio.sleep(1.0)  # the services' batch exporters flush every 200 ms
+            spans_received = stop_collector(collector)
+            collector = None
+        tracing = ("no collector: spans not recorded (the trace context is carried)" if not args.collector else
+                   f"services export spans over OTLP to a receiver process ({spans_received} spans received in all, "
+                   f"{(spans_received or 0) / max(args.n + args.warmup, 1):.0f} per request)"
+                   + (f", sampler {extra.get('OTEL_TRACES_SAMPLER')} {extra.get('OTEL_TRACES_SAMPLER_ARG', '')}"
+                      if extra.get("OTEL_TRACES_SAMPLER") else ", every trace recorded"))
 
         # ------------------------------------------------------------ report
         now = datetime.now(timezone.utc)
@@ -590,7 +636,7 @@ async def run(args: argparse.Namespace) -> str:
                   + ("App = one Task with `bench-trivial` (command `true`, 0 GPUs, 1GB), " if args.component == "trivial"
                      else "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), ")
                   + "LocalRunner (one subprocess per component); "
-                  f"{args.warmup} warm-up requests first", ""]
+                  f"{args.warmup} warm-up requests first; tracing: {tracing}", ""]
         lines += ["| figure | value |", "|---|---|",
                   f"| submitted / accepted (202) | {args.n} / {len(accepted)} (statuses {dict(statuses)}) |",
                   f"| submit API latency p50 / p99 / max | {ms(pct(latencies, 50))} / {ms(pct(latencies, 99))} / "
@@ -655,6 +701,8 @@ async def run(args: argparse.Namespace) -> str:
         return "\n".join(lines)
     finally:
         await tear_down(env, args.keep)
+        if collector is not None:
+            collector.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -664,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="open loop: submits per second over all clients (0: each client as fast as answered)")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--collector", action="store_true",
+                        help="services export their spans over OTLP to a receiver process (all traces recorded "
+                             "unless --env OTEL_TRACES_SAMPLER=... samples); default: no collector, no spans")
     parser.add_argument("--component", choices=("trivial", "probe"), default="trivial",
                         help="trivial: a library component whose command is `true` (the issue's 'trivial component "
                              "command'); probe: the reference probe (python, writes two objects to S3)")
