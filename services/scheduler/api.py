@@ -1,7 +1,7 @@
 """HTTP API of the scheduler: queue (QU), workloads and logs (SC-03/05), resources and nodes (RS)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Any, AsyncIterator, Literal, Sequence
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -277,19 +277,22 @@ async def get_workload_resources(_: Reader, platform: PlatformDep, state: StateD
     return {"items": items, "count": len(items), "measured": sorted(measures)}
 
 
-async def _gpus_used_by_node(platform: Platform, state: SchedulerState) -> dict | None:
-    """GPUs in use by (node, GPU type); None when the runner cannot measure GPUs."""
-    if "gpu" not in state.engine.measures:
-        return None
+async def _node_views(platform: Platform, state: SchedulerState, nodes: Sequence[Any]) -> list[dict[str, Any]]:
+    """The nodes with measured use: GPUs by (node, type) when the runner measures GPUs, memory and CPU
+    of the runs placed on each node."""
+    measures = state.engine.measures
     live = await _live(platform)
-    return views.gpus_in_use(live, await _usage(state, live), key=lambda run: (run["node"], run["gpu_type"]))
+    usage = await _usage(state, live)
+    gpus = (views.gpus_in_use(live, usage, key=lambda run: (run["node"], run["gpu_type"]))
+            if "gpu" in measures else None)
+    used = views.used_on_nodes(live, usage)
+    return [views.node_view(node, gpus, used, measures) for node in nodes]
 
 
 @router.get("/nodes", tags=["resources"], summary="Nodes with status Active / Drain / Down and their figures (RS-04)")
 async def get_nodes(_: Reader, platform: PlatformDep, state: StateDep) -> dict[str, Any]:
     snapshot = await state.allocator.snapshot()
-    used = await _gpus_used_by_node(platform, state)
-    return {"items": [views.node_view(n, used) for n in snapshot.nodes], "count": len(snapshot.nodes)}
+    return {"items": await _node_views(platform, state, snapshot.nodes), "count": len(snapshot.nodes)}
 
 
 @router.patch("/nodes/{name}", tags=["resources"], summary="Drain, take down or re-activate a node (admin, RS-04)",
@@ -305,4 +308,5 @@ async def change_node(name: str, change: NodeChange, principal: Admin, platform:
         await store.wake(conn, f"node {name} {change.status}")
     state.engine.wake()
     snapshot = await state.allocator.snapshot()
-    return views.node_view(next(n for n in snapshot.nodes if n.name == name), await _gpus_used_by_node(platform, state))
+    [view] = await _node_views(platform, state, [n for n in snapshot.nodes if n.name == name])
+    return view

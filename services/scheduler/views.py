@@ -161,8 +161,29 @@ def resources(snapshot: ClusterSnapshot, usage: Iterable[Mapping[str, Any]], mea
     }
 
 
-def node_view(node: NodeUsage, gpus_used: Mapping[Hashable, int | None] | None = None) -> dict[str, Any]:
-    """gpus_used: GPUs in use by (node, GPU type), None when GPUs are not measured."""
+def used_on_nodes(runs: Iterable[Mapping[str, Any]], usage: Mapping[str, Mapping[str, Any]]
+                  ) -> dict[str, dict[str, float]]:
+    """Measured memory (bytes) and CPU (cores) of the runs placed on each node (a run not sampled yet
+    counts 0, as in the cluster totals)."""
+    used: dict[str, dict[str, float]] = {}
+    for run in runs:
+        if not run.get("node"):
+            continue
+        figures = usage.get(run["run_id"]) or {}
+        entry = used.setdefault(run["node"], {"memory_bytes": 0, "cpu_cores": 0.0})
+        entry["memory_bytes"] += figures.get("memory_bytes") or 0
+        entry["cpu_cores"] += figures.get("cpu_cores") or 0
+    return used
+
+
+def node_view(node: NodeUsage, gpus_used: Mapping[Hashable, int | None] | None = None,
+              used: Mapping[str, Mapping[str, float]] | None = None,
+              measures: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """gpus_used: GPUs in use by (node, GPU type), None when GPUs are not measured; used: measured
+    memory/CPU per node (used_on_nodes), shown where `measures` says the runner measures them."""
+    mine = (used or {}).get(node.name, {})
+    memory_used = mine.get("memory_bytes", 0) if "memory" in measures else None
+    cpu_used = round(mine.get("cpu_cores", 0.0), 3) if "cpu" in measures else None
     return {
         "name": node.name,
         "status": node.status.value,
@@ -172,7 +193,7 @@ def node_view(node: NodeUsage, gpus_used: Mapping[Hashable, int | None] | None =
                      "used": None if gpus_used is None else gpus_used.get((node.name, t), 0),
                      "memory_per_gpu_bytes": p.memory_per_gpu_bytes,
                      "memory_per_gpu": format_memory(p.memory_per_gpu_bytes)} for t, p in node.gpus.items()},
-        "memory": _section(node.memory.total, node.memory.allocated, None, memory=True),
-        "cpu": _section(node.cpu.total, node.cpu.allocated, None),
+        "memory": _section(node.memory.total, node.memory.allocated, memory_used, memory=True),
+        "cpu": _section(node.cpu.total, node.cpu.allocated, cpu_used),
         "allocations": node.allocation_count,
     }

@@ -96,6 +96,9 @@ async def test_when_nvidia_smi_fails_gpu_use_is_unknown(scheduler_settings, publ
         assert next(g for g in body["gpus"] if g["gpu_type"] == "A100")["used"] is None
         nodes = {n["name"]: n for n in (await _get(scheduler, "/nodes"))["items"]}
         assert nodes["node-a"]["gpus"]["A100"]["used"] is None
+        # memory and CPU are measured per process: the node running the workload shows them
+        assert nodes["node-a"]["memory"]["used_bytes"] > 0 and nodes["node-b"]["memory"]["used_bytes"] == 0
+        assert nodes["node-a"]["cpu"]["used"] is not None and nodes["node-b"]["cpu"]["used"] == 0
         [item] = (await _get(scheduler, "/resources/workloads"))["items"]
         assert item["used"]["gpus"] is None and item["used"]["gpu_memory_bytes"] is None
         assert item["used"]["memory_bytes"] > 0  # what can be measured still is

@@ -53,3 +53,19 @@ def test_workload_used_gpu_figures_come_from_the_runs_holding_gpus():
     assert views.workload_used(runs, usage, frozenset({"memory", "cpu"}))["gpus"] is None
     unsampled = {"r2": usage["r2"]}
     assert views.workload_used(runs, unsampled, frozenset({"gpu"}))["gpus"] is None
+
+
+def test_node_memory_and_cpu_used_are_measured_per_node_never_the_allocation():
+    node = snapshot().nodes[0]
+    runs = [run("r1"), run("r2", gpus=0), run("r3", node="node-b"), {"run_id": "r4", "node": None}]
+    usage = {"r1": {"memory_bytes": 300, "cpu_cores": 0.5}, "r2": {"memory_bytes": 200, "cpu_cores": 0.25},
+             "r3": {"memory_bytes": 7, "cpu_cores": 3.0}}
+    used = views.used_on_nodes(runs, usage)
+    assert used == {"node-a": {"memory_bytes": 500, "cpu_cores": 0.75}, "node-b": {"memory_bytes": 7, "cpu_cores": 3.0}}
+    view = views.node_view(node, None, used, frozenset({"memory", "cpu"}))
+    assert view["memory"]["used_bytes"] == 500 and view["memory"]["allocated"] != view["memory"]["used"]
+    assert view["cpu"]["used"] == 0.75
+    unmeasured = views.node_view(node, None, used, frozenset())
+    assert unmeasured["memory"]["used_bytes"] is None and unmeasured["cpu"]["used"] is None
+    idle = views.node_view(node, None, {}, frozenset({"memory", "cpu"}))
+    assert idle["memory"]["used_bytes"] == 0 and idle["cpu"]["used"] == 0
