@@ -240,7 +240,8 @@ def test_long_unprotected_work_never_takes_a_class_last_spare_node():
     assert started(decide([job("long", 8, 8 * H, "high")], nodes, run, now=0, **HORIZON)) == [("long", "a")]
     assert started(decide([job("long", 8, 8 * H, "low")], nodes, run, now=0, **EASY)) == [("long", "a")]
     assert started(decide([job("long", 8, 8 * H, "low")], nodes, run, now=0, backfill=False)) == [("long", "a")]
-    # with a second node freeing by the horizon one of them may take long work
+    # with a second node freeing by the horizon one of them may take long work (a class of two
+    # nodes has only the first level)
     run = [running("b", 8, end=2 * H)]
     assert started(decide([job("long", 8, 8 * H, "low")], [free("a", 8), free("b", 0)], run, now=0,
                           **HORIZON)) == [("long", "a")]
@@ -295,11 +296,13 @@ def _class_drains(nodes, run, now):
 
 @pytest.mark.parametrize("horizon", [3 * H, 600.0])
 def test_rule_6_invariant_holds_for_every_decision(horizon):
-    """Random states: after a decision's unprotected starts, every class of >= 2 nodes that had a
-    node draining by now + horizon still has one, and a class that had none extends no drain."""
+    """Random states: after a decision's unprotected starts, every level k of a class of more than
+    k nodes (k nodes draining by now + horizon x spare_levels[k-1]) that held still holds, and a
+    class with a level short has no drain time moved past max(its drain, the first horizon)."""
+    levels = (1.0, 1.5)
     rng = random.Random(606)
-    bit = 0
-    for _ in range(400):
+    bit = short_seen = 0
+    for _ in range(500):
         names = [f"n{i}" for i in range(rng.randint(2, 6))]
         nodes, run = [], []
         for name in names:
@@ -309,23 +312,69 @@ def test_rule_6_invariant_holds_for_every_decision(horizon):
                 run.append(running(name, 2, rng.choice([0.5, 1, 2, 4, 6, 9]) * H))
         queue = [job(f"w{i}", rng.choice([1, 2, 4, 8]), rng.choice([0.5, 1, 2, 4, 8]) * H,
                      rng.choice(["high", "normal", "low", "low"])) for i in range(rng.randint(1, 12))]
-        queue.sort(key=lambda q: q.priority != "high")
-        d = decide(queue, nodes, run, now=0, reserve_horizon_s=horizon)
+        queue.sort(key=lambda q: q.priority != "high")  # high starts come before every other start
+        d = decide(queue, nodes, run, now=0, reserve_horizon_s=horizon, spare_levels=levels)
         before = _class_drains(nodes, run, 0)
-        after = dict(before)
         prio = {q.workload_id: q.priority for q in queue}
+        for s in d.starts:  # high starts may use a spare: judge the others against what they saw
+            if prio[s.workload_id] == "high":
+                before[s.node] = max(before[s.node], s.expected_end)
+        after = dict(before)
         for s in d.starts:
             if prio[s.workload_id] != "high":
                 after[s.node] = max(after[s.node], s.expected_end)
-        # a high start may use the spare; judge unprotected starts against the state they saw
-        for s in d.starts:
-            if prio[s.workload_id] == "high":
-                before[s.node] = after[s.node] = max(after[s.node], s.expected_end)
-        within_before = sum(1 for x in before.values() if x <= horizon)
-        within_after = sum(1 for x in after.values() if x <= horizon)
-        if within_before:
-            assert within_after >= 1, (d.starts, before, after)
-        else:
-            assert after == before
-        bit += within_before != within_after or after != before
-    assert bit > 20  # unprotected long work did start in many scenarios
+        hs = [horizon * f for f in levels][:len(names) - 1]
+
+        def count(drains, h):
+            return sum(1 for x in drains.values() if x <= h)
+
+        for k, h in enumerate(hs):
+            if count(before, h) >= k + 1:
+                assert count(after, h) >= k + 1, (k, d.starts, before, after)
+        if any(count(before, h) < k + 1 for k, h in enumerate(hs)):
+            short_seen += 1
+            assert all(after[n] <= max(before[n], hs[0]) for n in after), (d.starts, before, after)
+        bit += after != before
+    assert bit > 20 and short_seen > 20  # unprotected long work did start, levels were short
+
+
+def test_a_second_node_must_drain_by_the_second_level():
+    # a idle (level 1: by 3 h), b drains at 4 h (level 2: 2 nodes by 4.5 h), c busy for 10 h
+    nodes = [free("a", 8), free("b", 4), free("c", 0)]
+    run = [running("b", 4, end=4 * H), running("c", 8, end=10 * H)]
+    queue = [job("long", 4, 8 * H, "low")]
+    assert started(decide(queue, nodes, run, now=0, **HORIZON)) == []  # b would leave level 2
+    assert started(decide(queue, nodes, run, now=0, spare_levels=(1.0,), **HORIZON)) == [("long", "b")]
+    run[1] = running("c", 8, end=4.4 * H)  # c counts for level 2: b may take long work
+    assert started(decide(queue, nodes, run, now=0, **HORIZON)) == [("long", "b")]
+    # short work that ends by the first horizon is always fine
+    assert started(decide([job("short", 4, 2 * H, "low")], nodes, run, now=0, **HORIZON)) == [("short", "b")]
+
+
+def _spare_and_busy(b_frees_at):
+    # "a" idle: the class's only node draining by the horizon; "b" has 4 GPUs freeing at b_frees_at
+    # and 4 busy for 10 h; "c" busy for 10 h
+    nodes = [free("a", 8), free("b", 0), free("c", 0)]
+    run = [running("b", 4, end=b_frees_at), running("b", 4, end=10 * H), running("c", 8, end=10 * H)]
+    return nodes, run
+
+
+def test_small_protected_work_is_held_off_the_spare_when_it_can_start_elsewhere_soon():
+    nodes, run = _spare_and_busy(0.5 * H)
+    queue = [job("hi", 4, 8 * H, "high"), job("lo", 1, H, "low")]
+    d = decide(queue, nodes, run, now=0, **HORIZON)
+    assert started(d) == []  # "hi" waits 30 min for b; "lo" stays out while "hi" is held (rule 5a)
+    # whole-node protected work does take the spare node
+    assert started(decide([job("big", 8, 8 * H, "high")], nodes, run, now=0, **HORIZON)) == [("big", "a")]
+    # rule 6 as first written: any protected work may take it
+    assert started(decide(queue, nodes, run, now=0, whole_node_spare=False, **HORIZON)) == [("hi", "a"), ("lo", "a")]
+    # short protected work that ends by the horizon is not held
+    assert started(decide([job("hi", 4, 2 * H, "high")], nodes, run, now=0, **HORIZON)) == [("hi", "a")]
+
+
+def test_small_protected_work_takes_the_spare_when_nothing_else_frees_within_the_hold():
+    nodes, run = _spare_and_busy(2 * H)  # b frees its 4 GPUs only in 2 h > spare_hold_s (1 h)
+    queue = [job("hi", 4, 8 * H, "high")]
+    assert started(decide(queue, nodes, run, now=0, **HORIZON)) == [("hi", "a")]
+    assert started(decide(queue, nodes, run, now=0, spare_hold_s=3 * H, **HORIZON)) == []
+    assert started(decide(queue, nodes, run, now=0, spare_hold_s=None, **HORIZON)) == []  # never
