@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import re
 from typing import Any, Iterator, Mapping
 
@@ -88,9 +89,25 @@ def query_summary(query: str) -> tuple[str, str | None]:
     return operation, (target.group(1) if target else None)
 
 
+# statements whose effect outlives their transaction (session advisory locks, session settings,
+# LISTEN, cursors, prepared statements, temp tables): after one, the pool must reset the session
+_SESSION_CHANGE = re.compile(
+    r"\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(|^\s*(?:SET(?!\s+LOCAL\b)|RESET|LISTEN|DECLARE|PREPARE"
+    r"|CREATE\s+(?:TEMP|TEMPORARY)\b)", re.I | re.M)
+
+
+@functools.lru_cache(maxsize=1024)
+def changes_session(query: str) -> bool:
+    return bool(_SESSION_CHANGE.search(query))
+
+
 class TracedConnection(asyncpg.Connection):
     """asyncpg's connection with a CLIENT span per statement (transaction control and the pool's
-    reset on release are left out: they are noise, not work)."""
+    reset on release are left out: they are noise, not work).
+
+    It also knows whether anything it ran outlives a transaction: only then does its release to the
+    pool send asyncpg's reset query (unlock all, close all, unlisten, reset all), a round trip that
+    every release paid before (an open transaction is rolled back on release either way)."""
 
     def _span_attributes(self, query: str) -> tuple[str, dict[str, Any]]:
         # the same few dozen statements run all day: describe each once per connection, copy per span
@@ -124,6 +141,8 @@ class TracedConnection(asyncpg.Connection):
 
     @contextlib.contextmanager
     def _traced(self, query: Any, batch: int | None = None) -> Iterator[None]:
+        if isinstance(query, str) and changes_session(query):
+            self._avatar_session_changed = True
         if not isinstance(query, str) or not _active() or _TRANSACTION_CONTROL.match(query):
             yield
             return
@@ -162,10 +181,20 @@ class TracedConnection(asyncpg.Connection):
         with self._traced(query):
             return await super().fetchmany(query, args, **kwargs)
 
+    async def add_listener(self, channel: str, callback: Any) -> None:
+        self._avatar_session_changed = True
+        await super().add_listener(channel, callback)
+
+    def get_reset_query(self) -> str:
+        if not self.__dict__.get("_avatar_session_changed"):
+            return ""  # nothing this connection ran outlives its transactions
+        return super().get_reset_query()
+
     async def reset(self, *, timeout: float | None = None) -> None:
         token = _quiet.set(True)
         try:
             await super().reset(timeout=timeout)
+            self._avatar_session_changed = False  # (the reset query itself looks like a session change)
         finally:
             _quiet.reset(token)
 
