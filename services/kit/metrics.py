@@ -9,6 +9,8 @@ CONSUMER_RETRIES = Counter("avatar_consumer_retries_total", "Handler attempts re
 DEAD_LETTERED = Counter("avatar_dead_lettered_total", "Messages sent to the service's DLQ", ["service"])
 OUTBOX_PENDING = Gauge("avatar_outbox_pending", "Outbox rows not yet published", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("avatar_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
+RETENTION_DELETED = Counter("avatar_retention_deleted_total",
+                            "Old outbox/inbox/trace-context rows deleted by the retention sweep", ["service", "table"])
 DLQ_DEPTH = Gauge("avatar_dlq_depth", "Messages waiting in the service's dead-letter queue", ["service"])
 WORKLOADS = Counter("avatar_workloads_total", "Workload saga transitions seen by the owning service", ["service", "event"])
 WORKLOADS_FAILED = Counter("avatar_workloads_failed_total", "Failed workloads by reason", ["reason"])

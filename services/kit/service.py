@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 
@@ -22,6 +23,7 @@ from services.kit import errors, metrics
 from services.kit.body import BodyGuard
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
 from services.kit.messaging import EventBus, new_broker
+from services.kit.retention import sweep_forever
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
@@ -102,6 +104,8 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                 await bus.start()
                 await relay.start()
                 platform.spawn(_watch_dlq(bus), f"{name}-dlq-depth")
+                platform.spawn(sweep_forever(pool, name, timedelta(days=settings.retention_days),
+                                             settings.retention_sweep_seconds), f"{name}-retention")
                 log.info("%s ready on %s:%s", name, settings.host, settings.listen_port)
                 try:
                     yield

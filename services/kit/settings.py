@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     consumer_prefetch: int = Field(default=32, ge=1, le=1000)
+    # sent outbox rows, inbox records and trace contexts older than this are deleted (services/kit/retention.py)
+    retention_days: float = Field(default=7.0, ge=1.0)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_local(self) -> "Settings":
