@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter
 
 from contracts.events import AppDeleted, AppSpecCreated
 from contracts.spec import AppSpec, ImportedApp, TrainingConfig
@@ -19,6 +18,7 @@ from services.builder.schemas import (AppCreate, AppPatch, AppRef, AppSummary, A
                                       SpecSummaryView, app_view, summary)
 from services.kit.auth import Reader, Writer
 from services.kit.errors import Invalid, NotFound
+from services.kit.metrics import Counter
 from services.kit.paging import Page, Paging
 from services.kit.service import Platform, PlatformDep
 

@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 
 import asyncpg
 import httpx
-from prometheus_client import Counter
 from pydantic import ValidationError
 
 from contracts.events import ComponentSnapshot
 from services.builder import store
 from services.kit.errors import DomainError, Invalid, Unavailable
+from services.kit.metrics import Counter
 from services.kit.telemetry import inject_headers
 
 log = logging.getLogger(__name__)

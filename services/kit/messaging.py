@@ -237,11 +237,13 @@ class EventBus:
         while True:
             attempt += 1
             try:
-                async with self.pool.acquire() as conn:
-                    async with conn.transaction():
-                        if not await claim(conn, event):
-                            return "duplicate"
-                        await handler(event, HandlerContext(conn, event, self.outbox))
+                # what the handler counts is counted once it commits: a retried attempt counts once
+                with metrics.counted_on_commit():
+                    async with self.pool.acquire() as conn:
+                        async with conn.transaction():
+                            if not await claim(conn, event):
+                                return "duplicate"
+                            await handler(event, HandlerContext(conn, event, self.outbox))
                 return "handled"
             except PermanentError as exc:
                 await self._dead_letter(message, f"{event.type} {event.event_id}: {exc}")

@@ -1,7 +1,63 @@
 """The Prometheus metrics every service exposes at /metrics (names shared with the dashboards)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import contextlib
+import contextvars
+from typing import Any, Iterator
+
+import prometheus_client
+from prometheus_client import Gauge
+
+
+class _Pending(list):
+    closed = False
+
+
+_deferred: contextvars.ContextVar[_Pending | None] = contextvars.ContextVar("avatar_deferred_metrics", default=None)
+
+
+@contextlib.contextmanager
+def counted_on_commit() -> Iterator[None]:
+    """Counts and observations made inside land only if the block ends normally, i.e. after the
+    transaction it wraps committed: a handler retried after a rolled-back attempt is counted once."""
+    pending = _Pending()
+    token = _deferred.set(pending)
+    try:
+        yield
+    except BaseException:
+        pending.closed = True  # rolled back: so is what it counted
+        raise
+    else:
+        pending.closed = True
+        for record, value in pending:
+            record(value)
+    finally:
+        _deferred.reset(token)
+
+
+def _deferring(record: Any, value: float) -> bool:
+    pending = _deferred.get()
+    if pending is None or pending.closed:
+        return False
+    pending.append((record, value))
+    return True
+
+
+class Counter(prometheus_client.Counter):
+    """prometheus_client's Counter whose increments inside `counted_on_commit()` wait for the commit."""
+
+    def inc(self, amount: float = 1, exemplar: Any = None) -> None:
+        if not _deferring(lambda value: prometheus_client.Counter.inc(self, value, exemplar), amount):
+            super().inc(amount, exemplar)
+
+
+class Histogram(prometheus_client.Histogram):
+    """prometheus_client's Histogram whose observations inside `counted_on_commit()` wait for the commit."""
+
+    def observe(self, amount: float, exemplar: Any = None) -> None:
+        if not _deferring(lambda value: prometheus_client.Histogram.observe(self, value, exemplar), amount):
+            super().observe(amount, exemplar)
+
 
 EVENTS_CONSUMED = Counter("avatar_events_consumed_total", "Events handled by a consumer", ["service", "type", "outcome"])
 EVENTS_PUBLISHED = Counter("avatar_events_published_total", "Outbox rows published to the broker", ["service", "type"])

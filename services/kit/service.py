@@ -51,9 +51,11 @@ class Platform:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """One command, one transaction: its state change and its outbox rows commit together or not at all."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        """One command, one transaction: its state change, its outbox rows and what it counts (metrics)
+        commit together or not at all."""
+        with metrics.counted_on_commit():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:

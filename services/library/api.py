@@ -5,10 +5,10 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Query, Response
-from prometheus_client import Counter
 
 from contracts.events import ComponentChanged, ComponentSnapshot, ComponentType
 from services.kit.auth import Reader, Writer
+from services.kit.metrics import Counter
 from services.kit.paging import Page, Paging
 from services.kit.service import PlatformDep
 from services.library import catalog, domain, store

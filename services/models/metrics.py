@@ -1,7 +1,9 @@
 """Prometheus metrics of the models service (exposed at /metrics with the kit's)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
+
+from services.kit.metrics import Counter, Histogram
 
 STORE_RETRIES = Counter("avatar_model_store_retries_total", "Failed attempts to store a model that will be retried")
 STORED = Counter("avatar_models_stored_total", "Models stored and verified")

@@ -1,7 +1,9 @@
 """The scheduler's own Prometheus metrics (the shared saga metrics are in services.kit.metrics)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
+
+from services.kit.metrics import Counter, Histogram
 
 QUEUE_DEPTH = Gauge("avatar_queue_depth", "Workloads waiting in the scheduler queue", ["priority"])
 GPUS = Gauge("avatar_gpus", "GPUs by type and state (allocated / idle)", ["gpu_type", "state"])

@@ -1,5 +1,6 @@
 import json
 
+from services.kit import metrics
 from services.kit.messaging import REASON_HEADER, PermanentError
 from tests.integration.kit.test_outbox import spec_created
 from tests.support.broker import dead_letters, publish as publish_raw
@@ -60,3 +61,24 @@ async def test_handler_bug_is_retried_then_dead_lettered(kit_service, fresh):
         assert await library.pool.fetchval("SELECT count(*) FROM inbox") == 0
     assert len(calls) == library.bus.max_attempts
     assert "gave up after 5 attempts" in letters[0].headers[REASON_HEADER]
+
+
+async def test_a_retried_handler_counts_once(kit_service, fresh):
+    # the first attempt counts, then fails after its transaction did work: that count is rolled back too
+    counted = metrics.WORKLOADS.labels("library", "retry-test")
+    before = counted._value.get()
+    calls = []
+
+    async def flaky(event, ctx):
+        calls.append(1)
+        counted.inc()
+        await ctx.conn.execute("SELECT 1")
+        if len(calls) == 1:
+            raise ConnectionResetError("the database went away mid-handler")
+
+    async with kit_service("library", {"app.spec_created": flaky}) as library:
+        event = make_event("app.spec_created", spec_created(), producer="test", correlation_id="APP-A1B2C3")
+        await publish_raw(fresh.rabbitmq_url, "app.spec_created", json.dumps(event.to_wire()).encode())
+        await wait_until(lambda: library.pool.fetchval("SELECT count(*) FROM inbox"), message="the handled event")
+    assert len(calls) == 2
+    assert counted._value.get() - before == 1
