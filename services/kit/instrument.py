@@ -89,11 +89,12 @@ def query_summary(query: str) -> tuple[str, str | None]:
     return operation, (target.group(1) if target else None)
 
 
-# statements whose effect outlives their transaction (session advisory locks, session settings,
-# LISTEN, cursors, prepared statements, temp tables): after one, the pool must reset the session
+# statements whose effect outlives their transaction and that asyncpg's reset query undoes (session
+# advisory locks, session settings, LISTEN, cursors): after one, the pool must reset the session.
+# Statements go through execute/fetch*; nothing here uses prepare(), cursor() or COPY.
 _SESSION_CHANGE = re.compile(
-    r"\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(|^\s*(?:SET(?!\s+LOCAL\b)|RESET|LISTEN|DECLARE|PREPARE"
-    r"|CREATE\s+(?:TEMP|TEMPORARY)\b)", re.I | re.M)
+    r"\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(|\bset_config\s*\("
+    r"|^\s*(?:SET(?!\s+LOCAL\b)|RESET|LISTEN|DECLARE)", re.I | re.M)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -107,7 +108,8 @@ class TracedConnection(asyncpg.Connection):
 
     It also knows whether anything it ran outlives a transaction: only then does its release to the
     pool send asyncpg's reset query (unlock all, close all, unlisten, reset all), a round trip that
-    every release paid before (an open transaction is rolled back on release either way)."""
+    every release paid before (an open transaction is rolled back on release either way). Temp tables
+    and SQL PREPARE are not undone by that query either way; the services use neither."""
 
     def _span_attributes(self, query: str) -> tuple[str, dict[str, Any]]:
         # the same few dozen statements run all day: describe each once per connection, copy per span

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 from typing import Any, Iterator
 
 import prometheus_client
 from prometheus_client import Gauge
+
+
+log = logging.getLogger(__name__)
 
 
 class _Pending(list):
@@ -30,7 +34,10 @@ def counted_on_commit() -> Iterator[None]:
     else:
         pending.closed = True
         for record, value in pending:
-            record(value)
+            try:
+                record(value)
+            except Exception:  # the work is committed: a bad count must not turn it into a failure
+                log.exception("could not record a metric after commit")
     finally:
         _deferred.reset(token)
 

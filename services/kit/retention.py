@@ -50,11 +50,16 @@ async def prune(pool: asyncpg.Pool, older_than: timedelta, *, batch: int = 1000,
     return deleted
 
 
-async def sweep_forever(pool: asyncpg.Pool, service: str, older_than: timedelta, every: float) -> None:
-    """The service loop: prune now and then every `every` seconds; a failed sweep waits for the next."""
+async def sweep_forever(pool: asyncpg.Pool, service: str, older_than: timedelta, every: float, *,
+                        batch: int = 1000, max_batches: int = 100) -> None:
+    """The service loop: prune now and then every `every` seconds; a failed sweep waits for the next.
+    A sweep that stopped at its cap goes on after a short pause, so a busy service's backlog shrinks
+    however fast it grows, without one long sweep competing with the saga."""
     while True:
+        capped = False
         try:
-            deleted = await prune(pool, older_than)
+            deleted = await prune(pool, older_than, batch=batch, max_batches=max_batches)
+            capped = any(count >= batch * max_batches for count in deleted.values())
             for table, count in deleted.items():
                 metrics.RETENTION_DELETED.labels(service, table).inc(count)
             if any(deleted.values()):
@@ -63,4 +68,4 @@ async def sweep_forever(pool: asyncpg.Pool, service: str, older_than: timedelta,
             raise
         except Exception as exc:  # the database may be away; the rows wait for the next sweep
             log.warning("%s retention sweep failed: %s", service, exc)
-        await asyncio.sleep(every)
+        await asyncio.sleep(min(every, 1.0) if capped else every)

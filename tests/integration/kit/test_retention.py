@@ -66,3 +66,23 @@ async def test_the_service_loop_sweeps_at_once_and_counts_what_it_deleted(fresh)
         assert await pool.fetchval("SELECT count(*) FROM inbox") == 0
     finally:
         await pool.close()
+
+
+async def test_a_capped_sweep_goes_on_soon_instead_of_waiting_the_whole_period(fresh):
+    pool = await create_pool(fresh.postgres_url, "retention_capped")
+    try:
+        await apply_migrations(pool, "retention_capped", {"kit": KIT_MIGRATIONS})
+        for _ in range(9):
+            await pool.execute("INSERT INTO inbox (event_id, event_type, received_at)"
+                               " VALUES ($1, 'x', now() - interval '30 days')", uuid.uuid4())
+        # 2 rows per sweep at most, an hour between sweeps: only the cap's short pause can empty it
+        task = asyncio.create_task(sweep_forever(pool, "retention-capped", timedelta(days=7), every=3600,
+                                                 batch=2, max_batches=1))
+        try:
+            await wait_until(lambda: pool.fetchval("SELECT count(*) = 0 FROM inbox"), timeout=15,
+                             message="the backlog swept")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await pool.close()

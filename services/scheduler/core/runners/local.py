@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ from .base import (FAILED, LOST, RUN_ID_ENV, STOPPED, SUCCEEDED, ComponentRun, L
                    RunnerError, RunOutcome, Usage, deliver, safe_name)
 from .gpu_probe import GpuProbe, GpuSample, attribute
 
+log = logging.getLogger(__name__)
 RUNNER_ID_ENV = "AVATAR_RUNNER_ID"
 DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -160,11 +162,18 @@ class _ProcessTable:
             return self._last[1]
         if self._pending is None or self._pending.done():
             self._pending = asyncio.ensure_future(self._scan_later(window))
+            # retrieved here even if every waiter was cancelled: a failed scan is logged, not lost
+            self._pending.add_done_callback(_log_scan_failure)
         return await asyncio.shield(self._pending)
 
     async def _scan_later(self, window: float) -> list[tuple[_ProcInfo, Tag | None]]:
         await asyncio.sleep(window)
         return self.scan()
+
+
+def _log_scan_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a shared /proc scan failed: %s", future.exception())
 
 
 @dataclass
@@ -257,7 +266,11 @@ class LocalRunner:
         if since is not None:
             # the usual end: the command exited and left nothing behind. Runs ending within 50 ms of
             # each other share one /proc scan: any scan begun after a leader's exit saw what it left
-            if not self._of_run(run, await self._table.scan_since(since, window=0.05)):
+            try:
+                shared = await self._table.scan_since(since, window=0.05)
+            except Exception:  # the shared scan failed: scan for this run alone
+                shared = self._table.scan()
+            if not self._of_run(run, shared):
                 return
         elif not self._members(run):
             return
@@ -301,17 +314,21 @@ class LocalRunner:
         return RunHandle(run.run_id, str(proc.pid))
 
     async def _reap(self, run: _Run) -> None:
-        if run.proc is not None:
-            code = await run.proc.wait()
-            exited = time.monotonic()
-            # the leader is done: nothing of the run may outlive it (GPUs go back to the pool)
-            await self._terminate(run, grace=min(2.0, self.stop_grace_seconds), since=exited)
-            run.outcome = self._outcome(run, code)
-        else:
-            while self._members(run):
-                await asyncio.sleep(max(self.poll_interval, 0.2))
-            run.outcome = RunOutcome(None, STOPPED if run.stopped else
-                                     f"{LOST}: exit status unknown (run adopted after a runner restart)")
+        try:
+            if run.proc is not None:
+                code = await run.proc.wait()
+                exited = time.monotonic()
+                # the leader is done: nothing of the run may outlive it (GPUs go back to the pool)
+                await self._terminate(run, grace=min(2.0, self.stop_grace_seconds), since=exited)
+                run.outcome = self._outcome(run, code)
+            else:
+                while self._members(run):
+                    await asyncio.sleep(max(self.poll_interval, 0.2))
+                run.outcome = RunOutcome(None, STOPPED if run.stopped else
+                                         f"{LOST}: exit status unknown (run adopted after a runner restart)")
+        except Exception as exc:  # /proc unreadable or the like: the run still ends, wait() never hangs
+            log.exception("reaping run %s failed", run.run_id)
+            run.outcome = run.outcome or RunOutcome(None, f"{LOST}: the runner could not reap it: {exc}"[:300])
         run.finished.set()
 
     @staticmethod
