@@ -33,37 +33,40 @@ def counted_on_commit() -> Iterator[None]:
         raise
     else:
         pending.closed = True
-        for record, value in pending:
+        for record, value, exemplar in pending:
             try:
-                record(value)
+                record(value, exemplar)
             except Exception:  # the work is committed: a bad count must not turn it into a failure
                 log.exception("could not record a metric after commit")
     finally:
         _deferred.reset(token)
 
 
-def _deferring(record: Any, value: float) -> bool:
+def _open_block() -> _Pending | None:
     pending = _deferred.get()
-    if pending is None or pending.closed:
-        return False
-    pending.append((record, value))
-    return True
+    return None if pending is None or pending.closed else pending
 
 
 class Counter(prometheus_client.Counter):
     """prometheus_client's Counter whose increments inside `counted_on_commit()` wait for the commit."""
 
     def inc(self, amount: float = 1, exemplar: Any = None) -> None:
-        if not _deferring(lambda value: prometheus_client.Counter.inc(self, value, exemplar), amount):
+        pending = _open_block()
+        if pending is None:
             super().inc(amount, exemplar)
+        else:
+            pending.append((super().inc, amount, exemplar))
 
 
 class Histogram(prometheus_client.Histogram):
     """prometheus_client's Histogram whose observations inside `counted_on_commit()` wait for the commit."""
 
     def observe(self, amount: float, exemplar: Any = None) -> None:
-        if not _deferring(lambda value: prometheus_client.Histogram.observe(self, value, exemplar), amount):
+        pending = _open_block()
+        if pending is None:
             super().observe(amount, exemplar)
+        else:
+            pending.append((super().observe, amount, exemplar))
 
 
 EVENTS_CONSUMED = Counter("avatar_events_consumed_total", "Events handled by a consumer", ["service", "type", "outcome"])

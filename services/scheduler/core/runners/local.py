@@ -125,14 +125,10 @@ class _ProcessTable:
         self._last: tuple[float, list[tuple[_ProcInfo, Tag | None]]] | None = None
         self._pending: asyncio.Future | None = None
 
-    def scan(self, *, max_age: float = 0.0, since: float | None = None) -> list[tuple[_ProcInfo, Tag | None]]:
-        """Live (non-zombie) processes and their tags. The last scan is reused when it is younger than
-        max_age seconds, or when it began at or after `since` (a monotonic time): it already saw
-        everything alive at that moment."""
-        if self._last is not None:
-            begun = self._last[0]
-            if (max_age > 0 and time.monotonic() - begun <= max_age) or (since is not None and begun >= since):
-                return self._last[1]
+    def scan(self, *, max_age: float = 0.0) -> list[tuple[_ProcInfo, Tag | None]]:
+        """Live (non-zombie) processes and their tags; a scan begun less than max_age seconds ago is reused."""
+        if max_age > 0 and self._last is not None and time.monotonic() - self._last[0] <= max_age:
+            return self._last[1]
         begun = time.monotonic()
         own = os.getpid()
         now = _uptime_ticks()
@@ -234,9 +230,9 @@ class LocalRunner:
         })
         return env
 
-    def _members(self, run: _Run, *, max_age: float = 0.0, since: float | None = None) -> list[_ProcInfo]:
+    def _members(self, run: _Run, *, max_age: float = 0.0) -> list[_ProcInfo]:
         """Live (non-zombie) processes of the run: its process group plus tagged escapees."""
-        return self._of_run(run, self._table.scan(max_age=max_age, since=since))
+        return self._of_run(run, self._table.scan(max_age=max_age))
 
     def _of_run(self, run: _Run, scan: list[tuple[_ProcInfo, Tag | None]]) -> list[_ProcInfo]:
         mine = (self.runner_id, run.run_id)
