@@ -29,7 +29,7 @@ TEST_CRITERION = ("RL passes when the reward converges: over the last third of t
                   "scale around their trend. A general workload passes when every run succeeds.")
 
 
-def _settings(request: Request) -> ApprovalSettings:
+async def _settings(request: Request) -> ApprovalSettings:
     return request.app.state.settings
 
 

@@ -13,11 +13,11 @@ from services.builder.library import ComponentCatalog
 from services.kit.service import Platform
 
 
-def _threshold(request: Request) -> Threshold:
+async def _threshold(request: Request) -> Threshold:
     return request.app.state.settings.threshold
 
 
-def _catalog(request: Request) -> ComponentCatalog:
+async def _catalog(request: Request) -> ComponentCatalog:
     return request.app.state.catalog
 
 

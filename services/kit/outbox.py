@@ -107,11 +107,14 @@ class OutboxRelay:
         while not self._stopping:
             try:
                 await self._listen()
+                # cleared before looking: a row committed after the SELECT's snapshot notifies, so the
+                # wait below returns at once for it; a round that found fewer rows than a batch need not
+                # look again (an empty SELECT and a backlog count per published batch, under load)
+                self._wake.clear()
                 published = await self.relay_once()
                 backoff = 0.2
-                if published or self._stopping:
+                if published >= self._batch_size or self._stopping:
                     continue
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
                 except asyncio.TimeoutError:

@@ -67,7 +67,7 @@ class Platform:
 ServiceSetup = Callable[[Platform, FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
-def current_platform(request: Request) -> Platform:
+async def current_platform(request: Request) -> Platform:
     return request.app.state.platform
 
 

@@ -19,11 +19,11 @@ router = APIRouter(tags=["aliases"])
 AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, description="e.g. production, staging")]
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.platform.pool
 
 
-def _outbox(request: Request) -> Outbox:
+async def _outbox(request: Request) -> Outbox:
     return request.app.state.platform.outbox
 
 

@@ -23,11 +23,11 @@ from services.models.downloads import MissingObject, Streamer, StoreUnavailable
 router = APIRouter(tags=["models"])
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.platform.pool
 
 
-def _streamer(request: Request) -> Streamer:
+async def _streamer(request: Request) -> Streamer:
     return request.app.state.streamer
 
 

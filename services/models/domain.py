@@ -31,8 +31,13 @@ def slug(text: str, fallback: str = "model") -> str:
     return cleaned[:100] or fallback
 
 
+def model_name_prefix(app_name: str) -> str:
+    """A model's name is this followed by its version (the version is numbered in the database)."""
+    return f"{slug(app_name, 'app')}-v"
+
+
 def model_name(app_name: str, version: int) -> str:
-    return f"{slug(app_name, 'app')}-v{version}"
+    return f"{model_name_prefix(app_name)}{version}"
 
 
 # ---------------------------------------------------------------- layout in the models bucket

@@ -6,7 +6,7 @@ import logging
 from contracts.events import Event, WorkloadCompleted
 from services.kit.messaging import HandlerContext, PermanentError
 from services.models import store
-from services.models.domain import merge_metrics, model_name, new_model_id, plan_artifacts
+from services.models.domain import merge_metrics, model_name_prefix, new_model_id, plan_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,11 @@ async def on_workload_completed(event: Event, ctx: HandlerContext) -> None:
         log.info("workload %s already has model %s", completed.workload_id, existing["model_id"])
         return
     workload = completed.workload
-    version = await store.next_version(ctx.conn, workload.app_id)
     metrics = merge_metrics({a.folder: source.metrics for a, source in zip(artifacts, completed.artifacts)})
     model_id = new_model_id()
-    await store.insert_pending(
+    version = await store.insert_pending(
         ctx.conn, model_id=model_id, workload_id=completed.workload_id, app_id=workload.app_id,
-        app_name=workload.spec.name, version=version, name=model_name(workload.spec.name, version),
+        app_name=workload.spec.name, name_prefix=model_name_prefix(workload.spec.name),
         workload=workload.to_wire(), artifacts=artifacts, metrics=metrics)
     log.info("workload %s completed: model %s (%s v%d) pending storage", completed.workload_id, model_id,
              workload.app_id, version)

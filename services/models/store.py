@@ -22,21 +22,24 @@ async def model_for_workload(conn: asyncpg.Connection, workload_id: str) -> asyn
     return await conn.fetchrow("SELECT model_id, version FROM models WHERE workload_id = $1", workload_id)
 
 
-async def next_version(conn: asyncpg.Connection, app_id: str) -> int:
-    return await conn.fetchval(
-        "INSERT INTO app_versions (app_id, last_version) VALUES ($1, 1)"
-        " ON CONFLICT (app_id) DO UPDATE SET last_version = app_versions.last_version + 1"
-        " RETURNING last_version", app_id)
-
-
 async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id: str, app_id: str, app_name: str,
-                         version: int, name: str, workload: dict[str, Any], artifacts: list[StagedArtifact],
-                         metrics: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO models (model_id, workload_id, app_id, app_name, version, name, workload, artifacts, metrics)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        model_id, workload_id, app_id, app_name, version, name, workload, [asdict(a) for a in artifacts], metrics)
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, model_id)
+                         name_prefix: str, workload: dict[str, Any], artifacts: list[StagedArtifact],
+                         metrics: dict[str, Any]) -> int:
+    """Record the model as pending under the App's next version, and wake the store worker; returns the version.
+
+    One statement, the last of the handler's transaction: the App's `app_versions` row stays locked from
+    here to the commit only, so completions of many workloads of one App (a sweep) do not queue behind
+    each other's whole transaction."""
+    return await conn.fetchval(
+        "WITH version AS (INSERT INTO app_versions (app_id, last_version) VALUES ($3, 1)"
+        "  ON CONFLICT (app_id) DO UPDATE SET last_version = app_versions.last_version + 1 RETURNING last_version),"
+        " added AS (INSERT INTO models (model_id, workload_id, app_id, app_name, version, name, workload, artifacts,"
+        "  metrics) SELECT $1::text, $2::text, $3, $4::text, last_version, $5::text || last_version,"
+        "  $6::jsonb, $7::jsonb, $8::jsonb FROM version"
+        "  RETURNING version)"
+        " SELECT version FROM added, LATERAL (SELECT pg_notify($9, $1::text)) AS woken",
+        model_id, workload_id, app_id, app_name, name_prefix, workload, [asdict(a) for a in artifacts], metrics,
+        NOTIFY_CHANNEL)
 
 
 # ---------------------------------------------------------------- the store worker
@@ -51,10 +54,12 @@ async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit:
         " RETURNING model_id, workload_id, app_id, version, artifacts, attempts", owner, lease_seconds, limit)
 
 
-async def seconds_until_due(pool: asyncpg.Pool) -> float | None:
-    return await pool.fetchval(
-        "SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, coalesce(lease_until, next_attempt_at)))"
-        " - now()))::float8 FROM models WHERE status = 'pending'")
+async def pending_and_next_due(pool: asyncpg.Pool) -> tuple[int, float | None]:
+    """How many models wait to be stored, and the seconds until the first of them is due (None: none is)."""
+    row = await pool.fetchrow(
+        "SELECT count(*) AS pending, greatest(0, extract(epoch FROM min(greatest(next_attempt_at,"
+        " coalesce(lease_until, next_attempt_at))) - now()))::float8 AS due FROM models WHERE status = 'pending'")
+    return row["pending"], row["due"]
 
 
 async def renew_lease(pool: asyncpg.Pool, model_id: str, owner: str, lease_seconds: float) -> bool:
@@ -111,10 +116,6 @@ async def record_failure(conn: asyncpg.Connection, model_id: str, owner: str, er
         " next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_until = NULL"
         " WHERE model_id = $1", model_id, error[:2000], delay_seconds)
     return row["attempts"] + 1, not row["outage_reported"]
-
-
-async def pending_count(pool: asyncpg.Pool) -> int:
-    return await pool.fetchval("SELECT count(*) FROM models WHERE status = 'pending'")
 
 
 # ---------------------------------------------------------------- reads

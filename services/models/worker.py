@@ -62,8 +62,8 @@ class StoreWorker:
                     if listener is None or listener.is_closed():
                         listener = await self._listen()
                     await self._claim_and_start()
-                    metrics.PENDING.set(await store.pending_count(self.pool))
-                    timeout = await store.seconds_until_due(self.pool)
+                    pending, timeout = await store.pending_and_next_due(self.pool)
+                    metrics.PENDING.set(pending)
                     timeout = self.settings.models_poll_seconds if timeout is None else min(
                         self.settings.models_poll_seconds, max(0.05, timeout))
                 except asyncio.CancelledError:

@@ -19,7 +19,7 @@ MAX_OFFSET = 1_000_000_000
 _WORKLOAD_REF = dict(default=None, min_length=1, max_length=64)
 
 
-def _state(request: Request) -> SchedulerState:
+async def _state(request: Request) -> SchedulerState:
     return request.app.state.scheduler
 
 

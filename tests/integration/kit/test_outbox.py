@@ -4,6 +4,7 @@ import pytest
 
 from contracts.events import AppSpecCreated
 from contracts.spec import AppSpec
+from services.kit.outbox import OutboxRelay
 from tests.support.infra import wait_until
 from tests.unit.contracts.test_spec import seed_example
 
@@ -66,3 +67,31 @@ async def test_relay_killed_between_publish_and_mark_publishes_again_and_inbox_a
                          message="the duplicate to be skipped")
         assert handled == [event.event_id]
         assert [json.loads(m.body)["event_id"] for m in tap] == [str(event.event_id)] * 2
+
+
+async def test_rows_committed_while_the_relay_publishes_go_out_without_waiting_for_the_poll(kit_service, tap):
+    """The relay sleeps between batches; a row committed during a batch wakes it (NOTIFY), as does a
+    backlog larger than one batch. The poll here is 60 s, so only the wake-ups can publish in time."""
+    async with kit_service("builder") as builder:
+        relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60, batch_size=5)
+        emitted_during = []
+
+        async def emit_one_more(event_ids):
+            if len(event_ids) < 5 and not emitted_during:  # during the last (short) batch, before it is marked sent
+                async with builder.pool.acquire() as conn, conn.transaction():
+                    emitted_during.append(await builder.outbox.emit(
+                        conn, "app.spec_created", spec_created("APP-DURING"), correlation_id="APP-DURING"))
+
+        relay.after_publish = emit_one_more
+        async with builder.pool.acquire() as conn, conn.transaction():  # a backlog of two and a half batches
+            for n in range(12):
+                await builder.outbox.emit(conn, "app.spec_created", spec_created(f"APP-{n:06d}"),
+                                          correlation_id=f"APP-{n:06d}")
+        await relay.start()
+        try:
+            await wait_until(lambda: len(tap) >= 13, 10, message="the backlog and the row committed during a batch")
+        finally:
+            await relay.stop()
+        published = [json.loads(m.body)["correlation_id"] for m in tap]
+        assert sorted(published) == sorted([f"APP-{n:06d}" for n in range(12)] + ["APP-DURING"])
+        assert await builder.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0

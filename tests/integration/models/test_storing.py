@@ -99,3 +99,19 @@ async def test_unusable_artifact_location_is_dead_lettered(fresh, s3):
         [dead] = await EventTap(fresh.rabbitmq_url, queue="models.dlq").wait_for("workload.completed")
         assert dead["data"]["workload_id"] == work.workload_id
         assert (await svc.client.get("/models", headers=svc.headers("viewer"))).json()["total"] == 0
+
+
+async def test_concurrent_completions_of_one_app_get_consecutive_versions(fresh, s3):
+    """A sweep: many workloads of one App complete at once; each gets its own version, none is skipped."""
+    app_id = unique("APP")
+    works = [workload(app_id, unique("WL")) for _ in range(20)]
+    events = [completed_event(work, [stage(s3, work.workload_id, "C-agent", "rl-agent", {"policy.npz": b"w"})])
+              for work in works]
+    async with running_service(create_app, models_settings(fresh)) as svc:
+        for event in events:  # all queued before the service takes them, several handled at once
+            await publish(fresh.rabbitmq_url, event)
+        await stored(svc, {"app_id": app_id}, count=len(works))
+        rows = await svc.platform.pool.fetch("SELECT workload_id, version, name FROM models WHERE app_id = $1", app_id)
+    assert sorted(row["version"] for row in rows) == list(range(1, len(works) + 1))
+    assert {row["workload_id"] for row in rows} == {work.workload_id for work in works}
+    assert all(row["name"] == f"rl-designopt-v{row['version']}" for row in rows)
