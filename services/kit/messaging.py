@@ -53,6 +53,8 @@ class HandlerContext:
 
 
 Handler = Callable[[Event, HandlerContext], Awaitable[None]]
+# what a handler's transaction is serialised on: (namespace, key), e.g. ("trainer.workload", workload id)
+LockKey = Callable[[Event], tuple[str, str]]
 
 EVENTS_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 DLX_EXCHANGE = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
@@ -91,11 +93,26 @@ _CLAIM = (
     " SELECT EXISTS (SELECT 1 FROM claimed)")
 
 
-async def claim(conn: asyncpg.Connection, event: Event) -> bool:
-    """Record the event in the inbox in the caller's transaction; False if it was handled before."""
+# The same, also taking a transaction-scoped advisory lock (namespace, key) once claimed: a handler
+# that must not run alongside another transaction on the same thing (a workload's timeline) gets its
+# lock in this round trip instead of one of its own. Taken inside this statement, it is held before
+# the handler's next statement takes its snapshot, so that statement sees what the previous holder
+# committed. (pg_advisory_xact_lock(hashtext(namespace), hashtext(key)): the form the services'
+# own lock helpers use, so a lock taken here excludes theirs.)
+_CLAIM_AND_LOCK = _CLAIM.replace(
+    " SELECT EXISTS (SELECT 1 FROM claimed)",
+    ", locked AS (SELECT pg_advisory_xact_lock(hashtext($5), hashtext($6)) FROM claimed)"
+    " SELECT EXISTS (SELECT 1 FROM claimed) AND (SELECT count(*) FROM locked) = 1")
+
+
+async def claim(conn: asyncpg.Connection, event: Event, lock: tuple[str, str] | None = None) -> bool:
+    """Record the event in the inbox in the caller's transaction; False if it was handled before.
+    With `lock` (namespace, key), the claimed event's transaction also holds that advisory lock."""
     carrier = inject_headers()
-    return await conn.fetchval(_CLAIM, event.event_id, event.type, event.correlation_id,
-                               carrier if "traceparent" in carrier else None)
+    context = carrier if "traceparent" in carrier else None
+    if lock is None:
+        return await conn.fetchval(_CLAIM, event.event_id, event.type, event.correlation_id, context)
+    return await conn.fetchval(_CLAIM_AND_LOCK, event.event_id, event.type, event.correlation_id, context, *lock)
 
 
 class EventBus:
@@ -109,6 +126,7 @@ class EventBus:
         self.max_attempts = max_attempts
         self.backoff_cap = backoff_cap
         self._handlers: dict[str, Handler] = {}
+        self._locks: dict[str, LockKey] = {}
         self._tracer = trace.get_tracer("avatar.messaging")
         self._server: dict[str, Any] = {"messaging.system": "rabbitmq"}
         parts = urlsplit(broker_url) if broker_url else None
@@ -121,10 +139,14 @@ class EventBus:
                           channel=Channel(prefetch_count=prefetch) if prefetch else None,
                           decoder=_as_message)(self._on_message)
 
-    def on(self, event_type: str, handler: Handler) -> None:
+    def on(self, event_type: str, handler: Handler, *, lock: LockKey | None = None) -> None:
+        """Handle `event_type`; with `lock`, the handler's transaction holds the advisory lock
+        lock(event) = (namespace, key) from its first statement (see `claim`)."""
         if event_type not in SUBSCRIPTIONS[self.service]:
             raise ValueError(f"{self.service} does not subscribe to {event_type}; add it to contracts.topology")
         self._handlers[event_type] = handler
+        if lock is not None:
+            self._locks[event_type] = lock
 
     async def declare_topology(self) -> None:
         exchange = await self.broker.declare_exchange(EVENTS_EXCHANGE)
@@ -233,6 +255,7 @@ class EventBus:
             correlation_id.reset(token)
 
     async def _handle_with_retries(self, event: Event, handler: Handler, message: RabbitMessage) -> str:
+        lock = self._locks.get(event.type)
         attempt = 0
         while True:
             attempt += 1
@@ -241,7 +264,7 @@ class EventBus:
                 with metrics.counted_on_commit():
                     async with self.pool.acquire() as conn:
                         async with conn.transaction():
-                            if not await claim(conn, event):
+                            if not await claim(conn, event, lock(event) if lock else None):
                                 return "duplicate"
                             await handler(event, HandlerContext(conn, event, self.outbox))
                 return "handled"

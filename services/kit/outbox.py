@@ -7,7 +7,6 @@ the row: consumers' inboxes absorb the duplicate. It sleeps on LISTEN/NOTIFY wit
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -37,11 +36,12 @@ class Outbox:
         headers = inject_headers()
         if not in_trace():
             headers = await recall_trace(conn, event.correlation_id) or headers
-        # one round trip: the row, and the relay's wake-up (delivered only if the transaction commits)
+        # one round trip: the row, and the relay's wake-up (delivered only if the transaction commits);
+        # the payload goes as the JSON text pydantic writes (no dict built only to be serialised again)
         await conn.execute(
-            "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)"
-            " RETURNING id) SELECT pg_notify($5, '') FROM added",
-            event.event_id, event.type, event.to_wire(), headers, self.channel,
+            "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
+            " VALUES ($1, $2, $3::text::jsonb, $4) RETURNING id) SELECT pg_notify($5, '') FROM added",
+            event.event_id, event.type, event.to_json(), headers, self.channel,
         )
         return event
 
@@ -128,17 +128,17 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
 
     async def _publish_row(self, row: asyncpg.Record) -> None:
-        payload = row["payload"]
         # its own task (gather): the workload bound here tags the PRODUCER span with avatar.workload_id
-        if isinstance(payload, dict) and payload.get("correlation_id"):
-            correlation_id.set(str(payload["correlation_id"]))
-        await self._publish(row["routing_key"], json.dumps(payload).encode(), row["headers"] or {})
+        if row["correlation_id"]:
+            correlation_id.set(row["correlation_id"])
+        await self._publish(row["routing_key"], row["body"].encode(), row["headers"] or {})
 
     async def relay_once(self) -> int:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 rows = await conn.fetch(
-                    "SELECT id, event_id, routing_key, payload, headers FROM outbox WHERE sent_at IS NULL"
+                    "SELECT id, event_id, routing_key, payload::text AS body, payload->>'correlation_id' AS correlation_id,"
+                    " headers FROM outbox WHERE sent_at IS NULL"
                     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch_size)
                 if rows:
                     await asyncio.gather(*(self._publish_row(row) for row in rows))

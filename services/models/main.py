@@ -17,7 +17,7 @@ from services.kit.settings import Settings
 from services.models import alias_api, api
 from services.models.config import ModelsSettings, models_settings
 from services.models.downloads import Streamer
-from services.models.events import on_workload_completed
+from services.models.events import on_workload_completed, workload_lock
 from services.models.objects import ObjectStore, build_client
 from services.models.worker import StoreWorker
 
@@ -43,7 +43,7 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     app.state.streamer = Streamer(objects, settings.models_bucket, read_threads, settings.models_download_chunk)
     app.state.models_worker = worker
     platform.checks["s3"] = lambda: check_bucket(client, settings.models_bucket)
-    platform.bus.on("workload.completed", on_workload_completed)
+    platform.bus.on("workload.completed", on_workload_completed, lock=workload_lock)
     try:
         await asyncio.wait_for(asyncio.to_thread(objects.ensure_bucket, settings.models_bucket), 10)
     except Exception as exc:  # the store may be down at start: the worker creates the bucket once it is back

@@ -16,9 +16,12 @@ SUMMARY_COLUMNS = ("model_id, workload_id, app_id, app_name, version, name, stat
 
 # ---------------------------------------------------------------- recording a completed workload
 
+# concurrent deliveries of one workload's completion queue up on this lock (taken with the inbox claim:
+# events.workload_lock) instead of racing to insert
+WORKLOAD_LOCK = "models.workload"
+
+
 async def model_for_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Record | None:
-    # concurrent deliveries of one workload's completion queue up here instead of racing to insert
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('models:' || $1, 0))", workload_id)
     return await conn.fetchrow("SELECT model_id, version FROM models WHERE workload_id = $1", workload_id)
 
 

@@ -25,9 +25,10 @@ async def on_app_deleted(event: Event, ctx: HandlerContext) -> None:
 
 
 async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
-    """Append the event to its workload's timeline and re-derive the request's status."""
+    """Append the event to its workload's timeline and re-derive the request's status.
+
+    Runs holding the workload's timeline lock, taken with the inbox claim (`register`)."""
     workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
-    await store.lock_workload(ctx.conn, workload_id)
     if event.type == "training.requested":
         await _record_request(event, ctx)
     earlier = await store.timeline(ctx.conn, workload_id)  # read once: the step time and the status need it
@@ -58,4 +59,8 @@ def register(bus: EventBus) -> None:
     bus.on("app.spec_created", on_spec_created)
     bus.on("app.deleted", on_app_deleted)
     for event_type in SAGA_EVENTS:
-        bus.on(event_type, on_saga_event)
+        bus.on(event_type, on_saga_event, lock=_workload_lock)
+
+
+def _workload_lock(event: Event) -> tuple[str, str]:
+    return store.WORKLOAD_LOCK, event.data.workload_id  # type: ignore[attr-defined]

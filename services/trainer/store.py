@@ -95,9 +95,13 @@ async def list_requests(conn: Conn, *, status: str | None, app_id: str | None, r
     return rows, total
 
 
+WORKLOAD_LOCK = "trainer.workload"  # the advisory lock namespace of a workload's timeline
+
+
 async def lock_workload(conn: asyncpg.Connection, workload_id: str) -> None:
-    """Serialise everything that touches one workload's timeline for the rest of the transaction."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('trainer.workload'), hashtext($1))", workload_id)
+    """Serialise everything that touches one workload's timeline for the rest of the transaction
+    (the event handlers take the same lock with their inbox claim: events.register)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", WORKLOAD_LOCK, workload_id)
 
 
 async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, type: str, producer: str,

@@ -27,14 +27,14 @@ class KitService:
 @pytest.fixture
 def kit_service(fresh):
     @contextlib.asynccontextmanager
-    async def make(service: str, handlers: dict | None = None):
+    async def make(service: str, handlers: dict | None = None, locks: dict | None = None):
         pool = await create_pool(fresh.postgres_url, service)
         await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
         outbox = Outbox(service)
         bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool, outbox,
                        backoff_cap=0.2)
         for event_type, handler in (handlers or {}).items():
-            bus.on(event_type, handler)
+            bus.on(event_type, handler, lock=(locks or {}).get(event_type))
         await bus.start()
         try:
             yield KitService(pool, bus, outbox)
