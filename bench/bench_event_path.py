@@ -132,7 +132,9 @@ async def run(args: argparse.Namespace) -> str:
         pool = await create_pool(infra.postgres_url, SERVICE)
         await apply_migrations(pool, SERVICE, {"kit": KIT_MIGRATIONS})
         await pool.close()
-        declare = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, None, Outbox(SERVICE))  # type: ignore[arg-type]
+        # the queues and bindings, as a service declares them at start (no pool: nothing is consumed)
+        declare = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, None,  # type: ignore[arg-type]
+                           Outbox(SERVICE))
         await declare.broker.connect()
         await declare.declare_topology()
         await declare.broker.stop()

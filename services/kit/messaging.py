@@ -83,14 +83,14 @@ async def _as_message(message: RabbitMessage) -> RabbitMessage:
 # One round trip for what every delivery needs first: claim the event in the inbox (a duplicate claims
 # nothing) and, only if claimed, remember the consumer span as the correlation id's latest trace context,
 # so later work on this workload without a message continues the trace from here.
-_CLAIM = (
+_CLAIM_HEAD = (
     "WITH claimed AS ("
     " INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id),"
     " remembered AS ("
     " INSERT INTO trace_context (correlation_id, headers) SELECT $3, $4::jsonb FROM claimed"
     " WHERE $4::jsonb IS NOT NULL"
-    " ON CONFLICT (correlation_id) DO UPDATE SET headers = EXCLUDED.headers, updated_at = now())"
-    " SELECT EXISTS (SELECT 1 FROM claimed)")
+    " ON CONFLICT (correlation_id) DO UPDATE SET headers = EXCLUDED.headers, updated_at = now())")
+_CLAIM = _CLAIM_HEAD + " SELECT EXISTS (SELECT 1 FROM claimed)"
 
 
 # The same, also taking a transaction-scoped advisory lock (namespace, key) once claimed: a handler
@@ -99,10 +99,15 @@ _CLAIM = (
 # the handler's next statement takes its snapshot, so that statement sees what the previous holder
 # committed. (pg_advisory_xact_lock(hashtext(namespace), hashtext(key)): the form the services'
 # own lock helpers use, so a lock taken here excludes theirs.)
-_CLAIM_AND_LOCK = _CLAIM.replace(
-    " SELECT EXISTS (SELECT 1 FROM claimed)",
-    ", locked AS (SELECT pg_advisory_xact_lock(hashtext($5), hashtext($6)) FROM claimed)"
-    " SELECT EXISTS (SELECT 1 FROM claimed) AND (SELECT count(*) FROM locked) = 1")
+_CLAIM_AND_LOCK = (_CLAIM_HEAD + ", locked AS (SELECT pg_advisory_xact_lock(hashtext($5), hashtext($6)) FROM claimed)"
+                   " SELECT EXISTS (SELECT 1 FROM claimed) AND (SELECT count(*) FROM locked) = 1")
+
+
+def lock_per_workload(namespace: str) -> LockKey:
+    """The LockKey of handlers serialised per workload: (namespace, the event's workload id)."""
+    def key(event: Event) -> tuple[str, str]:
+        return namespace, event.data.workload_id  # type: ignore[attr-defined]
+    return key
 
 
 async def claim(conn: asyncpg.Connection, event: Event, lock: tuple[str, str] | None = None) -> bool:

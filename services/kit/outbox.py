@@ -137,8 +137,8 @@ class OutboxRelay:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 rows = await conn.fetch(
-                    "SELECT id, event_id, routing_key, payload::text AS body, payload->>'correlation_id' AS correlation_id,"
-                    " headers FROM outbox WHERE sent_at IS NULL"
+                    "SELECT id, event_id, routing_key, payload::text AS body,"
+                    " payload->>'correlation_id' AS correlation_id, headers FROM outbox WHERE sent_at IS NULL"
                     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch_size)
                 if rows:
                     await asyncio.gather(*(self._publish_row(row) for row in rows))

@@ -22,7 +22,7 @@ class PageQuery:
 
 
 async def _page_query(page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
-                page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20) -> PageQuery:
+                      page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20) -> PageQuery:
     return PageQuery(page, page_size)
 
 

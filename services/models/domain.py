@@ -36,10 +36,6 @@ def model_name_prefix(app_name: str) -> str:
     return f"{slug(app_name, 'app')}-v"
 
 
-def model_name(app_name: str, version: int) -> str:
-    return f"{model_name_prefix(app_name)}{version}"
-
-
 # ---------------------------------------------------------------- layout in the models bucket
 
 @dataclass(frozen=True)

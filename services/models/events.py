@@ -11,11 +11,6 @@ from services.models.domain import merge_metrics, model_name_prefix, new_model_i
 log = logging.getLogger(__name__)
 
 
-def workload_lock(event: Event) -> tuple[str, str]:
-    """What a completion's transaction holds from its inbox claim on: one workload's model is recorded once."""
-    return store.WORKLOAD_LOCK, event.data.workload_id  # type: ignore[attr-defined]
-
-
 async def on_workload_completed(event: Event, ctx: HandlerContext) -> None:
     completed: WorkloadCompleted = event.data
     if completed.workload.workload_id != completed.workload_id:

@@ -11,13 +11,14 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from services.kit import errors
+from services.kit.messaging import lock_per_workload
 from services.kit.objectstore import check_bucket
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.models import alias_api, api
+from services.models import alias_api, api, store
 from services.models.config import ModelsSettings, models_settings
 from services.models.downloads import Streamer
-from services.models.events import on_workload_completed, workload_lock
+from services.models.events import on_workload_completed
 from services.models.objects import ObjectStore, build_client
 from services.models.worker import StoreWorker
 
@@ -43,7 +44,8 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     app.state.streamer = Streamer(objects, settings.models_bucket, read_threads, settings.models_download_chunk)
     app.state.models_worker = worker
     platform.checks["s3"] = lambda: check_bucket(client, settings.models_bucket)
-    platform.bus.on("workload.completed", on_workload_completed, lock=workload_lock)
+    # one workload's model is recorded once: its completions queue up on this lock from their inbox claim on
+    platform.bus.on("workload.completed", on_workload_completed, lock=lock_per_workload(store.WORKLOAD_LOCK))
     try:
         await asyncio.wait_for(asyncio.to_thread(objects.ensure_bucket, settings.models_bucket), 10)
     except Exception as exc:  # the store may be down at start: the worker creates the bucket once it is back

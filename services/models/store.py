@@ -17,7 +17,7 @@ SUMMARY_COLUMNS = ("model_id, workload_id, app_id, app_name, version, name, stat
 # ---------------------------------------------------------------- recording a completed workload
 
 # concurrent deliveries of one workload's completion queue up on this lock (taken with the inbox claim:
-# events.workload_lock) instead of racing to insert
+# main.py registers the handler with it) instead of racing to insert
 WORKLOAD_LOCK = "models.workload"
 
 

@@ -7,7 +7,7 @@ from contracts.events import AppDeleted, AppSpecCreated, Event
 from contracts.topology import SAGA_EVENTS
 from contracts.workload import Workload
 from services.kit import metrics
-from services.kit.messaging import EventBus, HandlerContext
+from services.kit.messaging import EventBus, HandlerContext, lock_per_workload
 from services.trainer import domain, store
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,4 @@ def register(bus: EventBus) -> None:
     bus.on("app.spec_created", on_spec_created)
     bus.on("app.deleted", on_app_deleted)
     for event_type in SAGA_EVENTS:
-        bus.on(event_type, on_saga_event, lock=_workload_lock)
-
-
-def _workload_lock(event: Event) -> tuple[str, str]:
-    return store.WORKLOAD_LOCK, event.data.workload_id  # type: ignore[attr-defined]
+        bus.on(event_type, on_saga_event, lock=lock_per_workload(store.WORKLOAD_LOCK))

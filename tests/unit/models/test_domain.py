@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from contracts.events import ComponentArtifacts
 from services.models.domain import (ByteRange, Gate, RangeNotSatisfiable, compare, etag_is_md5, evaluate_gate,
-                                    merge_metrics, metric_value, model_name, model_path, multipart_etag,
+                                    merge_metrics, metric_value, model_name_prefix, model_path, multipart_etag,
                                     new_model_id, object_key, parse_range, part_size_for, plan_artifacts,
                                     retry_delay)
 
@@ -22,8 +22,8 @@ def test_model_id_has_the_mdl_prefix_and_eight_hex_digits():
 
 
 def test_model_name_is_the_app_name_slug_with_the_version():
-    assert model_name("RL DesignOpt v1", 3) == "rl-designopt-v1-v3"
-    assert model_name("///", 1) == "app-v1"
+    assert model_name_prefix("RL DesignOpt v1") + "3" == "rl-designopt-v1-v3"
+    assert model_name_prefix("///") + "1" == "app-v1"
 
 
 def test_each_component_gets_its_own_folder_even_with_equal_names():
