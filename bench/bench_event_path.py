@@ -11,8 +11,10 @@ and vhost), with N `workload.approved` events (the saga's largest, ~1.6 kB) queu
 - the kit's EventBus with a handler that does nothing: FastStream's consume path, parsing and validating the
   event, the CONSUMER span (not recorded: no collector), and one PostgreSQL transaction claiming the event in
   the inbox (remembering its trace context), then the ack;
+- the same in batches (services.kit.messaging._Batches, the services' default): one transaction and one
+  claim statement for the events delivered together;
 - the same with a handler that runs one statement and emits one event through the outbox, the relay
-  publishing it (persistent, confirmed) and marking it sent: a typical saga step.
+  publishing it (persistent, confirmed) and marking it sent: a typical saga step; and that in batches.
 
 Figures are this process's CPU (time.process_time) per event, so PostgreSQL's and RabbitMQ's own CPU
 are not in them; the ratio to the baseline is what to compare across machines.
@@ -36,6 +38,7 @@ from contracts.events import WorkloadApproved, WorkloadQueued, make_event  # noq
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool  # noqa: E402
 from services.kit.messaging import EventBus, new_broker, service_queue  # noqa: E402
 from services.kit.outbox import Outbox, OutboxRelay  # noqa: E402
+from services.kit.settings import Settings  # noqa: E402
 from services.kit.telemetry import setup_tracing  # noqa: E402
 from services.kit.stack import ensure_local_servers  # noqa: E402
 from tests.integration.models.helpers import workload  # noqa: E402
@@ -86,11 +89,13 @@ async def baseline(url: str, n: int) -> float:
         return 1e3 * (time.process_time() - started) / n
 
 
-async def event_bus(infra, n: int, step: bool) -> float:
+async def event_bus(infra, n: int, step: bool, batch_size: int = 1) -> float:
     """CPU ms per event of the kit's EventBus draining the queue (and, with step, relaying one event each)."""
     pool = await create_pool(infra.postgres_url, SERVICE)
     outbox = Outbox(SERVICE)
-    bus = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, pool, outbox, prefetch=PREFETCH)
+    settings = Settings()
+    bus = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, pool, outbox, prefetch=PREFETCH,
+                   batch_size=batch_size, batch_workers=settings.consumer_batch_workers)
     relay = OutboxRelay(pool, outbox, bus.publish) if step else None
     done, handled = asyncio.Event(), 0
 
@@ -139,7 +144,9 @@ async def run(args: argparse.Namespace) -> str:
         await declare.declare_topology()
         await declare.broker.stop()
 
-        results: dict[str, list[float]] = {"baseline": [], "bus": [], "step": []}
+        results: dict[str, list[float]] = {"baseline": [], "bus": [], "bus batched": [], "step": [],
+                                           "step batched": []}
+        batch = Settings().consumer_batch_size
         size = 0
         for _ in range(args.rounds):
             for variant in results:
@@ -147,7 +154,8 @@ async def run(args: argparse.Namespace) -> str:
                 if variant == "baseline":
                     results[variant].append(await baseline(infra.rabbitmq_url, args.n))
                 else:
-                    results[variant].append(await event_bus(infra, args.n, step=variant == "step"))
+                    results[variant].append(await event_bus(infra, args.n, step=variant.startswith("step"),
+                                                            batch_size=batch if variant.endswith("batched") else 1))
                 print(f"{variant}: {results[variant][-1]:.3f} ms CPU per event", flush=True)
     finally:
         await infra.cleanup()
@@ -171,8 +179,11 @@ async def run(args: argparse.Namespace) -> str:
         f"| plain aio-pika consumer, manual ack (baseline) | {base:.3f} | 1.0 |",
         f"| EventBus, handler does nothing (parse, span, inbox claim transaction, ack) | {best['bus']:.3f} | "
         f"{best['bus'] / base:.1f} |",
+        f"| the same, in batches of up to {batch} (one transaction and one claim per batch) | "
+        f"{best['bus batched']:.3f} | {best['bus batched'] / base:.1f} |",
         f"| EventBus, handler runs one statement and emits `workload.queued` (relayed, confirmed, marked sent) | "
         f"{best['step']:.3f} | {best['step'] / base:.1f} |",
+        f"| the same, in batches of up to {batch} | {best['step batched']:.3f} | {best['step batched'] / base:.1f} |",
     ]
     return "\n".join(lines) + "\n"
 

@@ -463,6 +463,14 @@ async def broker_ceiling(url: str, size: int, messages: int, window: int, prefet
 
 # ---------------------------------------------------------------- profiling
 
+async def scheduler_iterations(base: str) -> tuple[float, float]:
+    """(count, seconds) of the scheduler engine's iterations so far, from its Prometheus histogram."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    found = dict(re.findall(r"^avatar_scheduler_iteration_seconds_(count|sum) ([0-9.e+-]+)$", text, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
 def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str, subprocess.Popen, Path]]:
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
@@ -533,6 +541,7 @@ async def run(args: argparse.Namespace) -> str:
             warm_ids = {s.workload_id for s in warm if s.workload_id}
             await tap.wait(warm_ids, "warm-up stored", lambda i: i in tap.stored, 120)
 
+        iterations_before = await scheduler_iterations(base["scheduler"])
         sampler = CpuSampler(env.stack, env.stack.database, env.s3.pid,
                              collector.pid if collector is not None else None)
         cpu_before, busy_before = sampler.sample(), machine_busy()
@@ -551,6 +560,7 @@ async def run(args: argparse.Namespace) -> str:
         ended_at = time.time()
         cpu_after, busy_after = sampler.sample(), machine_busy()
         load_after = os.getloadavg()
+        iterations_after = await scheduler_iterations(base["scheduler"])
         log("waiting for model.stored ...")
         all_stored = await tap.wait(ids, "stored", lambda i: i in tap.stored, args.timeout / 2)
         for _, process, _ in profiles:
@@ -660,6 +670,11 @@ async def run(args: argparse.Namespace) -> str:
                   f"| saga's broker load at the measured rate | {rate * publishes:,.0f} publishes/s = "
                   f"{100 * rate * publishes / ceiling['rate']:.1f}% of the ceiling; the ceiling alone would allow "
                   f"{ceiling['rate'] / max(publishes, 1e-9):,.0f} workloads/s |", ""]
+        loops = iterations_after[0] - iterations_before[0]
+        loop_seconds = iterations_after[1] - iterations_before[1]
+        lines += [f"scheduler engine: {loops:,.0f} iterations during the run = {loops / max(len(completed), 1):.2f} per "
+                  f"workload, {1000 * loop_seconds / max(loops, 1):.1f} ms each on average "
+                  f"({1000 * loop_seconds / max(len(completed), 1):.1f} ms of wall time per workload)", ""]
         lines += ["events per workload: " + ", ".join(f"{k} {v / n_observed:.2f}" for k, v in sorted(per_type.items())),
                   ""]
         lines += ["saga hops (from each event's occurred_at; submit = client send time), ms:", "",

@@ -3,11 +3,13 @@
 Every service declares the WHOLE topology at start (all queues and bindings, idempotently), so an
 event published before its consumer first started is still waiting in that consumer's queue.
 A handler runs inside one PostgreSQL transaction that also records the event in the inbox: the state
-change, the inbox row and any outbox rows commit together, and a re-delivered event is skipped.
+change, the inbox row and any outbox rows commit together, and a re-delivered event is skipped. Events
+delivered together share that transaction (`_Batches`); one that fails sends each back to its own.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -22,7 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.events import Event, UnknownEvent, parse_event
 from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, dead_letter_queue, queue_name
-from services.kit import metrics
+from services.kit import inbox, metrics
+from services.kit.inbox import LockKey
 from services.kit.outbox import Outbox
 from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers
 
@@ -53,8 +56,6 @@ class HandlerContext:
 
 
 Handler = Callable[[Event, HandlerContext], Awaitable[None]]
-# what a handler's transaction is serialised on: (namespace, key), e.g. ("trainer.workload", workload id)
-LockKey = Callable[[Event], tuple[str, str]]
 
 EVENTS_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 DLX_EXCHANGE = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
@@ -80,50 +81,122 @@ async def _as_message(message: RabbitMessage) -> RabbitMessage:
     return message
 
 
-# One round trip for what every delivery needs first: claim the event in the inbox (a duplicate claims
-# nothing) and, only if claimed, remember the consumer span as the correlation id's latest trace context,
-# so later work on this workload without a message continues the trace from here.
-_CLAIM_HEAD = (
-    "WITH claimed AS ("
-    " INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id),"
-    " remembered AS ("
-    " INSERT INTO trace_context (correlation_id, headers) SELECT $3, $4::jsonb FROM claimed"
-    " WHERE $4::jsonb IS NOT NULL"
-    " ON CONFLICT (correlation_id) DO UPDATE SET headers = EXCLUDED.headers, updated_at = now())")
-_CLAIM = _CLAIM_HEAD + " SELECT EXISTS (SELECT 1 FROM claimed)"
-
-
-# The same, also taking a transaction-scoped advisory lock (namespace, key) once claimed: a handler
-# that must not run alongside another transaction on the same thing (a workload's timeline) gets its
-# lock in this round trip instead of one of its own. Taken inside this statement, it is held before
-# the handler's next statement takes its snapshot, so that statement sees what the previous holder
-# committed. (pg_advisory_xact_lock(hashtext(namespace), hashtext(key)): the form the services'
-# own lock helpers use, so a lock taken here excludes theirs.)
-_CLAIM_AND_LOCK = (_CLAIM_HEAD + ", locked AS (SELECT pg_advisory_xact_lock(hashtext($5), hashtext($6)) FROM claimed)"
-                   " SELECT EXISTS (SELECT 1 FROM claimed) AND (SELECT count(*) FROM locked) = 1")
-
-
-def lock_per_workload(namespace: str) -> LockKey:
-    """The LockKey of handlers serialised per workload: (namespace, the event's workload id)."""
-    def key(event: Event) -> tuple[str, str]:
-        return namespace, event.data.workload_id  # type: ignore[attr-defined]
-    return key
+def _trace_headers() -> dict | None:
+    """The current (consumer) span's context, to remember with the claim; None when nothing is traced."""
+    carrier = inject_headers()
+    return carrier if "traceparent" in carrier else None
 
 
 async def claim(conn: asyncpg.Connection, event: Event, lock: tuple[str, str] | None = None) -> bool:
-    """Record the event in the inbox in the caller's transaction; False if it was handled before.
-    With `lock` (namespace, key), the claimed event's transaction also holds that advisory lock."""
-    carrier = inject_headers()
-    context = carrier if "traceparent" in carrier else None
-    if lock is None:
-        return await conn.fetchval(_CLAIM, event.event_id, event.type, event.correlation_id, context)
-    return await conn.fetchval(_CLAIM_AND_LOCK, event.event_id, event.type, event.correlation_id, context, *lock)
+    """Claim the event in the caller's transaction (see services.kit.inbox), remembering the current span."""
+    return await inbox.claim(conn, event, _trace_headers(), lock)
+
+
+@dataclass
+class _Delivery:
+    """A delivered event waiting for a batch: what its handler needs, and the context it runs in
+    (its consumer span current, its correlation id set)."""
+
+    claim: inbox.Claim
+    handler: Handler
+    context: contextvars.Context
+    outcome: asyncio.Future
+
+
+class _Batches:
+    """Deliveries handled together: one transaction, one claim statement for all of them, then each
+    handler in turn, in delivery order. Under load a service's queue holds many events and the per-event
+    BEGIN, claim and COMMIT round trips would be most of what handling one costs.
+
+    Nothing waits to fill a batch: a worker takes what has been delivered by the time it looks. A batch
+    of one, or a batch whose transaction fails for any reason (a handler's error, a deadlock, the
+    database away), is handed back: each of its events is then handled on its own, with the retries and
+    the dead-lettering of a single event, so a bad event never takes its neighbours with it."""
+
+    def __init__(self, bus: "EventBus", *, size: int, workers: int) -> None:
+        self._bus = bus
+        self._size = size
+        self._workers = workers
+        self._waiting: asyncio.Queue[_Delivery] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"{self._bus.service}-batches-{i}")
+                       for i in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        while not self._waiting.empty():  # handed back: handled on their own (or left unacked)
+            _resolve(self._waiting.get_nowait(), None)
+
+    async def handle(self, event: Event, handler: Handler, lock: tuple[str, str] | None) -> str | None:
+        """The event's outcome when handled in a batch; None when it must be handled on its own."""
+        if not self._tasks:
+            return None
+        delivery = _Delivery(inbox.Claim(event, _trace_headers(), lock), handler, contextvars.copy_context(),
+                             asyncio.get_running_loop().create_future())
+        self._waiting.put_nowait(delivery)
+        return await delivery.outcome
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._waiting.get()]
+            await asyncio.sleep(0)  # the other messages of the same read are delivered meanwhile
+            while len(batch) < self._size and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            if len(batch) == 1:
+                _resolve(batch[0], None)
+                continue
+            try:
+                outcomes = await self._handle(batch)
+            except asyncio.CancelledError:
+                for delivery in batch:
+                    _resolve(delivery, None)
+                raise
+            except Exception as exc:
+                log.info("a batch of %d %s events rolled back (%s: %s); each is handled on its own",
+                         len(batch), self._bus.service, type(exc).__name__, exc)
+                metrics.BATCHES.labels(self._bus.service, "rolled_back").inc()
+                outcomes = [None] * len(batch)
+            for delivery, outcome in zip(batch, outcomes):
+                _resolve(delivery, outcome)
+
+    async def _handle(self, batch: list[_Delivery]) -> list[str]:
+        outcomes: list[str] = []
+        with metrics.counted_on_commit():
+            counts = metrics.open_block()
+            async with self._bus.pool.acquire() as conn:
+                async with conn.transaction():
+                    claimed = await inbox.claim_many(conn, [d.claim for d in batch])
+                    for delivery in batch:
+                        event = delivery.claim.event
+                        if event.event_id not in claimed:
+                            outcomes.append("duplicate")
+                            continue
+                        claimed.discard(event.event_id)  # delivered twice in this batch: handled once
+                        # in the delivery's own context: its span parents the handler's statements and
+                        # what it publishes; what it counts lands when this batch commits
+                        delivery.context.run(metrics.count_into, counts)
+                        await asyncio.create_task(delivery.handler(event, HandlerContext(conn, event, self._bus.outbox)),
+                                                  context=delivery.context)
+                        outcomes.append("handled")
+        metrics.BATCHES.labels(self._bus.service, "committed").inc()
+        metrics.BATCHED_EVENTS.labels(self._bus.service).inc(len(batch))
+        return outcomes
+
+
+def _resolve(delivery: _Delivery, outcome: str | None) -> None:
+    if not delivery.outcome.done():  # its message's task may have been cancelled (shutdown)
+        delivery.outcome.set_result(outcome)
 
 
 class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
                  max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None,
-                 prefetch: int | None = None) -> None:
+                 prefetch: int | None = None, batch_size: int = 1, batch_workers: int = 2) -> None:
         self.broker = broker
         self.service = service
         self.pool = pool
@@ -138,6 +211,7 @@ class EventBus:
         if parts is not None and parts.hostname:  # never the credentials
             self._server.update({"server.address": parts.hostname, "server.port": parts.port or 5672})
         self._stopping = False
+        self._batches = _Batches(self, size=batch_size, workers=batch_workers) if batch_size > 1 else None
         # every delivered message is handled in a task of its own: the prefetch bounds how many at once
         # (None: unbounded, so a backlog would all be in memory and waiting for the pool at the same time)
         broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL,
@@ -165,12 +239,16 @@ class EventBus:
 
     async def start(self) -> None:
         """Connect, declare the topology and begin consuming (call after handlers are registered)."""
+        if self._batches is not None:
+            self._batches.start()
         await self.broker.start()
         await self.declare_topology()
 
     async def stop(self) -> None:
         self._stopping = True
         await self.broker.stop()
+        if self._batches is not None:
+            await self._batches.stop()
 
     def _broker_attributes(self) -> dict[str, Any]:
         return self._server
@@ -251,7 +329,7 @@ class EventBus:
             with self._tracer.start_as_current_span(
                 f"process {EXCHANGE}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
             ) as span:
-                outcome = await self._handle_with_retries(event, handler, message)
+                outcome = await self._handle(event, handler, message)
                 if outcome == "dead_lettered":
                     span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
                 metrics.EVENTS_CONSUMED.labels(self.service, event.type, outcome).inc()
@@ -259,8 +337,17 @@ class EventBus:
         finally:
             correlation_id.reset(token)
 
-    async def _handle_with_retries(self, event: Event, handler: Handler, message: RabbitMessage) -> str:
-        lock = self._locks.get(event.type)
+    async def _handle(self, event: Event, handler: Handler, message: RabbitMessage) -> str:
+        lock_key = self._locks.get(event.type)
+        lock = lock_key(event) if lock_key else None
+        if self._batches is not None:
+            outcome = await self._batches.handle(event, handler, lock)
+            if outcome is not None:
+                return outcome
+        return await self._handle_with_retries(event, handler, message, lock)
+
+    async def _handle_with_retries(self, event: Event, handler: Handler, message: RabbitMessage,
+                                   lock: tuple[str, str] | None) -> str:
         attempt = 0
         while True:
             attempt += 1
@@ -269,7 +356,7 @@ class EventBus:
                 with metrics.counted_on_commit():
                     async with self.pool.acquire() as conn:
                         async with conn.transaction():
-                            if not await claim(conn, event, lock(event) if lock else None):
+                            if not await claim(conn, event, lock):
                                 return "duplicate"
                             await handler(event, HandlerContext(conn, event, self.outbox))
                 return "handled"

@@ -47,6 +47,16 @@ def _open_block() -> _Pending | None:
     return None if pending is None or pending.closed else pending
 
 
+def open_block() -> _Pending | None:
+    """The innermost `counted_on_commit()` block open here (None: counts land at once)."""
+    return _open_block()
+
+
+def count_into(block: _Pending | None) -> None:
+    """Make counts in this context land with `block` (another context's, e.g. a batch's transaction)."""
+    _deferred.set(block)
+
+
 class Counter(prometheus_client.Counter):
     """prometheus_client's Counter whose increments inside `counted_on_commit()` wait for the commit."""
 
@@ -77,6 +87,9 @@ OUTBOX_PENDING = Gauge("avatar_outbox_pending", "Outbox rows not yet published",
 OUTBOX_OLDEST_AGE = Gauge("avatar_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
 RETENTION_DELETED = Counter("avatar_retention_deleted_total",
                             "Old outbox/inbox/trace-context rows deleted by the retention sweep", ["service", "table"])
+BATCHES = Counter("avatar_consumer_batches_total", "Batches of events handled in one transaction, by outcome",
+                  ["service", "outcome"])
+BATCHED_EVENTS = Counter("avatar_consumer_batched_events_total", "Events handled in committed batches", ["service"])
 DLQ_DEPTH = Gauge("avatar_dlq_depth", "Messages waiting in the service's dead-letter queue", ["service"])
 WORKLOADS = Counter("avatar_workloads_total", "Workload saga transitions seen by the owning service", ["service", "event"])
 WORKLOADS_FAILED = Counter("avatar_workloads_failed_total", "Failed workloads by reason", ["reason"])

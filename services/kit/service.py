@@ -95,7 +95,8 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         broker = new_broker(settings.rabbitmq_url, name, graceful_timeout=10.0)
         outbox = Outbox(name)
         bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
-                       prefetch=settings.consumer_prefetch)
+                       prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
+                       batch_workers=settings.consumer_batch_workers)
         platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     consumer_prefetch: int = Field(default=32, ge=1, le=1000)
+    # delivered events handled together in one transaction, at most this many (1: each on its own), by
+    # this many workers at once (see services.kit.messaging._Batches)
+    consumer_batch_size: int = Field(default=16, ge=1, le=1000)
+    consumer_batch_workers: int = Field(default=2, ge=1, le=32)
     # sent outbox rows, inbox records and trace contexts older than this are deleted (services/kit/retention.py)
     retention_days: float = Field(default=7.0, ge=1.0)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)

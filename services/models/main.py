@@ -11,7 +11,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from services.kit import errors
-from services.kit.messaging import lock_per_workload
+from services.kit.inbox import lock_per_workload
 from services.kit.objectstore import check_bucket
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings

@@ -16,6 +16,9 @@ RELEASED = Counter("avatar_scheduler_allocations_released_total",
                    "Allocations given back, by who released them", ["by"])
 DECISION_SECONDS = Histogram("avatar_scheduler_decision_seconds", "Time to build the policy input and decide",
                              buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+ITERATION_SECONDS = Histogram("avatar_scheduler_iteration_seconds",
+                              "Time of one engine iteration (sync, advance, one scheduling round)",
+                              buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 REDIS_REBUILDS = Counter("avatar_scheduler_redis_rebuilds_total", "Times Redis state was rebuilt from PostgreSQL")
 LOOP_TESTS = Counter("avatar_scheduler_loop_tests_total", "Loop tests that ended, by outcome", ["outcome"])
 ORPHANS_STOPPED = Counter("avatar_scheduler_orphans_stopped_total", "Runner runs stopped because no run owned them")

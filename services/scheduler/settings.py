@@ -41,6 +41,9 @@ class SchedulerSettings(Settings):
     scheduler_log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # how many lines of a running component's log stay in Redis for live reading
     scheduler_live_log_lines: int = Field(default=5000, ge=10)
+    # how many workloads one scheduling round starts at once: a start is a dozen round trips and a process
+    # (or pod) creation, so one after the other the round's length, not the cluster, would bound the start rate
+    scheduler_start_concurrency: int = Field(default=8, ge=1, le=64)
     # the policy examines at most this many components after the blocked head (bf_max_job_test)
     scheduler_backfill_candidates: int = Field(default=1000, ge=1)
 

@@ -7,7 +7,8 @@ from contracts.events import AppDeleted, AppSpecCreated, Event
 from contracts.topology import SAGA_EVENTS
 from contracts.workload import Workload
 from services.kit import metrics
-from services.kit.messaging import EventBus, HandlerContext, lock_per_workload
+from services.kit.inbox import lock_per_workload
+from services.kit.messaging import EventBus, HandlerContext
 from services.trainer import domain, store
 
 log = logging.getLogger(__name__)

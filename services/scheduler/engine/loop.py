@@ -138,9 +138,11 @@ class Engine:
         await self._iterate()
 
     async def _iterate(self) -> float | None:
+        started_at = time.perf_counter()
         await self.recovery.ensure_redis()
         await self.sync_queue()
         next_deadline = await self.jobs.advance()
         await self.starter.schedule()
         await self.sync_queue()
+        m.ITERATION_SECONDS.observe(time.perf_counter() - started_at)
         return next_deadline

@@ -93,10 +93,21 @@ class Starter:
         by_job: dict[str, list] = {}
         for start in decision.starts:
             by_job.setdefault(start.workload_id, []).append(start)
-        for job_id, starts in by_job.items():
-            job_runs = {r["run_id"]: r for r in runs[job_id]}
-            await self._start_runs(jobs[job_id], [(s, job_runs[s.component_id], demands[s.component_id])
-                                                  for s in starts], job_runs)
+        # the decision placed every start on capacity of its own, so jobs start side by side (in decision
+        # order, a few at a time); the allocator's script still refuses a start that lost a race
+        slots = asyncio.Semaphore(settings.scheduler_start_concurrency)
+
+        async def start_job(job_id: str, starts: list) -> None:
+            async with slots:
+                job_runs = {r["run_id"]: r for r in runs[job_id]}
+                await self._start_runs(jobs[job_id], [(s, job_runs[s.component_id], demands[s.component_id])
+                                                      for s in starts], job_runs)
+
+        results = await asyncio.gather(*(start_job(job_id, starts) for job_id, starts in by_job.items()),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:  # each failed start undid its own claims; the loop logs this and tries again
+            raise failures[0]
 
     async def _start_runs(self, job: Mapping[str, Any], starts: list, job_runs: Mapping[str, Mapping]) -> None:
         """Claim, allocate (the Lua script), record and launch: one span in the job's trace."""

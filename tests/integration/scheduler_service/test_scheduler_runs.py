@@ -1,12 +1,15 @@
 """Running workloads: DAG order, artifacts and metrics, logs, failure and timeout compensation."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from contracts.events import WorkloadApproved
+from services.scheduler.main import create_app
 from tests.integration.scheduler_service.support import (allocations, component, component_processes, register,
                                                          workload)
 from tests.support.infra import wait_until
+from tests.support.services import running_service
 
 
 async def test_two_component_dag_runs_in_order_and_completes_with_artifacts(scheduler, publish, tap):
@@ -103,3 +106,34 @@ async def test_live_log_is_served_while_the_component_runs(scheduler, publish, t
     stored = await scheduler.client.get("/workloads/WL-LIVE/logs", params={"component": "CL-TALK"},
                                         headers=scheduler.headers("viewer"))
     assert stored.text == followed.text
+
+
+async def test_a_round_starts_workloads_side_by_side_up_to_the_start_concurrency(scheduler_settings, publish, tap):
+    """A slow start (a pod being created) must not hold back the other workloads of the round, and no
+    more than scheduler_start_concurrency starts may be in flight at once."""
+    async with running_service(create_app, scheduler_settings(scheduler_start_concurrency=3)) as scheduler:
+        await wait_until(lambda: scheduler.app.state.scheduler.leadership.leading, message="leadership")
+        await register(publish, scheduler, "CL-PROBE")
+        runner = scheduler.app.state.scheduler.engine.io.runner
+        original, starting, peak = runner.start, 0, 0
+
+        async def slow_start(spec):
+            nonlocal starting, peak
+            starting += 1
+            peak = max(peak, starting)
+            try:
+                await asyncio.sleep(0.3)
+                return await original(spec)
+            finally:
+                starting -= 1
+
+        runner.start = slow_start
+        ids = [f"WL-SIDE-{i}" for i in range(8)]
+        for workload_id in ids:
+            await publish("workload.approved", WorkloadApproved(
+                workload_id=workload_id, auto=True, workload=workload(workload_id, component("CL-PROBE"))),
+                correlation_id=workload_id)
+        for workload_id in ids:
+            await tap.wait_for("workload.completed", workload_id)
+        assert peak == 3
+        assert await allocations(scheduler) == []

@@ -1,0 +1,122 @@
+"""Deliveries handled in batches: one transaction and one inbox claim for many events, each event still
+handled once, a bad one dead-lettered alone, and what a rolled-back batch counted not counted."""
+import asyncio
+
+from contracts.events import make_event
+from services.kit import inbox, metrics
+from services.kit.messaging import REASON_HEADER, PermanentError
+from tests.integration.kit.test_outbox import spec_created
+from tests.support.broker import dead_letters, publish
+from tests.support.infra import wait_until
+
+TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))"
+HANDLED = metrics.Counter("avatar_test_batch_handled_total", "Events a test handler counted", ["test"])
+
+
+def _event(app_id: str):
+    return make_event("app.spec_created", spec_created(app_id), producer="test", correlation_id=app_id)
+
+
+def _value(counter, *labels) -> float:
+    return counter.labels(*labels)._value.get()
+
+
+async def _backlog(kit_service, fresh, events) -> None:
+    """The events waiting in the library's queue before its consumer starts (a restart under load)."""
+    async with kit_service("library") as library:  # declares the topology
+        await library.pool.execute("CREATE TABLE handled (seq bigserial, app_id text PRIMARY KEY)")
+    for event in events:
+        await publish(fresh.rabbitmq_url, "app.spec_created", event)
+
+
+async def _handled_rows(pool) -> list[str]:
+    return [r["app_id"] for r in await pool.fetch("SELECT app_id FROM handled ORDER BY seq")]
+
+
+async def test_a_backlog_is_handled_in_batches_each_event_once_in_delivery_order(kit_service, fresh):
+    events = [_event(f"APP-{i:06d}") for i in range(60)]
+    await _backlog(kit_service, fresh, [*events[:30], events[5], *events[30:]])  # one delivered twice
+    committed = _value(metrics.BATCHED_EVENTS, "library")
+    duplicates = _value(metrics.EVENTS_CONSUMED, "library", "app.spec_created", "duplicate")
+
+    async def on_spec_created(event, ctx):
+        await ctx.conn.execute("INSERT INTO handled (app_id) VALUES ($1)", event.correlation_id)
+        HANDLED.labels("backlog").inc()
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16) as library:
+        async def all_handled():
+            return await library.pool.fetchval("SELECT count(*) FROM inbox") == 60
+        await wait_until(all_handled, message="the backlog handled")
+        await wait_until(lambda: _value(metrics.EVENTS_CONSUMED, "library", "app.spec_created", "duplicate")
+                         > duplicates, message="the second delivery skipped")
+        handled = await _handled_rows(library.pool)
+    assert sorted(handled) == sorted(e.correlation_id for e in events)  # a duplicate key would have failed
+    assert _value(metrics.BATCHED_EVENTS, "library") - committed >= 2, "no batch was committed"
+    assert _value(HANDLED, "backlog") == 60
+
+
+async def test_a_bad_event_in_a_batch_is_dead_lettered_alone_and_counted_once(kit_service, fresh):
+    events = [_event(f"APP-{i:06d}") for i in range(40)]
+    bad = events[17].event_id
+    await _backlog(kit_service, fresh, events)
+    handled_before = _value(metrics.EVENTS_CONSUMED, "library", "app.spec_created", "handled")
+    rolled_back = _value(metrics.BATCHES, "library", "rolled_back")
+
+    async def on_spec_created(event, ctx):
+        await ctx.conn.execute("INSERT INTO handled (app_id) VALUES ($1)", event.correlation_id)
+        HANDLED.labels("bad").inc()
+        if event.event_id == bad:
+            raise PermanentError("this App refers to nothing we know")
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16) as library:
+        letters = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "library"), message="the dead letter")
+
+        async def rest_handled():
+            return await library.pool.fetchval("SELECT count(*) FROM inbox") == 39
+        await wait_until(rest_handled, message="the other events handled")
+        handled = await _handled_rows(library.pool)
+    assert sorted(handled) == sorted(e.correlation_id for e in events if e.event_id != bad)
+    assert [letter.headers[REASON_HEADER] for letter in letters] == [
+        f"app.spec_created {bad}: this App refers to nothing we know"]
+    assert _value(metrics.BATCHES, "library", "rolled_back") > rolled_back, "the bad event was never in a batch"
+    # the rolled-back batch's counts were dropped: each good event counted once, the bad one never
+    assert _value(metrics.EVENTS_CONSUMED, "library", "app.spec_created", "handled") - handled_before == 39
+    assert _value(HANDLED, "bad") == 39
+
+
+async def test_a_batch_claim_holds_each_claimed_events_lock_until_commit(kit_service):
+    first, second, seen = _event("APP-000001"), _event("APP-000002"), _event("APP-000003")
+    async with kit_service("library") as library:
+        async with library.pool.acquire() as conn:
+            await inbox.claim(conn, seen)  # handled before
+        async with library.pool.acquire() as conn, library.pool.acquire() as other:
+            async with conn.transaction():
+                claimed = await inbox.claim_many(conn, [
+                    inbox.Claim(second, {"traceparent": "00-" + "b" * 32 + "-" + "c" * 16 + "-01"}, ("test.app", "k2")),
+                    inbox.Claim(first, None, ("test.app", "k1")),
+                    inbox.Claim(second, None, ("test.app", "k2")),
+                    inbox.Claim(seen, None, ("test.app", "k3"))])
+                assert claimed == {first.event_id, second.event_id}
+                async with other.transaction():
+                    assert [await other.fetchval(TRY_LOCK, "test.app", key) for key in ("k1", "k2", "k3")] == [
+                        False, False, True]  # a duplicate takes no lock
+            async with other.transaction():
+                assert await other.fetchval(TRY_LOCK, "test.app", "k1"), "the lock outlived the transaction"
+            assert await conn.fetchval("SELECT headers->>'traceparent' FROM trace_context WHERE correlation_id = $1",
+                                       "APP-000002") == "00-" + "b" * 32 + "-" + "c" * 16 + "-01"
+            assert await conn.fetchval("SELECT count(*) FROM inbox") == 3
+
+
+async def test_events_delivered_one_at_a_time_are_handled_at_once(kit_service, fresh):
+    """Nothing waits to fill a batch: a lone event is handled as soon as it arrives."""
+    handled = []
+
+    async def on_spec_created(event, ctx):
+        handled.append(event.correlation_id)
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16):
+        for i in range(3):
+            await publish(fresh.rabbitmq_url, "app.spec_created", _event(f"APP-{i:06d}"))
+            await wait_until(lambda: len(handled) == i + 1, timeout=2, message=f"event {i}")
+            await asyncio.sleep(0.05)
+    assert handled == ["APP-000000", "APP-000001", "APP-000002"]
