@@ -81,7 +81,7 @@ def _status_of(entry: TimelineEntry) -> str | None:
 
 
 def derive_status(entries: Iterable[TimelineEntry]) -> str:
-    """Fold the timeline into one status.
+    """Fold the timeline (in time order) into one status.
 
     Robust to late or re-ordered delivery: progress only moves forward, an ending (rejected,
     failed, cancelled) overrides progress, and nothing moves a final status (an ending or
@@ -89,12 +89,24 @@ def derive_status(entries: Iterable[TimelineEntry]) -> str:
     """
     status = "waiting"
     for entry in entries:
-        candidate = _status_of(entry)
-        if candidate is None or status in FINAL:
-            continue
-        if candidate in ENDINGS or PROGRESS.index(candidate) > PROGRESS.index(status):
-            status = candidate
+        status = step(status, entry)
     return status
+
+
+def step(status: str, entry: TimelineEntry) -> str:
+    """The status after one more entry, as late as or later than every entry `status` was folded from."""
+    candidate = _status_of(entry)
+    if candidate is None or status in FINAL:
+        return status
+    if candidate in ENDINGS or PROGRESS.index(candidate) > PROGRESS.index(status):
+        return candidate
+    return status
+
+
+def transitions(entry: TimelineEntry) -> dict[str, str]:
+    """`step(status, entry)` for every status it changes: the store applies it to the status it finds,
+    so a workload's latest event updates its status without reading its timeline."""
+    return {status: after for status in STATUSES if (after := step(status, entry)) != status}
 
 
 @dataclass(frozen=True)

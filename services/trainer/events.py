@@ -26,34 +26,35 @@ async def on_app_deleted(event: Event, ctx: HandlerContext) -> None:
 
 
 async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
-    """Append the event to its workload's timeline and re-derive the request's status.
+    """Append the event to its workload's timeline and fold it into the request's status.
 
     Runs holding the workload's timeline lock, taken with the inbox claim (`register`)."""
     workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
-    if event.type == "training.requested":
-        await _record_request(event, ctx)
-    earlier = await store.timeline(ctx.conn, workload_id)  # read once: the step time and the status need it
+    recorded = event.type == "training.requested" and event.producer != SERVICE and await _record_request(event, ctx)
     summary, details = domain.describe(event)
     entry = domain.TimelineEntry(type=event.type, producer=event.producer, occurred_at=event.occurred_at,
                                  summary=summary, details=details, event_id=str(event.event_id))
-    # the order store.timeline() gives: by time, then arrival (a stable sort keeps the new entry last of equals)
-    status = domain.derive_status(sorted([*earlier, entry], key=lambda item: item.occurred_at))
     appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
                                   producer=event.producer, occurred_at=event.occurred_at, summary=summary,
-                                  details=details, status=status)
-    if not appended:
-        return
-    previous = max((item.occurred_at for item in earlier), default=None)
+                                  details=details, transitions=domain.transitions(entry))
+    if not appended.added or not appended.known:
+        return  # delivered before; or the request is not known yet, and is folded when it is recorded
+    previous = appended.previous
+    if recorded or not appended.folded:  # events before this one arrived first, or this one is late
+        entries = await store.refold(ctx.conn, workload_id)
+        previous = max((item.occurred_at for item in entries if item.event_id != entry.event_id), default=None)
     if previous is not None and event.occurred_at >= previous:
         metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())
 
 
-async def _record_request(event: Event, ctx: HandlerContext) -> None:
-    # Our own submissions are already stored; a request another system published is recorded here.
+async def _record_request(event: Event, ctx: HandlerContext) -> bool:
+    # A request another system published is recorded here (ours were stored with their event's outbox row).
     workload: Workload = event.data  # type: ignore[assignment]
-    if await store.insert_request(ctx.conn, workload, source=event.producer):
-        metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
-        log.info("recorded training request %s published by %s", workload.workload_id, event.producer)
+    if not await store.insert_request(ctx.conn, workload, source=event.producer):
+        return False
+    metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
+    log.info("recorded training request %s published by %s", workload.workload_id, event.producer)
+    return True
 
 
 def register(bus: EventBus) -> None:

@@ -1,6 +1,7 @@
 """All of the trainer's SQL: the ready-apps read model, training requests and their timelines."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -8,7 +9,7 @@ import asyncpg
 
 from contracts.spec import AppSpec
 from contracts.workload import Workload
-from services.trainer.domain import TimelineEntry
+from services.trainer.domain import TimelineEntry, derive_status
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -104,18 +105,43 @@ async def lock_workload(conn: asyncpg.Connection, workload_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", WORKLOAD_LOCK, workload_id)
 
 
+@dataclass(frozen=True)
+class Appended:
+    added: bool  # new to the timeline (False: delivered before)
+    folded: bool  # the request's status now includes it (it was the workload's latest event)
+    known: bool  # the request exists (an event may come before the request it is about)
+    previous: datetime | None  # the workload's latest event time before this one, when folded
+
+
 async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, type: str, producer: str,
-                 occurred_at: datetime, summary: str, details: dict[str, Any], status: str) -> bool:
-    """Add the event to the timeline and, if it was new, set the request's status (one round trip)."""
-    inserted = await conn.fetchval(
+                 occurred_at: datetime, summary: str, details: dict[str, Any],
+                 transitions: dict[str, str]) -> Appended:
+    """Add the event to the timeline and, when it is the workload's latest (the usual case), fold it into
+    the request's status by `transitions` (status → status after it): one round trip, no timeline read.
+    An event older than the latest is not folded: the caller re-derives the status (`refold`)."""
+    row = await conn.fetchrow(
         "WITH added AS ("
         " INSERT INTO timeline (workload_id, event_id, type, producer, occurred_at, summary, details)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING workload_id),"
-        " updated AS (UPDATE training_requests SET status = $8, updated_at = now()"
-        " WHERE workload_id = (SELECT workload_id FROM added) AND status IS DISTINCT FROM $8)"
-        " SELECT EXISTS (SELECT 1 FROM added)",
-        workload_id, event_id, type, producer, occurred_at, summary, details, status)
-    return bool(inserted)
+        " request AS (SELECT last_event_at FROM training_requests WHERE workload_id = $1),"
+        " folded AS (UPDATE training_requests r SET status = coalesce($8::jsonb ->> r.status, r.status),"
+        " last_event_at = $5, updated_at = now()"
+        " WHERE r.workload_id = (SELECT workload_id FROM added) AND (r.last_event_at IS NULL OR r.last_event_at <= $5)"
+        " RETURNING 1)"
+        " SELECT EXISTS (SELECT 1 FROM added) AS added, EXISTS (SELECT 1 FROM folded) AS folded,"
+        " EXISTS (SELECT 1 FROM request) AS known, (SELECT last_event_at FROM request) AS previous",
+        workload_id, event_id, type, producer, occurred_at, summary, details, transitions)
+    return Appended(row["added"], row["folded"], row["known"], row["previous"] if row["folded"] else None)
+
+
+async def refold(conn: asyncpg.Connection, workload_id: str) -> list[TimelineEntry]:
+    """Re-derive the request's status from its whole timeline (an event arrived late, or the request
+    was recorded after events about it); returns the timeline."""
+    entries = await timeline(conn, workload_id)
+    await conn.execute(
+        "UPDATE training_requests SET status = $2, last_event_at = $3, updated_at = now() WHERE workload_id = $1",
+        workload_id, derive_status(entries), max((e.occurred_at for e in entries), default=None))
+    return entries
 
 
 async def timeline(conn: Conn, workload_id: str) -> list[TimelineEntry]:

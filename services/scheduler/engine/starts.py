@@ -209,7 +209,8 @@ class Starter:
         async with self.io.pool.acquire() as conn:
             inputs = await conn.fetch(
                 "SELECT component_id, output_prefix FROM runs WHERE job_id = $1 AND round = $2 AND task_id = $3"
-                " AND component_id = ANY($4::text[])", job["job_id"], run["round"], run["task_id"], upstream)
+                " AND component_id = ANY($4::text[])", job["job_id"], run["round"], run["task_id"], upstream
+            ) if upstream else []
             library = await store.library_lookup(conn, component.component_id, component.image.registry,
                                                  component.image.tag)
         prefixes = {r["component_id"]: r["output_prefix"] for r in inputs}

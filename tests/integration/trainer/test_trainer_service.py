@@ -1,12 +1,13 @@
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
 
 from contracts.events import (AppDeleted, AppSpecCreated, ComponentAllocation, ComponentArtifacts,
                               LoopTestCompleted, ModelStored, WorkloadCancelled, WorkloadCompleted, WorkloadQueued,
-                              WorkloadStarted)
+                              WorkloadFailed, WorkloadStarted, make_event)
 from contracts.workload import Workload
 from tests.integration.approval.saga import (approval_service, approval_status, emit, publish, tapped,
                                              trainer_service)
@@ -252,5 +253,34 @@ async def test_events_before_their_request_still_make_the_timeline(fresh):
         await emit(fresh.rabbitmq_url, "training.requested", workload(spec, workload_id="WL-0E4A1101"),
                    producer="other")
         view = await request_status(trainer, "WL-0E4A1101", "cancelled")
+        listed = await trainer.client.get("/training-requests", params={"status": "cancelled"},
+                                          headers=trainer.headers("viewer"))
     assert {entry["type"] for entry in view["timeline"]} == {"training.requested", "workload.cancelled"}
+    assert [item["workload_id"] for item in listed.json()["items"]] == ["WL-0E4A1101"]  # the stored status too
 
+
+
+async def test_a_late_event_is_folded_in_time_order(fresh):
+    """The status is the timeline folded in time order, whatever order the events arrive in: a failure
+    that happened before the model was stored, delivered after it, makes the request failed."""
+    spec = small_spec((1, "8GB"))
+    request = make_event("training.requested", workload(spec, workload_id="WL-1A7E0001"), producer="other",
+                         correlation_id="WL-1A7E0001")
+    stored = make_event("model.stored", ModelStored(workload_id="WL-1A7E0001", model_id="MD-00000009", app_id=spec.app_id,
+                                                    version=1, size_bytes=1, files=1),
+                        producer="models", correlation_id="WL-1A7E0001")
+    failed = make_event("workload.failed", WorkloadFailed(workload_id="WL-1A7E0001", stage="run", reason="exit code 1"),
+                        producer="scheduler", correlation_id="WL-1A7E0001")
+    stored = stored.model_copy(update={"occurred_at": request.occurred_at + timedelta(seconds=2)})
+    failed = failed.model_copy(update={"occurred_at": request.occurred_at + timedelta(seconds=1)})
+    async with trainer_service(fresh) as trainer:
+        await publish(fresh.rabbitmq_url, "training.requested", request)
+        await request_status(trainer, "WL-1A7E0001", "waiting")
+        await publish(fresh.rabbitmq_url, "model.stored", stored)
+        await request_status(trainer, "WL-1A7E0001", "model stored")
+        await publish(fresh.rabbitmq_url, "workload.failed", failed)
+        view = await request_status(trainer, "WL-1A7E0001", "failed")
+        listed = await trainer.client.get("/training-requests", params={"status": "failed"},
+                                          headers=trainer.headers("viewer"))
+    assert [entry["type"] for entry in view["timeline"]] == ["training.requested", "workload.failed", "model.stored"]
+    assert [item["workload_id"] for item in listed.json()["items"]] == ["WL-1A7E0001"]

@@ -1,8 +1,9 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, strategies as st
 
-from services.trainer.domain import TimelineEntry, derive_status, summarise
+from services.trainer.domain import TimelineEntry, derive_status, summarise, transitions
 
 T0 = datetime(2026, 2, 9, 9, 0, tzinfo=timezone.utc)
 
@@ -82,3 +83,22 @@ def test_the_outcome_explains_how_the_request_ended():
     retrying = timeline("workload.completed", "model.store_failed")
     assert summarise(retrying).outcome == "model.store_failed"
     assert summarise(timeline("workload.rejected")).outcome == "workload.rejected"
+
+
+EVENT_STEPS = [
+    "training.requested", "approval.required", "looptest.requested", "looptest.completed", "looptest.passed",
+    "looptest.failed", "workload.approved", "workload.rejected", "workload.queued", ("workload.queued", {"loop_test": True}),
+    "workload.started", "workload.completed", "workload.failed", ("workload.failed", {"stage": "loop_test"}),
+    "workload.cancel_requested", "workload.cancelled", "model.stored", "model.store_failed",
+]
+
+
+@given(st.lists(st.sampled_from(EVENT_STEPS), max_size=12))
+def test_folding_each_latest_event_by_its_transitions_gives_the_derived_status(steps):
+    """What the store does when an event is the workload's latest (status = transitions.get(status, status))
+    agrees with deriving the status from the whole timeline after every event."""
+    entries = timeline(*steps)
+    status = "waiting"
+    for i, entry in enumerate(entries):
+        status = transitions(entry).get(status, status)
+        assert status == derive_status(entries[:i + 1])
