@@ -38,7 +38,7 @@ _CLAIM_AND_LOCK = (_CLAIM_HEAD + ", locked AS (SELECT pg_advisory_xact_lock(hash
 
 # The same for a batch. An event delivered twice within the batch is claimed once; a correlation id keeps
 # the trace context of its last claimed event (one row may be written once per statement); the locks are
-# taken in one order (namespace, key), so two batches wanting the same keys queue instead of deadlocking.
+# taken in the order of their lock ids, so two batches wanting the same keys queue instead of deadlocking.
 _CLAIM_MANY = (
     "WITH delivered AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])"
     " WITH ORDINALITY AS d(event_id, event_type, correlation_id, headers, lock_namespace, lock_key, n)),"
@@ -50,9 +50,10 @@ _CLAIM_MANY = (
     " FROM delivered d JOIN claimed c ON c.event_id = d.event_id WHERE d.headers IS NOT NULL"
     " ORDER BY d.correlation_id, d.n DESC"
     " ON CONFLICT (correlation_id) DO UPDATE SET headers = EXCLUDED.headers, updated_at = now()),"
-    " locked AS (SELECT pg_advisory_xact_lock(hashtext(k.lock_namespace), hashtext(k.lock_key)) FROM"
-    " (SELECT DISTINCT d.lock_namespace, d.lock_key FROM delivered d JOIN claimed c ON c.event_id = d.event_id"
-    "  WHERE d.lock_namespace IS NOT NULL ORDER BY 1, 2) k)"
+    " locked AS (SELECT pg_advisory_xact_lock(k.namespace, k.key) FROM"
+    " (SELECT DISTINCT hashtext(d.lock_namespace) AS namespace, hashtext(d.lock_key) AS key"
+    "  FROM delivered d JOIN claimed c ON c.event_id = d.event_id WHERE d.lock_namespace IS NOT NULL"
+    "  ORDER BY 1, 2) k)"
     " SELECT array(SELECT event_id FROM claimed) AS claimed, (SELECT count(*) FROM locked) AS locks")
 
 

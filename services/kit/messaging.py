@@ -134,7 +134,7 @@ class _Batches:
 
     async def handle(self, event: Event, handler: Handler, lock: tuple[str, str] | None) -> str | None:
         """The event's outcome when handled in a batch; None when it must be handled on its own."""
-        if not self._tasks:
+        if not any(not task.done() for task in self._tasks):  # stopped (or never started)
             return None
         delivery = _Delivery(inbox.Claim(event, _trace_headers(), lock), handler, contextvars.copy_context(),
                              asyncio.get_running_loop().create_future())
@@ -144,25 +144,31 @@ class _Batches:
     async def _work(self) -> None:
         while True:
             batch = [await self._waiting.get()]
-            await asyncio.sleep(0)  # the other messages of the same read are delivered meanwhile
-            while len(batch) < self._size and not self._waiting.empty():
-                batch.append(self._waiting.get_nowait())
-            if len(batch) == 1:
-                _resolve(batch[0], None)
-                continue
             try:
-                outcomes = await self._handle(batch)
-            except asyncio.CancelledError:
+                await asyncio.sleep(0)  # the other messages of the same read are delivered meanwhile
+                while len(batch) < self._size and not self._waiting.empty():
+                    batch.append(self._waiting.get_nowait())
+                outcomes = [None] if len(batch) == 1 else await self._handle_or_hand_back(batch)
+            except BaseException:  # this worker is stopped: each of its batch is handled on its own
                 for delivery in batch:
                     _resolve(delivery, None)
                 raise
-            except Exception as exc:
-                log.info("a batch of %d %s events rolled back (%s: %s); each is handled on its own",
-                         len(batch), self._bus.service, type(exc).__name__, exc)
-                metrics.BATCHES.labels(self._bus.service, "rolled_back").inc()
-                outcomes = [None] * len(batch)
             for delivery, outcome in zip(batch, outcomes):
                 _resolve(delivery, outcome)
+
+    async def _handle_or_hand_back(self, batch: list[_Delivery]) -> list[str | None]:
+        try:
+            return await self._handle(batch)
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # the worker is stopped
+                raise
+            error = "a handler was cancelled"  # a handler's own doing: it must not end the worker
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        log.info("a batch of %d %s events rolled back (%s); each is handled on its own",
+                 len(batch), self._bus.service, error)
+        metrics.BATCHES.labels(self._bus.service, "rolled_back").inc()
+        return [None] * len(batch)
 
     async def _handle(self, batch: list[_Delivery]) -> list[str]:
         outcomes: list[str] = []
@@ -241,8 +247,13 @@ class EventBus:
         """Connect, declare the topology and begin consuming (call after handlers are registered)."""
         if self._batches is not None:
             self._batches.start()
-        await self.broker.start()
-        await self.declare_topology()
+        try:
+            await self.broker.start()
+            await self.declare_topology()
+        except BaseException:
+            if self._batches is not None:
+                await self._batches.stop()
+            raise
 
     async def stop(self) -> None:
         self._stopping = True
@@ -339,7 +350,11 @@ class EventBus:
 
     async def _handle(self, event: Event, handler: Handler, message: RabbitMessage) -> str:
         lock_key = self._locks.get(event.type)
-        lock = lock_key(event) if lock_key else None
+        try:
+            lock = lock_key(event) if lock_key else None
+        except Exception as exc:  # the event lacks what its lock is keyed on: it can never be handled
+            await self._dead_letter(message, f"{event.type} {event.event_id}: no lock key: {exc!r}")
+            return "dead_lettered"
         if self._batches is not None:
             outcome = await self._batches.handle(event, handler, lock)
             if outcome is not None:

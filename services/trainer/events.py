@@ -37,13 +37,13 @@ async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
     appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
                                   producer=event.producer, occurred_at=event.occurred_at, summary=summary,
                                   details=details, transitions=domain.transitions(entry))
-    if not appended.added or not appended.known:
-        return  # delivered before; or the request is not known yet, and is folded when it is recorded
+    if not appended.known or not (appended.added or recorded):
+        return  # the request is not known yet (it is folded when recorded), or the event was seen before
     previous = appended.previous
     if recorded or not appended.folded:  # events before this one arrived first, or this one is late
         entries = await store.refold(ctx.conn, workload_id)
         previous = max((item.occurred_at for item in entries if item.event_id != entry.event_id), default=None)
-    if previous is not None and event.occurred_at >= previous:
+    if appended.added and previous is not None and event.occurred_at >= previous:
         metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())
 
 

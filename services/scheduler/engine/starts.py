@@ -105,8 +105,10 @@ class Starter:
 
         results = await asyncio.gather(*(start_job(job_id, starts) for job_id, starts in by_job.items()),
                                        return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:  # each failed start undid its own claims; the loop logs this and tries again
+        failures = [r for r in results if isinstance(r, Exception)]
+        for failure in failures[1:]:  # the first is raised: the loop logs it and tries again
+            log.error("starting a job failed", exc_info=failure)
+        if failures:  # each failed start undid its own claims
             raise failures[0]
 
     async def _start_runs(self, job: Mapping[str, Any], starts: list, job_runs: Mapping[str, Mapping]) -> None:

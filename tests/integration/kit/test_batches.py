@@ -120,3 +120,48 @@ async def test_events_delivered_one_at_a_time_are_handled_at_once(kit_service, f
             await wait_until(lambda: len(handled) == i + 1, timeout=2, message=f"event {i}")
             await asyncio.sleep(0.05)
     assert handled == ["APP-000000", "APP-000001", "APP-000002"]
+
+
+async def test_a_handler_cancelled_inside_a_batch_does_not_stop_batching(kit_service, fresh):
+    """A handler's own CancelledError hands its batch back; it does not end the worker that ran it."""
+    events = [_event(f"APP-{i:06d}") for i in range(30)]
+    cancelled_once = events[3].event_id
+    await _backlog(kit_service, fresh, events)
+    seen: list = []
+    rolled_back = _value(metrics.BATCHES, "library", "rolled_back")
+
+    async def on_spec_created(event, ctx):
+        await ctx.conn.execute("INSERT INTO handled (app_id) VALUES ($1)", event.correlation_id)
+        if event.event_id == cancelled_once and event.event_id not in seen:
+            seen.append(event.event_id)
+            raise asyncio.CancelledError()
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16) as library:
+        async def all_handled():
+            return await library.pool.fetchval("SELECT count(*) FROM inbox") == 30
+        await wait_until(all_handled, message="the backlog")
+        assert sorted(await _handled_rows(library.pool)) == sorted(e.correlation_id for e in events)
+        workers = library.bus._batches._tasks
+        assert len(workers) == 2 and not any(worker.done() for worker in workers), "a batch worker ended"
+    assert seen == [cancelled_once]
+    assert _value(metrics.BATCHES, "library", "rolled_back") > rolled_back, "the cancel was not inside a batch"
+
+
+async def test_an_event_without_its_lock_key_is_dead_lettered_and_consuming_goes_on(kit_service, fresh):
+    handled = []
+
+    async def on_spec_created(event, ctx):
+        handled.append(event.correlation_id)
+
+    def lock(event):
+        if event.correlation_id == "APP-NOKEY1":
+            raise AttributeError("no workload_id")
+        return "test.app", event.correlation_id
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, {"app.spec_created": lock},
+                           batch_size=16):
+        await publish(fresh.rabbitmq_url, "app.spec_created", _event("APP-NOKEY1"))
+        await publish(fresh.rabbitmq_url, "app.spec_created", _event("APP-000001"))
+        await wait_until(lambda: handled == ["APP-000001"], message="the next event")
+        letters = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "library"), message="the dead letter")
+    assert "no lock key: AttributeError('no workload_id')" in letters[0].headers[REASON_HEADER]
