@@ -463,12 +463,19 @@ async def broker_ceiling(url: str, size: int, messages: int, window: int, prefet
 
 # ---------------------------------------------------------------- profiling
 
-async def scheduler_iterations(base: str) -> tuple[float, float]:
-    """(count, seconds) of the scheduler engine's iterations so far, from its Prometheus histogram."""
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        text = (await client.get("/metrics")).text
-    found = dict(re.findall(r"^avatar_scheduler_iteration_seconds_(count|sum) ([0-9.e+-]+)$", text, re.M))
-    return float(found.get("count", 0)), float(found.get("sum", 0))
+async def service_counters(bases: dict[str, str]) -> dict[str, float]:
+    """What the bench reads off the services' /metrics: the scheduler engine's iterations (count, seconds)
+    and, per service, the events consumed and those handled in committed batches."""
+    found: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service, base in bases.items():
+            text = (await client.get(f"{base}/metrics")).text
+            for name, labels, value in re.findall(r"^(avatar_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", text, re.M):
+                if name in ("avatar_scheduler_iteration_seconds_count", "avatar_scheduler_iteration_seconds_sum"):
+                    found[name] = float(value)
+                elif name in ("avatar_events_consumed_total", "avatar_consumer_batched_events_total"):
+                    found[f"{service}:{name}"] = found.get(f"{service}:{name}", 0.0) + float(value)
+    return found
 
 
 def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str, subprocess.Popen, Path]]:
@@ -541,7 +548,7 @@ async def run(args: argparse.Namespace) -> str:
             warm_ids = {s.workload_id for s in warm if s.workload_id}
             await tap.wait(warm_ids, "warm-up stored", lambda i: i in tap.stored, 120)
 
-        iterations_before = await scheduler_iterations(base["scheduler"])
+        counters_before = await service_counters(base)
         sampler = CpuSampler(env.stack, env.stack.database, env.s3.pid,
                              collector.pid if collector is not None else None)
         cpu_before, busy_before = sampler.sample(), machine_busy()
@@ -560,7 +567,7 @@ async def run(args: argparse.Namespace) -> str:
         ended_at = time.time()
         cpu_after, busy_after = sampler.sample(), machine_busy()
         load_after = os.getloadavg()
-        iterations_after = await scheduler_iterations(base["scheduler"])
+        counters_after = await service_counters(base)
         log("waiting for model.stored ...")
         all_stored = await tap.wait(ids, "stored", lambda i: i in tap.stored, args.timeout / 2)
         for _, process, _ in profiles:
@@ -670,11 +677,17 @@ async def run(args: argparse.Namespace) -> str:
                   f"| saga's broker load at the measured rate | {rate * publishes:,.0f} publishes/s = "
                   f"{100 * rate * publishes / ceiling['rate']:.1f}% of the ceiling; the ceiling alone would allow "
                   f"{ceiling['rate'] / max(publishes, 1e-9):,.0f} workloads/s |", ""]
-        loops = iterations_after[0] - iterations_before[0]
-        loop_seconds = iterations_after[1] - iterations_before[1]
+        counted = {k: v - counters_before.get(k, 0.0) for k, v in counters_after.items()}
+        loops = counted.get("avatar_scheduler_iteration_seconds_count", 0.0)
+        loop_seconds = counted.get("avatar_scheduler_iteration_seconds_sum", 0.0)
+        batched = {service: (counted.get(f"{service}:avatar_consumer_batched_events_total", 0.0),
+                             counted.get(f"{service}:avatar_events_consumed_total", 0.0)) for service in SERVICES}
         lines += [f"scheduler engine: {loops:,.0f} iterations during the run = {loops / max(len(completed), 1):.2f} per "
                   f"workload, {1000 * loop_seconds / max(loops, 1):.1f} ms each on average "
                   f"({1000 * loop_seconds / max(len(completed), 1):.1f} ms of wall time per workload)", ""]
+        lines += ["deliveries handled in batches (one transaction and claim for the events delivered together): "
+                  + ", ".join(f"{service} {n:,.0f} of {total:,.0f}" for service, (n, total) in batched.items() if total),
+                  ""]
         lines += ["events per workload: " + ", ".join(f"{k} {v / n_observed:.2f}" for k, v in sorted(per_type.items())),
                   ""]
         lines += ["saga hops (from each event's occurred_at; submit = client send time), ms:", "",
