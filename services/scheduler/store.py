@@ -216,6 +216,16 @@ async def skip_runs(conn: asyncpg.Connection, job_id: str, *, round_: int | None
     return int(result.split()[-1])
 
 
+async def skip_pending_runs(conn: asyncpg.Connection, job_id: str, *, reason: str | None) -> list[Row]:
+    """Skip the job's runs that never started; returns all its runs as they now are (one round trip)."""
+    return await conn.fetch(
+        """WITH skipped AS (UPDATE runs SET status = 'skipped', reason = COALESCE(reason, $2), finished_at = now()
+                            WHERE job_id = $1 AND status = 'pending' RETURNING *)
+           SELECT * FROM skipped
+           UNION ALL SELECT * FROM runs WHERE job_id = $1 AND run_id NOT IN (SELECT run_id FROM skipped)
+           ORDER BY round, seq""", job_id, reason)
+
+
 async def allocation_owners(conn: asyncpg.Connection, allocation_ids: Sequence[str]) -> dict[str, Row]:
     rows = await conn.fetch("SELECT * FROM runs WHERE allocation_id = ANY($1::text[])", list(allocation_ids))
     return {row["allocation_id"]: row for row in rows}

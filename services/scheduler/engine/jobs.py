@@ -118,14 +118,14 @@ class Jobs:
                     if await io.allocator.release(allocation.allocation_id):
                         m.RELEASED.labels("compensation").inc()
                 async with io.pool.acquire() as conn, conn.transaction():
-                    job = await store.get_job(conn, job_id, lock=True)
-                    if job is None or job["status"] != "stopping":
+                    job = await store.finalize(conn, job_id)  # locks the row: serialised with a cancel
+                    if job is None:  # not stopping any more: another finisher got there first
                         span.set_attribute("avatar.outcome", "already finished")
                         return
-                    await store.skip_runs(conn, job_id, reason=job["failure_reason"])
-                    job = await store.finalize(conn, job_id)
-                    runs = (await store.runs_of(conn, [job_id]))[job_id]
-                    types = await store.component_types(conn, sorted({r["component_id"] for r in runs}))
+                    runs = await store.skip_pending_runs(conn, job_id, reason=job["failure_reason"])
+                    # only a loop test's report needs the components' types (its rewards)
+                    types = (await store.component_types(conn, sorted({r["component_id"] for r in runs}))
+                             if job["kind"] == "looptest" else {})
                     event_type, payload = terminal_event(job, runs, types)
                     await emit(io.outbox, conn, job, event_type, payload)
                 describe_outcome(span, job)
