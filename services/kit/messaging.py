@@ -19,7 +19,7 @@ import asyncpg
 from faststream import AckPolicy
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from contracts.events import Event, UnknownEvent, parse_event
@@ -176,7 +176,12 @@ class _Batches:
             counts = metrics.open_block()
             async with self._bus.pool.acquire() as conn:
                 async with conn.transaction():
-                    claimed = await inbox.claim_many(conn, [d.claim for d in batch])
+                    # the claim serves many traces: a span of its own, linked to each event's consumer span
+                    links = [Link(d.context.run(trace.get_current_span).get_span_context()) for d in batch]
+                    with self._bus.tracer.start_as_current_span(
+                            "claim batch", kind=SpanKind.INTERNAL, links=links,
+                            attributes={"avatar.batch_size": len(batch), "messaging.batch.message_count": len(batch)}):
+                        claimed = await inbox.claim_many(conn, [d.claim for d in batch])
                     for delivery in batch:
                         event = delivery.claim.event
                         if event.event_id not in claimed:
@@ -211,7 +216,7 @@ class EventBus:
         self.backoff_cap = backoff_cap
         self._handlers: dict[str, Handler] = {}
         self._locks: dict[str, LockKey] = {}
-        self._tracer = trace.get_tracer("avatar.messaging")
+        self.tracer = trace.get_tracer("avatar.messaging")
         self._server: dict[str, Any] = {"messaging.system": "rabbitmq"}
         parts = urlsplit(broker_url) if broker_url else None
         if parts is not None and parts.hostname:  # never the credentials
@@ -273,7 +278,7 @@ class EventBus:
 
         token = otel_context.attach(extract_context(headers))
         try:
-            with self._tracer.start_as_current_span(
+            with self.tracer.start_as_current_span(
                 f"send {EXCHANGE}", kind=SpanKind.PRODUCER,
                 attributes={**self._broker_attributes(), "messaging.operation.type": "send",
                             "messaging.operation.name": "send", "messaging.destination.name": EXCHANGE,
@@ -295,7 +300,7 @@ class EventBus:
         headers = dict(message.headers or {})
         headers.update({REASON_HEADER: reason[:1000], "x-avatar-service": self.service,
                         "x-avatar-original-routing-key": message.raw_message.routing_key or ""})
-        with self._tracer.start_as_current_span(
+        with self.tracer.start_as_current_span(
             f"send {DEAD_LETTER_EXCHANGE}", kind=SpanKind.PRODUCER,
             attributes={**self._broker_attributes(), "messaging.operation.type": "send",
                         "messaging.operation.name": "send", "messaging.destination.name": DEAD_LETTER_EXCHANGE,
@@ -337,7 +342,7 @@ class EventBus:
             delivery_tag = getattr(message.raw_message, "delivery_tag", None)
             if isinstance(delivery_tag, int):
                 attributes["messaging.rabbitmq.message.delivery_tag"] = delivery_tag
-            with self._tracer.start_as_current_span(
+            with self.tracer.start_as_current_span(
                 f"process {EXCHANGE}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
             ) as span:
                 outcome = await self._handle(event, handler, message)

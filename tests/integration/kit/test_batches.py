@@ -2,9 +2,14 @@
 handled once, a bad one dead-lettered alone, and what a rolled-back batch counted not counted."""
 import asyncio
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from contracts.events import make_event
 from services.kit import inbox, metrics
 from services.kit.messaging import REASON_HEADER, PermanentError
+from services.kit.telemetry import setup_tracing
 from tests.integration.kit.test_outbox import spec_created
 from tests.support.broker import dead_letters, publish
 from tests.support.infra import wait_until
@@ -165,3 +170,37 @@ async def test_an_event_without_its_lock_key_is_dead_lettered_and_consuming_goes
         await wait_until(lambda: handled == ["APP-000001"], message="the next event")
         letters = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "library"), message="the dead letter")
     assert "no lock key: AttributeError('no workload_id')" in letters[0].headers[REASON_HEADER]
+
+
+async def test_a_batch_claim_is_a_span_linked_to_each_events_consumer_span(kit_service):
+    setup_tracing("test")
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    handled = []
+
+    async def on_spec_created(event, ctx):
+        handled.append(event.correlation_id)
+
+    async with kit_service("library"):  # the topology, so the events wait in the queue
+        pass
+    origins = set()
+    async with kit_service("builder") as builder:
+        for i in range(20):
+            with trace.get_tracer("test").start_as_current_span("POST /apps/{app_id}/spec") as request_span:
+                origins.add(request_span.get_span_context().trace_id)
+                async with builder.pool.acquire() as conn, conn.transaction():
+                    await builder.outbox.emit(conn, "app.spec_created", spec_created(f"APP-{i:06d}"),
+                                              correlation_id=f"APP-{i:06d}")
+        await builder.relay().relay_once()
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16):
+        await wait_until(lambda: len(handled) == 20, message="the events")
+    spans = exporter.get_finished_spans()
+    consumers = {s.context.span_id: s for s in spans if s.name == "process avatar.events" and s.context.trace_id in origins}
+    claims = [s for s in spans if s.name == "claim batch"]
+    assert claims, "no batch was claimed"
+    for claim in claims:
+        linked = [link.context.span_id for link in claim.links]
+        assert len(linked) == claim.attributes["avatar.batch_size"] > 1
+        assert set(linked) <= set(consumers), "a link to something other than the batch's consumer spans"
+        assert [s.name for s in spans if s.parent is not None and s.parent.span_id == claim.context.span_id] == [
+            "INSERT inbox"], "the claim statement is the claim span's child"
