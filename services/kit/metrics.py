@@ -42,14 +42,10 @@ def counted_on_commit() -> Iterator[None]:
         _deferred.reset(token)
 
 
-def _open_block() -> _Pending | None:
-    pending = _deferred.get()
-    return None if pending is None or pending.closed else pending
-
-
 def open_block() -> _Pending | None:
     """The innermost `counted_on_commit()` block open here (None: counts land at once)."""
-    return _open_block()
+    pending = _deferred.get()
+    return None if pending is None or pending.closed else pending
 
 
 def count_into(block: _Pending | None) -> None:
@@ -61,7 +57,7 @@ class Counter(prometheus_client.Counter):
     """prometheus_client's Counter whose increments inside `counted_on_commit()` wait for the commit."""
 
     def inc(self, amount: float = 1, exemplar: Any = None) -> None:
-        pending = _open_block()
+        pending = open_block()
         if pending is None:
             super().inc(amount, exemplar)
         else:
@@ -72,7 +68,7 @@ class Histogram(prometheus_client.Histogram):
     """prometheus_client's Histogram whose observations inside `counted_on_commit()` wait for the commit."""
 
     def observe(self, amount: float, exemplar: Any = None) -> None:
-        pending = _open_block()
+        pending = open_block()
         if pending is None:
             super().observe(amount, exemplar)
         else:

@@ -208,22 +208,24 @@ async def reset_run(conn: asyncpg.Connection, run_id: str) -> bool:
            WHERE run_id = $1 AND status IN ('starting', 'running') RETURNING true""", run_id))
 
 
+# what skipping means: the job's runs that never started (of one round, with $2), with the reason
+_SKIP_RUNS = """UPDATE runs SET status = 'skipped', reason = COALESCE(reason, $3), finished_at = now()
+                WHERE job_id = $1 AND status = 'pending' AND ($2::int IS NULL OR round = $2)"""
+
+
 async def skip_runs(conn: asyncpg.Connection, job_id: str, *, round_: int | None = None,
                     reason: str | None = None) -> int:
-    result = await conn.execute(
-        """UPDATE runs SET status = 'skipped', reason = COALESCE(reason, $3), finished_at = now()
-           WHERE job_id = $1 AND status = 'pending' AND ($2::int IS NULL OR round = $2)""", job_id, round_, reason)
+    result = await conn.execute(_SKIP_RUNS, job_id, round_, reason)
     return int(result.split()[-1])
 
 
 async def skip_pending_runs(conn: asyncpg.Connection, job_id: str, *, reason: str | None) -> list[Row]:
     """Skip the job's runs that never started; returns all its runs as they now are (one round trip)."""
     return await conn.fetch(
-        """WITH skipped AS (UPDATE runs SET status = 'skipped', reason = COALESCE(reason, $2), finished_at = now()
-                            WHERE job_id = $1 AND status = 'pending' RETURNING *)
-           SELECT * FROM skipped
-           UNION ALL SELECT * FROM runs WHERE job_id = $1 AND run_id NOT IN (SELECT run_id FROM skipped)
-           ORDER BY round, seq""", job_id, reason)
+        f"""WITH skipped AS ({_SKIP_RUNS} RETURNING *)
+            SELECT * FROM skipped
+            UNION ALL SELECT * FROM runs WHERE job_id = $1 AND run_id NOT IN (SELECT run_id FROM skipped)
+            ORDER BY round, seq""", job_id, None, reason)
 
 
 async def allocation_owners(conn: asyncpg.Connection, allocation_ids: Sequence[str]) -> dict[str, Row]:

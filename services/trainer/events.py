@@ -41,7 +41,9 @@ async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
         return  # the request is not known yet (it is folded when recorded), or the event was seen before
     previous = appended.previous
     if recorded or not appended.folded:  # events before this one arrived first, or this one is late
-        entries = await store.refold(ctx.conn, workload_id)
+        entries = await store.timeline(ctx.conn, workload_id)
+        await store.set_status(ctx.conn, workload_id, domain.derive_status(entries),
+                               max((item.occurred_at for item in entries), default=None))
         previous = max((item.occurred_at for item in entries if item.event_id != entry.event_id), default=None)
     if appended.added and previous is not None and event.occurred_at >= previous:
         metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())

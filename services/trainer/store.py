@@ -9,7 +9,7 @@ import asyncpg
 
 from contracts.spec import AppSpec
 from contracts.workload import Workload
-from services.trainer.domain import TimelineEntry, derive_status
+from services.trainer.domain import TimelineEntry
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -118,7 +118,7 @@ async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, t
                  transitions: dict[str, str]) -> Appended:
     """Add the event to the timeline and, when it is the workload's latest (the usual case), fold it into
     the request's status by `transitions` (status → status after it): one round trip, no timeline read.
-    An event older than the latest is not folded: the caller re-derives the status (`refold`)."""
+    An event older than the latest is not folded: the caller re-derives the status (`set_status`)."""
     row = await conn.fetchrow(
         "WITH added AS ("
         " INSERT INTO timeline (workload_id, event_id, type, producer, occurred_at, summary, details)"
@@ -134,14 +134,11 @@ async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, t
     return Appended(row["added"], row["folded"], row["known"], row["previous"] if row["folded"] else None)
 
 
-async def refold(conn: asyncpg.Connection, workload_id: str) -> list[TimelineEntry]:
-    """Re-derive the request's status from its whole timeline (an event arrived late, or the request
-    was recorded after events about it); returns the timeline."""
-    entries = await timeline(conn, workload_id)
+async def set_status(conn: asyncpg.Connection, workload_id: str, status: str, last_event_at: datetime | None) -> None:
+    """Store the status derived from the whole timeline and the time of its latest event."""
     await conn.execute(
         "UPDATE training_requests SET status = $2, last_event_at = $3, updated_at = now() WHERE workload_id = $1",
-        workload_id, derive_status(entries), max((e.occurred_at for e in entries), default=None))
-    return entries
+        workload_id, status, last_event_at)
 
 
 async def timeline(conn: Conn, workload_id: str) -> list[TimelineEntry]:

@@ -5,10 +5,14 @@ from dataclasses import dataclass
 
 import aio_pika
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool
 from services.kit.messaging import EventBus, new_broker
 from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.telemetry import setup_tracing
 from tests.support.broker import tapped
 
 
@@ -52,3 +56,12 @@ async def tap(fresh):
     seen: list[aio_pika.abc.AbstractIncomingMessage] = []
     async with tapped(fresh.rabbitmq_url, seen.append):
         yield seen
+
+
+@pytest.fixture
+def spans():
+    """Every span the process records from here on (the services' tracer provider, with a memory exporter)."""
+    setup_tracing("test")
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

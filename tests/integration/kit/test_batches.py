@@ -3,13 +3,10 @@ handled once, a bad one dead-lettered alone, and what a rolled-back batch counte
 import asyncio
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts.events import make_event
 from services.kit import inbox, metrics
 from services.kit.messaging import REASON_HEADER, PermanentError
-from services.kit.telemetry import setup_tracing
 from tests.integration.kit.test_outbox import spec_created
 from tests.support.broker import dead_letters, publish
 from tests.support.infra import wait_until
@@ -172,10 +169,7 @@ async def test_an_event_without_its_lock_key_is_dead_lettered_and_consuming_goes
     assert "no lock key: AttributeError('no workload_id')" in letters[0].headers[REASON_HEADER]
 
 
-async def test_a_batch_claim_is_a_span_linked_to_each_events_consumer_span(kit_service):
-    setup_tracing("test")
-    exporter = InMemorySpanExporter()
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+async def test_a_batch_claim_is_a_span_linked_to_each_events_consumer_span(kit_service, spans):
     handled = []
 
     async def on_spec_created(event, ctx):
@@ -194,13 +188,13 @@ async def test_a_batch_claim_is_a_span_linked_to_each_events_consumer_span(kit_s
         await builder.relay().relay_once()
     async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16):
         await wait_until(lambda: len(handled) == 20, message="the events")
-    spans = exporter.get_finished_spans()
-    consumers = {s.context.span_id: s for s in spans if s.name == "process avatar.events" and s.context.trace_id in origins}
-    claims = [s for s in spans if s.name == "claim batch"]
+    finished = spans.get_finished_spans()
+    consumers = {s.context.span_id: s for s in finished if s.name == "process avatar.events" and s.context.trace_id in origins}
+    claims = [s for s in finished if s.name == "claim batch"]
     assert claims, "no batch was claimed"
     for claim in claims:
         linked = [link.context.span_id for link in claim.links]
         assert len(linked) == claim.attributes["avatar.batch_size"] > 1
         assert set(linked) <= set(consumers), "a link to something other than the batch's consumer spans"
-        assert [s.name for s in spans if s.parent is not None and s.parent.span_id == claim.context.span_id] == [
+        assert [s.name for s in finished if s.parent is not None and s.parent.span_id == claim.context.span_id] == [
             "INSERT inbox"], "the claim statement is the claim span's child"

@@ -4,24 +4,14 @@ import asyncio
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.kit.instrument import redis_from_url, untraced
 from services.kit.objectstore import make_client
-from services.kit.telemetry import continue_workload_trace, extract_context, recall_trace, setup_tracing
+from services.kit.telemetry import continue_workload_trace, extract_context, recall_trace
 from tests.integration.kit.test_outbox import spec_created
 from tests.support.infra import wait_until
 
 WORKLOAD = "APP-A1B2C3"
-
-
-@pytest.fixture
-def spans():
-    setup_tracing("test")
-    exporter = InMemorySpanExporter()
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 def parent_of(headers) -> trace.SpanContext:

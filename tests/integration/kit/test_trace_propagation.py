@@ -1,16 +1,10 @@
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.kit.telemetry import setup_tracing
 from tests.integration.kit.test_outbox import spec_created
 from tests.support.infra import wait_until
 
 
-async def test_consumer_span_continues_the_publishers_trace(kit_service):
-    setup_tracing("test")
-    exporter = InMemorySpanExporter()
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+async def test_consumer_span_continues_the_publishers_trace(kit_service, spans):
     seen = []
 
     async def on_spec_created(event, ctx):
@@ -25,9 +19,9 @@ async def test_consumer_span_continues_the_publishers_trace(kit_service):
         await relay.relay_once()
         await wait_until(lambda: seen, message="the consumer")
     assert seen == [origin]
-    spans = {span.name: span for span in exporter.get_finished_spans() if span.context.trace_id == origin}
-    publish, process = spans["send avatar.events"], spans["process avatar.events"]
-    assert publish.parent.span_id == spans["POST /apps/{app_id}/spec"].context.span_id
+    by_name = {span.name: span for span in spans.get_finished_spans() if span.context.trace_id == origin}
+    publish, process = by_name["send avatar.events"], by_name["process avatar.events"]
+    assert publish.parent.span_id == by_name["POST /apps/{app_id}/spec"].context.span_id
     assert process.parent.span_id == publish.context.span_id
     assert process.attributes["avatar.workload_id"] == "APP-A1B2C3"
     assert process.kind == trace.SpanKind.CONSUMER
