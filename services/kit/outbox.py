@@ -7,10 +7,11 @@ the row: consumers' inboxes absorb the duplicate. It sleeps on LISTEN/NOTIFY wit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import asyncpg
 from pydantic import BaseModel
@@ -44,6 +45,19 @@ class Outbox:
             event.event_id, event.type, event.to_json(), headers, self.channel,
         )
         return event
+
+    async def add_many(self, conn: asyncpg.Connection, events: Sequence[tuple[Event, dict[str, Any]]]) -> None:
+        """Record events, each with the trace headers it carries, in one round trip (the caller's
+        transaction; one wake-up for the relay)."""
+        if not events:
+            return
+        await conn.execute(
+            "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
+            " SELECT e, r, p::jsonb, h::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(e, r, p, h)"
+            " RETURNING id) SELECT pg_notify($5, '') WHERE EXISTS (SELECT 1 FROM added)",
+            [event.event_id for event, _ in events], [event.type for event, _ in events],
+            [event.to_json() for event, _ in events], [json.dumps(headers) for _, headers in events], self.channel,
+        )
 
     async def emit(self, conn: asyncpg.Connection, event_type: str, data: BaseModel, *, correlation_id: str,
                    causation_id: uuid.UUID | None = None) -> Event:

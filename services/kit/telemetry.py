@@ -82,10 +82,10 @@ def setup_tracing(service: str) -> TracerProvider:
     return provider
 
 
-def inject_headers(headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Carry the current trace context (traceparent/tracestate) into message headers."""
+def inject_headers(headers: dict[str, Any] | None = None, *, span: trace.Span | None = None) -> dict[str, Any]:
+    """Carry the current trace context (traceparent/tracestate), or `span`'s, into message headers."""
     carrier: dict[str, Any] = dict(headers or {})
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=trace.set_span_in_context(span) if span is not None else None)
     return carrier
 
 
@@ -127,6 +127,14 @@ def workload_span(name: str, workload_id: str, *, parent: otel_context.Context |
                 raise
     finally:
         correlation_id.reset(token)
+
+
+def start_workload_span(name: str, workload_id: str, *, parent: Mapping[str, Any] | None,
+                        attributes: Mapping[str, Any] | None = None) -> Span:
+    """A span of one workload that is not made current, for work done on many workloads at once (one
+    scheduling round): the caller ends it, and carries it into the events it writes (`inject_headers`)."""
+    return _tracer.start_span(name, context=extract_context(parent),
+                              attributes={WORKLOAD_ATTRIBUTE: workload_id, **(attributes or {})})
 
 
 def _record_failure(span: Span, exc: BaseException) -> None:

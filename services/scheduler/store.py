@@ -1,8 +1,9 @@
 """All of the scheduler's SQL (asyncpg, parameterised). PostgreSQL is the durable record."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import asyncpg
 
@@ -96,12 +97,22 @@ async def set_queue_position(conn: asyncpg.Connection, job_id: str, priority: st
            WHERE job_id = $1 AND status = 'waiting' RETURNING *""", job_id, priority, rank)
 
 
-async def mark_started(conn: asyncpg.Connection, job_id: str, deadline: datetime) -> Row | None:
-    """waiting -> running on the first component start; None when it was already running."""
-    return await conn.fetchrow(
-        """UPDATE jobs SET status = 'running', started_at = now(), deadline = $2, redis_synced = false,
+async def lock_jobs(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, Row]:
+    """The jobs' rows, locked until the transaction ends (in id order, so two lockers never deadlock)."""
+    rows = await conn.fetch("SELECT * FROM jobs WHERE job_id = ANY($1::text[]) ORDER BY job_id FOR UPDATE",
+                            list(job_ids))
+    return {row["job_id"]: row for row in rows}
+
+
+async def mark_started(conn: asyncpg.Connection, deadlines: Mapping[str, datetime]) -> list[Row]:
+    """waiting -> running on each job's first component start (with its deadline); a job that was
+    already running is not returned."""
+    return await conn.fetch(
+        """UPDATE jobs SET status = 'running', started_at = now(), deadline = s.deadline, redis_synced = false,
                   updated_at = now()
-           WHERE job_id = $1 AND status = 'waiting' RETURNING *""", job_id, deadline)
+           FROM unnest($1::text[], $2::timestamptz[]) AS s(job_id, deadline)
+           WHERE jobs.job_id = s.job_id AND jobs.status = 'waiting' RETURNING jobs.*""",
+        list(deadlines), list(deadlines.values()))
 
 
 async def begin_stopping(conn: asyncpg.Connection, job_id: str, *, outcome: str, stage: str | None = None,
@@ -121,6 +132,17 @@ async def finalize(conn: asyncpg.Connection, job_id: str) -> Row | None:
     return await conn.fetchrow(
         """UPDATE jobs SET status = outcome, finished_at = now(), redis_synced = false, updated_at = now()
            WHERE job_id = $1 AND status = 'stopping' RETURNING *""", job_id)
+
+
+async def complete(conn: asyncpg.Connection, job_ids: Sequence[str]) -> list[Row]:
+    """running -> completed for jobs whose every run is done: nothing is live, so nothing to
+    compensate, and the outcome is final at once (no `stopping`). Jobs that stopped meanwhile
+    (a cancel got there first) are left to their finisher."""
+    return await conn.fetch(
+        """UPDATE jobs SET status = 'completed', outcome = 'completed', failure_stage = NULL,
+                  failure_reason = NULL, failure_component = NULL, cancelled_by = NULL, was_running = true,
+                  finished_at = now(), redis_synced = false, updated_at = now()
+           WHERE job_id = ANY($1::text[]) AND status = 'running' RETURNING *""", list(job_ids))
 
 
 async def cancel_waiting(conn: asyncpg.Connection, job_id: str, cancelled_by: str) -> Row | None:
@@ -158,35 +180,56 @@ async def live_runs(conn: asyncpg.Connection) -> list[Row]:
            WHERE r.status IN ('starting', 'running') ORDER BY r.started_at NULLS LAST""")
 
 
-async def claim_run(conn: asyncpg.Connection, run_id: str) -> Row | None:
-    """pending -> starting, only while its job may still run; one loop iteration wins it."""
-    return await conn.fetchrow(
+async def claim_runs(conn: asyncpg.Connection, run_ids: Sequence[str]) -> dict[str, Row]:
+    """pending -> starting, only while the run's job may still run; one loop iteration wins each."""
+    rows = await conn.fetch(
         """UPDATE runs SET status = 'starting', attempt = attempt + 1,
                   allocation_id = run_id || '#' || (attempt + 1)::text
-           WHERE run_id = $1 AND status = 'pending'
+           WHERE run_id = ANY($1::text[]) AND status = 'pending'
              AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = runs.job_id AND j.status IN ('waiting', 'running'))
-           RETURNING *""", run_id)
+           RETURNING *""", list(run_ids))
+    return {row["run_id"]: row for row in rows}
 
 
-async def unclaim_run(conn: asyncpg.Connection, run_id: str) -> None:
-    await conn.execute("UPDATE runs SET status = 'pending', allocation_id = NULL WHERE run_id = $1 AND status = 'starting'",
-                       run_id)
+async def unclaim_runs(conn: asyncpg.Connection, run_ids: Sequence[str]) -> None:
+    await conn.execute("UPDATE runs SET status = 'pending', allocation_id = NULL"
+                       " WHERE run_id = ANY($1::text[]) AND status = 'starting'", list(run_ids))
 
 
-async def mark_run_allocated(conn: asyncpg.Connection, run_id: str, *, node: str, gpu_type: str | None,
-                             gpu_indices: Sequence[int], memory_bytes: int, cpu_millis: int) -> Row | None:
-    return await conn.fetchrow(
-        """UPDATE runs SET node = $2, gpu_type = $3, gpu_indices = $4, memory_bytes = $5, cpu_millis = $6,
-                  started_at = now(), finished_at = NULL, exit_code = NULL, last_line = NULL, reason = NULL,
-                  metrics = NULL, log_url = NULL
-           WHERE run_id = $1 AND status = 'starting' RETURNING *""",
-        run_id, node, gpu_type, list(gpu_indices), memory_bytes, cpu_millis)
+@dataclass(frozen=True)
+class Placement:
+    """Where a claimed run was allocated."""
+    run_id: str
+    node: str
+    gpu_type: str | None
+    gpu_indices: Sequence[int]
+    memory_bytes: int
+    cpu_millis: int
 
 
-async def mark_run_running(conn: asyncpg.Connection, run_id: str, runner_ref: str) -> bool:
-    return bool(await conn.fetchval(
-        "UPDATE runs SET status = 'running', runner_ref = $2 WHERE run_id = $1 AND status = 'starting' RETURNING true",
-        run_id, runner_ref))
+async def mark_runs_allocated(conn: asyncpg.Connection, placements: Sequence[Placement]) -> dict[str, Row]:
+    """Record each claimed run's placement (a fresh attempt: the last attempt's outcome is cleared)."""
+    rows = await conn.fetch(
+        """UPDATE runs SET node = p.node, gpu_type = p.gpu_type, gpu_indices = p.gpu_indices::int[],
+                  memory_bytes = p.memory_bytes, cpu_millis = p.cpu_millis, started_at = now(),
+                  finished_at = NULL, exit_code = NULL, last_line = NULL, reason = NULL, metrics = NULL,
+                  log_url = NULL
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[])
+                AS p(run_id, node, gpu_type, gpu_indices, memory_bytes, cpu_millis)
+           WHERE runs.run_id = p.run_id AND runs.status = 'starting' RETURNING runs.*""",
+        [p.run_id for p in placements], [p.node for p in placements], [p.gpu_type for p in placements],
+        ["{" + ",".join(str(int(i)) for i in p.gpu_indices) + "}" for p in placements],
+        [p.memory_bytes for p in placements], [p.cpu_millis for p in placements])
+    return {row["run_id"]: row for row in rows}
+
+
+async def mark_runs_running(conn: asyncpg.Connection, runner_refs: Mapping[str, str]) -> None:
+    """starting -> running with the runner's reference; a run that already ended stays ended."""
+    await conn.execute(
+        """UPDATE runs SET status = 'running', runner_ref = s.runner_ref
+           FROM unnest($1::text[], $2::text[]) AS s(run_id, runner_ref)
+           WHERE runs.run_id = s.run_id AND runs.status = 'starting'""",
+        list(runner_refs), list(runner_refs.values()))
 
 
 async def finish_run(conn: asyncpg.Connection, run_id: str, *, status: str, exit_code: int | None,

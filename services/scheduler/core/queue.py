@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 PRIORITIES = ("high", "normal", "low")
 
@@ -198,13 +198,36 @@ class RedisPriorityQueue:
         """Add a waiting entry. Idempotent per workload id: False if it was already known.
         `rank` (default: the submission time) restores an admin-set position, e.g. when the
         queue is rebuilt from the durable record."""
+        added = await self._enqueue(keys=[], args=self._enqueue_args(
+            workload_id, priority, submitted_at=submitted_at, requester=requester, name=name, resources=resources,
+            attributes=attributes, rank=rank))
+        return bool(added)
+
+    def _enqueue_args(self, workload_id: str, priority: Priority | str = Priority.NORMAL, *,
+                      submitted_at: float | None = None, requester: str = "", name: str = "",
+                      resources: Mapping[str, Any] | None = None, attributes: Mapping[str, Any] | None = None,
+                      rank: float | None = None) -> list[str]:
         submitted = time.time() if submitted_at is None else float(submitted_at)
         rank = submitted if rank is None else float(rank)
-        added = await self._enqueue(keys=[], args=[
-            self.prefix, workload_id, Priority(priority).value, repr(rank), repr(submitted),
-            requester, name, json.dumps(dict(resources or {})), json.dumps(dict(attributes or {})),
-        ])
-        return bool(added)
+        return [self.prefix, workload_id, Priority(priority).value, repr(rank), repr(submitted),
+                requester, name, json.dumps(dict(resources or {})), json.dumps(dict(attributes or {}))]
+
+    async def mirror(self, *, waiting: Sequence[Mapping[str, Any]] = (), running: Sequence[str] = (),
+                     gone: Sequence[str] = ()) -> list[str]:
+        """Many entries' states in one round trip: each of `waiting` (enqueue's arguments) is enqueued,
+        `running` entries leave the order, `gone` ones are removed. Returns the waiting ids that were
+        already known (left as they were: the caller looks at their class and status)."""
+        if not (waiting or running or gone):
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in waiting:
+            await self._enqueue(keys=[], args=self._enqueue_args(**entry), client=pipe)
+        for workload_id in running:
+            await self._set_status(keys=[], args=[self.prefix, workload_id, QueueStatus.RUNNING.value], client=pipe)
+        for workload_id in gone:
+            await self._remove(keys=[], args=[self.prefix, workload_id], client=pipe)
+        results = await pipe.execute()
+        return [entry["workload_id"] for entry, added in zip(waiting, results) if not added]
 
     async def remove(self, workload_id: str) -> bool:
         return bool(await self._remove(keys=[], args=[self.prefix, workload_id]))

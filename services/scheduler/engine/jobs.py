@@ -1,9 +1,10 @@
 """Advancing running jobs and finishing them.
 
 Deadlines (max_runtime from the job's first start), failed runs, finished DAGs and general
-loop-test rounds decide a job's outcome; a job marked `stopping` gets a finisher that stops its
-live runs, releases every allocation once, and publishes the outcome in the same transaction as
-the terminal status (so a job never gets two terminal events).
+loop-test rounds decide a job's outcome. Jobs whose every run is done complete together, in one
+transaction with their events; any other end marks the job `stopping`, and its finisher stops
+its live runs, releases every allocation once, and publishes the outcome in the same transaction
+as the terminal status (so a job never gets two terminal events).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Awaitable, Mapping, Sequence
 from services.scheduler import domain, store
 from services.scheduler import metrics as m
 from services.scheduler.engine.context import Adapters, LiveRuns, Wake
-from services.scheduler.engine.telemetry import count_end, describe_outcome, emit, job_span
+from services.scheduler.engine.telemetry import count_end, describe_outcome, emit, emit_many, job_span, start_job_span
 from services.scheduler.engine.watcher import stop_attempt
 from services.scheduler.outcomes import terminal_event
 from services.scheduler.tasks import cancel_all
@@ -46,6 +47,7 @@ class Jobs:
             runs = await store.runs_of(conn, [j["job_id"] for j in jobs])
         now = time.time()
         next_deadline: float | None = None
+        done: list[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]] = []
         for job in jobs:
             job_id = job["job_id"]
             if job["status"] == "stopping":
@@ -58,7 +60,7 @@ class Jobs:
             failed = [] if general else [r for r in job_runs if r["status"] == "failed"]
             # what already happened wins over the deadline: success, then the first failure
             if (domain.all_done(states) if general else domain.all_succeeded(states)):
-                await self.end(job_id, "completed")
+                done.append((job, job_runs))
             elif failed:
                 first = min(failed, key=lambda r: r["finished_at"] or datetime.max.replace(tzinfo=timezone.utc))
                 await self.end(job_id, "failed", stage="run", reason=first["reason"], component_id=first["component_id"])
@@ -69,7 +71,38 @@ class Jobs:
                     await self._advance_rounds(job, job_runs)
                 if deadline is not None:
                     next_deadline = deadline if next_deadline is None else min(next_deadline, deadline)
+        if done:
+            await self.complete(done)
         return next_deadline
+
+    async def complete(self, done: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]) -> None:
+        """Jobs whose every run is done reach `completed` together: one transaction for all of a
+        round's completions, each with its terminal event in its own trace. Nothing is live, so
+        there is nothing to compensate (each run's watcher released its allocation as it ended)."""
+        io = self.io
+        runs_of = {job["job_id"]: runs for job, runs in done}
+        spans = {job["job_id"]: start_job_span(f"finish {job['kind']}", job) for job, _ in done}
+        finished: list[Mapping[str, Any]] = []
+        try:
+            async with io.pool.acquire() as conn, conn.transaction():
+                finished = await store.complete(conn, list(runs_of))
+                # only a loop test's report needs the components' types (its rewards)
+                tested = sorted({r["component_id"] for job in finished if job["kind"] == "looptest"
+                                 for r in runs_of[job["job_id"]]})
+                types = await store.component_types(conn, tested) if tested else {}
+                await emit_many(io.outbox, conn, [(job, spans[job["job_id"]], *terminal_event(
+                    job, runs_of[job["job_id"]], types)) for job in finished])
+        finally:
+            outcomes = {job["job_id"]: job for job in finished}
+            for job_id, span in spans.items():
+                if job_id in outcomes:
+                    describe_outcome(span, outcomes[job_id])
+                else:  # stopping meanwhile (a cancel came first): its finisher publishes the outcome
+                    span.set_attribute("avatar.outcome", "already finished")
+                span.end()
+        for job in finished:
+            count_end(job)
+            log.info("job %s is %s", job["job_id"], job["status"])
 
     async def _advance_rounds(self, job: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> None:
         """A general loop test records a failed round and goes on with the next one."""

@@ -117,31 +117,34 @@ class Recovery:
             rows = await store.unsynced_jobs(conn)
         if not rows:
             return
-        for job in rows:
-            job_id = job["job_id"]
-            if job["status"] == "waiting":
-                entry = await io.queue.get(job_id)
-                if entry is None:
-                    await io.queue.enqueue(
-                        job_id, job["priority"], submitted_at=job["submitted_at"].timestamp(),
-                        rank=float(job["queue_rank"]), requester=job["requester"], name=job["name"],
-                        resources=_queue_resources(job, io.settings.scheduler_component_cpu),
-                        attributes={"kind": job["kind"], "workload_id": job["workload_id"],
-                                    "test_run_id": job["test_run_id"]})
-                else:
-                    if entry.priority.value != job["priority"]:
-                        await io.queue.reprioritise(job_id, job["priority"])
-                    if entry.status != QueueStatus.WAITING:
-                        await io.queue.set_status(job_id, QueueStatus.WAITING)
-            elif job["status"] in ("running", "stopping"):
-                await io.queue.set_status(job_id, QueueStatus.RUNNING)
-            else:
-                await io.queue.remove(job_id)
+        by_id = {job["job_id"]: job for job in rows}
+        known = await io.queue.mirror(
+            waiting=[self._entry(job) for job in rows if job["status"] == "waiting"],
+            running=[job["job_id"] for job in rows if job["status"] in ("running", "stopping")],
+            gone=[job["job_id"] for job in rows if job["status"] not in ("waiting", "running", "stopping")])
+        for job_id in known:  # queued before: its class or its status may have changed
+            job = by_id[job_id]
+            entry = await io.queue.get(job_id)
+            if entry is None:  # removed meanwhile (an admin's cancel): the row says it waits
+                await io.queue.enqueue(**self._entry(job))
+                continue
+            if entry.priority.value != job["priority"]:
+                await io.queue.reprioritise(job_id, job["priority"])
+            if entry.status != QueueStatus.WAITING:
+                await io.queue.set_status(job_id, QueueStatus.WAITING)
         async with io.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE jobs SET redis_synced = true FROM unnest($1::text[], $2::timestamptz[]) AS s(id, ts)"
                 " WHERE jobs.job_id = s.id AND jobs.updated_at = s.ts",
                 [r["job_id"] for r in rows], [r["updated_at"] for r in rows])
+
+    def _entry(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """The queue entry of a waiting job (enqueue's arguments)."""
+        return dict(workload_id=job["job_id"], priority=job["priority"], submitted_at=job["submitted_at"].timestamp(),
+                    rank=float(job["queue_rank"]), requester=job["requester"], name=job["name"],
+                    resources=_queue_resources(job, self.io.settings.scheduler_component_cpu),
+                    attributes={"kind": job["kind"], "workload_id": job["workload_id"],
+                                "test_run_id": job["test_run_id"]})
 
 
 def _queue_resources(job: Mapping[str, Any], default_cpu: float) -> dict[str, Any]:

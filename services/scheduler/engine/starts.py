@@ -2,17 +2,21 @@
 
 Running jobs' ready components first (a started workload is never starved), then the queue in
 order (loop tests are queued ahead of everything else); core.policy.decide() (EASY backfill)
-picks starts, each allocated by the atomic Lua script (a lost race is skipped), recorded, then
-launched through the runner and watched by its own task.
+picks starts. The round's starts are claimed in one statement, each allocated by the atomic Lua
+script (a lost race is skipped), recorded together with the jobs' first starts and their
+workload.started events in one transaction, then launched side by side through the runner, each
+watched by its own task.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from opentelemetry.trace import Span
 
 from contracts.events import WorkloadStarted
 from contracts.workload import Workload
@@ -23,19 +27,14 @@ from services.scheduler.core.allocator import Allocation, ClusterSnapshot, Order
 from services.scheduler.core.demand import ComponentDemand, GpuFree, NodeFree, fits
 from services.scheduler.core.inventory import NodeStatus
 from services.scheduler.core.policy import QueuedWorkload, ReadyComponent, RunningAllocation, decide
-from services.scheduler.core.queue import QueueStatus
 from services.scheduler.core.runners.base import ComponentRun, ImageRef
 from services.scheduler.engine.context import Adapters, LiveRuns, Wake
 from services.scheduler.engine.jobs import Jobs
-from services.scheduler.engine.telemetry import emit, export_gauges, job_span
+from services.scheduler.engine.telemetry import emit_many, export_gauges, in_job_span, start_job_span
 from services.scheduler.engine.watcher import Watcher
 from services.scheduler.outcomes import allocations as allocation_payloads
 
 log = logging.getLogger(__name__)
-
-
-class _JobEnded(Exception):
-    pass
 
 
 class Starter:
@@ -90,131 +89,171 @@ class Starter:
                 run = next(r for r in runs[job_id] if r["run_id"] == run_id)
                 await self.jobs.end(job_id, "failed", stage="allocation", component_id=run["component_id"],
                                     reason=domain.unplaceable_reason(run["name"], run["component_id"], demands[run_id]))
-        by_job: dict[str, list] = {}
-        for start in decision.starts:
-            by_job.setdefault(start.workload_id, []).append(start)
-        # the decision placed every start on capacity of its own, so jobs start side by side (in decision
-        # order, a few at a time); the allocator's script still refuses a start that lost a race
-        slots = asyncio.Semaphore(settings.scheduler_start_concurrency)
+        if decision.starts:
+            await self._start(decision.starts, jobs, demands)
 
-        async def start_job(job_id: str, starts: list) -> None:
-            async with slots:
-                job_runs = {r["run_id"]: r for r in runs[job_id]}
-                await self._start_runs(jobs[job_id], [(s, job_runs[s.component_id], demands[s.component_id])
-                                                      for s in starts], job_runs)
-
-        results = await asyncio.gather(*(start_job(job_id, starts) for job_id, starts in by_job.items()),
-                                       return_exceptions=True)
-        failures = [r for r in results if isinstance(r, Exception)]
-        for failure in failures[1:]:  # the first is raised: the loop logs it and tries again
-            log.error("starting a job failed", exc_info=failure)
-        if failures:  # each failed start undid its own claims
-            raise failures[0]
-
-    async def _start_runs(self, job: Mapping[str, Any], starts: list, job_runs: Mapping[str, Mapping]) -> None:
-        """Claim, allocate (the Lua script), record and launch: one span in the job's trace."""
-        with job_span(f"start {job['kind']} components", job, attributes={"avatar.components_starting": len(starts)}):
-            await self._start_runs_traced(job, starts, job_runs)
-
-    async def _start_runs_traced(self, job: Mapping[str, Any], starts: list, job_runs: Mapping[str, Mapping]) -> None:
+    async def _start(self, starts: Sequence[Any], jobs: Mapping[str, Mapping[str, Any]],
+                     demands: Mapping[str, ComponentDemand]) -> None:
+        """Start the round's decision: claim every run in one statement, allocate each (the Lua
+        script refuses a start that lost a race), record the placements and the jobs' first starts
+        in one transaction, then launch side by side. One span per job, in the job's trace."""
         io, live = self.io, self.live
-        job_id = job["job_id"]
         now = time.time()
-        deadline = job["deadline"].timestamp() if job["deadline"] else now + job["max_runtime_s"]
-        claimed: list[tuple[Mapping, Allocation]] = []
-        recorded: list[Mapping] = []
+        deadlines = {job_id: job["deadline"].timestamp() if job["deadline"] else now + job["max_runtime_s"]
+                     for job_id, job in jobs.items()}
+        async with io.pool.acquire() as conn:
+            claimed_rows = await store.claim_runs(conn, [start.component_id for start in starts])
+        claimed: dict[str, tuple[Mapping[str, Any], Allocation]] = {}
+        pending = dict(claimed_rows)  # claimed, not yet allocated or handed back: undone if this fails
+        lost: list[str] = []
+        starting = Counter(row["job_id"] for row in claimed_rows.values())
+        spans = {job_id: start_job_span(f"start {jobs[job_id]['kind']} components", jobs[job_id],
+                                        attributes={"avatar.components_starting": count})
+                 for job_id, count in starting.items()}
         try:
-            for start, run, demand in starts:
-                async with io.pool.acquire() as conn:
-                    row = await store.claim_run(conn, run["run_id"])
-                if row is None:
-                    continue  # the job ended meanwhile, or another iteration took the run
-                live.starting.add(row["run_id"])
-                live.allocations.add(row["allocation_id"])  # the reconciler leaves it alone
-                allocation = await io.allocator.allocate(
-                    row["allocation_id"], job_id, row["run_id"], demand,
-                    lease_seconds=io.settings.scheduler_lease_seconds, expected_end=deadline,
-                    nodes=[start.node], order=Order.LISTED)
-                if allocation is None:  # lost a race for the node: decide again next time
-                    live.allocations.discard(row["allocation_id"])
-                    live.starting.discard(row["run_id"])
+            try:
+                for start in starts:  # in decision order: an in-order start before the backfill behind it
+                    row = claimed_rows.get(start.component_id)
+                    if row is None:
+                        continue  # the job ended meanwhile, or another iteration took the run
+                    live.starting.add(row["run_id"])
+                    live.allocations.add(row["allocation_id"])  # the reconciler leaves it alone
+                    with in_job_span(spans[row["job_id"]], jobs[row["job_id"]]):
+                        allocation = await io.allocator.allocate(
+                            row["allocation_id"], row["job_id"], row["run_id"], demands[row["run_id"]],
+                            lease_seconds=io.settings.scheduler_lease_seconds, expected_end=deadlines[row["job_id"]],
+                            nodes=[start.node], order=Order.LISTED)
+                    if allocation is None:  # lost a race for the node: decide again next time
+                        live.allocations.discard(row["allocation_id"])
+                        live.starting.discard(row["run_id"])
+                        lost.append(row["run_id"])
+                    else:
+                        m.PLACEMENTS.labels("backfill" if start.backfilled else "in_order").inc()
+                        claimed[row["run_id"]] = (row, allocation)
+                    del pending[row["run_id"]]
+                if lost:
                     async with io.pool.acquire() as conn:
-                        await store.unclaim_run(conn, row["run_id"])
-                    continue
-                m.PLACEMENTS.labels("backfill" if start.backfilled else "in_order").inc()
-                claimed.append((row, allocation))
-            if not claimed:
-                return
-            first = None
-            async with io.pool.acquire() as conn, conn.transaction():
-                current = await store.get_job(conn, job_id, lock=True)  # serialises with a cancel
-                if current is None or current["status"] not in ("waiting", "running"):
-                    raise _JobEnded(job_id)
-                for row, allocation in claimed:
-                    recorded.append(await store.mark_run_allocated(
-                        conn, row["run_id"], node=allocation.node, gpu_type=allocation.gpu_type,
-                        gpu_indices=allocation.gpu_indices, memory_bytes=allocation.memory_bytes,
-                        cpu_millis=allocation.cpu_millis))
-                if current["status"] == "waiting":
-                    first = await store.mark_started(conn, job_id, datetime.fromtimestamp(deadline, timezone.utc))
-                    if job["kind"] == "workload":
-                        await emit(io.outbox, conn, first, "workload.started", WorkloadStarted(
-                            workload_id=job["workload_id"], allocations=allocation_payloads(recorded)))
-                job = first or current
-            if first is not None:
-                await io.queue.set_status(job_id, QueueStatus.RUNNING)  # the sync would too, a moment later
-                wait = (first["started_at"] - first["queued_at"]).total_seconds()
-                kit_metrics.SAGA_STEP_SECONDS.labels("queue_wait").observe(max(0.0, wait))
-                if job["kind"] == "workload":
-                    kit_metrics.WORKLOADS.labels("scheduler", "started").inc()
-            for row in recorded:
-                if row is None:
-                    continue
-                await self._launch(job, row)
-                live.starting.discard(row["run_id"])
-        except _JobEnded:
-            log.info("job %s ended while its components were being placed", job_id)
-            for row, allocation in claimed:
-                await self._abandon(row, allocation, status="skipped")
-        except BaseException:
-            for row, allocation in claimed:
-                if row["run_id"] not in live.active:
-                    await self._abandon(row, allocation)
-            raise
+                        await store.unclaim_runs(conn, lost)
+                if not claimed:
+                    return
+                recorded, current = await self._record(list(claimed.values()), deadlines, spans)
+            except BaseException:
+                await self._abandon_all([*claimed.values(), *((row, None) for row in pending.values())])
+                raise
+            ended = [(row, a) for row, a in claimed.values() if row["job_id"] not in current]
+            if ended:
+                log.info("jobs %s ended while their components were being placed",
+                         ", ".join(sorted({row["job_id"] for row, _ in ended})))
+                for row, _ in ended:
+                    spans[row["job_id"]].set_attribute("avatar.outcome", "ended before its start")
+                await self._abandon_all(ended, status="skipped")
+            await self._launch_all(recorded, current, list(claimed.values()), spans)
         finally:
-            for row, _ in claimed:
+            for row, _ in claimed.values():
                 live.starting.discard(row["run_id"])
+            for span in spans.values():
+                span.end()
 
-    async def _abandon(self, row: Mapping[str, Any], allocation: Allocation, *, status: str = "pending") -> None:
+    async def _record(self, claimed: Sequence[tuple[Mapping[str, Any], Allocation]], deadlines: Mapping[str, float],
+                      spans: Mapping[str, Span]) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+        """One transaction: the placements, the first starts and their workload.started events.
+        Returns the recorded runs and the jobs that go on (as they now are)."""
+        io = self.io
+        job_ids = sorted({row["job_id"] for row, _ in claimed})
+        async with io.pool.acquire() as conn, conn.transaction():
+            locked = await store.lock_jobs(conn, job_ids)  # serialises with a cancel
+            current = {job_id: job for job_id, job in locked.items() if job["status"] in ("waiting", "running")}
+            recorded = await store.mark_runs_allocated(conn, [
+                store.Placement(row["run_id"], a.node, a.gpu_type, a.gpu_indices, a.memory_bytes, a.cpu_millis)
+                for row, a in claimed if row["job_id"] in current])
+            firsts = await store.mark_started(conn, {
+                job_id: datetime.fromtimestamp(deadlines[job_id], timezone.utc)
+                for job_id, job in current.items() if job["status"] == "waiting"})
+            await emit_many(io.outbox, conn, [
+                (job, spans[job["job_id"]], "workload.started", WorkloadStarted(
+                    workload_id=job["workload_id"],
+                    allocations=allocation_payloads([r for r in recorded.values() if r["job_id"] == job["job_id"]])))
+                for job in firsts if job["kind"] == "workload"])
+        for job in firsts:
+            current[job["job_id"]] = job
+            wait = (job["started_at"] - job["queued_at"]).total_seconds()
+            kit_metrics.SAGA_STEP_SECONDS.labels("queue_wait").observe(max(0.0, wait))
+            if job["kind"] == "workload":
+                kit_metrics.WORKLOADS.labels("scheduler", "started").inc()
+        return list(recorded.values()), current
+
+    async def _launch_all(self, recorded: Sequence[Mapping[str, Any]], jobs: Mapping[str, Mapping[str, Any]],
+                          claimed: Sequence[tuple[Mapping[str, Any], Allocation]], spans: Mapping[str, Span]) -> None:
+        """Launch side by side, a few at a time (a pod's creation waits on the API server), and record
+        the runner references in one statement."""
+        io, live = self.io, self.live
+        slots = asyncio.Semaphore(io.settings.scheduler_start_concurrency)
+        library: dict[tuple[str, str, str], Any] = {}  # the round's library lookups, each made once
+
+        async def launch(run: Mapping[str, Any]) -> str | None:
+            job = jobs[run["job_id"]]
+            async with slots:
+                with in_job_span(spans[job["job_id"]], job):
+                    return await self._launch(job, run, library)
+
+        try:
+            results = await asyncio.gather(*(launch(run) for run in recorded), return_exceptions=True)
+            started = {run["run_id"]: ref for run, ref in zip(recorded, results) if isinstance(ref, str)}
+            if started:
+                async with io.pool.acquire() as conn:
+                    await store.mark_runs_running(conn, started)
+            failures = [result for result in results if isinstance(result, BaseException)]
+            for failure in failures[1:]:  # the first is raised: the loop logs it and tries again
+                log.error("starting a component failed", exc_info=failure)
+            if failures:
+                raise failures[0]
+        except BaseException:  # undo what is not running (a run that already ended is left as it is)
+            await self._abandon_all([(row, a) for row, a in claimed if row["run_id"] not in live.active])
+            raise
+
+    async def _abandon_all(self, claims: Sequence[tuple[Mapping[str, Any], Allocation | None]], *,
+                           status: str = "pending") -> None:
+        for row, allocation in claims:
+            await self._abandon(row, allocation, status=status)
+
+    async def _abandon(self, row: Mapping[str, Any], allocation: Allocation | None, *, status: str = "pending") -> None:
         """Undo a claim whose start could not be recorded: back to pending, or skipped when
         the job ended meanwhile."""
         try:
-            if await self.io.allocator.release(allocation.allocation_id):
+            if allocation is not None and await self.io.allocator.release(allocation.allocation_id):
                 m.RELEASED.labels("start_aborted").inc()
             async with self.io.pool.acquire() as conn:
                 if status == "pending":
-                    await store.unclaim_run(conn, row["run_id"])
+                    await store.unclaim_runs(conn, [row["run_id"]])
                 else:
                     await store.finish_run(conn, row["run_id"], status=status, exit_code=None, last_line=None,
                                            reason="the job ended before it started", log_url=None, metrics=None)
         except Exception:
             log.exception("cannot undo the claim of run %s; the reconciler will release it", row["run_id"])
         finally:
-            self.live.allocations.discard(allocation.allocation_id)
+            self.live.allocations.discard(row["allocation_id"])
+            self.live.starting.discard(row["run_id"])
 
-    async def _component_run(self, job: Mapping[str, Any], run: Mapping[str, Any]) -> ComponentRun:
-        """What the runner needs to start one attempt of a run: image or command, env, placement."""
+    async def _component_run(self, job: Mapping[str, Any], run: Mapping[str, Any],
+                             library: dict[tuple[str, str, str], Any]) -> ComponentRun:
+        """What the runner needs to start one attempt of a run: image or command, env, placement
+        (`library`: the library entries this round already looked up)."""
         settings = self.io.settings
         workload = self._workload(job)
         task, component = domain.find_component(workload.spec, run["task_id"], run["component_id"])
         upstream = domain.predecessors(task)[component.component_id]
-        async with self.io.pool.acquire() as conn:
-            inputs = await conn.fetch(
-                "SELECT component_id, output_prefix FROM runs WHERE job_id = $1 AND round = $2 AND task_id = $3"
-                " AND component_id = ANY($4::text[])", job["job_id"], run["round"], run["task_id"], upstream
-            ) if upstream else []
-            library = await store.library_lookup(conn, component.component_id, component.image.registry,
-                                                 component.image.tag)
+        entry_key = (component.component_id, component.image.registry, component.image.tag)
+        inputs: list = []
+        if upstream or entry_key not in library:
+            async with self.io.pool.acquire() as conn:
+                if upstream:
+                    inputs = await conn.fetch(
+                        "SELECT component_id, output_prefix FROM runs WHERE job_id = $1 AND round = $2"
+                        " AND task_id = $3 AND component_id = ANY($4::text[])",
+                        job["job_id"], run["round"], run["task_id"], upstream)
+                if entry_key not in library:
+                    library[entry_key] = await store.library_lookup(conn, *entry_key)
+        entry = library[entry_key]
         prefixes = {r["component_id"]: r["output_prefix"] for r in inputs}
         local = settings.scheduler_runner == "local"
         env = domain.component_env(
@@ -224,7 +263,7 @@ class Starter:
             s3_endpoint=settings.s3_endpoint,
             s3_credentials=(settings.s3_access_key, settings.s3_secret_key) if local else None)
         # locally the library's command is what runs; a pod runs its image's entrypoint
-        command = tuple(library["command"]) if library and local else ()
+        command = tuple(entry["command"]) if entry and local else ()
         return ComponentRun(
             workload_id=job["workload_id"], component_id=component.component_id, name=component.name,
             image=ImageRef(component.image.registry, component.image.tag), command=command, env=env,
@@ -232,13 +271,16 @@ class Starter:
             memory_bytes=int(run["memory_bytes"] or 0), cpu=(run["cpu_millis"] or 0) / 1000,
             labels={"avatar-kind": job["kind"], "avatar-task": task.task_id}, run_id=run["allocation_id"])
 
-    async def _launch(self, job: Mapping[str, Any], run: Mapping[str, Any]) -> None:
+    async def _launch(self, job: Mapping[str, Any], run: Mapping[str, Any],
+                      library: dict[tuple[str, str, str], Any]) -> str | None:
+        """Start one run and watch it; its runner reference, or None when it did not start (its end
+        is recorded). The caller records the reference (one statement for the round)."""
         io = self.io
         if run["run_id"] in self.live.stop_requested:  # cancelled while it was being placed
             await self._record_end(run, status="stopped", exit_code=None, reason="stopped before it started")
-            return
+            return None
         try:
-            spec = await self._component_run(job, run)
+            spec = await self._component_run(job, run, library)
             if io.settings.scheduler_runner == "local" and not spec.command:
                 raise RuntimeError(f"the library has no command for component {spec.component_id} "
                                    f"(image {spec.image}); the local runner cannot run it")
@@ -249,12 +291,11 @@ class Starter:
             log.warning("run %s could not start: %s", run["run_id"], exc)
             reason = domain.start_failure_reason(run["name"], run["component_id"], str(exc) or type(exc).__name__)
             await self._record_end(run, status="failed", exit_code=None, reason=reason)
-            return
+            return None
         self.watcher.track(job, run, handle)  # watched before anything else can fail or be cancelled
-        async with io.pool.acquire() as conn:
-            await store.mark_run_running(conn, run["run_id"], handle.ref)
         if run["run_id"] in self.live.stop_requested:  # stopped while it was being started
             await io.runner.stop(handle, io.settings.scheduler_stop_grace_seconds)
+        return handle.ref
 
     async def _record_end(self, run: Mapping[str, Any], *, status: str, exit_code: int | None, reason: str) -> None:
         """The end of a run that never started (so no watcher records it)."""

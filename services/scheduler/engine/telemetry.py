@@ -1,16 +1,20 @@
 """The engine's spans and metrics, and events published in the trace of the job they are about."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import contextlib
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import asyncpg
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
+from contracts.events import make_event
 from services.kit import metrics as kit_metrics
 from services.kit.outbox import Outbox
-from services.kit.telemetry import extract_context, in_trace, workload_span
+from services.kit.telemetry import (correlation_id, extract_context, in_trace, inject_headers, start_workload_span,
+                                   workload_span)
 from services.scheduler import metrics as m
 from services.scheduler.core.allocator import ClusterSnapshot
 
@@ -34,8 +38,40 @@ async def emit(outbox: Outbox, conn: asyncpg.Connection, job: Mapping[str, Any],
 
 def job_span(name: str, job: Mapping[str, Any], *, attributes: Mapping[str, Any] | None = None):
     """A span of the engine's work on one job, in the trace of the event that created the job."""
-    return workload_span(name, job["workload_id"], parent=job["trace_headers"] or {}, attributes={
-        "avatar.job_id": job["job_id"], "avatar.job_kind": job["kind"], **(attributes or {})})
+    return workload_span(name, job["workload_id"], parent=job["trace_headers"] or {},
+                         attributes=_job_attributes(job, attributes))
+
+
+def start_job_span(name: str, job: Mapping[str, Any], *, attributes: Mapping[str, Any] | None = None) -> Span:
+    """The same span for one job of a round's batch: not current (the round works on many jobs at
+    once); the caller ends it."""
+    return start_workload_span(name, job["workload_id"], parent=job["trace_headers"] or {},
+                               attributes=_job_attributes(job, attributes))
+
+
+@contextlib.contextmanager
+def in_job_span(span: Span, job: Mapping[str, Any]) -> Iterator[None]:
+    """Make a round's span of one job current (and the job's workload bound), so the calls made for
+    that job are its children."""
+    token = correlation_id.set(job["workload_id"])
+    try:
+        with trace.use_span(span, end_on_exit=False):
+            yield
+    finally:
+        correlation_id.reset(token)
+
+
+def _job_attributes(job: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"avatar.job_id": job["job_id"], "avatar.job_kind": job["kind"], **(extra or {})}
+
+
+async def emit_many(outbox: Outbox, conn: asyncpg.Connection,
+                    events: Sequence[tuple[Mapping[str, Any], Span, str, BaseModel]]) -> None:
+    """Publish one event per (job, its span, type, payload) in one statement; each event joins its
+    job's trace as a child of the job's span."""
+    await outbox.add_many(conn, [
+        (make_event(event_type, payload, producer=outbox.service, correlation_id=job["workload_id"]),
+         inject_headers(span=span)) for job, span, event_type, payload in events])
 
 
 def describe_outcome(span: Any, job: Mapping[str, Any]) -> None:

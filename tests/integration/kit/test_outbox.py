@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from contracts.events import AppSpecCreated
+from contracts.events import AppSpecCreated, make_event
 from contracts.spec import AppSpec
 from services.kit.outbox import OutboxRelay
+from services.kit.telemetry import inject_headers, start_workload_span
 from tests.support.infra import wait_until
 from tests.unit.contracts.test_spec import seed_example
 
@@ -95,3 +96,38 @@ async def test_rows_committed_while_the_relay_publishes_go_out_without_waiting_f
         published = [json.loads(m.body)["correlation_id"] for m in tap]
         assert sorted(published) == sorted([f"APP-{n:06d}" for n in range(12)] + ["APP-DURING"])
         assert await builder.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+
+
+async def test_events_added_together_commit_together_and_each_keeps_the_trace_it_was_given(kit_service, tap, spans):
+    """add_many: one statement for a batch of events (a scheduling round's), all or none with the
+    transaction, each published in the trace of its own span."""
+    async with kit_service("builder") as builder:
+        apps = ["APP-000001", "APP-000002", "APP-000003"]
+        work = {app: start_workload_span("work on the app", app, parent=None) for app in apps}
+
+        def batch(names):
+            return [(make_event("app.spec_created", spec_created(app), producer="builder", correlation_id=app),
+                     inject_headers(span=work[app])) for app in names]
+
+        with pytest.raises(RuntimeError):
+            async with builder.pool.acquire() as conn, conn.transaction():
+                await builder.outbox.add_many(conn, batch(apps[:2]))
+                raise RuntimeError("the state change failed")
+        async with builder.pool.acquire() as conn, conn.transaction():
+            await builder.outbox.add_many(conn, batch(apps))
+            await builder.outbox.add_many(conn, [])  # nothing to add is no statement at all
+        for span in work.values():
+            span.end()
+        relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
+        await relay.start()  # the poll is a minute: only the batch's NOTIFY wakes the relay in time
+        try:
+            await wait_until(lambda: len(tap) >= 3, 10, message="the three events of the batch")
+        finally:
+            await relay.stop()
+        assert sorted(json.loads(m.body)["correlation_id"] for m in tap) == apps
+        for message in tap:
+            app = json.loads(message.body)["correlation_id"]
+            trace_id = format(work[app].get_span_context().trace_id, "032x")
+            assert message.headers["traceparent"].split("-")[1] == trace_id
+        producers = [s for s in spans.get_finished_spans() if s.name.startswith("send")]
+        assert {s.parent.span_id for s in producers} == {w.get_span_context().span_id for w in work.values()}

@@ -120,3 +120,23 @@ async def test_iterate_walks_large_queues_in_batches(queue):
     walked = [e.workload_id async for e in queue.iterate(batch=7)]
     assert walked == await ids(queue) and len(walked) == 60
     assert [e.workload_id for e in await queue.list(limit=3)] == walked[:3]
+
+
+async def test_mirror_applies_many_states_in_one_round_trip_and_names_the_entries_it_already_knew(queue):
+    await queue.enqueue("known", "low", submitted_at=5, name="as it was")
+    await queue.enqueue("starts", "normal", submitted_at=6)
+    await queue.enqueue("ends", "normal", submitted_at=7)
+    known = await queue.mirror(
+        waiting=[dict(workload_id="new-high", priority="high", submitted_at=20, requester="kim", name="fresh",
+                      resources={"gpu_count": 4}),
+                 dict(workload_id="new-normal", priority="normal", submitted_at=10),
+                 dict(workload_id="known", priority="high", submitted_at=5, name="changed")],
+        running=["starts"], gone=["ends", "never-queued"])
+    assert known == ["known"]
+    assert await ids(queue) == ["new-high", "new-normal", "known"]  # "known" kept its class (low)
+    entry = await queue.get("known")
+    assert entry.priority is Priority.LOW and entry.name == "as it was"
+    assert (await queue.get("new-high")).resources == {"gpu_count": 4}
+    assert (await queue.get("starts")).status is QueueStatus.RUNNING
+    assert await queue.get("ends") is None
+    assert await queue.mirror() == []

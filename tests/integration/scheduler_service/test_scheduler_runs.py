@@ -4,7 +4,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from contracts.events import WorkloadApproved
+from services.kit.telemetry import inject_headers, setup_tracing
 from services.scheduler.main import create_app
 from tests.integration.scheduler_service.support import (allocations, component, component_processes, register,
                                                          workload)
@@ -137,3 +142,46 @@ async def test_a_round_starts_workloads_side_by_side_up_to_the_start_concurrency
             await tap.wait_for("workload.completed", workload_id)
         assert peak == 3
         assert await allocations(scheduler) == []
+
+
+async def test_workloads_started_and_completed_in_one_round_each_get_their_own_events_in_their_own_trace(
+        scheduler, publish, tap):
+    """A round records its starts and its completions together (one transaction each); every workload
+    still gets exactly one workload.started naming only its own components and one workload.completed,
+    each published in that workload's trace, as a child of the round's span for that workload."""
+    setup_tracing("test")
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    await register(publish, scheduler, "CL-FIRST", "CL-THEN")
+    ids = [f"WL-ROUND-{i}" for i in range(10)]
+    origins = {}
+    for workload_id in ids:
+        wl = workload(workload_id, component("CL-FIRST"), component("CL-THEN"), edges=[("CL-FIRST", "CL-THEN")])
+        with trace.get_tracer("test").start_as_current_span("POST /trainings") as request_span:
+            origins[workload_id] = request_span.get_span_context().trace_id
+            headers = inject_headers()
+        await publish("workload.approved", WorkloadApproved(workload_id=workload_id, auto=True, workload=wl),
+                      correlation_id=workload_id, headers=headers)
+    for workload_id in ids:
+        await tap.wait_for("workload.completed", workload_id)
+
+    for workload_id in ids:
+        assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
+        started = tap.of("workload.started", workload_id)[0].data
+        assert [a.component_id for a in started.allocations] == ["CL-FIRST"]
+        completed = tap.of("workload.completed", workload_id)[0].data
+        assert {a.component_id for a in completed.artifacts} == {"CL-FIRST", "CL-THEN"}
+        assert completed.workload.workload_id == workload_id
+
+    finished = exporter.get_finished_spans()
+    for workload_id, origin in origins.items():
+        in_trace = [s for s in finished if s.context.trace_id == origin]
+        rounds = {s.context.span_id: s.name for s in in_trace
+                  if s.name in ("start workload components", "finish workload")}
+        assert sorted(rounds.values()) == ["finish workload", "start workload components", "start workload components"]
+        published = [s for s in in_trace if s.name.startswith("send") and s.parent.span_id in rounds]
+        assert sorted(rounds[s.parent.span_id] for s in published) == ["finish workload", "start workload components"]
+        assert all(s.attributes["avatar.workload_id"] == workload_id for s in in_trace if s.context.span_id in rounds)
+    assert await allocations(scheduler) == []
+    assert await scheduler.platform.pool.fetchval(
+        "SELECT count(*) FROM runs WHERE job_id = ANY($1::text[]) AND status <> 'succeeded'", ids) == 0
