@@ -14,6 +14,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Mapping, Sequence
 
+from opentelemetry.trace import Status, StatusCode
+
 from services.scheduler import domain, store
 from services.scheduler import metrics as m
 from services.scheduler.engine.context import Adapters, LiveRuns, Wake
@@ -82,20 +84,23 @@ class Jobs:
         io = self.io
         runs_of = {job["job_id"]: runs for job, runs in done}
         spans = {job["job_id"]: start_job_span(f"finish {job['kind']}", job) for job, _ in done}
-        finished: list[Mapping[str, Any]] = []
+        finished: list[Mapping[str, Any]] | None = None  # once committed
         try:
             async with io.pool.acquire() as conn, conn.transaction():
-                finished = await store.complete(conn, list(runs_of))
+                rows = await store.complete(conn, list(runs_of))
                 # only a loop test's report needs the components' types (its rewards)
-                tested = sorted({r["component_id"] for job in finished if job["kind"] == "looptest"
+                tested = sorted({r["component_id"] for job in rows if job["kind"] == "looptest"
                                  for r in runs_of[job["job_id"]]})
                 types = await store.component_types(conn, tested) if tested else {}
                 await emit_many(io.outbox, conn, [(job, spans[job["job_id"]], *terminal_event(
-                    job, runs_of[job["job_id"]], types)) for job in finished])
+                    job, runs_of[job["job_id"]], types)) for job in rows])
+            finished = rows
         finally:
-            outcomes = {job["job_id"]: job for job in finished}
+            outcomes = {job["job_id"]: job for job in finished or []}
             for job_id, span in spans.items():
-                if job_id in outcomes:
+                if finished is None:  # rolled back: the next iteration completes it
+                    span.set_status(Status(StatusCode.ERROR, "the completion was not recorded"))
+                elif job_id in outcomes:
                     describe_outcome(span, outcomes[job_id])
                 else:  # stopping meanwhile (a cancel came first): its finisher publishes the outcome
                     span.set_attribute("avatar.outcome", "already finished")

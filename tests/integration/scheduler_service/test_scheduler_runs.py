@@ -185,3 +185,10 @@ async def test_workloads_started_and_completed_in_one_round_each_get_their_own_e
     assert await allocations(scheduler) == []
     assert await scheduler.platform.pool.fetchval(
         "SELECT count(*) FROM runs WHERE job_id = ANY($1::text[]) AND status <> 'succeeded'", ids) == 0
+    # a completion decided on a stale read (the job ended meanwhile) changes nothing and publishes nothing
+    pool = scheduler.platform.pool
+    job = await pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", ids[0])
+    runs = await pool.fetch("SELECT * FROM runs WHERE job_id = $1", ids[0])
+    await scheduler.app.state.scheduler.engine.jobs.complete([({**job, "status": "running"}, runs)])
+    assert await pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", ids[0]) == job
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE routing_key = 'workload.completed'") == len(ids)
