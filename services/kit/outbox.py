@@ -37,20 +37,15 @@ class Outbox:
         headers = inject_headers()
         if not in_trace():
             headers = await recall_trace(conn, event.correlation_id) or headers
-        # one round trip: the row, and the relay's wake-up (delivered only if the transaction commits);
-        # the payload goes as the JSON text pydantic writes (no dict built only to be serialised again)
-        await conn.execute(
-            "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
-            " VALUES ($1, $2, $3::text::jsonb, $4) RETURNING id) SELECT pg_notify($5, '') FROM added",
-            event.event_id, event.type, event.to_json(), headers, self.channel,
-        )
+        await self.add_many(conn, [(event, headers)])
         return event
 
     async def add_many(self, conn: asyncpg.Connection, events: Sequence[tuple[Event, dict[str, Any]]]) -> None:
-        """Record events, each with the trace headers it carries, in one round trip (the caller's
-        transaction; one wake-up for the relay)."""
+        """Record events, each with the trace headers it carries, in the caller's transaction."""
         if not events:
             return
+        # one round trip: the rows, and one wake-up of the relay (delivered only if the transaction
+        # commits); payloads go as the JSON text pydantic writes (no dict built only to be serialised again)
         await conn.execute(
             "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
             " SELECT e, r, p::jsonb, h::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(e, r, p, h)"

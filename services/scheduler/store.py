@@ -1,13 +1,13 @@
 """All of the scheduler's SQL (asyncpg, parameterised). PostgreSQL is the durable record."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
 import asyncpg
 
 from contracts.events import ComponentSnapshot
+from services.scheduler.core.allocator import Allocation
 from services.scheduler.domain import PlannedRun
 
 WAKE_CHANNEL = "scheduler_wake"
@@ -196,19 +196,10 @@ async def unclaim_runs(conn: asyncpg.Connection, run_ids: Sequence[str]) -> None
                        " WHERE run_id = ANY($1::text[]) AND status = 'starting'", list(run_ids))
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where a claimed run was allocated."""
-    run_id: str
-    node: str
-    gpu_type: str | None
-    gpu_indices: Sequence[int]
-    memory_bytes: int
-    cpu_millis: int
-
-
-async def mark_runs_allocated(conn: asyncpg.Connection, placements: Sequence[Placement]) -> dict[str, Row]:
-    """Record each claimed run's placement (a fresh attempt: the last attempt's outcome is cleared)."""
+async def mark_runs_allocated(conn: asyncpg.Connection, placements: Mapping[str, Allocation]) -> dict[str, Row]:
+    """Record where each claimed run (by run id) was allocated: a fresh attempt, so the last
+    attempt's outcome is cleared."""
+    allocations = list(placements.values())
     rows = await conn.fetch(
         """UPDATE runs SET node = p.node, gpu_type = p.gpu_type, gpu_indices = p.gpu_indices::int[],
                   memory_bytes = p.memory_bytes, cpu_millis = p.cpu_millis, started_at = now(),
@@ -217,9 +208,9 @@ async def mark_runs_allocated(conn: asyncpg.Connection, placements: Sequence[Pla
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[])
                 AS p(run_id, node, gpu_type, gpu_indices, memory_bytes, cpu_millis)
            WHERE runs.run_id = p.run_id AND runs.status = 'starting' RETURNING runs.*""",
-        [p.run_id for p in placements], [p.node for p in placements], [p.gpu_type for p in placements],
-        ["{" + ",".join(str(int(i)) for i in p.gpu_indices) + "}" for p in placements],
-        [p.memory_bytes for p in placements], [p.cpu_millis for p in placements])
+        list(placements), [a.node for a in allocations], [a.gpu_type for a in allocations],
+        ["{" + ",".join(str(int(i)) for i in a.gpu_indices) + "}" for a in allocations],
+        [a.memory_bytes for a in allocations], [a.cpu_millis for a in allocations])
     return {row["run_id"]: row for row in rows}
 
 

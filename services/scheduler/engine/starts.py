@@ -98,15 +98,15 @@ class Starter:
         script refuses a start that lost a race), record the placements and the jobs' first starts
         in one transaction, then launch side by side. One span per job, in the job's trace."""
         io, live = self.io, self.live
-        now = time.time()
-        deadlines = {job_id: job["deadline"].timestamp() if job["deadline"] else now + job["max_runtime_s"]
-                     for job_id, job in jobs.items()}
         async with io.pool.acquire() as conn:
             claimed_rows = await store.claim_runs(conn, [start.component_id for start in starts])
         claimed: dict[str, tuple[Mapping[str, Any], Allocation]] = {}
         pending = dict(claimed_rows)  # claimed, not yet allocated or handed back: undone if this fails
         lost: list[str] = []
         starting = Counter(row["job_id"] for row in claimed_rows.values())
+        now = time.time()
+        deadlines = {job_id: jobs[job_id]["deadline"].timestamp() if jobs[job_id]["deadline"]
+                     else now + jobs[job_id]["max_runtime_s"] for job_id in starting}
         spans = {job_id: start_job_span(f"start {jobs[job_id]['kind']} components", jobs[job_id],
                                         attributes={"avatar.components_starting": count})
                  for job_id, count in starting.items()}
@@ -163,9 +163,8 @@ class Starter:
         async with io.pool.acquire() as conn, conn.transaction():
             locked = await store.lock_jobs(conn, job_ids)  # serialises with a cancel
             current = {job_id: job for job_id, job in locked.items() if job["status"] in ("waiting", "running")}
-            recorded = await store.mark_runs_allocated(conn, [
-                store.Placement(row["run_id"], a.node, a.gpu_type, a.gpu_indices, a.memory_bytes, a.cpu_millis)
-                for row, a in claimed if row["job_id"] in current])
+            recorded = await store.mark_runs_allocated(
+                conn, {row["run_id"]: a for row, a in claimed if row["job_id"] in current})
             firsts = await store.mark_started(conn, {
                 job_id: datetime.fromtimestamp(deadlines[job_id], timezone.utc)
                 for job_id, job in current.items() if job["status"] == "waiting"})
