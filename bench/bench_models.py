@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_models.py                 # 1 GiB, appends to bench/RESULTS.md
     .venv/bin/python bench/bench_models.py --size-mib 256 --no-record
 
-Everything is real: an S3 server (moto, its own process), the local PostgreSQL and RabbitMQ, and the
+Everything is real: an S3 server (the stand-in: moto's S3 backend served by waitress, its own process), the local PostgreSQL and RabbitMQ, and the
 service as a subprocess (`python -m services.models`) whose peak RSS is read from /proc (VmHWM, reset
 before each phase). Same S3 server, same run, same data path for both sides:
   store     service: workload.completed → copy staging → models bucket (sha256 + part md5s, HEAD verify)
@@ -87,7 +87,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 def start_moto(port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "services.kit.s3server", "--port", str(port)], cwd=ROOT,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     wait_port(port)
     return proc

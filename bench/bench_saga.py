@@ -7,11 +7,12 @@
     .venv/bin/python bench/bench_saga.py --env AVATAR_SCHEDULER_LOCAL_NICE=0   # A/B a service setting
 
 Everything is real: the local PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix of its
-own), an S3 server (moto's ThreadedMotoServer, in a process of its own so it never shares this client's GIL)
+own), the S3 stand-in (moto's S3 backend served by waitress, services/kit/s3server.py, in a process of its own so
+it never shares this client's GIL)
 and the six services as processes (services.kit.stack.Stack on free ports). An App of one Task with the
 `bench-trivial` component (command `true`, registered through the library API; `--component probe` uses the
 reference probe instead) is built through the builder; then N training requests below the
-approval threshold (auto-approved) are submitted by C concurrent clients (one httpx.AsyncClient each).
+approval threshold (auto-approved) are submitted by C concurrent clients (one aiohttp session each).
 
 Measured:
 - submit API latency (client side, POST /training-requests → 202);
@@ -50,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aio_pika  # noqa: E402
+import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from contracts.topology import EXCHANGE, SUBSCRIPTIONS  # noqa: E402
@@ -176,9 +178,9 @@ S3_CODE = """
 import os, sys, time
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "avatar-local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "avatar-local-secret")
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
+sys.path.insert(0, sys.argv[2])
+from services.kit.s3server import S3Server
+server = S3Server(port=int(sys.argv[1])).start()
 print("ready", flush=True)
 sys.stdin.read()  # until the parent closes our stdin
 server.stop()
@@ -233,7 +235,7 @@ class Environment:
 async def bring_up(extra_env: dict[str, str]) -> Environment:
     run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
     s3_port = free_port()
-    s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port)], stdin=subprocess.PIPE,
+    s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port), str(ROOT)], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=open(run_dir / "s3.log", "wb"), cwd=run_dir)
     infra = make_infra(f"http://127.0.0.1:{s3_port}")
     prefix = f"avatar-bench-{infra.run_id}:"
@@ -390,9 +392,12 @@ async def submit_all(trainer: str, token: str, app_id: str, n: int, clients: int
     began = time.time()
     began_mono = time.perf_counter()
 
+    # aiohttp, not httpx: the clients share the services' two cores, and aiohttp costs about half the CPU
+    # per request (its parser is C); each client keeps one connection, as a real client would
     async def client() -> None:
-        async with httpx.AsyncClient(base_url=trainer, headers={"Authorization": f"Bearer {token}"}, timeout=120,
-                                     limits=httpx.Limits(max_connections=1)) as http:
+        async with aiohttp.ClientSession(base_url=trainer, headers={"Authorization": f"Bearer {token}"},
+                                         timeout=aiohttp.ClientTimeout(total=120),
+                                         connector=aiohttp.TCPConnector(limit=1)) as http:
             while (k := next(counter)) < n:
                 if rate > 0:  # open loop: request k is due at k / rate, whatever the others are doing
                     delay = began_mono + k / rate - time.perf_counter()
@@ -402,10 +407,10 @@ async def submit_all(trainer: str, token: str, app_id: str, n: int, clients: int
                         "resources": PROBE_RESOURCES, "training_config": {"episodes": 1}}
                 sent_at, started = time.time(), time.perf_counter()
                 try:
-                    response = await http.post("/training-requests", json=body)
-                    status = response.status_code
-                    workload_id = response.json().get("workload_id") if status == 202 else None
-                except httpx.HTTPError:
+                    async with http.post("/training-requests", json=body) as response:
+                        status = response.status
+                        workload_id = (await response.json()).get("workload_id") if status == 202 else None
+                except (aiohttp.ClientError, asyncio.TimeoutError):
                     status, workload_id = 0, None
                 results.append(Submission(k, sent_at, time.perf_counter() - started, status, workload_id))
 
@@ -649,7 +654,7 @@ async def run(args: argparse.Namespace) -> str:
                   f"{platform.system()} {platform.release()}, load average before/after "
                   f"{load_before[0]:.2f}/{load_after[0]:.2f}", "",
                   f"`{command}`", "",
-                  "setup: six services (one process each) + RabbitMQ + PostgreSQL + Redis + S3 (moto) on this machine; "
+                  "setup: six services (one process each) + RabbitMQ + PostgreSQL + Redis + S3 (moto's S3 backend, waitress) on this machine; "
                   + ("App = one Task with `bench-trivial` (command `true`, 0 GPUs, 1GB), " if args.component == "trivial"
                      else "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), ")
                   + "LocalRunner (one subprocess per component); "

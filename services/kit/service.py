@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -85,6 +86,8 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_logging(name, settings.log_level)
+        loop_module = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        metrics.RUNTIME.labels(name, loop_module, getattr(app.state, "http_parser", "unknown")).set(1)
         if settings.env == "local":
             await ensure_database(settings.postgres_url)
         pool = await create_pool(settings.postgres_url, settings.schema, max_size=settings.postgres_pool_size)
@@ -186,5 +189,9 @@ def serve(app: FastAPI) -> None:
     import uvicorn
 
     settings: Settings = app.state.settings
+    http = settings.http_parser
+    if http == "auto":  # as uvicorn decides it, made explicit so that /metrics can say which one runs
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    app.state.http_parser = http
     uvicorn.run(app, host=settings.host, port=settings.listen_port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+                loop=settings.event_loop, http=http, timeout_graceful_shutdown=10)

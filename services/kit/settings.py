@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     redis_prefix: str = "avatar:"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
+    # uvicorn's event loop and HTTP parser: "auto" takes uvloop and httptools (C, both pinned), "asyncio"
+    # and "h11" the pure-Python ones
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    http_parser: Literal["auto", "h11", "httptools"] = "auto"
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     consumer_prefetch: int = Field(default=32, ge=1, le=1000)
     # delivered events handled together in one transaction, at most this many (1: each on its own), by

@@ -127,7 +127,8 @@ class Stack:
     def start_s3(self) -> None:
         if self._alive("s3") or port_open(self.s3_port):
             return
-        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
+        self._spawn("s3", [sys.executable, "-m", "services.kit.s3server", "--host", "127.0.0.1",
+                           "--port", str(self.s3_port)],
                     {"AWS_ACCESS_KEY_ID": "avatar-local", "AWS_SECRET_ACCESS_KEY": "avatar-local-secret"})
         wait_for(lambda: port_open(self.s3_port), 30, f"the S3 server on port {self.s3_port}")
 

@@ -59,10 +59,12 @@ async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit:
 
 async def pending_and_next_due(pool: asyncpg.Pool) -> tuple[int, float | None]:
     """How many models wait to be stored, and the seconds until the first of them is due (None: none is)."""
+    # the clamp at 0 is made here, not with SQL's greatest(0, …): that ignores a NULL, so with nothing
+    # pending it said "due now" and an idle worker polled every 50 ms instead of every models_poll_seconds
     row = await pool.fetchrow(
-        "SELECT count(*) AS pending, greatest(0, extract(epoch FROM min(greatest(next_attempt_at,"
-        " coalesce(lease_until, next_attempt_at))) - now()))::float8 AS due FROM models WHERE status = 'pending'")
-    return row["pending"], row["due"]
+        "SELECT count(*) AS pending, extract(epoch FROM min(greatest(next_attempt_at,"
+        " coalesce(lease_until, next_attempt_at))) - now())::float8 AS due FROM models WHERE status = 'pending'")
+    return row["pending"], None if row["due"] is None else max(0.0, row["due"])
 
 
 async def renew_lease(pool: asyncpg.Pool, model_id: str, owner: str, lease_seconds: float) -> bool:

@@ -35,6 +35,9 @@ class SchedulerSettings(Settings):
     # local runner: components run at this nice value (0-19), so that many of them running at once on
     # the services' own machine slow themselves down, not the API, the saga and the scheduling loop
     scheduler_local_nice: int = Field(default=10, ge=0, le=19)
+    # plain asyncio: under uvloop a local component's spawn (libuv forks the whole scheduler) cost 14-15 ms
+    # of CPU per workload against 1 ms (bench/RESULTS.md, "uvloop, httptools and the S3 stand-in")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "asyncio"
     # local runner state (each run's output and metadata, so a restarted scheduler can find and
     # stop what the previous one started) and the log spool; default: <tmp>/avatar-scheduler/<runner id>
     scheduler_state_dir: Path | None = None

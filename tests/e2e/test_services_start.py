@@ -15,3 +15,7 @@ def test_service_is_ready_with_docs_and_metrics(base, service):
     assert status == 200 and openapi["info"]["title"] == f"AVATAR OnE {service}"
     status, metrics = get(f"{base[service]}/metrics")
     assert status == 200 and "avatar_outbox_pending" in metrics
+    # uvloop everywhere but in the scheduler, whose local runner spawns components (services/scheduler/settings.py)
+    loop = "asyncio" if service == "scheduler" else "uvloop"
+    assert (f'avatar_runtime_info{{event_loop="{loop}",http_parser="httptools",service="{service}"}} 1.0'
+            in metrics), [line for line in metrics.splitlines() if "runtime_info" in line]

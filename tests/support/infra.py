@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from services.kit.db import ensure_database
+from services.kit.s3server import S3Server as StandInS3
 from services.kit.settings import Settings
 from services.kit.stack import port_open  # noqa: F401  (re-exported for the fixtures)
 
@@ -119,27 +120,14 @@ class Infra:
                 pass
 
 
-class S3Server:
-    """moto's S3-compatible server on a free loopback port (stands in for MinIO; spoken to via minio)."""
-
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class S3Server(StandInS3):
+    """The S3 stand-in (services/kit/s3server.py) on a free loopback port, spoken to via minio."""
 
     def start(self) -> "S3Server":
         os.environ.setdefault("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
-        self._server.start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self._server.stop()
 
 
 def make_infra(s3_endpoint: str) -> Infra:

@@ -2,8 +2,7 @@
 import asyncio
 import os
 
-from moto.server import ThreadedMotoServer
-
+from services.kit.s3server import S3Server
 from services.models.main import create_app
 from tests.integration.models.helpers import (STAGING, EventTap, completed_event, models_settings, publish, stage,
                                               stored, unique, workload)
@@ -12,26 +11,24 @@ from tests.support.services import running_service
 
 
 class RestartableS3:
-    """A real S3 server (moto) on a fixed port that can be stopped and started again.
+    """A real S3 server (the stand-in) on a fixed port that can be stopped and started again.
 
-    In-process moto servers share one backend, so what the session's server holds is served here too."""
+    In-process stand-ins share moto's one backend, so what the session's server holds is served here too."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self._server: ThreadedMotoServer | None = None
+        self._server: S3Server | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def up(self) -> "RestartableS3":
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
+        self._server = S3Server(port=self.port).start()
         return self
 
     def down(self) -> None:
-        self._server.stop()
-        self._server._server.server_close()  # refuse connections, as a dead server does
+        self._server.stop()  # closes the listening socket and every connection: refused, as by a dead server
 
 
 async def retries(svc) -> float:

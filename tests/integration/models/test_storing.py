@@ -115,3 +115,25 @@ async def test_concurrent_completions_of_one_app_get_consecutive_versions(fresh,
     assert sorted(row["version"] for row in rows) == list(range(1, len(works) + 1))
     assert {row["workload_id"] for row in rows} == {work.workload_id for work in works}
     assert all(row["name"] == f"rl-designopt-v{row['version']}" for row in rows)
+
+
+async def test_nothing_pending_means_nothing_due_so_an_idle_worker_sleeps_its_poll_interval(fresh, s3):
+    from services.models import store
+
+    app_id = unique("APP")
+    async with running_service(create_app, models_settings(fresh)) as svc:
+        work = workload(app_id, unique("WL"))
+        await publish(fresh.rabbitmq_url, completed_event(work, [stage(s3, work.workload_id, "C-agent", "rl-agent",
+                                                                         {"policy.npz": b"p"})]))
+        await stored(svc, {"app_id": app_id}, count=1)
+        pool = svc.app.state.platform.pool
+        assert await store.pending_and_next_due(pool) == (0, None)  # was (0, 0.0): a 50 ms poll forever
+
+        await pool.execute("UPDATE models SET status = 'pending', next_attempt_at = now() + interval '30 seconds'"
+                           " WHERE workload_id = $1", work.workload_id)
+        pending, due = await store.pending_and_next_due(pool)
+        assert pending == 1 and 28 < due <= 30
+        await pool.execute("UPDATE models SET next_attempt_at = now() - interval '5 seconds',"
+                           " lease_until = now() - interval '1 second' WHERE workload_id = $1", work.workload_id)
+        assert await store.pending_and_next_due(pool) == (1, 0.0)
+        await pool.execute("UPDATE models SET status = 'stored' WHERE workload_id = $1", work.workload_id)

@@ -68,7 +68,7 @@ async def test_the_local_runner_measures_the_gpus_it_gave_a_run(fake, tmp_path):
     runner = LocalRunner(state_dir=tmp_path / "runs", runner_id=f"gpu-test-{os.getpid()}", gpu_probe=NvidiaSmi())
     handle = await runner.start(ComponentRun("wl-gpu", "c1", "c1", command=("sleep", "30"), gpu_indices=(1, 3)))
     try:
-        usage = await wait_until(lambda: runner.usage(handle), message="a usage sample")
+        usage = await _sample_after_exec(runner, handle)
         # 300 MiB on each of its two GPUs; GPUs 1 and 3 are 40% and 60% busy
         assert usage.gpu == GpuUsage(memory_bytes=600 * MIB, utilization=50.0, busy=2)
         assert usage.memory_rss_bytes > 0
@@ -82,11 +82,19 @@ async def test_the_local_runner_without_a_probe_or_nvidia_smi_measures_no_gpu(mo
     runner = LocalRunner(state_dir=tmp_path / "runs", runner_id=f"gpu-test-{os.getpid()}-none", gpu_probe=NvidiaSmi())
     handle = await runner.start(ComponentRun("wl-gpu", "c2", "c2", command=("sleep", "30"), gpu_indices=(0,)))
     try:
-        usage = await wait_until(lambda: runner.usage(handle), message="a usage sample")
+        usage = await _sample_after_exec(runner, handle)
         assert usage.gpu is None and usage.memory_rss_bytes > 0
     finally:
         await runner.stop(handle, 0.5)
         await runner.close()
+
+
+async def _sample_after_exec(runner: LocalRunner, handle):
+    """A usage sample of the command itself: one taken while the child is still inside execve reads an RSS of 0."""
+    async def sampled():
+        usage = await runner.usage(handle)
+        return usage if usage is not None and usage.memory_rss_bytes > 0 else None
+    return await wait_until(sampled, message="a usage sample of the running command")
 
 
 def _running(executable) -> bool:

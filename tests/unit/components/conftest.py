@@ -1,4 +1,4 @@
-"""A real S3 API (moto's threaded server) for the component tests."""
+"""A real S3 API (the S3 stand-in, services/kit/s3server.py) for the component tests."""
 from __future__ import annotations
 
 import pytest
@@ -8,11 +8,10 @@ from component_harness import S3
 @pytest.fixture(scope="session")
 def s3() -> S3:
     from minio import Minio
-    from moto.server import ThreadedMotoServer
+    from services.kit.s3server import S3Server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = Minio(f"{host}:{port}", access_key="avatar-test", secret_key="avatar-test-secret", secure=False)
-    yield S3(f"http://{host}:{port}", "avatar-test", "avatar-test-secret", client)
+    server = S3Server(port=0).start()
+    client = Minio(f"127.0.0.1:{server.port}", access_key="avatar-test", secret_key="avatar-test-secret",
+                   secure=False)
+    yield S3(server.endpoint, "avatar-test", "avatar-test-secret", client)
     server.stop()
