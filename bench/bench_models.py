@@ -85,7 +85,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def start_moto(port: int, log: Path) -> subprocess.Popen:
+def start_s3(port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
     proc = subprocess.Popen([sys.executable, "-m", "services.kit.s3server", "--port", str(port)], cwd=ROOT,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
@@ -197,7 +197,7 @@ async def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> 
 
 async def run(size: int, rounds: int, downloads: int, workdir: Path) -> dict:
     moto_port, service_port = free_port(), free_port()
-    moto = start_moto(moto_port, workdir / "moto.log")
+    moto = start_s3(moto_port, workdir / "moto.log")
     infra = make_infra(f"http://127.0.0.1:{moto_port}")
     await infra.fresh_database()
     infra.fresh_vhost()

@@ -28,9 +28,8 @@ sys.path.insert(0, str(ROOT))
 from minio import Minio  # noqa: E402
 from minio.error import S3Error  # noqa: E402
 
-from tests.support.infra import free_port  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench_models import cpu_seconds, wait_port  # noqa: E402  (a sibling script: bench/ is on the path)
+from tests.support.infra import S3_ACCESS_KEY, S3_SECRET_KEY, free_port  # noqa: E402
 SERVERS = {
     "moto.server (werkzeug, all services)": lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                                           "-p", str(port)],
@@ -39,30 +38,13 @@ SERVERS = {
 }
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def wait_ready(client: Minio, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.bucket_exists("probe")
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def measure(argv: list[str], n: int) -> dict[str, tuple[float, float]]:
     port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "avatar-local", "AWS_SECRET_ACCESS_KEY": "avatar-local-secret"}
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
     server = subprocess.Popen(argv(port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = Minio(f"127.0.0.1:{port}", access_key="avatar-local", secret_key="avatar-local-secret", secure=False)
-        wait_ready(client)
+        wait_port(port)
+        client = Minio(f"127.0.0.1:{port}", access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, secure=False)
         staging, logs = f"s-{uuid.uuid4().hex[:8]}", f"l-{uuid.uuid4().hex[:8]}"
         client.make_bucket(staging)
         client.make_bucket(logs)

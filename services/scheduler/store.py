@@ -209,6 +209,7 @@ async def mark_runs_allocated(conn: asyncpg.Connection, placements: Mapping[str,
                 AS p(run_id, node, gpu_type, gpu_indices, memory_bytes, cpu_millis)
            WHERE runs.run_id = p.run_id AND runs.status = 'starting' RETURNING runs.*""",
         list(placements), [a.node for a in allocations], [a.gpu_type for a in allocations],
+        # unnest takes no ragged int[][]: each run's indices travel as the text of an int[]
         ["{" + ",".join(str(int(i)) for i in a.gpu_indices) + "}" for a in allocations],
         [a.memory_bytes for a in allocations], [a.cpu_millis for a in allocations])
     return {row["run_id"]: row for row in rows}

@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Mapping, Sequence
 
+import asyncpg
 from opentelemetry.trace import Status, StatusCode
 
 from services.scheduler import domain, store
@@ -88,10 +89,7 @@ class Jobs:
         try:
             async with io.pool.acquire() as conn, conn.transaction():
                 rows = await store.complete(conn, list(runs_of))
-                # only a loop test's report needs the components' types (its rewards)
-                tested = sorted({r["component_id"] for job in rows if job["kind"] == "looptest"
-                                 for r in runs_of[job["job_id"]]})
-                types = await store.component_types(conn, tested) if tested else {}
+                types = await _report_types(conn, [(job, runs_of[job["job_id"]]) for job in rows])
                 await emit_many(io.outbox, conn, [(job, spans[job["job_id"]], *terminal_event(
                     job, runs_of[job["job_id"]], types)) for job in rows])
             finished = rows
@@ -161,9 +159,7 @@ class Jobs:
                         span.set_attribute("avatar.outcome", "already finished")
                         return
                     runs = await store.skip_pending_runs(conn, job_id, reason=job["failure_reason"])
-                    # only a loop test's report needs the components' types (its rewards)
-                    types = (await store.component_types(conn, sorted({r["component_id"] for r in runs}))
-                             if job["kind"] == "looptest" else {})
+                    types = await _report_types(conn, [(job, runs)])
                     event_type, payload = terminal_event(job, runs, types)
                     await emit(io.outbox, conn, job, event_type, payload)
                 describe_outcome(span, job)
@@ -213,3 +209,11 @@ class Jobs:
             if run["allocation_id"] and await io.allocator.release(run["allocation_id"]):
                 m.RELEASED.labels("compensation").inc()
             self.live.allocations.discard(run["allocation_id"])
+
+
+async def _report_types(conn: asyncpg.Connection,
+                        ended: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]) -> dict[str, str]:
+    """The component types the ended jobs' terminal events need: only a loop test's report uses them
+    (its rewards), so workloads cost no query."""
+    tested = sorted({r["component_id"] for job, runs in ended if job["kind"] == "looptest" for r in runs})
+    return await store.component_types(conn, tested) if tested else {}
