@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -56,6 +56,8 @@ class HandlerContext:
 
 
 Handler = Callable[[Event, HandlerContext], Awaitable[None]]
+# the same work for several events delivered together, in one go (each context's event, in delivery order)
+BatchHandler = Callable[[Sequence[HandlerContext]], Awaitable[None]]
 
 EVENTS_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 DLX_EXCHANGE = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
@@ -182,21 +184,47 @@ class _Batches:
                             "claim batch", kind=SpanKind.INTERNAL, links=links,
                             attributes={"avatar.batch_size": len(batch), "messaging.batch.message_count": len(batch)}):
                         claimed = await inbox.claim_many(conn, [d.claim for d in batch])
+                    handled: list[_Delivery] = []
                     for delivery in batch:
-                        event = delivery.claim.event
-                        if event.event_id not in claimed:
+                        event_id = delivery.claim.event.event_id
+                        if event_id in claimed:
+                            claimed.discard(event_id)  # delivered twice in this batch: handled once
+                            handled.append(delivery)
+                            outcomes.append("handled")
+                        else:
                             outcomes.append("duplicate")
-                            continue
-                        claimed.discard(event.event_id)  # delivered twice in this batch: handled once
-                        # in the delivery's own context: its span parents the handler's statements and
-                        # what it publishes; what it counts lands when this batch commits
-                        delivery.context.run(metrics.count_into, counts)
-                        await asyncio.create_task(delivery.handler(event, HandlerContext(conn, event, self._bus.outbox)),
-                                                  context=delivery.context)
-                        outcomes.append("handled")
+                    together_done: set[BatchHandler] = set()
+                    for delivery in handled:
+                        together = self._bus.batch_handler(delivery.claim.event.type)
+                        if together is None:
+                            await self._handle_one(conn, delivery, counts)
+                        elif together not in together_done:  # all of its events, where the first of them is
+                            together_done.add(together)
+                            group = [d for d in handled if self._bus.batch_handler(d.claim.event.type) is together]
+                            if len(group) == 1:
+                                await self._handle_one(conn, delivery, counts)
+                            else:
+                                await self._handle_together(conn, together, group)
         metrics.BATCHES.labels(self._bus.service, "committed").inc()
         metrics.BATCHED_EVENTS.labels(self._bus.service).inc(len(batch))
         return outcomes
+
+    async def _handle_one(self, conn: asyncpg.Connection, delivery: _Delivery, counts: Any) -> None:
+        # in the delivery's own context: its span parents the handler's statements and what it
+        # publishes; what it counts lands when this batch commits
+        delivery.context.run(metrics.count_into, counts)
+        event = delivery.claim.event
+        await asyncio.create_task(delivery.handler(event, HandlerContext(conn, event, self._bus.outbox)),
+                                  context=delivery.context)
+
+    async def _handle_together(self, conn: asyncpg.Connection, together: BatchHandler, group: list[_Delivery]) -> None:
+        # one span for the group's statements, linked to each event's consumer span (as the claim is);
+        # this worker's context is inside the batch's counted_on_commit block
+        links = [Link(d.context.run(trace.get_current_span).get_span_context()) for d in group]
+        with self._bus.tracer.start_as_current_span(
+                "handle batch", kind=SpanKind.INTERNAL, links=links,
+                attributes={"avatar.batch_size": len(group), "messaging.batch.message_count": len(group)}):
+            await together([HandlerContext(conn, d.claim.event, self._bus.outbox) for d in group])
 
 
 def _resolve(delivery: _Delivery, outcome: str | None) -> None:
@@ -216,6 +244,7 @@ class EventBus:
         self.backoff_cap = backoff_cap
         self._handlers: dict[str, Handler] = {}
         self._locks: dict[str, LockKey] = {}
+        self._together: dict[str, BatchHandler] = {}
         self.tracer = trace.get_tracer("avatar.messaging")
         self._server: dict[str, Any] = {"messaging.system": "rabbitmq"}
         parts = urlsplit(broker_url) if broker_url else None
@@ -229,14 +258,25 @@ class EventBus:
                           channel=Channel(prefetch_count=prefetch) if prefetch else None,
                           decoder=_as_message)(self._on_message)
 
-    def on(self, event_type: str, handler: Handler, *, lock: LockKey | None = None) -> None:
+    def on(self, event_type: str, handler: Handler, *, lock: LockKey | None = None,
+           together: BatchHandler | None = None) -> None:
         """Handle `event_type`; with `lock`, the handler's transaction holds the advisory lock
-        lock(event) = (namespace, key) from its first statement (see `claim`)."""
+        lock(event) = (namespace, key) from its first statement (see `claim`).
+
+        With `together`, the events of a batch registered with it (of any of its types) are handled by
+        one call to it, where the first of them would have been handled, under a span of the batch linked
+        to each event's consumer span; `handler` still handles an event on its own (a batch of one, a
+        batch handed back, a retry)."""
         if event_type not in SUBSCRIPTIONS[self.service]:
             raise ValueError(f"{self.service} does not subscribe to {event_type}; add it to contracts.topology")
         self._handlers[event_type] = handler
         if lock is not None:
             self._locks[event_type] = lock
+        if together is not None:
+            self._together[event_type] = together
+
+    def batch_handler(self, event_type: str) -> BatchHandler | None:
+        return self._together.get(event_type)
 
     async def declare_topology(self) -> None:
         exchange = await self.broker.declare_exchange(EVENTS_EXCHANGE)

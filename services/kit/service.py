@@ -181,6 +181,10 @@ async def _watch_dlq(bus: EventBus, every: float = 5.0) -> None:
             metrics.DLQ_DEPTH.labels(bus.service).set(await bus.dlq_depth())
         except Exception as exc:  # the broker may be restarting; the next round tries again
             log.debug("dlq depth unavailable: %s", exc)
+        if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            # shutdown's cancel reached the declare and the AMQP client swallowed it: this loop would
+            # otherwise keep the service's shutdown waiting for ever
+            raise asyncio.CancelledError()
         await asyncio.sleep(every)
 
 

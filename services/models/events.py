@@ -20,10 +20,6 @@ async def on_workload_completed(event: Event, ctx: HandlerContext) -> None:
         artifacts = plan_artifacts(completed.artifacts)
     except ValueError as exc:
         raise PermanentError(f"workload {completed.workload_id} lists an unusable artifact location: {exc}") from exc
-    existing = await store.model_for_workload(ctx.conn, completed.workload_id)
-    if existing is not None:  # the same completion re-published under a new event id
-        log.info("workload %s already has model %s", completed.workload_id, existing["model_id"])
-        return
     workload = completed.workload
     metrics = merge_metrics({a.folder: source.metrics for a, source in zip(artifacts, completed.artifacts)})
     model_id = new_model_id()
@@ -31,5 +27,8 @@ async def on_workload_completed(event: Event, ctx: HandlerContext) -> None:
         ctx.conn, model_id=model_id, workload_id=completed.workload_id, app_id=workload.app_id,
         app_name=workload.spec.name, name_prefix=model_name_prefix(workload.spec.name),
         workload=workload.to_wire(), artifacts=artifacts, metrics=metrics)
+    if version is None:  # the same completion re-published under a new event id
+        log.info("workload %s already has a model", completed.workload_id)
+        return
     log.info("workload %s completed: model %s (%s v%d) pending storage", completed.workload_id, model_id,
              workload.app_id, version)

@@ -1,7 +1,7 @@
 """All SQL of the models service (asyncpg, parameterised)."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
@@ -21,20 +21,19 @@ SUMMARY_COLUMNS = ("model_id, workload_id, app_id, app_name, version, name, stat
 WORKLOAD_LOCK = "models.workload"
 
 
-async def model_for_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT model_id, version FROM models WHERE workload_id = $1", workload_id)
-
-
 async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id: str, app_id: str, app_name: str,
                          name_prefix: str, workload: dict[str, Any], artifacts: list[StagedArtifact],
-                         metrics: dict[str, Any]) -> int:
-    """Record the model as pending under the App's next version, and wake the store worker; returns the version.
+                         metrics: dict[str, Any]) -> int | None:
+    """Record the model as pending under the App's next version, and wake the store worker; returns the
+    version, or None when the workload already has a model (its completion re-published under a new id).
 
     One statement, the last of the handler's transaction: the App's `app_versions` row stays locked from
     here to the commit only, so completions of many workloads of one App (a sweep) do not queue behind
-    each other's whole transaction."""
+    each other's whole transaction. (Two deliveries of one workload's completion do not race here: they
+    queue on the workload's lock, taken with the inbox claim.)"""
     return await conn.fetchval(
-        "WITH version AS (INSERT INTO app_versions (app_id, last_version) VALUES ($3, 1)"
+        "WITH version AS (INSERT INTO app_versions (app_id, last_version)"
+        "  SELECT $3, 1 WHERE NOT EXISTS (SELECT 1 FROM models WHERE workload_id = $2)"
         "  ON CONFLICT (app_id) DO UPDATE SET last_version = app_versions.last_version + 1 RETURNING last_version),"
         " added AS (INSERT INTO models (model_id, workload_id, app_id, app_name, version, name, workload, artifacts,"
         "  metrics) SELECT $1::text, $2::text, $3, $4::text, last_version, $5::text || last_version,"
@@ -47,24 +46,45 @@ async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id
 
 # ---------------------------------------------------------------- the store worker
 
-async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit: int) -> list[asyncpg.Record]:
-    """Lease pending models that are due and not leased by a live replica."""
-    return await pool.fetch(
-        "UPDATE models SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)"
-        " WHERE model_id IN (SELECT model_id FROM models WHERE status = 'pending' AND next_attempt_at <= now()"
+@dataclass(frozen=True)
+class Claimed:
+    """One pass of the store worker: the models it leased, with what their copy needs, and what waits."""
+
+    models: list[dict[str, Any]]  # model_id, workload_id, app_id, version, artifacts, attempts,
+    # trace_headers (the workload's remembered trace context), stored ({path: source} already verified)
+    pending: int  # models waiting to be stored, the ones just leased included
+    due: float | None  # seconds until the first of the others is due (None: none is)
+
+
+async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit: int) -> Claimed:
+    """Lease up to `limit` pending models that are due and not leased by a live replica, and say how many
+    wait and when the next is due: one round trip per pass of the worker.
+
+    The counts are of the statement's snapshot, taken before the lease: a model leased here is due again
+    when its new lease runs out, not now."""
+    rows = await pool.fetch(
+        "WITH claimed AS (UPDATE models SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)"
+        "  WHERE model_id IN (SELECT model_id FROM models WHERE status = 'pending' AND next_attempt_at <= now()"
         "   AND (lease_until IS NULL OR lease_until < now())"
         "   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
-        " RETURNING model_id, workload_id, app_id, version, artifacts, attempts", owner, lease_seconds, limit)
-
-
-async def pending_and_next_due(pool: asyncpg.Pool) -> tuple[int, float | None]:
-    """How many models wait to be stored, and the seconds until the first of them is due (None: none is)."""
+        "  RETURNING model_id, workload_id, app_id, version, artifacts, attempts),"
+        " waiting AS (SELECT count(*) AS pending, extract(epoch FROM min(CASE WHEN c.model_id IS NOT NULL"
+        "  THEN now() + make_interval(secs => $2)"
+        "  ELSE greatest(m.next_attempt_at, coalesce(m.lease_until, m.next_attempt_at)) END) - now())::float8 AS due"
+        "  FROM models m LEFT JOIN claimed c USING (model_id) WHERE m.status = 'pending')"
+        " SELECT w.pending, w.due, c.model_id, c.workload_id, c.app_id, c.version, c.artifacts, c.attempts,"
+        "  (SELECT t.headers FROM trace_context t WHERE t.correlation_id = c.workload_id) AS trace_headers,"
+        "  (SELECT coalesce(array_agg(ARRAY[f.path, f.source]), '{}') FROM model_files f"
+        "   WHERE f.model_id = c.model_id) AS stored"
+        " FROM waiting w LEFT JOIN claimed c ON true", owner, lease_seconds, limit)
     # the clamp at 0 is made here, not with SQL's greatest(0, …): that ignores a NULL, so with nothing
     # pending it said "due now" and an idle worker polled every 50 ms instead of every models_poll_seconds
-    row = await pool.fetchrow(
-        "SELECT count(*) AS pending, extract(epoch FROM min(greatest(next_attempt_at,"
-        " coalesce(lease_until, next_attempt_at))) - now())::float8 AS due FROM models WHERE status = 'pending'")
-    return row["pending"], None if row["due"] is None else max(0.0, row["due"])
+    due = rows[0]["due"]
+    models = [{**{k: row[k] for k in ("model_id", "workload_id", "app_id", "version", "artifacts", "attempts",
+                                      "trace_headers")},
+               "stored": {path: source for path, source in row["stored"]}}
+              for row in rows if row["model_id"] is not None]
+    return Claimed(models, rows[0]["pending"], None if due is None else max(0.0, due))
 
 
 async def renew_lease(pool: asyncpg.Pool, model_id: str, owner: str, lease_seconds: float) -> bool:
@@ -78,14 +98,6 @@ async def renew_lease(pool: asyncpg.Pool, model_id: str, owner: str, lease_secon
 async def release_lease(pool: asyncpg.Pool, model_id: str, owner: str) -> None:
     await pool.execute("UPDATE models SET lease_owner = NULL, lease_until = NULL"
                        " WHERE model_id = $1 AND lease_owner = $2", model_id, owner)
-
-
-async def stored_paths(pool: asyncpg.Pool, model_id: str) -> set[str]:
-    return {row["path"] for row in await pool.fetch("SELECT path FROM model_files WHERE model_id = $1", model_id)}
-
-
-async def stored_sources(pool: asyncpg.Pool, model_id: str) -> list[str]:
-    return [row["source"] for row in await pool.fetch("SELECT source FROM model_files WHERE model_id = $1", model_id)]
 
 
 async def record_file(pool: asyncpg.Pool, model_id: str, *, path: str, component: str, source: str,

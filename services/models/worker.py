@@ -27,7 +27,7 @@ from contracts.events import ModelStored, ModelStoreFailed
 from services.kit import metrics as kit_metrics
 from services.kit.objectstore import split_s3_url
 from services.kit.outbox import Outbox
-from services.kit.telemetry import recall_trace, workload_span
+from services.kit.telemetry import workload_span
 from services.models import metrics, store
 from services.models.config import ModelsSettings
 from services.models.domain import StagedArtifact, model_path, object_key, retry_delay
@@ -61,11 +61,10 @@ class StoreWorker:
                 try:
                     if listener is None or listener.is_closed():
                         listener = await self._listen()
-                    await self._claim_and_start()
-                    pending, timeout = await store.pending_and_next_due(self.pool)
+                    pending, due = await self._claim_and_start()
                     metrics.PENDING.set(pending)
-                    timeout = self.settings.models_poll_seconds if timeout is None else min(
-                        self.settings.models_poll_seconds, max(0.05, timeout))
+                    timeout = self.settings.models_poll_seconds if due is None else min(
+                        self.settings.models_poll_seconds, max(0.05, due))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database is away: keep the models, look again shortly
@@ -97,14 +96,16 @@ class StoreWorker:
                 await self.pool.release(listener)
         return None
 
-    async def _claim_and_start(self) -> None:
-        free = self.settings.models_store_concurrency - len(self._active)
-        if free <= 0:
-            return
-        for row in await store.claim_due(self.pool, self.owner, self.settings.models_lease_seconds, free):
-            task = asyncio.create_task(self._store_model(dict(row)), name=f"store-{row['model_id']}")
-            self._active[row["model_id"]] = task
-            task.add_done_callback(lambda _t, model_id=row["model_id"]: self._finished(model_id))
+    async def _claim_and_start(self) -> tuple[int, float | None]:
+        """Start storing what is due, as many as there are free slots; (models pending, seconds until
+        the next of the others is due)."""
+        free = max(0, self.settings.models_store_concurrency - len(self._active))
+        claimed = await store.claim_due(self.pool, self.owner, self.settings.models_lease_seconds, free)
+        for model in claimed.models:
+            task = asyncio.create_task(self._store_model(model), name=f"store-{model['model_id']}")
+            self._active[model["model_id"]] = task
+            task.add_done_callback(lambda _t, model_id=model["model_id"]: self._finished(model_id))
+        return claimed.pending, claimed.due
 
     def _finished(self, model_id: str) -> None:
         self._active.pop(model_id, None)
@@ -117,8 +118,9 @@ class StoreWorker:
         renewer = asyncio.create_task(self._renew(model_id), name=f"lease-{model_id}")
         started = time.perf_counter()
         try:
-            parent = await self._trace_of(model["workload_id"])
-            with workload_span("model store", model["workload_id"], parent=parent, attributes={
+            # the store continues the request's trace from the workload.completed consumer span (the
+            # claim read it; None: a trace of its own)
+            with workload_span("model store", model["workload_id"], parent=model["trace_headers"], attributes={
                     "avatar.model_id": model_id, "avatar.attempt": model["attempts"] + 1}) as span:
                 try:
                     await self._copy_all(model)
@@ -141,16 +143,6 @@ class StoreWorker:
         finally:
             renewer.cancel()
 
-    async def _trace_of(self, workload_id: str) -> dict | None:
-        """A background loop: the store continues the request's trace from the workload.completed
-        consumer span (None, a trace of its own, when the database cannot say)."""
-        try:
-            async with self.pool.acquire() as conn:
-                return await recall_trace(conn, workload_id)
-        except Exception as exc:
-            log.debug("no trace context for %s: %s", workload_id, exc)
-            return None
-
     async def _renew(self, model_id: str) -> None:
         every = self.settings.models_lease_seconds / 3
         while True:
@@ -164,7 +156,7 @@ class StoreWorker:
 
     async def _copy_all(self, model: dict[str, Any]) -> None:
         await asyncio.to_thread(self.objects.ensure_bucket, self.settings.models_bucket)
-        done = await store.stored_paths(self.pool, model["model_id"])
+        done: dict[str, str] = model["stored"]  # path → staged source, verified by an earlier attempt
         for artifact in (StagedArtifact(**a) for a in model["artifacts"]):
             staged = await asyncio.to_thread(self.objects.list_staged, artifact.bucket, artifact.prefix)
             for obj in staged:
@@ -175,10 +167,11 @@ class StoreWorker:
                 stored = await asyncio.get_running_loop().run_in_executor(  # in this span: the S3 calls too
                     self.executor, contextvars.copy_context().run, self.objects.copy_verified, artifact.bucket,
                     obj.key, self.settings.models_bucket, key, obj.size, self._stop)
+                source = f"s3://{artifact.bucket}/{obj.key}"
                 await store.record_file(self.pool, model["model_id"], path=path, component=artifact.folder,
-                                        source=f"s3://{artifact.bucket}/{obj.key}", object_key=key, stored=stored)
+                                        source=source, object_key=key, stored=stored)
                 metrics.STORED_BYTES.inc(stored.size)
-                done.add(path)
+                done[path] = source
                 if self.after_file is not None:
                     await self.after_file(model["model_id"], path)
 
@@ -224,7 +217,7 @@ class StoreWorker:
             return
         by_bucket: dict[str, list[str]] = {}
         try:
-            for source in await store.stored_sources(self.pool, model["model_id"]):
+            for source in model["stored"].values():  # every file of the model: _copy_all recorded them all
                 bucket, key = split_s3_url(source)
                 by_bucket.setdefault(bucket, []).append(key)
             for bucket, keys in by_bucket.items():

@@ -28,9 +28,15 @@ async def accept_workload(conn: asyncpg.Connection, emit: Emit, approved: Worklo
     job_id = domain.workload_job_id(workload.workload_id)
     wire = workload.to_wire()
     limit = domain.max_runtime_seconds(workload)
-    existing = await store.get_job(conn, job_id, lock=True)
-    if existing is not None:
-        if existing["workload"] is None and existing["status"] == "cancelled":
+    empty = not workload.spec.components()
+    created = await store.insert_job(
+        conn, job_id=job_id, kind="workload", workload_id=workload.workload_id, workload=wire,
+        priority=workload.priority, queue_rank=workload.submitted_at.timestamp(), requester=workload.requester,
+        name=workload.name or workload.spec.name, status="failed" if empty else "waiting",
+        submitted_at=workload.submitted_at, max_runtime_s=limit, trace_headers=trace_headers, wake=not empty)
+    if not created:
+        existing = await store.get_job(conn, job_id, lock=True)
+        if existing is not None and existing["workload"] is None and existing["status"] == "cancelled":
             # the cancel overtook the approval: the workload ends here, cancelled, exactly once
             await store.fill_tombstone(conn, job_id, workload=wire, priority=workload.priority,
                                        requester=workload.requester, name=workload.name or workload.spec.name,
@@ -40,14 +46,9 @@ async def accept_workload(conn: asyncpg.Connection, emit: Emit, approved: Worklo
                 was_running=False))
             metrics.WORKLOADS.labels("scheduler", "cancelled").inc()
         else:
-            log.info("workload %s is already known (%s); approval ignored", workload.workload_id, existing["status"])
+            log.info("workload %s is already known (%s); approval ignored", workload.workload_id,
+                     existing["status"] if existing is not None else "since removed")
         return
-    empty = not workload.spec.components()
-    await store.insert_job(
-        conn, job_id=job_id, kind="workload", workload_id=workload.workload_id, workload=wire,
-        priority=workload.priority, queue_rank=workload.submitted_at.timestamp(), requester=workload.requester,
-        name=workload.name or workload.spec.name, status="failed" if empty else "waiting",
-        submitted_at=workload.submitted_at, max_runtime_s=limit, trace_headers=trace_headers)
     if empty:
         await conn.execute("UPDATE jobs SET outcome = 'failed', failure_stage = 'queue', failure_reason = $2"
                            " WHERE job_id = $1", job_id, "the App spec has no components to run")
@@ -59,7 +60,6 @@ async def accept_workload(conn: asyncpg.Connection, emit: Emit, approved: Worklo
     await store.insert_runs(conn, job_id, domain.plan_runs(
         workload.spec, job_id=job_id, workload_id=workload.workload_id, staging_bucket=settings.staging_bucket))
     await emit("workload.queued", WorkloadQueued(workload_id=workload.workload_id, priority=workload.priority))
-    await store.wake(conn, job_id)
     metrics.WORKLOADS.labels("scheduler", "queued").inc()
 
 
@@ -74,7 +74,7 @@ async def accept_looptest(conn: asyncpg.Connection, emit: Emit, request: LoopTes
         name=workload.name or workload.spec.name, status="waiting", submitted_at=requested_at,
         max_runtime_s=domain.job_runtime_limit(workload, rounds), trace_headers=trace_headers,
         test_run_id=request.test_run_id, mode=request.mode, rounds=rounds,
-        episodes=request.episodes if request.mode == "rl" else None)
+        episodes=request.episodes if request.mode == "rl" else None, wake=bool(workload.spec.components()))
     if not created:
         log.info("loop test %s of %s is already known; request ignored", request.test_run_id, request.workload_id)
         return
@@ -88,7 +88,6 @@ async def accept_looptest(conn: asyncpg.Connection, emit: Emit, request: LoopTes
         workload.spec, job_id=job_id, workload_id=request.workload_id, staging_bucket=settings.staging_bucket,
         rounds=rounds, test_run_id=request.test_run_id))
     await emit("workload.queued", WorkloadQueued(workload_id=request.workload_id, priority="high", loop_test=True))
-    await store.wake(conn, job_id)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 from contracts.events import AppDeleted, AppSpecCreated, Event
 from contracts.topology import SAGA_EVENTS
@@ -31,12 +32,48 @@ async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
     Runs holding the workload's timeline lock, taken with the inbox claim (`register`)."""
     workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
     recorded = event.type == "training.requested" and event.producer != SERVICE and await _record_request(event, ctx)
-    summary, details = domain.describe(event)
-    entry = domain.TimelineEntry(type=event.type, producer=event.producer, occurred_at=event.occurred_at,
-                                 summary=summary, details=details, event_id=str(event.event_id))
+    entry = _entry(event)
     appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
-                                  producer=event.producer, occurred_at=event.occurred_at, summary=summary,
-                                  details=details, transitions=domain.transitions(entry))
+                                  producer=event.producer, occurred_at=event.occurred_at, summary=entry.summary,
+                                  details=entry.details, transitions=domain.transitions(entry))
+    await _folded(ctx, entry, appended, recorded=recorded)
+
+
+async def on_saga_events(contexts: Sequence[HandlerContext]) -> None:
+    """`on_saga_event` for the events of one delivered batch: the first event of each workload appended
+    and folded in one statement, the rest in turn after it (a workload's events fold in order)."""
+    together: list[tuple[HandlerContext, domain.TimelineEntry]] = []
+    after: list[HandlerContext] = []
+    workloads: set[str] = set()
+    for ctx in contexts:
+        workload_id = ctx.event.data.workload_id  # type: ignore[attr-defined]
+        foreign_request = ctx.event.type == "training.requested" and ctx.event.producer != SERVICE
+        if workload_id in workloads or foreign_request:
+            after.append(ctx)
+        else:
+            together.append((ctx, _entry(ctx.event)))
+        workloads.add(workload_id)
+    if together:
+        appended = await store.append_many(contexts[0].conn, [
+            (ctx.event.data.workload_id, entry, domain.transitions(entry))  # type: ignore[attr-defined]
+            for ctx, entry in together])
+        for (ctx, entry), result in zip(together, appended):
+            await _folded(ctx, entry, result, recorded=False)
+    for ctx in after:
+        await on_saga_event(ctx.event, ctx)
+
+
+def _entry(event: Event) -> domain.TimelineEntry:
+    summary, details = domain.describe(event)
+    return domain.TimelineEntry(type=event.type, producer=event.producer, occurred_at=event.occurred_at,
+                                summary=summary, details=details, event_id=str(event.event_id))
+
+
+async def _folded(ctx: HandlerContext, entry: domain.TimelineEntry, appended: store.Appended, *,
+                  recorded: bool) -> None:
+    """What follows an append: re-derive the status when the event could not simply be folded in, and
+    time the saga step it ends."""
+    workload_id: str = ctx.event.data.workload_id  # type: ignore[attr-defined]
     if not appended.known or not (appended.added or recorded):
         return  # the request is not known yet (it is folded when recorded), or the event was seen before
     previous = appended.previous
@@ -45,8 +82,8 @@ async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
         await store.set_status(ctx.conn, workload_id, domain.derive_status(entries),
                                max((item.occurred_at for item in entries), default=None))
         previous = max((item.occurred_at for item in entries if item.event_id != entry.event_id), default=None)
-    if appended.added and previous is not None and event.occurred_at >= previous:
-        metrics.SAGA_STEP_SECONDS.labels(event.type).observe((event.occurred_at - previous).total_seconds())
+    if appended.added and previous is not None and entry.occurred_at >= previous:
+        metrics.SAGA_STEP_SECONDS.labels(entry.type).observe((entry.occurred_at - previous).total_seconds())
 
 
 async def _record_request(event: Event, ctx: HandlerContext) -> bool:
@@ -63,4 +100,4 @@ def register(bus: EventBus) -> None:
     bus.on("app.spec_created", on_spec_created)
     bus.on("app.deleted", on_app_deleted)
     for event_type in SAGA_EVENTS:
-        bus.on(event_type, on_saga_event, lock=lock_per_workload(store.WORKLOAD_LOCK))
+        bus.on(event_type, on_saga_event, lock=lock_per_workload(store.WORKLOAD_LOCK), together=on_saga_events)

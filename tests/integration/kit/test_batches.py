@@ -198,3 +198,36 @@ async def test_a_batch_claim_is_a_span_linked_to_each_events_consumer_span(kit_s
         assert set(linked) <= set(consumers), "a link to something other than the batch's consumer spans"
         assert [s.name for s in finished if s.parent is not None and s.parent.span_id == claim.context.span_id] == [
             "INSERT inbox"], "the claim statement is the claim span's child"
+
+
+async def test_a_batch_handler_takes_a_batchs_events_in_one_call_and_a_failing_call_hands_them_back(kit_service, fresh):
+    """`together`: the events of a batch in one call, in delivery order; when that call fails, the batch
+    is handed back and each event goes to the event's own handler."""
+    events = [_event(f"APP-{i:06d}") for i in range(60)]
+    poisoned = events[40].event_id
+    await _backlog(kit_service, fresh, events)
+    calls: list[list[str]] = []
+    alone: list[str] = []
+
+    async def on_spec_created(event, ctx):
+        alone.append(event.correlation_id)
+        await ctx.conn.execute("INSERT INTO handled (app_id) VALUES ($1)", event.correlation_id)
+
+    async def on_specs_created(contexts):
+        calls.append([ctx.event.correlation_id for ctx in contexts])
+        await contexts[0].conn.executemany("INSERT INTO handled (app_id) VALUES ($1)",
+                                           [(ctx.event.correlation_id,) for ctx in contexts])
+        if any(ctx.event.event_id == poisoned for ctx in contexts):
+            raise RuntimeError("a bad batch")
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16,
+                           together={"app.spec_created": on_specs_created}) as library:
+        async def all_handled():
+            return await library.pool.fetchval("SELECT count(*) FROM inbox") == 60
+        await wait_until(all_handled, message="the backlog")
+        handled = await _handled_rows(library.pool)
+    assert sorted(handled) == sorted(e.correlation_id for e in events)  # each once: a second insert would fail
+    assert any(len(call) > 1 for call in calls), "no batch went to the batch handler"
+    assert sum(len(call) for call in calls) > len(alone), "the batch handler handled less than the single one"
+    assert events[40].correlation_id in alone, "the failed batch was not handed back to the single handler"
+    assert all(call == sorted(call) for call in calls), "a batch's events were not given in delivery order"

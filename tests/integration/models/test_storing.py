@@ -127,13 +127,16 @@ async def test_nothing_pending_means_nothing_due_so_an_idle_worker_sleeps_its_po
                                                                          {"policy.npz": b"p"})]))
         await stored(svc, {"app_id": app_id}, count=1)
         pool = svc.app.state.platform.pool
-        assert await store.pending_and_next_due(pool) == (0, None)  # was (0, 0.0): a 50 ms poll forever
+        def waiting(claimed: store.Claimed) -> tuple[int, float | None]:
+            return claimed.pending, claimed.due
+
+        assert waiting(await store.claim_due(pool, "test", 30, 0)) == (0, None)  # was (0, 0.0): a 50 ms poll forever
 
         await pool.execute("UPDATE models SET status = 'pending', next_attempt_at = now() + interval '30 seconds'"
                            " WHERE workload_id = $1", work.workload_id)
-        pending, due = await store.pending_and_next_due(pool)
+        pending, due = waiting(await store.claim_due(pool, "test", 30, 0))
         assert pending == 1 and 28 < due <= 30
         await pool.execute("UPDATE models SET next_attempt_at = now() - interval '5 seconds',"
                            " lease_until = now() - interval '1 second' WHERE workload_id = $1", work.workload_id)
-        assert await store.pending_and_next_due(pool) == (1, 0.0)
+        assert waiting(await store.claim_due(pool, "test", 30, 0)) == (1, 0.0)
         await pool.execute("UPDATE models SET status = 'stored' WHERE workload_id = $1", work.workload_id)

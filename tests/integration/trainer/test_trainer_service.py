@@ -284,3 +284,44 @@ async def test_a_late_event_is_folded_in_time_order(fresh):
                                           headers=trainer.headers("viewer"))
     assert [entry["type"] for entry in view["timeline"]] == ["training.requested", "workload.failed", "model.stored"]
     assert [item["workload_id"] for item in listed.json()["items"]] == ["WL-1A7E0001"]
+
+
+async def test_a_backlog_of_saga_events_handled_in_batches_makes_the_same_timelines(fresh):
+    """After a trainer restart under load its queue holds many workloads' events: they are appended in
+    batches (one statement for the first event of each workload in a batch), and every workload still
+    gets its whole timeline once, in time order, and the status its timeline folds to, whatever
+    arrives late, twice or before its request."""
+    from services.kit import metrics
+
+    spec = small_spec((1, "8GB"))
+    backlog, expected = [], {}
+    for i in range(24):
+        workload_id = f"WL-BA7C{i:04d}"
+        request = make_event("training.requested", workload(spec, workload_id=workload_id), producer="other",
+                             correlation_id=workload_id)
+        at = request.occurred_at
+        steps = [make_event(t, data, producer="scheduler", correlation_id=workload_id) for t, data in (
+            ("workload.queued", WorkloadQueued(workload_id=workload_id, priority="normal")),
+            ("workload.started", WorkloadStarted(workload_id=workload_id, allocations=[])),
+            ("workload.failed", WorkloadFailed(workload_id=workload_id, stage="run", reason="exit code 1")))]
+        steps = [step.model_copy(update={"occurred_at": at + timedelta(seconds=n + 1)}) for n, step in enumerate(steps)]
+        queued, started, failed = steps
+        if i % 3 == 0:  # the failure is delivered before the start that preceded it
+            order = [request, queued, failed, started]
+        elif i % 3 == 1:  # a step before the request it is about, and a step delivered twice
+            order = [queued, request, started, started, failed]
+        else:
+            order = [request, queued, started, failed]
+        backlog.append(order)
+        expected[workload_id] = ["training.requested", "workload.queued", "workload.started", "workload.failed"]
+    async with trainer_service(fresh):  # the topology: the events wait in the trainer's queue
+        pass
+    for round_ in range(5):  # interleaved, as many producers would deliver them
+        for order in backlog:
+            if round_ < len(order):
+                await publish(fresh.rabbitmq_url, order[round_].type, order[round_])
+    batched = metrics.BATCHED_EVENTS.labels("trainer")._value.get()
+    async with trainer_service(fresh) as trainer:
+        views = {workload_id: await request_status(trainer, workload_id, "failed") for workload_id in expected}
+    assert {workload_id: [entry["type"] for entry in view["timeline"]] for workload_id, view in views.items()} == expected
+    assert metrics.BATCHED_EVENTS.labels("trainer")._value.get() - batched > 24, "the backlog was not batched"
