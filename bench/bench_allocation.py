@@ -288,7 +288,7 @@ async def main() -> None:
                 f"{lua_n.rate / base_n.rate:.1f}x with {args.concurrency}; p99 {base1.pct(.99) / lua1.pct(.99):.1f}x lower",
                 f"server-side EVALSHA time during the Lua phases: {server_us:.0f} us per call "
                 "(Redis INFO commandstats; includes any other client's EVALSHA meanwhile)",
-                f"inventory consistent after every phase (all GPUs, memory and CPU back): yes",
+                "inventory consistent after every phase (all GPUs, memory and CPU back): yes",
                 "goal >= 2,000 decisions/s and p99 < 5 ms: "
                 + ("MET" if max(lua1.rate, lua_n.rate) >= 2000 and lua1.pct(.99) < 5 else "NOT MET")]
     finally:

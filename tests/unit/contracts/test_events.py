@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import export
-from contracts.events import CATALOGUE, EVENT_TYPES, UnknownEvent, WorkloadFailed, make_event, parse_event
+from contracts.events import CATALOGUE, EVENT_TYPES, WorkloadFailed, make_event, parse_event
 from contracts.topology import SUBSCRIPTIONS
 
 ENVELOPE = {"event_id", "type", "version", "occurred_at", "producer", "correlation_id", "causation_id", "data"}
