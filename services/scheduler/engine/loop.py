@@ -115,7 +115,11 @@ class Engine:
 
     async def _schedule_loop(self) -> None:
         backoff = 0.5
+        last_round = -float("inf")
         while True:
+            # wakes arriving while this waits join the round: it reads the database after them
+            await asyncio.sleep(max(0.0, last_round + self.settings.scheduler_min_round_seconds - time.monotonic()))
+            last_round = time.monotonic()
             self._wake.clear()
             next_deadline = None
             try:
