@@ -33,9 +33,7 @@ async def on_saga_event(event: Event, ctx: HandlerContext) -> None:
     workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
     recorded = event.type == "training.requested" and event.producer != SERVICE and await _record_request(event, ctx)
     entry = _entry(event)
-    appended = await store.append(ctx.conn, workload_id, event_id=event.event_id, type=event.type,
-                                  producer=event.producer, occurred_at=event.occurred_at, summary=entry.summary,
-                                  details=entry.details, transitions=domain.transitions(entry))
+    [appended] = await store.append(ctx.conn, [(workload_id, entry, domain.transitions(entry))])
     await _folded(ctx, entry, appended, recorded=recorded)
 
 
@@ -54,7 +52,7 @@ async def on_saga_events(contexts: Sequence[HandlerContext]) -> None:
             together.append((ctx, _entry(ctx.event)))
         workloads.add(workload_id)
     if together:
-        appended = await store.append_many(contexts[0].conn, [
+        appended = await store.append(contexts[0].conn, [
             (ctx.event.data.workload_id, entry, domain.transitions(entry))  # type: ignore[attr-defined]
             for ctx, entry in together])
         for (ctx, entry), result in zip(together, appended):

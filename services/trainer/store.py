@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Sequence
 
 import asyncpg
 
@@ -114,31 +114,15 @@ class Appended:
     previous: datetime | None  # the workload's latest event time before this one, when folded
 
 
-async def append(conn: asyncpg.Connection, workload_id: str, *, event_id: Any, type: str, producer: str,
-                 occurred_at: datetime, summary: str, details: dict[str, Any],
-                 transitions: dict[str, str]) -> Appended:
-    """Add the event to the timeline and, when it is the workload's latest (the usual case), fold it into
-    the request's status by `transitions` (status → status after it): one round trip, no timeline read.
-    An event older than the latest is not folded: the caller re-derives the status (`set_status`)."""
-    row = await conn.fetchrow(
-        "WITH added AS ("
-        " INSERT INTO timeline (workload_id, event_id, type, producer, occurred_at, summary, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING workload_id),"
-        " request AS (SELECT last_event_at FROM training_requests WHERE workload_id = $1),"
-        " folded AS (UPDATE training_requests r SET status = coalesce($8::jsonb ->> r.status, r.status),"
-        " last_event_at = $5, updated_at = now()"
-        " WHERE r.workload_id = (SELECT workload_id FROM added) AND (r.last_event_at IS NULL OR r.last_event_at <= $5)"
-        " RETURNING 1)"
-        " SELECT EXISTS (SELECT 1 FROM added) AS added, EXISTS (SELECT 1 FROM folded) AS folded,"
-        " EXISTS (SELECT 1 FROM request) AS known, (SELECT last_event_at FROM request) AS previous",
-        workload_id, event_id, type, producer, occurred_at, summary, details, transitions)
-    return Appended(row["added"], row["folded"], row["known"], row["previous"] if row["folded"] else None)
+async def append(conn: asyncpg.Connection, entries: Sequence[tuple[str, TimelineEntry, dict[str, str]]]
+                 ) -> list[Appended]:
+    """Add events to their workloads' timelines and, for each that is its workload's latest (the usual
+    case), fold it into the request's status by its `transitions` (status → status after it): one round
+    trip for all of them, no timeline read. An event older than the latest is not folded: the caller
+    re-derives the status (`set_status`).
 
-
-async def append_many(conn: asyncpg.Connection, entries: Sequence[tuple[str, TimelineEntry, dict[str, str]]]
-                      ) -> list[Appended]:
-    """`append` for many events in one round trip: (workload id, entry, transitions) each, at most one per
-    workload (a workload's events are folded in turn, so its second event waits for the first)."""
+    Entries are (workload id, entry, transitions), at most one per workload (a workload's events are
+    folded in turn, so its second event waits for the first)."""
     rows = await conn.fetch(
         "WITH input AS (SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
         "  $6::text[], $7::text[], $8::text[]) WITH ORDINALITY"
