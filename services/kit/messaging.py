@@ -9,6 +9,7 @@ delivered together share that transaction (`_Batches`); one that fails sends eac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from dataclasses import dataclass
@@ -179,10 +180,7 @@ class _Batches:
             async with self._bus.pool.acquire() as conn:
                 async with conn.transaction():
                     # the claim serves many traces: a span of its own, linked to each event's consumer span
-                    links = [Link(d.context.run(trace.get_current_span).get_span_context()) for d in batch]
-                    with self._bus.tracer.start_as_current_span(
-                            "claim batch", kind=SpanKind.INTERNAL, links=links,
-                            attributes={"avatar.batch_size": len(batch), "messaging.batch.message_count": len(batch)}):
+                    with self._span("claim batch", batch):
                         claimed = await inbox.claim_many(conn, [d.claim for d in batch])
                     handled: list[_Delivery] = []
                     for delivery in batch:
@@ -209,6 +207,13 @@ class _Batches:
         metrics.BATCHED_EVENTS.labels(self._bus.service).inc(len(batch))
         return outcomes
 
+    def _span(self, name: str, deliveries: list[_Delivery]) -> contextlib.AbstractContextManager[trace.Span]:
+        """A current span serving many traces: linked to the consumer span of each delivery."""
+        links = [Link(d.context.run(trace.get_current_span).get_span_context()) for d in deliveries]
+        return self._bus.tracer.start_as_current_span(
+            name, kind=SpanKind.INTERNAL, links=links,
+            attributes={"avatar.batch_size": len(deliveries), "messaging.batch.message_count": len(deliveries)})
+
     async def _handle_one(self, conn: asyncpg.Connection, delivery: _Delivery, counts: Any) -> None:
         # in the delivery's own context: its span parents the handler's statements and what it
         # publishes; what it counts lands when this batch commits
@@ -220,10 +225,7 @@ class _Batches:
     async def _handle_together(self, conn: asyncpg.Connection, together: BatchHandler, group: list[_Delivery]) -> None:
         # one span for the group's statements, linked to each event's consumer span (as the claim is);
         # this worker's context is inside the batch's counted_on_commit block
-        links = [Link(d.context.run(trace.get_current_span).get_span_context()) for d in group]
-        with self._bus.tracer.start_as_current_span(
-                "handle batch", kind=SpanKind.INTERNAL, links=links,
-                attributes={"avatar.batch_size": len(group), "messaging.batch.message_count": len(group)}):
+        with self._span("handle batch", group):
             await together([HandlerContext(conn, d.claim.event, self._bus.outbox) for d in group])
 
 
