@@ -150,9 +150,15 @@ def _record_failure(span: Span, exc: BaseException) -> None:
 
 # ------------------------------------------------------------------ the workload's remembered trace context
 
+def recalled_trace_sql(correlation: str) -> str:
+    """`recall_trace` as an SQL expression, for a statement that reads it along with other things;
+    `correlation` is an SQL expression (a parameter, a column) of the correlation id."""
+    return f"(SELECT headers FROM trace_context WHERE correlation_id = {correlation})"
+
+
 async def recall_trace(conn: Any, correlation: str) -> dict[str, Any] | None:
     """The latest trace context this service saw for the correlation id (None when it saw none)."""
-    return await conn.fetchval("SELECT headers FROM trace_context WHERE correlation_id = $1", correlation)
+    return await conn.fetchval(f"SELECT {recalled_trace_sql('$1')}", correlation)
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from services.kit.telemetry import recalled_trace_sql
 from services.models.domain import StagedArtifact
 from services.models.objects import StoredObject
 
@@ -73,7 +74,7 @@ async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit:
         "  ELSE greatest(m.next_attempt_at, coalesce(m.lease_until, m.next_attempt_at)) END) - now())::float8 AS due"
         "  FROM models m LEFT JOIN claimed c USING (model_id) WHERE m.status = 'pending')"
         " SELECT w.pending, w.due, c.model_id, c.workload_id, c.app_id, c.version, c.artifacts, c.attempts,"
-        "  (SELECT t.headers FROM trace_context t WHERE t.correlation_id = c.workload_id) AS trace_headers,"
+        f"  {recalled_trace_sql('c.workload_id')} AS trace_headers,"
         "  (SELECT coalesce(array_agg(ARRAY[f.path, f.source]), '{}') FROM model_files f"
         "   WHERE f.model_id = c.model_id) AS stored"
         " FROM waiting w LEFT JOIN claimed c ON true", owner, lease_seconds, limit)
