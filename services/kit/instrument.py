@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import logging
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-
+log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("avatar.kit.instrument")
 _quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("avatar_instrument_quiet", default=False)
 MAX_QUERY_TEXT = 2000
@@ -109,7 +110,9 @@ class TracedConnection(asyncpg.Connection):
     It also knows whether anything it ran outlives a transaction: only then does its release to the
     pool send asyncpg's reset query (unlock all, close all, unlisten, reset all), a round trip that
     every release paid before (an open transaction is rolled back on release either way). Temp tables
-    and SQL PREPARE are not undone by that query either way; the services use neither."""
+    and SQL PREPARE are not undone by that query either way; the services use neither.
+
+    And it runs what was asked to happen once the current transaction commits (`after_commit`)."""
 
     def _span_attributes(self, query: str) -> tuple[str, dict[str, Any]]:
         # the same few dozen statements run all day: describe each once per connection, copy per span
@@ -161,7 +164,34 @@ class TracedConnection(asyncpg.Connection):
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
         with self._traced(query):
-            return await super().execute(query, *args, **kwargs)
+            result = await super().execute(query, *args, **kwargs)
+        if not args and self.__dict__.get("_avatar_after_commit") is not None:
+            self._transaction_ended(query)
+        return result
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once what this connection has just done is committed: when its transaction
+        commits (not if it rolls back), or at once outside a transaction (the statement has committed)."""
+        if not self.is_in_transaction():
+            callback()
+            return
+        pending = self.__dict__.get("_avatar_after_commit")
+        if pending is None:
+            pending = self._avatar_after_commit = []
+        pending.append(callback)
+
+    def _transaction_ended(self, query: str) -> None:
+        # asyncpg's Transaction ends the outermost transaction with these two statements (a savepoint's
+        # end does not commit anything); a transaction that never reaches either (a broken connection)
+        # is not committed either, and the next one starts afresh
+        if query in ("COMMIT;", "ROLLBACK;") or query.startswith("BEGIN") or not self.is_in_transaction():
+            callbacks, self._avatar_after_commit = self._avatar_after_commit, None
+            if query == "COMMIT;":
+                for callback in callbacks:
+                    try:
+                        callback()
+                    except Exception:  # a callback's failure must not look like the commit's
+                        log.exception("an after-commit callback failed")
 
     async def executemany(self, command: str, args: Any, **kwargs: Any) -> None:
         with self._traced(command, batch=len(args) if hasattr(args, "__len__") else None):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -111,15 +112,18 @@ class _Batches:
     handler in turn, in delivery order. Under load a service's queue holds many events and the per-event
     BEGIN, claim and COMMIT round trips would be most of what handling one costs.
 
-    Nothing waits to fill a batch: a worker takes what has been delivered by the time it looks. A batch
+    A worker starts a batch at most every `min_interval` seconds: under load the events delivered while
+    it waits join its next batch (one transaction for many, instead of one each as they trickle in); a
+    worker idle for longer takes a lone event at once, so a quiet service adds no delay. A batch
     of one, or a batch whose transaction fails for any reason (a handler's error, a deadlock, the
     database away), is handed back: each of its events is then handled on its own, with the retries and
     the dead-lettering of a single event, so a bad event never takes its neighbours with it."""
 
-    def __init__(self, bus: "EventBus", *, size: int, workers: int) -> None:
+    def __init__(self, bus: "EventBus", *, size: int, workers: int, min_interval: float = 0.0) -> None:
         self._bus = bus
         self._size = size
         self._workers = workers
+        self._min_interval = min_interval
         self._waiting: asyncio.Queue[_Delivery] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
 
@@ -145,10 +149,13 @@ class _Batches:
         return await delivery.outcome
 
     async def _work(self) -> None:
+        last_start = -float("inf")
         while True:
             batch = [await self._waiting.get()]
             try:
-                await asyncio.sleep(0)  # the other messages of the same read are delivered meanwhile
+                # at least yield: the other messages of the same read are delivered meanwhile
+                await asyncio.sleep(max(0.0, last_start + self._min_interval - time.monotonic()))
+                last_start = time.monotonic()
                 while len(batch) < self._size and not self._waiting.empty():
                     batch.append(self._waiting.get_nowait())
                 outcomes = [None] if len(batch) == 1 else await self._handle_or_hand_back(batch)
@@ -237,7 +244,8 @@ def _resolve(delivery: _Delivery, outcome: str | None) -> None:
 class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
                  max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None,
-                 prefetch: int | None = None, batch_size: int = 1, batch_workers: int = 2) -> None:
+                 prefetch: int | None = None, batch_size: int = 1, batch_workers: int = 2,
+                 batch_min_interval: float = 0.0) -> None:
         self.broker = broker
         self.service = service
         self.pool = pool
@@ -253,7 +261,8 @@ class EventBus:
         if parts is not None and parts.hostname:  # never the credentials
             self._server.update({"server.address": parts.hostname, "server.port": parts.port or 5672})
         self._stopping = False
-        self._batches = _Batches(self, size=batch_size, workers=batch_workers) if batch_size > 1 else None
+        self._batches = (_Batches(self, size=batch_size, workers=batch_workers, min_interval=batch_min_interval)
+                         if batch_size > 1 else None)
         # every delivered message is handled in a task of its own: the prefetch bounds how many at once
         # (None: unbounded, so a backlog would all be in memory and waiting for the pool at the same time)
         broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL,

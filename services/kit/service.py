@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[Any]]
+GC_YOUNG_THRESHOLD = 20_000  # allocations before a young-generation pass (CPython's default: 700)
 
 
 @dataclass
@@ -99,12 +101,14 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         outbox = Outbox(name)
         bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
                        prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
-                       batch_workers=settings.consumer_batch_workers)
+                       batch_workers=settings.consumer_batch_workers,
+                       batch_min_interval=settings.consumer_min_batch_seconds)
         platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)
         app.state.platform = platform
-        relay = OutboxRelay(pool, outbox, bus.publish, poll_seconds=settings.outbox_poll_seconds)
+        relay = OutboxRelay(pool, outbox, bus.publish, poll_seconds=settings.outbox_poll_seconds,
+                            min_round_seconds=settings.outbox_min_round_seconds)
         try:
             async with (setup(platform, app) if setup else contextlib.nullcontext()):
                 await bus.start()
@@ -197,5 +201,13 @@ def serve(app: FastAPI) -> None:
     if http == "auto":  # as uvicorn decides it, made explicit so that /metrics can say which one runs
         http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     app.state.http_parser = http
+    # the collector's full passes walked every object the imports made (FastAPI, pydantic, OpenTelemetry)
+    # again and again: 55-96 ms pauses of the trainer every few seconds under load, a stall of every
+    # request in flight (bench/RESULTS.md, "a floor under batches, and the collector"). What exists
+    # now lives as long as the process: out of the collector's sight. A larger first generation lets
+    # a request's or an event's temporaries die before anything is promoted.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     uvicorn.run(app, host=settings.host, port=settings.listen_port, log_config=None, access_log=False,
                 loop=settings.event_loop, http=http, timeout_graceful_shutdown=10)

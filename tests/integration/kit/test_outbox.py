@@ -131,3 +131,117 @@ async def test_events_added_together_commit_together_and_each_keeps_the_trace_it
             assert message.headers["traceparent"].split("-")[1] == trace_id
         producers = [s for s in spans.get_finished_spans() if s.name.startswith("send")]
         assert {s.parent.span_id for s in producers} == {w.get_span_context().span_id for w in work.values()}
+
+
+async def test_one_relay_of_a_service_publishes_and_a_standby_takes_over_when_it_stops(kit_service, tap):
+    """Two replicas' relays on one outbox: the one holding the service's relay lock publishes (its rounds
+    take no row locks, so a second publisher would send every event twice); when it stops, the standby
+    takes over within its poll."""
+    async with kit_service("builder") as builder:
+        first, second = builder.relay(), builder.relay()
+        await first.start()
+        await wait_until(lambda: first.leading, message="the first relay to lead")
+        await second.start()
+
+        async def emit(names):
+            for app in names:  # one transaction each: many small rounds, as under load
+                async with builder.pool.acquire() as conn, conn.transaction():
+                    await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
+
+        try:
+            before = [f"APP-{n:06d}" for n in range(20)]
+            await emit(before)
+            await wait_until(lambda: len(tap) >= 20, 10, message="the 20 events")
+            assert first.leading and not second.leading
+            await first.stop()
+            after = [f"APP-{n:06d}" for n in range(20, 25)]
+            await emit(after)
+            await wait_until(lambda: len(tap) >= 25, 10, message="the events after the leader stopped")
+            assert second.leading
+            # the last event's duplicate, if any, would have followed it by now
+            await wait_until(lambda: builder.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"),
+                             message="every row marked sent")
+        finally:
+            await first.stop()
+            await second.stop()
+        published = [json.loads(m.body)["correlation_id"] for m in tap]
+        assert sorted(published) == before + after
+
+
+async def test_the_backlog_gauges_grow_while_the_broker_refuses_events(kit_service):
+    from services.kit import metrics
+
+    async def broker_away(*_):
+        raise ConnectionError("the broker is away")
+
+    async with kit_service("builder") as builder:
+        async with builder.pool.acquire() as conn, conn.transaction():
+            for n in range(3):
+                await builder.outbox.emit(conn, "app.spec_created", spec_created(f"APP-{n:06d}"),
+                                          correlation_id=f"APP-{n:06d}")
+        relay = OutboxRelay(builder.pool, builder.outbox, broker_away, poll_seconds=0.2)
+        await relay.start()
+        try:
+            await wait_until(lambda: metrics.OUTBOX_PENDING.labels("builder")._value.get() == 3,
+                             message="the pending gauge counting the unsent rows")
+            await wait_until(lambda: metrics.OUTBOX_OLDEST_AGE.labels("builder")._value.get() > 0,
+                             message="the age of the oldest unsent row")
+        finally:
+            await relay.stop()
+        assert await builder.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 3
+
+
+async def test_a_leading_relay_in_this_process_is_woken_on_commit_without_a_notify(kit_service, tap):
+    """NOTIFY takes a database-wide lock at commit, held through the commit's disk write: every notifying
+    commit waits for the others'. A relay of the same process is woken in-process once the transaction
+    commits instead; the poll here is a minute, so only that wake can publish in time."""
+    async with kit_service("builder") as builder:
+        heard = []
+
+        def hear(*args):
+            heard.append(args)
+
+        async def emit(app):
+            async with builder.pool.acquire() as conn, conn.transaction():
+                await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
+
+        listener = await builder.pool.acquire()
+        await listener.add_listener(builder.outbox.channel, hear)
+        try:
+            relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
+            await relay.start()
+            try:
+                await wait_until(lambda: relay.leading, message="the relay to lead")
+                await emit("APP-WOKEN")
+                await wait_until(lambda: len(tap) >= 1, 5, message="the event, published on the in-process wake")
+            finally:
+                await relay.stop()
+            assert [json.loads(m.body)["correlation_id"] for m in tap] == ["APP-WOKEN"]
+            assert heard == []
+            # no relay of this process leads: a commit notifies (another replica's relay may lead)
+            await emit("APP-ELSEWHERE")
+            await wait_until(lambda: heard, 5, message="the NOTIFY")
+        finally:
+            await listener.remove_listener(builder.outbox.channel, hear)
+            await builder.pool.release(listener)
+
+
+async def test_after_commit_runs_once_the_transaction_commits_and_never_on_rollback(kit_service):
+    async with kit_service("builder") as builder:
+        called = []
+        async with builder.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT 1")
+                conn.after_commit(lambda: called.append("committed"))
+                async with conn.transaction():  # a savepoint's release commits nothing
+                    conn.after_commit(lambda: called.append("inner"))
+                assert called == []
+            assert called == ["committed", "inner"]
+            with pytest.raises(RuntimeError):
+                async with conn.transaction():
+                    conn.after_commit(lambda: called.append("rolled back"))
+                    raise RuntimeError("the change failed")
+            async with conn.transaction():
+                await conn.execute("SELECT 1")
+            conn.after_commit(lambda: called.append("outside a transaction"))
+        assert called == ["committed", "inner", "outside a transaction"]
