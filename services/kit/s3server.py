@@ -24,8 +24,13 @@ S3_SINGLE_PUT_LIMIT = 5 * 1024**3  # S3 refuses a single PUT above 5 GiB; larger
 
 def create_app() -> Any:
     """moto's S3 backend as a WSGI app (imported here: moto is large and only this process needs it)."""
+    from moto.core import errors
     from moto.moto_server.werkzeug_app import create_backend_app
 
+    # every error response (a 404 for an absent object is the common one) built a new lookup factory and
+    # with it the error table of the whole S3 model: one factory, so its per-service cache is kept
+    shared = errors.ErrorLookupFactory()
+    errors.ErrorLookupFactory = lambda: shared  # type: ignore[assignment,misc]
     return create_backend_app("s3")
 
 
