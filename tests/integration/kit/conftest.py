@@ -32,12 +32,13 @@ class KitService:
 def kit_service(fresh):
     @contextlib.asynccontextmanager
     async def make(service: str, handlers: dict | None = None, locks: dict | None = None, *, batch_size: int = 1,
-                   prefetch: int | None = None, together: dict | None = None):
+                   prefetch: int | None = None, together: dict | None = None, min_batch_seconds: float = 0.0):
         pool = await create_pool(fresh.postgres_url, service)
         await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
         outbox = Outbox(service)
         bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool, outbox,
-                       backoff_cap=0.2, batch_size=batch_size, prefetch=prefetch)
+                       backoff_cap=0.2, batch_size=batch_size, prefetch=prefetch,
+                       batch_min_interval=min_batch_seconds)
         for event_type, handler in (handlers or {}).items():
             bus.on(event_type, handler, lock=(locks or {}).get(event_type), together=(together or {}).get(event_type))
         await bus.start()

@@ -231,3 +231,37 @@ async def test_a_batch_handler_takes_a_batchs_events_in_one_call_and_a_failing_c
     assert sum(len(call) for call in calls) > len(alone), "the batch handler handled less than the single one"
     assert events[40].correlation_id in alone, "the failed batch was not handed back to the single handler"
     assert all(call == sorted(call) for call in calls), "a batch's events were not given in delivery order"
+
+
+async def test_under_a_trickle_a_floor_gathers_events_into_batches_and_an_idle_worker_answers_at_once(kit_service, fresh):
+    """Events arriving one by one each got a transaction of their own; a worker that starts a batch at
+    most every 0.3 s lets those arriving meanwhile join it. A lone event on an idle worker waits for
+    nothing."""
+    times: dict[str, float] = {}
+
+    async def on_spec_created(event, ctx):
+        await ctx.conn.execute("SELECT 1")
+        times[event.correlation_id] = asyncio.get_running_loop().time()
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16,
+                           min_batch_seconds=0.3):
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        await publish(fresh.rabbitmq_url, "app.spec_created", _event("APP-LONE00"))
+        await wait_until(lambda: "APP-LONE00" in times, message="the lone event")
+        assert times["APP-LONE00"] - sent < 0.25, "a lone event on an idle worker waited for the floor"
+
+        await asyncio.sleep(0.4)  # idle again
+        committed = _value(metrics.BATCHES, "library", "committed")
+        batched = _value(metrics.BATCHED_EVENTS, "library")
+        trickle = [f"APP-T{i:05d}" for i in range(30)]
+        for app_id in trickle:  # one every 20 ms, as a moderate rate delivers them
+            await publish(fresh.rabbitmq_url, "app.spec_created", _event(app_id))
+            await asyncio.sleep(0.02)
+        await wait_until(lambda: all(a in times for a in trickle), message="the trickle handled")
+        batches = _value(metrics.BATCHES, "library", "committed") - committed
+        together = _value(metrics.BATCHED_EVENTS, "library") - batched
+    # 30 events over ~0.6 s with two workers starting a batch at most every 0.3 s: a handful of batches
+    # held most of them (with no floor each event of a trickle is a batch of one, handled on its own)
+    assert 1 <= batches <= 10, f"{batches} batches for 30 events"
+    assert together >= 20, f"only {together} of 30 events were handled in batches"

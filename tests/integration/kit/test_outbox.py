@@ -1,3 +1,4 @@
+import asyncio
 import json
 
 import pytest
@@ -245,3 +246,37 @@ async def test_after_commit_runs_once_the_transaction_commits_and_never_on_rollb
                 await conn.execute("SELECT 1")
             conn.after_commit(lambda: called.append("outside a transaction"))
         assert called == ["committed", "inner", "outside a transaction"]
+
+
+async def test_a_relay_floor_publishes_a_trickle_in_few_rounds_and_a_lone_event_at_once(kit_service, tap):
+    async with kit_service("builder") as builder:
+        rounds: list[int] = []
+
+        async def counted(event_ids):
+            rounds.append(len(event_ids))
+
+        async def emit(app):
+            async with builder.pool.acquire() as conn, conn.transaction():
+                await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
+
+        relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60, min_round_seconds=0.3)
+        relay.after_publish = counted
+        await relay.start()
+        try:
+            await wait_until(lambda: relay.leading, message="the relay to lead")
+            await asyncio.sleep(0.4)  # its first round is over: idle
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            await emit("APP-LONE00")
+            await wait_until(lambda: len(tap) >= 1, message="the lone event")
+            assert loop.time() - sent < 0.25, "a lone event on an idle relay waited for the floor"
+            await asyncio.sleep(0.4)
+            rounds.clear()
+            for n in range(30):  # one commit every 20 ms
+                await emit(f"APP-T{n:05d}")
+                await asyncio.sleep(0.02)
+            await wait_until(lambda: len(tap) >= 31, message="the trickle published")
+        finally:
+            await relay.stop()
+        assert sum(rounds) == 30
+        assert len(rounds) <= 6, f"{len(rounds)} rounds for 30 rows committed over ~0.6 s with a 0.3 s floor"
