@@ -441,7 +441,10 @@ class EventBus:
                 metrics.CONSUMER_RETRIES.labels(self.service).inc()
                 trace.get_current_span().add_event("retry", {"attempt": attempt, "error.type": type(exc).__name__})
                 log.warning("transient error handling %s (attempt %d): %s", event.type, attempt, exc)
-            except Exception as exc:  # a bug or a rule violation: retry a few times, then dead-letter
+            except (Exception, asyncio.CancelledError) as exc:  # a bug or a rule violation: retry, then dead-letter
+                if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise  # this consumer is being stopped; a handler's own CancelledError is a failure like
+                    # any other (let through, it left the message unacknowledged and its queue stuck behind it)
                 log.exception("error handling %s %s (attempt %d)", event.type, event.event_id, attempt)
                 if attempt >= self.max_attempts:
                     await self._dead_letter(

@@ -127,7 +127,7 @@ async def test_events_delivered_one_at_a_time_are_handled_at_once(kit_service, f
 async def test_a_handler_cancelled_inside_a_batch_does_not_stop_batching(kit_service, fresh):
     """A handler's own CancelledError hands its batch back; it does not end the worker that ran it."""
     events = [_event(f"APP-{i:06d}") for i in range(30)]
-    cancelled_once = events[3].event_id
+    cancelled_once = events[20].event_id  # deep in the backlog: delivered with others, not alone
     await _backlog(kit_service, fresh, events)
     seen: list = []
     rolled_back = _value(metrics.BATCHES, "library", "rolled_back")
@@ -265,3 +265,23 @@ async def test_under_a_trickle_a_floor_gathers_events_into_batches_and_an_idle_w
     # held most of them (with no floor each event of a trickle is a batch of one, handled on its own)
     assert 1 <= batches <= 10, f"{batches} batches for 30 events"
     assert together >= 20, f"only {together} of 30 events were handled in batches"
+
+
+async def test_a_handler_cancelling_itself_outside_a_batch_is_retried_and_consuming_goes_on(kit_service, fresh):
+    """A CancelledError the handler raised itself (not the consumer being stopped) is a failure like any
+    other: the event is tried again. Let through, it left the message unacknowledged for ever."""
+    events = [_event(f"APP-{i:06d}") for i in range(3)]
+    seen: list = []
+
+    async def on_spec_created(event, ctx):
+        if event.event_id == events[0].event_id and not seen:
+            seen.append(event.event_id)
+            raise asyncio.CancelledError()
+        await ctx.conn.execute("INSERT INTO handled (app_id) VALUES ($1)", event.correlation_id)
+
+    await _backlog(kit_service, fresh, [])
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=1) as library:
+        for event in events:
+            await publish(fresh.rabbitmq_url, "app.spec_created", event)
+        await wait_until(lambda: library.pool.fetchval("SELECT count(*) = 3 FROM handled"), message="all three handled")
+    assert seen == [events[0].event_id]
