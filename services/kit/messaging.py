@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -29,6 +28,7 @@ from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, de
 from services.kit import inbox, metrics
 from services.kit.inbox import LockKey
 from services.kit.outbox import Outbox
+from services.kit.pacing import Floor
 from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -149,13 +149,11 @@ class _Batches:
         return await delivery.outcome
 
     async def _work(self) -> None:
-        last_start = -float("inf")
+        floor = Floor(self._min_interval)
         while True:
             batch = [await self._waiting.get()]
             try:
-                # at least yield: the other messages of the same read are delivered meanwhile
-                await asyncio.sleep(max(0.0, last_start + self._min_interval - time.monotonic()))
-                last_start = time.monotonic()
+                await floor.wait()  # the other messages of the same read (at least) are delivered meanwhile
                 while len(batch) < self._size and not self._waiting.empty():
                     batch.append(self._waiting.get_nowait())
                 outcomes = [None] if len(batch) == 1 else await self._handle_or_hand_back(batch)

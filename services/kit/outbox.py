@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from contracts.events import Event, make_event
 from services.kit import metrics
+from services.kit.pacing import Floor
 from services.kit.telemetry import correlation_id, in_trace, inject_headers, recall_trace
 
 log = logging.getLogger(__name__)
@@ -160,15 +161,13 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.2
-        last_round = -float("inf")
+        floor = Floor(self._min_round_seconds)
         while not self._stopping:
             try:
                 if not await self._lead():  # another replica's relay publishes: stand by
                     await self._sleep(self._poll_seconds)
                     continue
-                # a round at most every min_round_seconds: rows committed meanwhile go out together
-                await asyncio.sleep(max(0.0, last_round + self._min_round_seconds - time.monotonic()))
-                last_round = time.monotonic()
+                await floor.wait()  # rows committed meanwhile go out together
                 # cleared before looking: a row committed after the SELECT's snapshot notifies, so the
                 # wait below returns at once for it; a round that found fewer rows than a batch need not
                 # look again (an empty SELECT per published batch, under load)

@@ -16,6 +16,7 @@ import asyncpg
 from minio import Minio
 
 from services.kit.outbox import Outbox
+from services.kit.pacing import Floor
 from services.scheduler import metrics as m
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
@@ -115,11 +116,9 @@ class Engine:
 
     async def _schedule_loop(self) -> None:
         backoff = 0.5
-        last_round = -float("inf")
+        floor = Floor(self.settings.scheduler_min_round_seconds)
         while True:
-            # wakes arriving while this waits join the round: it reads the database after them
-            await asyncio.sleep(max(0.0, last_round + self.settings.scheduler_min_round_seconds - time.monotonic()))
-            last_round = time.monotonic()
+            await floor.wait()  # wakes arriving meanwhile join the round: it reads the database after them
             self._wake.clear()
             next_deadline = None
             try:

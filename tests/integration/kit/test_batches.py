@@ -263,7 +263,8 @@ async def test_under_a_trickle_a_floor_gathers_events_into_batches_and_an_idle_w
         together = _value(metrics.BATCHED_EVENTS, "library") - batched
     # 30 events over ~0.6 s with two workers starting a batch at most every 0.3 s: a handful of batches
     # held most of them (with no floor each event of a trickle is a batch of one, handled on its own)
-    assert 1 <= batches <= 10, f"{batches} batches for 30 events"
+    assert batches >= 1, "no batch: every event of the trickle was handled on its own"
+    assert batches <= 10, f"{batches} batches for 30 events"
     assert together >= 20, f"only {together} of 30 events were handled in batches"
 
 
