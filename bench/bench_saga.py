@@ -480,7 +480,23 @@ async def service_counters(bases: dict[str, str]) -> dict[str, float]:
                     found[name] = float(value)
                 elif name in ("avatar_events_consumed_total", "avatar_consumer_batched_events_total"):
                     found[f"{service}:{name}"] = found.get(f"{service}:{name}", 0.0) + float(value)
+                elif name == "avatar_event_loop_lag_seconds_bucket":
+                    le = re.search(r'le="([^"]+)"', labels).group(1)
+                    found[f"{service}:lag:{le}"] = float(value)
     return found
+
+
+def loop_lag(counted: dict[str, float], service: str) -> tuple[float, float, float, float] | None:
+    """A service's loop-lag samples during the run from its histogram's buckets: (samples, share later
+    than 10 ms, share later than 50 ms, p99 as the upper bound of its bucket)."""
+    buckets = sorted((float(key.rsplit(":", 1)[1]), value) for key, value in counted.items()
+                     if key.startswith(f"{service}:lag:"))
+    below = dict(buckets)  # cumulative: samples at most `le` late
+    total = below.get(float("inf"), 0.0)
+    if not total:
+        return None
+    p99 = next(le for le, value in buckets if value >= 0.99 * total)
+    return total, 1 - below.get(0.01, 0.0) / total, 1 - below.get(0.05, 0.0) / total, p99
 
 
 def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str, subprocess.Popen, Path]]:
@@ -693,6 +709,10 @@ async def run(args: argparse.Namespace) -> str:
         lines += ["deliveries handled in batches (one transaction and claim for the events delivered together): "
                   + ", ".join(f"{service} {n:,.0f} of {total:,.0f}" for service, (n, total) in batched.items() if total),
                   ""]
+        lags = {service: loop_lag(counted, service) for service in SERVICES}
+        lines += ["event loop lag during the run (a timer every 100 ms: how late it ran): "
+                  + ", ".join(f"{service} p99 ≤ {1000 * lag[3]:g} ms, {lag[1]:.1%} > 10 ms, {lag[2]:.1%} > 50 ms"
+                              for service, lag in lags.items() if lag), ""]
         lines += ["events per workload: " + ", ".join(f"{k} {v / n_observed:.2f}" for k, v in sorted(per_type.items())),
                   ""]
         lines += ["saga hops (from each event's occurred_at; submit = client send time), ms:", "",

@@ -91,6 +91,10 @@ RUNTIME = Gauge("avatar_runtime_info", "The event loop and HTTP parser this serv
 DLQ_DEPTH = Gauge("avatar_dlq_depth", "Messages waiting in the service's dead-letter queue", ["service"])
 WORKLOADS = Counter("avatar_workloads_total", "Workload saga transitions seen by the owning service", ["service", "event"])
 WORKLOADS_FAILED = Counter("avatar_workloads_failed_total", "Failed workloads by reason", ["reason"])
+EVENT_LOOP_LAG = prometheus_client.Histogram(
+    "avatar_event_loop_lag_seconds", "How late the event loop ran a timer: the wait a request or event had "
+    "before this process got to it", ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 SAGA_STEP_SECONDS = Histogram(
     "avatar_saga_step_seconds", "Time between consecutive saga steps of a workload", ["step"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),

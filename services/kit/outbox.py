@@ -43,10 +43,7 @@ class Outbox:
 
         The row keeps the current trace context; written outside any span (a background loop), it takes
         the latest context this service saw for the event's correlation id, so the trace goes on."""
-        headers = inject_headers()
-        if not in_trace():
-            headers = await recall_trace(conn, event.correlation_id) or headers
-        await self.add_many(conn, [(event, headers)])
+        await self.add_many(conn, [(event, await self._headers(conn, event))])
         return event
 
     async def add_many(self, conn: asyncpg.Connection, events: Sequence[tuple[Event, dict[str, Any]]]) -> None:
@@ -56,9 +53,7 @@ class Outbox:
         # one round trip: the rows and, when no relay of this process publishes, one wake-up of the
         # publishing relay of another replica (delivered only if the transaction commits); payloads go
         # as the JSON text pydantic writes (no dict built only to be serialised again)
-        local = list(self.leading_relays)
-        after_commit = getattr(conn, "after_commit", None)
-        notify = not (local and after_commit)
+        local, notify = self._wake_plan(conn)
         await conn.execute(
             "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
             " SELECT e, r, p::jsonb, h::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(e, r, p, h)"
@@ -67,15 +62,55 @@ class Outbox:
             [event.to_json() for event, _ in events], [json.dumps(headers) for _, headers in events], self.channel,
             notify,
         )
-        if not notify:
-            for relay in local:
-                after_commit(relay.wake)
+        self._wake_local(conn, local)
 
     async def emit(self, conn: asyncpg.Connection, event_type: str, data: BaseModel, *, correlation_id: str,
                    causation_id: uuid.UUID | None = None) -> Event:
         event = make_event(event_type, data, producer=self.service, correlation_id=correlation_id,
                            causation_id=causation_id)
         return await self.add(conn, event)
+
+    async def emit_with(self, conn: asyncpg.Connection, change: str, args: Sequence[Any], event_type: str,
+                        data: BaseModel, *, correlation_id: str) -> Event | None:
+        """A state change and its event in one statement: atomic without a transaction of its own (one
+        round trip instead of four: BEGIN, the change, the outbox row, COMMIT).
+
+        `change` is one INSERT, UPDATE or DELETE with a RETURNING clause, its parameters $1..$n in `args`;
+        the event is recorded only if it returned a row. Returns the event, or None when nothing changed."""
+        event = make_event(event_type, data, producer=self.service, correlation_id=correlation_id)
+        headers = await self._headers(conn, event)
+        local, notify = self._wake_plan(conn)
+        n = len(args)
+        changed = await conn.fetchval(
+            f"WITH change AS ({change}),"
+            f" added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
+            f" SELECT ${n + 1}::uuid, ${n + 2}::text, ${n + 3}::text::jsonb, ${n + 4}::text::jsonb"
+            f" WHERE EXISTS (SELECT 1 FROM change) RETURNING id),"
+            f" woken AS (SELECT pg_notify(${n + 5}, '') FROM added WHERE ${n + 6})"
+            f" SELECT (SELECT count(*) FROM added) + 0 * (SELECT count(*) FROM woken)",
+            *args, event.event_id, event.type, event.to_json(), json.dumps(headers), self.channel, notify)
+        if not changed:
+            return None
+        self._wake_local(conn, local)
+        return event
+
+    async def _headers(self, conn: asyncpg.Connection, event: Event) -> dict[str, Any]:
+        headers = inject_headers()
+        if not in_trace():
+            headers = await recall_trace(conn, event.correlation_id) or headers
+        return headers
+
+    def _wake_plan(self, conn: asyncpg.Connection) -> tuple[list["OutboxRelay"], bool]:
+        """The relays of this process to wake after the commit, and whether to NOTIFY instead (no relay
+        of this process publishes, or the connection cannot say when it commits)."""
+        local = list(self.leading_relays)
+        notify = not (local and getattr(conn, "after_commit", None))
+        return ([] if notify else local), notify
+
+    @staticmethod
+    def _wake_local(conn: asyncpg.Connection, relays: list["OutboxRelay"]) -> None:
+        for relay in relays:
+            conn.after_commit(relay.wake)
 
 
 def relay_lock_key(channel: str) -> int:

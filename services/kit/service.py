@@ -114,6 +114,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                 await bus.start()
                 await relay.start()
                 platform.spawn(_watch_dlq(bus), f"{name}-dlq-depth")
+                platform.spawn(watch_loop_lag(name), f"{name}-loop-lag")
                 platform.spawn(sweep_forever(pool, name, timedelta(days=settings.retention_days),
                                              settings.retention_sweep_seconds), f"{name}-retention")
                 log.info("%s ready on %s:%s", name, settings.host, settings.listen_port)
@@ -177,6 +178,17 @@ async def _bind_path_workload(request: Request) -> None:
 async def _ping(broker: RabbitBroker) -> None:
     if not await broker.ping(timeout=2):
         raise ConnectionError("RabbitMQ does not answer")
+
+
+async def watch_loop_lag(service: str, every: float = 0.1) -> None:
+    """Sample how late the loop wakes a timer: a request arriving at that moment waits as long before
+    any of its code runs (a long callback, a collector pause, or the process waiting for a core)."""
+    histogram = metrics.EVENT_LOOP_LAG.labels(service)
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        histogram.observe(max(0.0, loop.time() - due))
 
 
 async def _watch_dlq(bus: EventBus, every: float = 5.0) -> None:

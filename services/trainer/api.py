@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from asyncpg import Connection
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from contracts.events import WorkloadCancelRequested
 from contracts.spec import AppSpec
-from contracts.workload import RequestedResources, WireTrainingConfig
+from contracts.workload import RequestedResources, WireTrainingConfig, Workload
 from services.kit import metrics
 from services.kit.auth import Reader, Writer
 from services.kit.errors import Conflict, Invalid, NotFound
@@ -16,6 +17,7 @@ from services.kit.paging import Page, Paging
 from services.kit.service import Platform, PlatformDep
 from services.kit.telemetry import bind_workload, continue_workload_trace
 from services.trainer import domain, store
+from services.trainer.specs import ReadySpecs
 from services.trainer.views import (AppView, CancelRequested, Comparison, RequestDetail, RequestSummary,
                                     ResourceDefaults, Submitted, SubmitTraining, detail, summary)
 
@@ -67,27 +69,45 @@ async def resource_defaults(app_id: str, platform: PlatformDep, _: Reader,
 @router.post("/training-requests", status_code=202, tags=["training"], response_model=Submitted,
              summary="Submit a training request; it enters the approval process (TR-03…TR-06)",
              responses={422: {"description": "unknown or not-ready app, or parameters out of range"}})
-async def submit(body: SubmitTraining, platform: PlatformDep, principal: Writer, response: Response) -> Submitted:
+async def submit(body: SubmitTraining, platform: PlatformDep, principal: Writer, request: Request,
+                 response: Response) -> Submitted:
     workload_id = domain.new_workload_id()
     bind_workload(workload_id)  # this request's span is the root of the workload's trace
-    spec = await store.find_spec(platform.pool, body.app_id, body.spec_version)
-    if spec is None:
+    async with platform.pool.acquire() as conn:
+        workload = await _record(conn, platform, request.app.state.ready_specs, body, principal.user, workload_id)
+    if workload is None:
         what = f"version {body.spec_version} of app {body.app_id}" if body.spec_version else f"app {body.app_id}"
         raise Invalid(f"{what} is not a ready app: generate its spec in the builder first", code="app_not_ready")
-    config = domain.merge_training_config(WireTrainingConfig.from_spec(spec.training_config),
-                                          body.training_config.given(), body.training_config.simulation_seed)
-    submission = domain.Submission(
-        spec=spec, requester=principal.user, training_config=config, env_vars=body.env_vars,
-        resources=RequestedResources(**body.resources.model_dump()) if body.resources else None,
-        priority=body.priority, name=body.name, is_training_request=body.is_training_request,
-        test_run_ref=body.test_run_ref)
-    workload = domain.build_workload(submission, workload_id=workload_id, submitted_at=datetime.now(timezone.utc))
-    async with platform.transaction() as conn:
-        await store.insert_request(conn, workload, source="trainer")
-        await platform.outbox.emit(conn, "training.requested", workload, correlation_id=workload.workload_id)
     metrics.WORKLOADS.labels("trainer", "submitted").inc()
     response.headers["Location"] = f"/training-requests/{workload.workload_id}"
     return Submitted(workload_id=workload.workload_id, status="waiting", submitted_at=workload.submitted_at)
+
+
+async def _record(conn: Connection, platform: Platform, specs: ReadySpecs, body: SubmitTraining, requester: str,
+                  workload_id: str) -> Workload | None:
+    """Build the workload and record it with its `training.requested`, in one statement; None when the
+    App is not ready at the version asked for."""
+    for fresh in (False, True):  # the cached spec went stale meanwhile: once more from a fresh read
+        spec = await specs.find(conn, body.app_id, body.spec_version, fresh=fresh)
+        if spec is None:
+            return None
+        workload = _workload(body, spec, requester, workload_id)
+        change, args = store.submitted_request(workload, body.spec_version)
+        if await platform.outbox.emit_with(conn, change, args, "training.requested", workload,
+                                           correlation_id=workload_id):
+            return workload
+    return None
+
+
+def _workload(body: SubmitTraining, spec: AppSpec, requester: str, workload_id: str) -> Workload:
+    config = domain.merge_training_config(WireTrainingConfig.from_spec(spec.training_config),
+                                          body.training_config.given(), body.training_config.simulation_seed)
+    submission = domain.Submission(
+        spec=spec, requester=requester, training_config=config, env_vars=body.env_vars,
+        resources=RequestedResources(**body.resources.model_dump()) if body.resources else None,
+        priority=body.priority, name=body.name, is_training_request=body.is_training_request,
+        test_run_ref=body.test_run_ref)
+    return domain.build_workload(submission, workload_id=workload_id, submitted_at=datetime.now(timezone.utc))
 
 
 @router.get("/training-requests", tags=["training"], response_model=Page[RequestSummary],

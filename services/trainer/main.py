@@ -12,6 +12,7 @@ from services.kit import errors
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
 from services.trainer import api, events
+from services.trainer.specs import ReadySpecs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -25,4 +26,5 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = build_service("trainer", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
                         setup=_setup, description=trainer.__doc__ or "")
+    app.state.ready_specs = ReadySpecs()
     return errors.install(app)

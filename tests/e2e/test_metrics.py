@@ -142,6 +142,10 @@ async def test_metrics_show_the_flow(metered, settings):
         assert value(samples, "avatar_dead_lettered_total", service=service) == (1 if service in poisoned else 0)
         assert value(samples, "avatar_consumer_retries_total", service=service) == 0, service
         assert sum(series(samples, "avatar_events_published_total").values()) > 0, service  # all six emit
+        # the loop-lag timer has been sampling since start (every 100 ms), each sample in one bucket
+        lag_samples = value(samples, "avatar_event_loop_lag_seconds_count", service=service)
+        assert lag_samples is not None and lag_samples >= 10, (service, lag_samples)
+        assert value(samples, "avatar_event_loop_lag_seconds_bucket", service=service, le="+Inf") == lag_samples
     assert value(models, "avatar_model_store_retries_total") == 0
     assert value(models, "avatar_models_stored_total") == 1
     assert value(models, "avatar_model_store_seconds_count") == 1

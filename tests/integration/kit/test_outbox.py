@@ -280,3 +280,55 @@ async def test_a_relay_floor_publishes_a_trickle_in_few_rounds_and_a_lone_event_
             await relay.stop()
         assert sum(rounds) == 30
         assert len(rounds) <= 6, f"{len(rounds)} rounds for 30 rows committed over ~0.6 s with a 0.3 s floor"
+
+
+async def test_a_change_and_its_event_in_one_statement_are_recorded_together_or_not_at_all(kit_service, tap):
+    """`emit_with`: outside any transaction, the change and its outbox row are one statement; a change
+    that changes nothing records no event; the relay is woken as after a commit (in-process when it
+    leads here, else by NOTIFY)."""
+    async with kit_service("builder") as builder:
+        await builder.pool.execute("CREATE TABLE IF NOT EXISTS probe_names (name text PRIMARY KEY)")
+        change = "INSERT INTO probe_names (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name"
+        heard = []
+
+        def hear(*args):
+            heard.append(args)
+
+        async def emit_with(app):
+            async with builder.pool.acquire() as conn:
+                return await builder.outbox.emit_with(conn, change, [app], "app.spec_created", spec_created(app),
+                                                      correlation_id=app)
+
+        listener = await builder.pool.acquire()
+        await listener.add_listener(builder.outbox.channel, hear)
+        try:
+            relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
+            await relay.start()
+            try:
+                await wait_until(lambda: relay.leading, message="the relay to lead")
+                first = await emit_with("APP-ONCE00")
+                again = await emit_with("APP-ONCE00")  # the name exists: no change, so no event
+                await wait_until(lambda: len(tap) >= 1, 5, message="the event, published on the in-process wake")
+                await asyncio.sleep(0.3)
+            finally:
+                await relay.stop()
+            assert first is not None and first.correlation_id == "APP-ONCE00" and again is None
+            assert [json.loads(m.body)["event_id"] for m in tap] == [str(first.event_id)]
+            assert heard == []
+            assert await builder.pool.fetchval("SELECT count(*) FROM outbox") == 1
+            assert await builder.pool.fetchval("SELECT count(*) FROM probe_names") == 1
+
+            # the event is not written when the statement fails: nothing of either stays
+            with pytest.raises(Exception):
+                async with builder.pool.acquire() as conn:
+                    await builder.outbox.emit_with(conn, "INSERT INTO probe_names (name) VALUES ($1::text || 1/0)"
+                                                   " RETURNING name", ["APP-BROKEN"], "app.spec_created",
+                                                   spec_created("APP-BROKEN"), correlation_id="APP-BROKEN")
+            assert await builder.pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+            # no relay of this process leads: the statement notifies (another replica's relay may lead)
+            assert await emit_with("APP-ELSEWH") is not None
+            await wait_until(lambda: heard, 5, message="the NOTIFY")
+        finally:
+            await listener.remove_listener(builder.outbox.channel, hear)
+            await builder.pool.release(listener)

@@ -131,6 +131,37 @@ async def test_submit_refuses_bad_requests_with_422_and_publishes_a_valid_one(fr
     assert unknown_status.status_code == 422
 
 
+async def test_a_submission_follows_the_apps_latest_version_and_its_deletion(fresh):
+    """The trainer keeps the specs it parsed; a newer version, or the App's deletion, recorded since must
+    still decide what a submission runs (the insert checks them), or whether it is refused."""
+    async with trainer_service(fresh) as svc, tapped(fresh.rabbitmq_url) as tap:
+        kim = svc.headers("researcher", user="kim")
+
+        async def submit(**fields):
+            return await svc.client.post("/training-requests", json={"app_id": "APP-A1B2C3", **fields}, headers=kim)
+
+        async def requested_version(response) -> str:
+            assert response.status_code == 202, response.text
+            return (await tap.one("training.requested", response.json()["workload_id"])).data.spec_version
+
+        await spec_created(fresh.rabbitmq_url, seed_spec())
+        await ready(svc, "APP-A1B2C3", "1.0.0")
+        assert await requested_version(await submit()) == "1.0.0"
+        assert await requested_version(await submit(spec_version="1.0.0")) == "1.0.0"
+        await spec_created(fresh.rabbitmq_url, seed_spec(version="1.1.0", created_at="2026-02-10T09:00:00.000Z"))
+        await ready(svc, "APP-A1B2C3", "1.1.0")
+        assert await requested_version(await submit()) == "1.1.0"
+        assert await requested_version(await submit(spec_version="1.0.0")) == "1.0.0"
+        await emit(fresh.rabbitmq_url, "app.deleted", AppDeleted(app_id="APP-A1B2C3", deleted_by="kim"),
+                   producer="builder")
+        await wait_until(lambda: _app_gone(svc, "APP-A1B2C3"), message="the deleted app to disappear")
+        latest, pinned = await submit(), await submit(spec_version="1.0.0")
+        recorded = await svc.client.get("/training-requests", headers=kim)
+    for refused in (latest, pinned):
+        assert refused.status_code == 422 and refused.json()["detail"]["code"] == "app_not_ready", refused.text
+    assert recorded.json()["total"] == 4
+
+
 async def test_the_timeline_follows_the_whole_saga(fresh):
     async with trainer_service(fresh) as trainer, approval_service(fresh) as approval, \
             tapped(fresh.rabbitmq_url) as tap:
