@@ -112,8 +112,9 @@ class _Batches:
     handler in turn, in delivery order. Under load a service's queue holds many events and the per-event
     BEGIN, claim and COMMIT round trips would be most of what handling one costs.
 
-    A worker starts a batch at most every `min_interval` seconds: under load the events delivered while
-    it waits join its next batch (one transaction for many, instead of one each as they trickle in); a
+    A worker starts a partial batch at most every `min_interval` seconds: under load the events delivered
+    while it waits join its next batch (one transaction for many, instead of one each as they trickle in);
+    a full batch waiting starts at once (the floor gathers, it never caps a busy service's rate), and a
     worker idle for longer takes a lone event at once, so a quiet service adds no delay. A batch
     of one, or a batch whose transaction fails for any reason (a handler's error, a deadlock, the
     database away), is handed back: each of its events is then handled on its own, with the retries and
@@ -125,6 +126,7 @@ class _Batches:
         self._workers = workers
         self._min_interval = min_interval
         self._waiting: asyncio.Queue[_Delivery] = asyncio.Queue()
+        self._full = asyncio.Event()  # a whole batch is waiting
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -146,6 +148,8 @@ class _Batches:
         delivery = _Delivery(inbox.Claim(event, _trace_headers(), lock), handler, contextvars.copy_context(),
                              asyncio.get_running_loop().create_future())
         self._waiting.put_nowait(delivery)
+        if self._waiting.qsize() >= self._size - 1:  # with the one a waiting worker holds
+            self._full.set()
         return await delivery.outcome
 
     async def _work(self) -> None:
@@ -153,7 +157,14 @@ class _Batches:
         while True:
             batch = [await self._waiting.get()]
             try:
-                await floor.wait()  # the other messages of the same read (at least) are delivered meanwhile
+                self._full.clear()
+                if self._waiting.qsize() + 1 < self._size:
+                    # the other messages of the same read (at least) are delivered meanwhile; a batch that
+                    # fills up starts then: the floor gathers partial batches, it never caps a busy service
+                    await floor.wait(self._full)
+                else:
+                    floor.started()
+                    await asyncio.sleep(0)
                 while len(batch) < self._size and not self._waiting.empty():
                     batch.append(self._waiting.get_nowait())
                 outcomes = [None] if len(batch) == 1 else await self._handle_or_hand_back(batch)

@@ -197,19 +197,24 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = 0.2
         floor = Floor(self._min_round_seconds)
+        full = False  # the last round published a whole batch: more are waiting
         while not self._stopping:
             try:
                 if not await self._lead():  # another replica's relay publishes: stand by
                     await self._sleep(self._poll_seconds)
                     continue
-                await floor.wait()  # rows committed meanwhile go out together
+                if full:  # a backlog: the floor gathers a trickle, it never holds back full rounds
+                    floor.started()
+                else:
+                    await floor.wait()  # rows committed meanwhile go out together
                 # cleared before looking: a row committed after the SELECT's snapshot notifies, so the
                 # wait below returns at once for it; a round that found fewer rows than a batch need not
                 # look again (an empty SELECT per published batch, under load)
                 self._wake.clear()
                 published = await self._round(self._listener)
                 backoff = 0.2
-                if published >= self._batch_size or self._stopping:
+                full = published >= self._batch_size
+                if full or self._stopping:
                     continue
                 await self._sleep(self._poll_seconds)
             except asyncio.CancelledError:

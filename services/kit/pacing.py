@@ -8,6 +8,7 @@ no delay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 
@@ -16,7 +17,17 @@ class Floor:
         self.interval = interval
         self._last_start = -float("inf")
 
-    async def wait(self) -> None:
-        """Sleep until the next start is allowed (at least yield to the loop), then count it as started."""
-        await asyncio.sleep(max(0.0, self._last_start + self.interval - time.monotonic()))
+    async def wait(self, enough: asyncio.Event | None = None) -> None:
+        """Sleep until the next start is allowed (at least yield to the loop), or until `enough` is set
+        (a full piece of work has gathered meanwhile), then count it as started."""
+        delay = max(0.0, self._last_start + self.interval - time.monotonic())
+        if enough is None or delay == 0.0:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(enough.wait(), delay)
+        self.started()
+
+    def started(self) -> None:
+        """Count a start made without waiting (there was already a full piece of work to do)."""
         self._last_start = time.monotonic()

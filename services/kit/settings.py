@@ -48,11 +48,12 @@ class Settings(BaseSettings):
     # this many workers at once (see services.kit.messaging._Batches)
     consumer_batch_size: int = Field(default=16, ge=1, le=1000)
     consumer_batch_workers: int = Field(default=2, ge=1, le=32)
-    # a batch worker starts a batch at most this often, and the outbox relay a round: under load the
-    # events arriving meanwhile share one transaction (or one publish round) instead of one each; an
-    # idle worker or relay takes a lone event at once (bench/RESULTS.md, "a floor under batches")
-    consumer_min_batch_seconds: float = Field(default=0.05, ge=0, le=5)
-    outbox_min_round_seconds: float = Field(default=0.05, ge=0, le=5)
+    # a batch worker starts a partial batch at most this often, and the outbox relay a partial round:
+    # under load the events arriving meanwhile share one transaction (or one publish round) instead of
+    # one each; a full batch or round starts at once, and an idle worker or relay takes a lone event at
+    # once (bench/RESULTS.md, "a floor under batches" and "floors that never cap")
+    consumer_min_batch_seconds: float = Field(default=0.15, ge=0, le=5)
+    outbox_min_round_seconds: float = Field(default=0.15, ge=0, le=5)
     # sent outbox rows, inbox records and trace contexts older than this are deleted (services/kit/retention.py)
     retention_days: float = Field(default=7.0, ge=1.0)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)

@@ -268,6 +268,26 @@ async def test_under_a_trickle_a_floor_gathers_events_into_batches_and_an_idle_w
     assert together >= 20, f"only {together} of 30 events were handled in batches"
 
 
+async def test_a_floor_never_caps_a_backlog_full_batches_start_at_once(kit_service, fresh):
+    """The floor gathers partial batches; it must not limit a busy service to a batch per worker per
+    interval. 160 events waiting, batches of 16, a floor of 2 s: capped, two workers would need ~8 s;
+    starting each full batch at once they take well under that."""
+    events = [_event(f"APP-{i:06d}") for i in range(160)]
+    await _backlog(kit_service, fresh, events)
+
+    async def on_spec_created(event, ctx):
+        await ctx.conn.execute("INSERT INTO handled (app_id) VALUES ($1)", event.correlation_id)
+
+    async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16, prefetch=32,
+                           min_batch_seconds=2.0) as library:
+        started = asyncio.get_running_loop().time()
+        await wait_until(lambda: library.pool.fetchval("SELECT count(*) = 160 FROM handled"), timeout=20,
+                         message="the backlog handled")
+        took = asyncio.get_running_loop().time() - started
+        assert sorted(await _handled_rows(library.pool)) == sorted(e.correlation_id for e in events)
+    assert took < 4.0, f"the backlog took {took:.1f} s: the floor held back full batches"
+
+
 async def test_a_handler_cancelling_itself_outside_a_batch_is_retried_and_consuming_goes_on(kit_service, fresh):
     """A CancelledError the handler raised itself (not the consumer being stopped) is a failure like any
     other: the event is tried again. Let through, it left the message unacknowledged for ever."""

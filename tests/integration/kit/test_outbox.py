@@ -282,6 +282,28 @@ async def test_a_relay_floor_publishes_a_trickle_in_few_rounds_and_a_lone_event_
         assert len(rounds) <= 6, f"{len(rounds)} rounds for 30 rows committed over ~0.6 s with a 0.3 s floor"
 
 
+async def test_a_relay_floor_never_holds_back_a_backlog(kit_service, tap):
+    """A round that published a whole batch is followed at once: 50 rows waiting, batches of 10, a floor
+    of 2 s would take ~8 s capped; the backlog goes out in well under that."""
+    async with kit_service("builder") as builder:
+        async with builder.pool.acquire() as conn, conn.transaction():
+            for n in range(50):
+                app = f"APP-B{n:05d}"
+                await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
+        relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60, batch_size=10,
+                            min_round_seconds=2.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await relay.start()
+        try:
+            await wait_until(lambda: len(tap) >= 50, timeout=15, message="the backlog published")
+            took = loop.time() - started
+        finally:
+            await relay.stop()
+    assert sorted(json.loads(m.body)["correlation_id"] for m in tap) == [f"APP-B{n:05d}" for n in range(50)]
+    assert took < 4.0, f"the backlog took {took:.1f} s: the floor held back full rounds"
+
+
 async def test_a_change_and_its_event_in_one_statement_are_recorded_together_or_not_at_all(kit_service, tap):
     """`emit_with`: outside any transaction, the change and its outbox row are one statement; a change
     that changes nothing records no event; the relay is woken as after a commit (in-process when it

@@ -45,6 +45,11 @@ async def _timeline_of(svc, workload_id: str, entries: int) -> dict | None:
     return response.json() if response.status_code == 200 and len(response.json()["timeline"]) >= entries else None
 
 
+async def _has_entry(svc, workload_id: str, event_type: str) -> bool:
+    response = await svc.client.get(f"/training-requests/{workload_id}", headers=svc.headers("viewer"))
+    return response.status_code == 200 and any(e["type"] == event_type for e in response.json()["timeline"])
+
+
 async def test_ready_apps_and_resource_defaults_come_from_spec_events(fresh):
     async with trainer_service(fresh) as svc:
         await spec_created(fresh.rabbitmq_url, seed_spec())
@@ -110,7 +115,8 @@ async def test_submit_refuses_bad_requests_with_422_and_publishes_a_valid_one(fr
         workload_id = submitted.json()["workload_id"]
         assert submitted.headers["location"] == f"/training-requests/{workload_id}"
         event = await tap.one("training.requested", workload_id)
-        view = await request_status(svc, workload_id, "waiting")
+        # waiting from the submit on; the timeline entry comes with the trainer's own consumer
+        view = await wait_until(lambda: _timeline_of(svc, workload_id, 1), message="the first timeline entry")
         mine = await svc.client.get("/training-requests", params={"mine": "true"}, headers=kim)
         theirs = await svc.client.get("/training-requests", params={"mine": "true"},
                                       headers=svc.headers("researcher", user="lee"))
@@ -201,6 +207,8 @@ async def test_the_timeline_follows_the_whole_saga(fresh):
             workload_id=workload_id, model_id="MD-00000001", app_id="APP-A1B2C3", version=1, size_bytes=2048, files=3),
             producer="models")
         view = await request_status(trainer, workload_id, "model stored")
+        # the other workload's completion may be folded after this one's model (another batch worker)
+        await wait_until(lambda: _has_entry(trainer, other_id, "workload.completed"), message="the other completion")
         compared = await trainer.client.get("/training-requests/compare",
                                             params={"ids": f"{workload_id},{other_id}"}, headers=kim)
         too_few = await trainer.client.get("/training-requests/compare", params={"ids": workload_id}, headers=kim)
