@@ -158,13 +158,9 @@ class _Batches:
             batch = [await self._waiting.get()]
             try:
                 self._full.clear()
-                if self._waiting.qsize() + 1 < self._size:
-                    # the other messages of the same read (at least) are delivered meanwhile; a batch that
-                    # fills up starts then: the floor gathers partial batches, it never caps a busy service
-                    await floor.wait(self._full)
-                else:
-                    floor.started()
-                    await asyncio.sleep(0)
+                # the other messages of the same read (at least) are delivered meanwhile; a batch already
+                # full, or filling up meanwhile, starts then
+                await floor.wait(self._full, ready=self._waiting.qsize() + 1 >= self._size)
                 while len(batch) < self._size and not self._waiting.empty():
                     batch.append(self._waiting.get_nowait())
                 outcomes = [None] if len(batch) == 1 else await self._handle_or_hand_back(batch)

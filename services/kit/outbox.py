@@ -203,10 +203,7 @@ class OutboxRelay:
                 if not await self._lead():  # another replica's relay publishes: stand by
                     await self._sleep(self._poll_seconds)
                     continue
-                if full:  # a backlog: the floor gathers a trickle, it never holds back full rounds
-                    floor.started()
-                else:
-                    await floor.wait()  # rows committed meanwhile go out together
+                await floor.wait(ready=full)  # rows committed meanwhile go out together; a backlog at once
                 # cleared before looking: a row committed after the SELECT's snapshot notifies, so the
                 # wait below returns at once for it; a round that found fewer rows than a batch need not
                 # look again (an empty SELECT per published batch, under load)

@@ -17,17 +17,15 @@ class Floor:
         self.interval = interval
         self._last_start = -float("inf")
 
-    async def wait(self, enough: asyncio.Event | None = None) -> None:
-        """Sleep until the next start is allowed (at least yield to the loop), or until `enough` is set
-        (a full piece of work has gathered meanwhile), then count it as started."""
-        delay = max(0.0, self._last_start + self.interval - time.monotonic())
+    async def wait(self, enough: asyncio.Event | None = None, *, ready: bool = False) -> None:
+        """Sleep until the next start is allowed (at least yield to the loop), then count it as started.
+
+        The floor gathers partial work, it never caps full work: with `ready` (a full piece is already
+        there) the start is at once, and a wait ends early when `enough` is set (one gathered meanwhile)."""
+        delay = 0.0 if ready else max(0.0, self._last_start + self.interval - time.monotonic())
         if enough is None or delay == 0.0:
             await asyncio.sleep(delay)
         else:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(enough.wait(), delay)
-        self.started()
-
-    def started(self) -> None:
-        """Count a start made without waiting (there was already a full piece of work to do)."""
         self._last_start = time.monotonic()

@@ -60,11 +60,13 @@ async def find_spec(conn: Conn, app_id: str, version: str | None = None) -> AppS
     return None if row is None else AppSpec.model_validate(row["spec"])
 
 
+_INSERTED_COLUMNS = "workload_id, app_id, spec_version, name, requester, priority, submitted_at, source, workload"
+
+
 async def insert_request(conn: asyncpg.Connection, workload: Workload, *, source: str) -> bool:
     """Record a request once; returns False when it was already known."""
     inserted = await conn.fetchval(
-        "INSERT INTO training_requests (workload_id, app_id, spec_version, name, requester, priority, submitted_at,"
-        " source, workload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        f"INSERT INTO training_requests ({_INSERTED_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (workload_id) DO NOTHING RETURNING true",
         workload.workload_id, workload.app_id, workload.spec_version, workload.name, workload.requester,
         workload.priority, workload.submitted_at, source, workload.to_wire())
@@ -75,9 +77,8 @@ def submitted_request(workload: Workload, requested_version: str | None) -> tupl
     """The insert of a submitted request (a statement with RETURNING, for `Outbox.emit_with`), made only
     while its App is still ready and the version asked for (None: the latest) is still the one the
     workload was built from: an App deleted, or a newer version recorded, meanwhile inserts nothing."""
-    return ("INSERT INTO training_requests (workload_id, app_id, spec_version, name, requester, priority,"
-            " submitted_at, source, workload) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text,"
-            " $7::timestamptz, 'trainer', $8::jsonb FROM apps a"
+    return (f"INSERT INTO training_requests ({_INSERTED_COLUMNS}) SELECT $1::text, $2::text, $3::text, $4::text,"
+            " $5::text, $6::text, $7::timestamptz, 'trainer', $8::jsonb FROM apps a"
             " WHERE a.app_id = $2 AND a.deleted_at IS NULL AND coalesce($9::text, a.latest_version) = $3"
             " ON CONFLICT (workload_id) DO NOTHING RETURNING true",
             [workload.workload_id, workload.app_id, workload.spec_version, workload.name, workload.requester,

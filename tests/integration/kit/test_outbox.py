@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -9,6 +10,23 @@ from services.kit.outbox import OutboxRelay
 from services.kit.telemetry import inject_headers, start_workload_span
 from tests.support.infra import wait_until
 from tests.unit.contracts.test_spec import seed_example
+
+
+@contextlib.asynccontextmanager
+async def notifications(service):
+    """The NOTIFYs on the service's outbox channel, heard while the block runs."""
+    heard = []
+
+    def hear(*args):
+        heard.append(args)
+
+    listener = await service.pool.acquire()
+    await listener.add_listener(service.outbox.channel, hear)
+    try:
+        yield heard
+    finally:
+        await listener.remove_listener(service.outbox.channel, hear)
+        await service.pool.release(listener)
 
 
 def spec_created(app_id: str = "APP-A1B2C3"):
@@ -197,18 +215,11 @@ async def test_a_leading_relay_in_this_process_is_woken_on_commit_without_a_noti
     commit waits for the others'. A relay of the same process is woken in-process once the transaction
     commits instead; the poll here is a minute, so only that wake can publish in time."""
     async with kit_service("builder") as builder:
-        heard = []
-
-        def hear(*args):
-            heard.append(args)
-
         async def emit(app):
             async with builder.pool.acquire() as conn, conn.transaction():
                 await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
 
-        listener = await builder.pool.acquire()
-        await listener.add_listener(builder.outbox.channel, hear)
-        try:
+        async with notifications(builder) as heard:
             relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
             await relay.start()
             try:
@@ -222,9 +233,6 @@ async def test_a_leading_relay_in_this_process_is_woken_on_commit_without_a_noti
             # no relay of this process leads: a commit notifies (another replica's relay may lead)
             await emit("APP-ELSEWHERE")
             await wait_until(lambda: heard, 5, message="the NOTIFY")
-        finally:
-            await listener.remove_listener(builder.outbox.channel, hear)
-            await builder.pool.release(listener)
 
 
 async def test_after_commit_runs_once_the_transaction_commits_and_never_on_rollback(kit_service):
@@ -311,19 +319,13 @@ async def test_a_change_and_its_event_in_one_statement_are_recorded_together_or_
     async with kit_service("builder") as builder:
         await builder.pool.execute("CREATE TABLE IF NOT EXISTS probe_names (name text PRIMARY KEY)")
         change = "INSERT INTO probe_names (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name"
-        heard = []
-
-        def hear(*args):
-            heard.append(args)
 
         async def emit_with(app):
             async with builder.pool.acquire() as conn:
                 return await builder.outbox.emit_with(conn, change, [app], "app.spec_created", spec_created(app),
                                                       correlation_id=app)
 
-        listener = await builder.pool.acquire()
-        await listener.add_listener(builder.outbox.channel, hear)
-        try:
+        async with notifications(builder) as heard:
             relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
             await relay.start()
             try:
@@ -351,6 +353,3 @@ async def test_a_change_and_its_event_in_one_statement_are_recorded_together_or_
             # no relay of this process leads: the statement notifies (another replica's relay may lead)
             assert await emit_with("APP-ELSEWH") is not None
             await wait_until(lambda: heard, 5, message="the NOTIFY")
-        finally:
-            await listener.remove_listener(builder.outbox.channel, hear)
-            await builder.pool.release(listener)
