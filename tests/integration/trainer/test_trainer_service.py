@@ -206,8 +206,10 @@ async def test_the_timeline_follows_the_whole_saga(fresh):
         await emit(fresh.rabbitmq_url, "model.stored", ModelStored(
             workload_id=workload_id, model_id="MD-00000001", app_id="APP-A1B2C3", version=1, size_bytes=2048, files=3),
             producer="models")
-        view = await request_status(trainer, workload_id, "model stored")
-        # the other workload's completion may be folded after this one's model (another batch worker)
+        await request_status(trainer, workload_id, "model stored")
+        # a completion may be folded after the model it led to (the two were delivered to different batch
+        # workers): the status is final at once, the timeline fills in by time order
+        view = await wait_until(lambda: _timeline_of(trainer, workload_id, 10), message="the whole timeline")
         await wait_until(lambda: _has_entry(trainer, other_id, "workload.completed"), message="the other completion")
         compared = await trainer.client.get("/training-requests/compare",
                                             params={"ids": f"{workload_id},{other_id}"}, headers=kim)
