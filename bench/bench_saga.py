@@ -161,10 +161,11 @@ class CpuSampler:
     def sample(self) -> dict[str, float]:
         values = {}
         for service in SERVICES:
-            pid = self.pid_of(service)
-            values[service] = cpu_of(pid)
+            pids = [self.pid_of(process) for process in self.stack.processes((service,))]  # two if split
+            values[service] = sum(cpu_of(pid) for pid in pids)
             if service == "scheduler":
-                values["components (scheduler's children)"] = cpu_of(pid, children=True) - values[service]
+                values["components (scheduler's children)"] = sum(cpu_of(pid, children=True) for pid in pids) \
+                    - values[service]
         values["rabbitmq (beam.smp)"] = sum(cpu_of(p) for p in pids_named("beam.smp"))
         # postgres backends retitle themselves "postgres: user database host(port) state"
         values[f"postgresql (backends of {self.database})"] = sum(
@@ -238,14 +239,14 @@ class Environment:
         return f"amqp://guest:guest@127.0.0.1:5672/{self.stack.vhost}"
 
 
-async def bring_up(extra_env: dict[str, str]) -> Environment:
+async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = ()) -> Environment:
     run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
     s3_port = free_port()
     s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port), str(ROOT)], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=open(run_dir / "s3.log", "wb"), cwd=run_dir)
     infra = make_infra(f"http://127.0.0.1:{s3_port}")
     prefix = f"avatar-bench-{infra.run_id}:"
-    stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES},
+    stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES}, split=split,
                   extra_env={"AVATAR_REDIS_PREFIX": prefix, "AVATAR_SCHEDULER_STATE_DIR": str(run_dir / "runs"),
                              "AVATAR_LOG_LEVEL": "WARNING", **extra_env})
     env = Environment(run_dir, s3, stack, infra, prefix)
@@ -544,20 +545,36 @@ async def service_counters(bases: dict[str, str]) -> dict[str, float]:
                 elif name == "avatar_event_loop_lag_seconds_bucket":
                     le = re.search(r'le="([^"]+)"', labels).group(1)
                     found[f"{service}:lag:{le}"] = float(value)
+                elif name == "avatar_http_request_duration_seconds_bucket" and all(
+                        part in labels for part in SUBMIT_LABELS):
+                    le = re.search(r'le="([^"]+)"', labels).group(1)
+                    found[f"{service}:submit:{le}"] = float(value)
     return found
+
+
+SUBMIT_LABELS = ('method="POST"', 'route="/training-requests"', 'code="202"')
+
+
+def buckets_of(counted: dict[str, float], prefix: str) -> list[tuple[float, float]]:
+    """A histogram's cumulative buckets during the run: (le, samples at most le), by le."""
+    return sorted((float(key.rsplit(":", 1)[1]), value) for key, value in counted.items() if key.startswith(prefix))
+
+
+def bucket_bound(buckets: list[tuple[float, float]], q: float) -> float:
+    """The upper bound of the bucket that holds the q-th percentile (what a histogram can tell)."""
+    total = buckets[-1][1] if buckets else 0.0
+    return next((le for le, value in buckets if value >= q / 100 * total), float("nan"))
 
 
 def loop_lag(counted: dict[str, float], service: str) -> tuple[float, float, float, float] | None:
     """A service's loop-lag samples during the run from its histogram's buckets: (samples, share later
     than 10 ms, share later than 50 ms, p99 as the upper bound of its bucket)."""
-    buckets = sorted((float(key.rsplit(":", 1)[1]), value) for key, value in counted.items()
-                     if key.startswith(f"{service}:lag:"))
+    buckets = buckets_of(counted, f"{service}:lag:")
     below = dict(buckets)  # cumulative: samples at most `le` late
     total = below.get(float("inf"), 0.0)
     if not total:
         return None
-    p99 = next(le for le, value in buckets if value >= 0.99 * total)
-    return total, 1 - below.get(0.01, 0.0) / total, 1 - below.get(0.05, 0.0) / total, p99
+    return total, 1 - below.get(0.01, 0.0) / total, 1 - below.get(0.05, 0.0) / total, bucket_bound(buckets, 99)
 
 
 def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str, subprocess.Popen, Path]]:
@@ -566,7 +583,7 @@ def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str,
         log("py-spy is not installed (.venv/bin/pip install py-spy); no profiles")
         return []
     started = []
-    for service in SERVICES:
+    for service in stack.processes():
         pid = int((stack.run_dir / f"{service}.pid").read_text())
         out = run_dir / f"profile-{service}.txt"
         process = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
@@ -613,7 +630,7 @@ async def run(args: argparse.Namespace) -> str:
     collector = None
     if args.collector:
         collector, extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = start_collector()
-    env = await bring_up(extra)
+    env = await bring_up(extra, tuple(args.split))
     lines: list[str] = []
     try:
         base = env.base
@@ -736,11 +753,13 @@ async def run(args: argparse.Namespace) -> str:
                   f"{platform.system()} {platform.release()}, load average before/after "
                   f"{load_before[0]:.2f}/{load_after[0]:.2f}", "",
                   f"`{command}`", "",
-                  "setup: six services (one process each) + RabbitMQ + PostgreSQL + Redis + S3 (moto's S3 backend, waitress) on this machine; "
+                  "setup: six services (one process each unless split) + RabbitMQ + PostgreSQL + Redis + S3 (moto's S3 backend, waitress) on this machine; "
                   + ("App = one Task with `bench-trivial` (command `true`, 0 GPUs, 1GB), " if args.component == "trivial"
                      else "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), ")
                   + "LocalRunner (one subprocess per component); "
-                  f"{args.warmup} warm-up requests first; tracing: {tracing}", ""]
+                  + "".join(f"{name} split in two processes (its API; {name}-events: consumers, relay); "
+                            for name in args.split)
+                  + f"{args.warmup} warm-up requests first; tracing: {tracing}", ""]
         lines += ["| figure | value |", "|---|---|",
                   f"| submitted / accepted (202) | {args.n} / {len(accepted)} (statuses {dict(statuses)}) |",
                   f"| submit API latency p50 / p99 / max | {ms(pct(latencies, 50))} / {ms(pct(latencies, 99))} / "
@@ -768,14 +787,23 @@ async def run(args: argparse.Namespace) -> str:
         loops = counted.get("avatar_scheduler_iteration_seconds_count", 0.0)
         loop_seconds = counted.get("avatar_scheduler_iteration_seconds_sum", 0.0)
         batched = {service: (counted.get(f"{service}:avatar_consumer_batched_events_total", 0.0),
-                             counted.get(f"{service}:avatar_events_consumed_total", 0.0)) for service in SERVICES}
+                             counted.get(f"{service}:avatar_events_consumed_total", 0.0))
+                   for service in env.stack.processes()}
         lines += [f"scheduler engine: {loops:,.0f} iterations during the run = {loops / max(len(completed), 1):.2f} per "
                   f"workload, {1000 * loop_seconds / max(loops, 1):.1f} ms each on average "
                   f"({1000 * loop_seconds / max(len(completed), 1):.1f} ms of wall time per workload)", ""]
         lines += ["deliveries handled in batches (one transaction and claim for the events delivered together): "
                   + ", ".join(f"{service} {n:,.0f} of {total:,.0f}" for service, (n, total) in batched.items() if total),
                   ""]
-        lags = {service: loop_lag(counted, service) for service in SERVICES}
+        inside = buckets_of(counted, "trainer:submit:")
+        if inside and inside[-1][1]:
+            within = dict(inside)
+            lines += [f"submit inside the trainer (its avatar_http_request_duration_seconds, {inside[-1][1]:,.0f} "
+                      f"accepted): p50 ≤ {1000 * bucket_bound(inside, 50):g} ms, p99 ≤ "
+                      f"{1000 * bucket_bound(inside, 99):g} ms, {1 - within.get(0.025, 0.0) / inside[-1][1]:.1%} "
+                      f"> 25 ms, {1 - within.get(0.05, 0.0) / inside[-1][1]:.1%} > 50 ms; the client saw "
+                      f"{sum(1 for v in latencies if v > 0.05) / max(len(latencies), 1):.1%} > 50 ms", ""]
+        lags = {service: loop_lag(counted, service) for service in env.stack.processes()}
         lines += ["event loop lag during the run (a timer every 100 ms: how late it ran): "
                   + ", ".join(f"{service} p99 ≤ {1000 * lag[3]:g} ms, {lag[1]:.1%} > 10 ms, {lag[2]:.1%} > 50 ms"
                               for service, lag in lags.items() if lag), ""]
@@ -847,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="an extra setting for every service (repeatable), e.g. AVATAR_SCHEDULER_LOCAL_NICE=0")
     parser.add_argument("--tap-all", action="store_true",
                         help="bind the tap to every event (#), as the bench did before: ~1.8 ms more CPU per workload")
+    parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
+                        help="run SERVICE as two processes (AVATAR_ROLE api and events), as `make up --split` does")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (service logs)")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args(argv)

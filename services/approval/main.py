@@ -23,8 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
         events.register(platform.bus)
-        platform.spawn(events.sweep_overdue_tests(platform, settings.loop_test_timeout_seconds,
-                                                  settings.loop_test_sweep_seconds), "approval-loop-test-sweep")
+        if platform.handles_events:
+            platform.spawn(events.sweep_overdue_tests(platform, settings.loop_test_timeout_seconds,
+                                                      settings.loop_test_sweep_seconds), "approval-loop-test-sweep")
         yield
 
     app = build_service("approval", settings, routers=[api.router], migrations=MIGRATIONS, setup=setup,

@@ -250,7 +250,7 @@ class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
                  max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None,
                  prefetch: int | None = None, batch_size: int = 1, batch_workers: int = 2,
-                 batch_min_interval: float = 0.0) -> None:
+                 batch_min_interval: float = 0.0, consume: bool = True) -> None:
         self.broker = broker
         self.service = service
         self.pool = pool
@@ -267,7 +267,9 @@ class EventBus:
             self._server.update({"server.address": parts.hostname, "server.port": parts.port or 5672})
         self._stopping = False
         self._batches = (_Batches(self, size=batch_size, workers=batch_workers, min_interval=batch_min_interval)
-                         if batch_size > 1 else None)
+                         if batch_size > 1 and consume else None)
+        if not consume:  # a process that only answers requests (Settings.role "api"): it publishes, never consumes
+            return
         # every delivered message is handled in a task of its own: the prefetch bounds how many at once
         # (None: unbounded, so a backlog would all be in memory and waiting for the pool at the same time)
         broker.subscriber(service_queue(service), EVENTS_EXCHANGE, ack_policy=AckPolicy.MANUAL,

@@ -95,6 +95,10 @@ EVENT_LOOP_LAG = prometheus_client.Histogram(
     "avatar_event_loop_lag_seconds", "How late the event loop ran a timer: the wait a request or event had "
     "before this process got to it", ["service"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+HTTP_REQUEST_SECONDS = prometheus_client.Histogram(
+    "avatar_http_request_duration_seconds", "Time an HTTP request spent inside the service, from the app being "
+    "called to the response's last byte", ["service", "method", "route", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 SAGA_STEP_SECONDS = Histogram(
     "avatar_saga_step_seconds", "Time between consecutive saga steps of a workload", ["step"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),

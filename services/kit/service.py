@@ -27,6 +27,7 @@ from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensur
 from services.kit.messaging import EventBus, new_broker
 from services.kit.retention import sweep_forever
 from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.request_timer import RequestTimer
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
 
@@ -45,6 +46,12 @@ class Platform:
     outbox: Outbox
     checks: dict[str, Check] = field(default_factory=dict)
     background: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def handles_events(self) -> bool:
+        """Whether this process runs the service's event side (Settings.role): its consumers, relay and
+        background work; a service's setup starts its own loops only when it does."""
+        return self.settings.handles_events
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
         """Run a service loop for the life of the process; it is cancelled on shutdown."""
@@ -102,26 +109,28 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
                        prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
                        batch_workers=settings.consumer_batch_workers,
-                       batch_min_interval=settings.consumer_min_batch_seconds)
+                       batch_min_interval=settings.consumer_min_batch_seconds, consume=settings.handles_events)
         platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)
         app.state.platform = platform
         relay = OutboxRelay(pool, outbox, bus.publish, poll_seconds=settings.outbox_poll_seconds,
-                            min_round_seconds=settings.outbox_min_round_seconds)
+                            min_round_seconds=settings.outbox_min_round_seconds) if settings.handles_events else None
         try:
             async with (setup(platform, app) if setup else contextlib.nullcontext()):
                 await bus.start()
-                await relay.start()
-                platform.spawn(_watch_dlq(bus), f"{name}-dlq-depth")
                 platform.spawn(watch_loop_lag(name), f"{name}-loop-lag")
-                platform.spawn(sweep_forever(pool, name, timedelta(days=settings.retention_days),
-                                             settings.retention_sweep_seconds), f"{name}-retention")
-                log.info("%s ready on %s:%s", name, settings.host, settings.listen_port)
+                if relay is not None:
+                    await relay.start()
+                    platform.spawn(_watch_dlq(bus), f"{name}-dlq-depth")
+                    platform.spawn(sweep_forever(pool, name, timedelta(days=settings.retention_days),
+                                                 settings.retention_sweep_seconds), f"{name}-retention")
+                log.info("%s (%s) ready on %s:%s", name, settings.role, settings.host, settings.listen_port)
                 try:
                     yield
                 finally:
-                    await relay.stop()
+                    if relay is not None:
+                        await relay.stop()
                     for task in platform.background:
                         task.cancel()
                     await asyncio.gather(*platform.background, return_exceptions=True)
@@ -136,6 +145,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTimer, service=name)  # added last: outermost, so it times the guard too
     errors.install(app)  # every service answers domain refusals and unstorable text as 4xx, not 500
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics",
                                        exclude_spans=["receive", "send"])
@@ -162,7 +172,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
     async def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in routers:
+    for router in routers if settings.serves_api else ():
         app.include_router(router)
     return app
 

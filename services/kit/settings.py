@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # once (bench/RESULTS.md, "a floor under batches" and "floors that never cap")
     consumer_min_batch_seconds: float = Field(default=0.15, ge=0, le=5)
     outbox_min_round_seconds: float = Field(default=0.15, ge=0, le=5)
+    # which part of the service this process runs: "all" of it; "api", HTTP only (no consumer, no outbox
+    # relay, no background work: its outbox rows wake an "events" process's relay by NOTIFY), so that a
+    # request never waits behind a batch of events on the same loop; "events", everything but the
+    # service's routes (it still serves /healthz, /readyz and /metrics)
+    role: Literal["all", "api", "events"] = "all"
     # sent outbox rows, inbox records and trace contexts older than this are deleted (services/kit/retention.py)
     retention_days: float = Field(default=7.0, ge=1.0)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
@@ -70,6 +75,15 @@ class Settings(BaseSettings):
         if defaults:
             raise ValueError(f"AVATAR_ENV={self.env} refuses the local default secrets: set {', '.join(defaults)}")
         return self
+
+    @property
+    def handles_events(self) -> bool:
+        """This process consumes events, relays its outbox and runs the service's background work."""
+        return self.role != "api"
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role != "events"
 
     @property
     def schema(self) -> str:

@@ -28,6 +28,8 @@ from services.kit.settings import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("library", "builder", "trainer", "approval", "scheduler", "models")
+EVENTS_SUFFIX = "-events"  # the process name of a split service's event side
+EVENTS_PORT_OFFSET = 100  # `make up --split`: trainer 8003, trainer-events 8103
 
 # How each loopback server is (re)started on this kind of machine (see the env notes in the README).
 LOCAL_SERVERS = {
@@ -36,6 +38,12 @@ LOCAL_SERVERS = {
                     "--dir /var/lib/redis --logfile /var/log/redis/ci.log"),
     "rabbitmq": (5672, "rabbitmq-server -detached"),
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -86,6 +94,19 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     # settings for one service only, over the shared ones (e.g. tests give one service its own S3 endpoint)
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # services run as two processes (Settings.role): "<name>" answers HTTP on the service's port,
+    # "<name>-events" consumes, relays and runs the background work (its port: ports["<name>-events"])
+    split: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.split:
+            if f"{name}{EVENTS_SUFFIX}" not in self.ports:
+                self.ports[f"{name}{EVENTS_SUFFIX}"] = free_port()
+
+    def processes(self, services: tuple[str, ...] = SERVICES) -> tuple[str, ...]:
+        """The processes that run `services`: one per service, two for a split one."""
+        return tuple(process for name in services
+                     for process in ((name, f"{name}{EVENTS_SUFFIX}") if name in self.split else (name,)))
 
     @property
     def logs(self) -> Path:
@@ -133,10 +154,14 @@ class Stack:
         wait_for(lambda: port_open(self.s3_port), 30, f"the S3 server on port {self.s3_port}")
 
     def start_service(self, name: str) -> None:
+        """Start one process of `processes()`: a service, or one part of a split service."""
         if self._alive(name):
             return
-        env = {**self.environment(), **self.service_env.get(name, {}), "AVATAR_PORT": str(self.ports[name])}
-        self._spawn(name, [sys.executable, "-m", f"services.{name}"], env)
+        service = name.removesuffix(EVENTS_SUFFIX)
+        role = "events" if service != name else "api" if service in self.split else "all"
+        env = {**self.environment(), **self.service_env.get(service, {}), "AVATAR_PORT": str(self.ports[name]),
+               "AVATAR_ROLE": role}
+        self._spawn(name, [sys.executable, "-m", f"services.{service}"], env)
 
     def ready(self, name: str) -> bool:
         try:
@@ -154,11 +179,11 @@ class Stack:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, ensure_database(url)).result()
         self.start_s3()
-        for name in services:
+        for name in self.processes(services):
             self.start_service(name)
         (self.run_dir / "env.json").write_text(json.dumps(self.environment(), indent=2))
         deadline = time.monotonic() + timeout
-        for name in services:
+        for name in self.processes(services):
             while not self.ready(name):
                 if not self._alive(name):
                     raise SystemExit(f"{name} exited during start; see {self.logs / (name + '.log')}:\n"
@@ -198,19 +223,23 @@ class Stack:
         self._pidfile(name).unlink(missing_ok=True)
 
     def down(self) -> None:
-        for name in (*SERVICES, "s3"):
+        # every part a split may have started, split now or not (a pidfile that is absent is skipped)
+        for name in (*SERVICES, *(f"{name}{EVENTS_SUFFIX}" for name in SERVICES), "s3"):
             self.stop(name)
 
     def status(self) -> dict[str, str]:
         return {name: ("ready" if self.ready(name) else "running" if self._alive(name) else "stopped")
-                for name in SERVICES}
+                for name in self.processes()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
+                        help="run SERVICE as two processes: its API, and its event side (<SERVICE>-events)")
     args = parser.parse_args(argv)
-    stack = Stack()
+    stack = Stack(split=tuple(args.split), ports={**DEFAULT_PORTS, **{
+        f"{name}{EVENTS_SUFFIX}": DEFAULT_PORTS[name] + EVENTS_PORT_OFFSET for name in SERVICES}})
     if args.command == "up":
         print("bringing AVATAR OnE up ...", flush=True)
         stack.up()

@@ -50,7 +50,8 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
         await asyncio.wait_for(asyncio.to_thread(objects.ensure_bucket, settings.models_bucket), 10)
     except Exception as exc:  # the store may be down at start: the worker creates the bucket once it is back
         log.warning("models bucket %s not ready yet: %s", settings.models_bucket, exc)
-    platform.spawn(worker.run(), "models-store-worker")
+    if platform.handles_events:
+        platform.spawn(worker.run(), "models-store-worker")
     try:
         yield
     finally:

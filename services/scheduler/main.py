@@ -63,7 +63,8 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
                                                    check_bucket(objects, settings.logs_bucket))
     app.state.scheduler = SchedulerState(settings=settings, redis=redis, allocator=allocator, queue=queue,
                                          objects=objects, engine=engine, leadership=leadership)
-    platform.spawn(leadership.run(), "scheduler-leadership")
+    if platform.handles_events:  # an API-only process never leads: it reads what the leader keeps
+        platform.spawn(leadership.run(), "scheduler-leadership")
     try:
         yield
     finally:

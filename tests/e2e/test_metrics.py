@@ -114,6 +114,11 @@ async def test_metrics_show_the_flow(metered, settings):
     assert value(scheduler, workloads, service="scheduler", event="failed") == 1
     assert value(models, workloads, service="models", event="model.stored") == 1
     assert series(scheduler, "avatar_workloads_failed_total") == {frozenset({("reason", "component_failed")}): 1}
+    # the server's half of each submit's latency: three accepted submits under the route's template
+    submits = {"service": "trainer", "method": "POST", "route": "/training-requests", "code": "202"}
+    assert value(trainer, "avatar_http_request_duration_seconds_count", **submits) == 3
+    assert value(trainer, "avatar_http_request_duration_seconds_bucket", le="+Inf", **submits) == 3
+    assert 0 < value(trainer, "avatar_http_request_duration_seconds_sum", **submits) < 30
     submitted_anywhere = sum(v for s in SERVICES for labels, v in series(scraped[s], workloads).items()
                              if dict(labels)["event"] == "submitted")
     assert submitted_anywhere == 3  # the dashboard sums by event: nothing is counted twice

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -17,16 +16,10 @@ import asyncpg
 from services.kit.db import ensure_database
 from services.kit.s3server import S3Server as StandInS3
 from services.kit.settings import Settings
-from services.kit.stack import port_open  # noqa: F401  (re-exported for the fixtures)
+from services.kit.stack import free_port, port_open  # noqa: F401  (re-exported for the fixtures)
 
 S3_ACCESS_KEY = "avatar-test"
 S3_SECRET_KEY = "avatar-test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def docker_answers() -> bool:

@@ -306,6 +306,7 @@ def test_dashboard_queries_use_known_metrics_and_datasources(dashboard):
     ("dlq depth", "avatar_dlq_depth"),
     ("outbox lag", "avatar_outbox_oldest_age_seconds"),
     ("event loop lag", "rate(avatar_event_loop_lag_seconds_bucket"),
+    ("http request latency", "rate(avatar_http_request_duration_seconds_bucket"),
 ])
 def test_dashboard_has_panel(dashboard, title, expr):
     panels = [p for p in dashboard["panels"] if title in p["title"].lower()]

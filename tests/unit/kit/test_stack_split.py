@@ -1,0 +1,25 @@
+"""`make up --split SERVICE` (services.kit.stack): the service runs as its API process and its event-side
+process, each told its role, on ports of their own."""
+from __future__ import annotations
+
+from services.kit.settings import Settings
+from services.kit.stack import SERVICES, Stack
+
+
+def test_a_split_service_is_two_processes_each_told_its_role(tmp_path, monkeypatch):
+    stack = Stack(run_dir=tmp_path, split=("trainer",))
+    assert stack.processes() == ("library", "builder", "trainer", "trainer-events", "approval", "scheduler", "models")
+    assert stack.processes(("trainer", "models")) == ("trainer", "trainer-events", "models")
+    assert stack.ports["trainer-events"] not in {stack.ports[name] for name in SERVICES}
+    recorded: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(stack, "_spawn", lambda name, argv, env: recorded.append((name, argv, env)))
+    for process in stack.processes(("trainer", "models")):
+        stack.start_service(process)
+    roles = {name: (argv[-1], env["AVATAR_ROLE"], int(env["AVATAR_PORT"])) for name, argv, env in recorded}
+    assert roles == {"trainer": ("services.trainer", "api", stack.ports["trainer"]),
+                     "trainer-events": ("services.trainer", "events", stack.ports["trainer-events"]),
+                     "models": ("services.models", "all", stack.ports["models"])}
+    for name, _, env in recorded:  # what each process makes of its environment
+        monkeypatch.setenv("AVATAR_ROLE", env["AVATAR_ROLE"])
+        settings = Settings()
+        assert settings.serves_api == (name != "trainer-events") and settings.handles_events == (name != "trainer")
