@@ -140,6 +140,24 @@ def pids_named(name: str, cmdline_contains: str | None = None) -> list[int]:
     return found
 
 
+def python_speed(loops: int = 1_000_000, rounds: int = 3) -> float:
+    """Seconds a fixed pure-Python loop takes on one core, best of `rounds`: how fast this machine is
+    right now. The same command's CPU per workload swings with it (same commit: 36 ms one day, 66-83
+    the next), so runs are compared within a session, or by this figure across sessions."""
+    best = float("inf")
+    for _ in range(rounds):
+        started, total = time.perf_counter(), 0
+        for i in range(loops):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others while this machine wanted it (/proc/stat), so far."""
+    return int(Path("/proc/stat").read_text().splitlines()[0].split()[8]) / CLK_TCK
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -630,6 +648,7 @@ async def run(args: argparse.Namespace) -> str:
     collector = None
     if args.collector:
         collector, extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = start_collector()
+    speed = python_speed()  # before anything of the run is up: the machine as the run finds it
     env = await bring_up(extra, tuple(args.split))
     lines: list[str] = []
     try:
@@ -652,6 +671,7 @@ async def run(args: argparse.Namespace) -> str:
                              collector.pid if collector is not None else None)
         cpu_before, busy_before = sampler.sample(), machine_busy()
         load_before = os.getloadavg()
+        steal_before = steal_seconds()
         profiles = start_profiles(env.stack, env.run_dir, args.profile_seconds) if args.profile else []
 
         mode = f"open loop at {args.rate:g}/s" if args.rate > 0 else "closed loop (as fast as answered)"
@@ -671,6 +691,7 @@ async def run(args: argparse.Namespace) -> str:
         ended_at = time.time()
         cpu_after, busy_after = sampler.sample(), machine_busy()
         load_after = os.getloadavg()
+        stolen = steal_seconds() - steal_before
         counters_after = await service_counters(base)
         for _, process, _ in profiles:
             with contextlib.suppress(Exception):
@@ -751,7 +772,9 @@ async def run(args: argparse.Namespace) -> str:
                   f"({now:%Y-%m-%d %H:%M} UTC)", "",
                   f"{now:%Y-%m-%d %H:%M} UTC, nproc={ncpu}, {platform.machine()}, Python {platform.python_version()}, "
                   f"{platform.system()} {platform.release()}, load average before/after "
-                  f"{load_before[0]:.2f}/{load_after[0]:.2f}", "",
+                  f"{load_before[0]:.2f}/{load_after[0]:.2f}; machine speed: a fixed 1M-iteration Python loop "
+                  f"takes {1000 * speed:.0f} ms on one core (best of 3, before the run; lower is faster); CPU "
+                  f"stolen by the hypervisor during the run: {stolen:.1f} s", "",
                   f"`{command}`", "",
                   "setup: six services (one process each unless split) + RabbitMQ + PostgreSQL + Redis + S3 (moto's S3 backend, waitress) on this machine; "
                   + ("App = one Task with `bench-trivial` (command `true`, 0 GPUs, 1GB), " if args.component == "trivial"

@@ -17,6 +17,8 @@ SCHEMA_FILE = Path(__file__).parent / "schemas" / "compose-spec.json"
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 
 SERVICES = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+# compose service → (the service it runs, AVATAR_ROLE): the trainer runs as its API and its event side
+ROLES = {"trainer": ("trainer", "api"), "trainer-events": ("trainer", "events")}
 BUCKETS = {"avatar-staging", "avatar-models", "avatar-logs"}
 METRICS = {
     "avatar_workloads_total", "avatar_workloads_failed_total", "avatar_saga_step_seconds_bucket",
@@ -168,9 +170,10 @@ def test_mounted_config_files_exist(compose):
 def test_runs_exactly_the_six_services(avatar_services):
     started = {svc["build"]["args"]["SERVICE"] for svc in avatar_services.values()}
     assert started == set(SERVICES)
+    assert avatar_services.keys() == {*SERVICES, "trainer-events"}
     for name, svc in avatar_services.items():
         service = svc["build"]["args"]["SERVICE"]
-        assert name == service
+        assert (service, svc["environment"].get("AVATAR_ROLE", "all")) == ROLES.get(name, (name, "all"))
         assert (REPO / "services").is_dir() and service in SERVICES
         port = str(SERVICES[service])
         assert svc["build"]["args"]["PORT"] == port
@@ -254,7 +257,7 @@ def test_prometheus_scrapes_the_six_services():
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = {t for group in jobs["avatar"]["static_configs"] for t in group["targets"]}
     assert jobs["avatar"].get("metrics_path", "/metrics") == "/metrics"
-    assert targets == {f"{name}:{port}" for name, port in SERVICES.items()}
+    assert targets == {f"{name}:{port}" for name, port in SERVICES.items()} | {"trainer-events:8003"}
 
 
 def test_grafana_datasources_and_dashboard_provisioning():

@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = {"dev": "avatar-dev", "prod": "avatar"}
 SERVICES = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+# Deployment → (the service it runs, AVATAR_ROLE): the trainer runs as its API and its event side
+DEPLOYMENTS = {**{name: (name, "all") for name in SERVICES}, "trainer": ("trainer", "api"),
+               "trainer-events": ("trainer", "events")}
 # the oldest Kubernetes minor we support, and the newest schema the validator ships
 K8S_VERSIONS = ("1.33.0", kubernetes_validate.utils.latest_version())
 API_VERSIONS = {
@@ -85,7 +88,7 @@ def containers(spec):
 
 def service_deployments(objects):
     deployments = of_kind(objects, "Deployment")
-    return {name: deployments[name] for name in SERVICES if name in deployments}
+    return {name: deployments[name] for name in DEPLOYMENTS if name in deployments}
 
 
 def app_container(deployment):
@@ -134,25 +137,29 @@ def test_everything_lives_in_the_overlay_namespace(objects, overlay):
 
 # ------------------------------------------------------------------ the six services
 
-def test_six_deployments_each_running_its_module(objects):
+def test_six_services_each_deployed_running_its_module_in_its_role(objects):
     deployments = service_deployments(objects)
-    assert deployments.keys() == SERVICES.keys()
+    assert deployments.keys() == DEPLOYMENTS.keys()
     for name, deployment in deployments.items():
+        service, role = DEPLOYMENTS[name]
         container = app_container(deployment)
-        assert container["command"] == ["python", "-m", f"services.{name}"]
-        assert container["ports"] == [{"name": "http", "containerPort": SERVICES[name], "protocol": "TCP"}]
+        assert container["command"] == ["python", "-m", f"services.{service}"]
+        assert container["ports"] == [{"name": "http", "containerPort": SERVICES[service], "protocol": "TCP"}]
         env = {e["name"]: e for e in container["env"]}
-        assert env["AVATAR_PORT"]["value"] == str(SERVICES[name])
-        assert env["OTEL_SERVICE_NAME"]["value"] == name
+        assert env["AVATAR_PORT"]["value"] == str(SERVICES[service])
+        assert env["OTEL_SERVICE_NAME"]["value"] == service
+        assert env.get("AVATAR_ROLE", {"value": "all"})["value"] == role, name
 
 
 def test_services_and_disruption_budgets_select_the_pods(objects):
     services, budgets = of_kind(objects, "Service"), of_kind(objects, "PodDisruptionBudget")
+    assert services.keys() >= SERVICES.keys() and "trainer-events" not in services  # an event side takes no traffic
     for name, deployment in service_deployments(objects).items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        selector = services[name]["spec"]["selector"]
-        assert selector.items() <= labels.items()
-        assert [(p["port"], p["targetPort"]) for p in services[name]["spec"]["ports"]] == [(SERVICES[name], "http")]
+        selecting = [other for other, svc in services.items() if svc["spec"]["selector"].items() <= labels.items()]
+        assert selecting == ([name] if name in SERVICES else []), (name, selecting)
+        if name in SERVICES:
+            assert [(p["port"], p["targetPort"]) for p in services[name]["spec"]["ports"]] == [(SERVICES[name], "http")]
         assert budgets[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
@@ -319,7 +326,7 @@ def test_dev_infrastructure_images_match_compose():
     compose = yaml.safe_load((REPO / "deploy" / "compose" / "docker-compose.yml").read_text())
     compose_images = {svc["image"] for svc in compose["services"].values()}
     for name, spec in pod_specs(render("dev")):
-        if name not in SERVICES:
+        if name not in DEPLOYMENTS:
             for container in containers(spec):
                 assert container["image"] in compose_images, f"{name}: {container['image']} differs from compose"
 
@@ -327,7 +334,7 @@ def test_dev_infrastructure_images_match_compose():
 def test_prod_points_at_external_endpoints():
     objects = render("prod")
     assert not of_kind(objects, "StatefulSet") and not of_kind(objects, "Job")
-    assert of_kind(objects, "Deployment").keys() == SERVICES.keys()
+    assert of_kind(objects, "Deployment").keys() == DEPLOYMENTS.keys()
     data = config(objects)["data"]
     assert data["AVATAR_ENV"] == "prod"
     for key in ("POSTGRES_HOST", "RABBITMQ_HOST", "REDIS_HOST"):
@@ -343,7 +350,7 @@ def memory_mi(quantity):
 
 def test_prod_has_more_replicas_and_bigger_limits():
     dev, prod = service_deployments(render("dev")), service_deployments(render("prod"))
-    for name in SERVICES:
+    for name in DEPLOYMENTS:
         if name == "scheduler":
             assert prod[name]["spec"]["replicas"] == 1
             assert prod[name]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0, "never two schedulers at once"
