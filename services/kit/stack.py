@@ -1,6 +1,7 @@
 """Run the whole platform on this machine: local servers, an S3 server and the six services.
 
     python -m services.kit.stack up       # start what is down, wait until every /readyz is 200
+    python -m services.kit.stack up --split trainer   # the trainer as its API and trainer-events (make up SPLIT=trainer)
     python -m services.kit.stack down     # stop what `up` started
     python -m services.kit.stack status
 
@@ -164,6 +165,8 @@ class Stack:
         self._spawn(name, [sys.executable, "-m", f"services.{service}"], env)
 
     def ready(self, name: str) -> bool:
+        if name not in self.ports:
+            return False
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=2) as response:
                 return response.status == 200
@@ -228,8 +231,10 @@ class Stack:
             self.stop(name)
 
     def status(self) -> dict[str, str]:
+        # an event side `up --split` started shows as well, split now or not
+        started = tuple(f"{name}{EVENTS_SUFFIX}" for name in SERVICES if self._pidfile(f"{name}{EVENTS_SUFFIX}").exists())
         return {name: ("ready" if self.ready(name) else "running" if self._alive(name) else "stopped")
-                for name in self.processes()}
+                for name in dict.fromkeys((*self.processes(), *started))}
 
 
 def main(argv: list[str] | None = None) -> int:
