@@ -63,7 +63,7 @@ from contracts.topology import EXCHANGE, SUBSCRIPTIONS  # noqa: E402
 from services.kit.auth import mint_token  # noqa: E402
 from services.kit.demo import Demo  # noqa: E402
 from services.kit.settings import Settings  # noqa: E402
-from services.kit.stack import SERVICES, Stack, ensure_local_servers  # noqa: E402
+from services.kit.stack import SERVICES, Stack, ensure_local_servers, event_side  # noqa: E402
 from tests.support.infra import free_port, make_infra  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -560,14 +560,19 @@ async def service_counters(bases: dict[str, str]) -> dict[str, float]:
                     found[name] = float(value)
                 elif name in ("avatar_events_consumed_total", "avatar_consumer_batched_events_total"):
                     found[f"{service}:{name}"] = found.get(f"{service}:{name}", 0.0) + float(value)
-                elif name == "avatar_event_loop_lag_seconds_bucket":
+                elif (kind := _bucket_kind(name, labels)) is not None:
                     le = re.search(r'le="([^"]+)"', labels).group(1)
-                    found[f"{service}:lag:{le}"] = float(value)
-                elif name == "avatar_http_request_duration_seconds_bucket" and all(
-                        part in labels for part in SUBMIT_LABELS):
-                    le = re.search(r'le="([^"]+)"', labels).group(1)
-                    found[f"{service}:submit:{le}"] = float(value)
+                    found[f"{service}:{kind}:{le}"] = float(value)
     return found
+
+
+def _bucket_kind(name: str, labels: str) -> str | None:
+    """Which of the histograms the bench reads a bucket line belongs to: the loop lag, or accepted submits."""
+    if name == "avatar_event_loop_lag_seconds_bucket":
+        return "lag"
+    if name == "avatar_http_request_duration_seconds_bucket" and all(part in labels for part in SUBMIT_LABELS):
+        return "submit"
+    return None
 
 
 SUBMIT_LABELS = ('method="POST"', 'route="/training-requests"', 'code="202"')
@@ -584,15 +589,18 @@ def bucket_bound(buckets: list[tuple[float, float]], q: float) -> float:
     return next((le for le, value in buckets if value >= q / 100 * total), float("nan"))
 
 
+def share_above(buckets: list[tuple[float, float]], le: float) -> float:
+    """The share of the samples above `le` (one of the histogram's bounds)."""
+    return 1 - dict(buckets).get(le, 0.0) / buckets[-1][1]
+
+
 def loop_lag(counted: dict[str, float], service: str) -> tuple[float, float, float, float] | None:
     """A service's loop-lag samples during the run from its histogram's buckets: (samples, share later
     than 10 ms, share later than 50 ms, p99 as the upper bound of its bucket)."""
     buckets = buckets_of(counted, f"{service}:lag:")
-    below = dict(buckets)  # cumulative: samples at most `le` late
-    total = below.get(float("inf"), 0.0)
-    if not total:
+    if not buckets or not buckets[-1][1]:
         return None
-    return total, 1 - below.get(0.01, 0.0) / total, 1 - below.get(0.05, 0.0) / total, bucket_bound(buckets, 99)
+    return buckets[-1][1], share_above(buckets, 0.01), share_above(buckets, 0.05), bucket_bound(buckets, 99)
 
 
 def start_profiles(stack: Stack, run_dir: Path, seconds: int) -> list[tuple[str, subprocess.Popen, Path]]:
@@ -780,7 +788,7 @@ async def run(args: argparse.Namespace) -> str:
                   + ("App = one Task with `bench-trivial` (command `true`, 0 GPUs, 1GB), " if args.component == "trivial"
                      else "App = one Task with `probe` (sleep_s 0, 0 GPUs, 1GB), ")
                   + "LocalRunner (one subprocess per component); "
-                  + "".join(f"{name} split in two processes (its API; {name}-events: consumers, relay); "
+                  + "".join(f"{name} split in two processes (its API; {event_side(name)}: consumers, relay); "
                             for name in args.split)
                   + f"{args.warmup} warm-up requests first; tracing: {tracing}", ""]
         lines += ["| figure | value |", "|---|---|",
@@ -820,11 +828,10 @@ async def run(args: argparse.Namespace) -> str:
                   ""]
         inside = buckets_of(counted, "trainer:submit:")
         if inside and inside[-1][1]:
-            within = dict(inside)
             lines += [f"submit inside the trainer (its avatar_http_request_duration_seconds, {inside[-1][1]:,.0f} "
                       f"accepted): p50 ≤ {1000 * bucket_bound(inside, 50):g} ms, p99 ≤ "
-                      f"{1000 * bucket_bound(inside, 99):g} ms, {1 - within.get(0.025, 0.0) / inside[-1][1]:.1%} "
-                      f"> 25 ms, {1 - within.get(0.05, 0.0) / inside[-1][1]:.1%} > 50 ms; the client saw "
+                      f"{1000 * bucket_bound(inside, 99):g} ms, {share_above(inside, 0.025):.1%} "
+                      f"> 25 ms, {share_above(inside, 0.05):.1%} > 50 ms; the client saw "
                       f"{sum(1 for v in latencies if v > 0.05) / max(len(latencies), 1):.1%} > 50 ms", ""]
         lags = {service: loop_lag(counted, service) for service in env.stack.processes()}
         lines += ["event loop lag during the run (a timer every 100 ms: how late it ran): "

@@ -29,7 +29,7 @@ from services.kit.settings import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("library", "builder", "trainer", "approval", "scheduler", "models")
-EVENTS_SUFFIX = "-events"  # the process name of a split service's event side
+EVENTS_SUFFIX = "-events"  # the process name of a split service's event side: event_side(name)
 EVENTS_PORT_OFFSET = 100  # `make up --split`: trainer 8003, trainer-events 8103
 
 # How each loopback server is (re)started on this kind of machine (see the env notes in the README).
@@ -39,6 +39,11 @@ LOCAL_SERVERS = {
                     "--dir /var/lib/redis --logfile /var/log/redis/ci.log"),
     "rabbitmq": (5672, "rabbitmq-server -detached"),
 }
+
+
+def event_side(service: str) -> str:
+    """The process name of a split service's event side (`trainer-events`)."""
+    return f"{service}{EVENTS_SUFFIX}"
 
 
 def free_port() -> int:
@@ -101,13 +106,13 @@ class Stack:
 
     def __post_init__(self) -> None:
         for name in self.split:
-            if f"{name}{EVENTS_SUFFIX}" not in self.ports:
-                self.ports[f"{name}{EVENTS_SUFFIX}"] = free_port()
+            if event_side(name) not in self.ports:
+                self.ports[event_side(name)] = free_port()
 
     def processes(self, services: tuple[str, ...] = SERVICES) -> tuple[str, ...]:
         """The processes that run `services`: one per service, two for a split one."""
         return tuple(process for name in services
-                     for process in ((name, f"{name}{EVENTS_SUFFIX}") if name in self.split else (name,)))
+                     for process in ((name, event_side(name)) if name in self.split else (name,)))
 
     @property
     def logs(self) -> Path:
@@ -227,12 +232,12 @@ class Stack:
 
     def down(self) -> None:
         # every part a split may have started, split now or not (a pidfile that is absent is skipped)
-        for name in (*SERVICES, *(f"{name}{EVENTS_SUFFIX}" for name in SERVICES), "s3"):
+        for name in (*SERVICES, *map(event_side, SERVICES), "s3"):
             self.stop(name)
 
     def status(self) -> dict[str, str]:
         # an event side `up --split` started shows as well, split now or not
-        started = tuple(f"{name}{EVENTS_SUFFIX}" for name in SERVICES if self._pidfile(f"{name}{EVENTS_SUFFIX}").exists())
+        started = tuple(name for name in map(event_side, SERVICES) if self._pidfile(name).exists())
         return {name: ("ready" if self.ready(name) else "running" if self._alive(name) else "stopped")
                 for name in dict.fromkeys((*self.processes(), *started))}
 
@@ -243,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
                         help="run SERVICE as two processes: its API, and its event side (<SERVICE>-events)")
     args = parser.parse_args(argv)
-    stack = Stack(split=tuple(args.split), ports={**DEFAULT_PORTS, **{
-        f"{name}{EVENTS_SUFFIX}": DEFAULT_PORTS[name] + EVENTS_PORT_OFFSET for name in SERVICES}})
+    stack = Stack(split=tuple(args.split), ports={
+        **DEFAULT_PORTS, **{event_side(name): DEFAULT_PORTS[name] + EVENTS_PORT_OFFSET for name in SERVICES}})
     if args.command == "up":
         print("bringing AVATAR OnE up ...", flush=True)
         stack.up()
