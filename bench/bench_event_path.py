@@ -41,6 +41,7 @@ from services.kit.outbox import Outbox, OutboxRelay  # noqa: E402
 from services.kit.settings import Settings  # noqa: E402
 from services.kit.telemetry import setup_tracing  # noqa: E402
 from services.kit.stack import ensure_local_servers  # noqa: E402
+from services.kit.wakeups import Wakeups  # noqa: E402
 from tests.integration.models.helpers import workload  # noqa: E402
 from tests.support.infra import make_infra  # noqa: E402
 
@@ -92,7 +93,7 @@ async def baseline(url: str, n: int) -> float:
 async def event_bus(infra, n: int, step: bool, batch_size: int = 1) -> float:
     """CPU ms per event of the kit's EventBus draining the queue (and, with step, relaying one event each)."""
     pool = await create_pool(infra.postgres_url, SERVICE)
-    outbox = Outbox(SERVICE)
+    outbox = Outbox(SERVICE, Wakeups(pool, SERVICE))
     settings = Settings()
     bus = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, pool, outbox, prefetch=PREFETCH,
                    batch_size=batch_size, batch_workers=settings.consumer_batch_workers)
@@ -139,7 +140,7 @@ async def run(args: argparse.Namespace) -> str:
         await pool.close()
         # the queues and bindings, as a service declares them at start (no pool: nothing is consumed)
         declare = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, None,  # type: ignore[arg-type]
-                           Outbox(SERVICE))
+                           Outbox(SERVICE, Wakeups(None, SERVICE)))
         await declare.broker.connect()
         await declare.declare_topology()
         await declare.broker.stop()

@@ -260,8 +260,11 @@ class Environment:
 async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = ()) -> Environment:
     run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
     s3_port = free_port()
+    # a session of its own, as each service has: with Linux's autogroup scheduling a session is a CPU
+    # group, and the S3 server sharing this client's would delay the client's reading of its answers
     s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port), str(ROOT)], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=open(run_dir / "s3.log", "wb"), cwd=run_dir)
+                          stdout=subprocess.PIPE, stderr=open(run_dir / "s3.log", "wb"), cwd=run_dir,
+                          start_new_session=True)
     infra = make_infra(f"http://127.0.0.1:{s3_port}")
     prefix = f"avatar-bench-{infra.run_id}:"
     stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES}, split=split,

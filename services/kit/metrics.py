@@ -88,6 +88,10 @@ BATCHES = Counter("avatar_consumer_batches_total", "Batches of events handled in
 BATCHED_EVENTS = Counter("avatar_consumer_batched_events_total", "Events handled in committed batches", ["service"])
 RUNTIME = Gauge("avatar_runtime_info", "The event loop and HTTP parser this service process runs on (always 1)",
                 ["service", "event_loop", "http_parser"])
+WAKEUPS = prometheus_client.Counter(
+    "avatar_wakeups_total", "Listeners (outbox relay, scheduler engine, models store worker) woken after a commit: in "
+    "this process (local), by a NOTIFY of its own (notify), or not reached (lost: their polling finds the work)",
+    ["service", "channel", "delivery"])
 DLQ_DEPTH = Gauge("avatar_dlq_depth", "Messages waiting in the service's dead-letter queue", ["service"])
 WORKLOADS = Counter("avatar_workloads_total", "Workload saga transitions seen by the owning service", ["service", "event"])
 WORKLOADS_FAILED = Counter("avatar_workloads_failed_total", "Failed workloads by reason", ["reason"])

@@ -24,19 +24,19 @@ from contracts.events import Event, make_event
 from services.kit import metrics
 from services.kit.pacing import Floor
 from services.kit.telemetry import correlation_id, in_trace, inject_headers, recall_trace
+from services.kit.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, dict[str, Any]], Awaitable[None]]
 
 
 class Outbox:
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, wakeups: Wakeups) -> None:
         self.service = service
         self.channel = f"{service}_outbox"
-        # the relays of this process that publish (hold the relay lock): rows added here wake them
-        # in-process once committed, not with a NOTIFY, whose commit-time lock serialises every
-        # notifying commit of the database behind the others' disk writes
-        self.leading_relays: set["OutboxRelay"] = set()
+        # rows added here wake the publishing relay once committed: this process's directly, another
+        # replica's or the event side's by a NOTIFY sent after the commit (services/kit/wakeups.py)
+        self.wakeups = wakeups
 
     async def add(self, conn: asyncpg.Connection, event: Event) -> Event:
         """Record an event in the caller's transaction; it is published only if that transaction commits.
@@ -50,19 +50,15 @@ class Outbox:
         """Record events, each with the trace headers it carries, in the caller's transaction."""
         if not events:
             return
-        # one round trip: the rows and, when no relay of this process publishes, one wake-up of the
-        # publishing relay of another replica (delivered only if the transaction commits); payloads go
-        # as the JSON text pydantic writes (no dict built only to be serialised again)
-        local, notify = self._wake_plan(conn)
+        # one round trip for the rows; payloads go as the JSON text pydantic writes (no dict built only
+        # to be serialised again)
         await conn.execute(
-            "WITH added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
-            " SELECT e, r, p::jsonb, h::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(e, r, p, h)"
-            " RETURNING id) SELECT pg_notify($5, '') WHERE $6 AND EXISTS (SELECT 1 FROM added)",
+            "INSERT INTO outbox (event_id, routing_key, payload, headers)"
+            " SELECT e, r, p::jsonb, h::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(e, r, p, h)",
             [event.event_id for event, _ in events], [event.type for event, _ in events],
-            [event.to_json() for event, _ in events], [json.dumps(headers) for _, headers in events], self.channel,
-            notify,
+            [event.to_json() for event, _ in events], [json.dumps(headers) for _, headers in events],
         )
-        self._wake_local(conn, local)
+        self.wakeups.after_commit(conn, self.channel)
 
     async def emit(self, conn: asyncpg.Connection, event_type: str, data: BaseModel, *, correlation_id: str,
                    causation_id: uuid.UUID | None = None) -> Event:
@@ -79,19 +75,17 @@ class Outbox:
         the event is recorded only if it returned a row. Returns the event, or None when nothing changed."""
         event = make_event(event_type, data, producer=self.service, correlation_id=correlation_id)
         headers = await self._headers(conn, event)
-        local, notify = self._wake_plan(conn)
         n = len(args)
         changed = await conn.fetchval(
             f"WITH change AS ({change}),"
             f" added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
             f" SELECT ${n + 1}::uuid, ${n + 2}::text, ${n + 3}::text::jsonb, ${n + 4}::text::jsonb"
-            f" WHERE EXISTS (SELECT 1 FROM change) RETURNING id),"
-            f" woken AS (SELECT pg_notify(${n + 5}, '') FROM added WHERE ${n + 6})"
-            f" SELECT (SELECT count(*) FROM added) + 0 * (SELECT count(*) FROM woken)",
-            *args, event.event_id, event.type, event.to_json(), json.dumps(headers), self.channel, notify)
+            f" WHERE EXISTS (SELECT 1 FROM change) RETURNING id)"
+            f" SELECT count(*) FROM added",
+            *args, event.event_id, event.type, event.to_json(), json.dumps(headers))
         if not changed:
             return None
-        self._wake_local(conn, local)
+        self.wakeups.after_commit(conn, self.channel)
         return event
 
     async def _headers(self, conn: asyncpg.Connection, event: Event) -> dict[str, Any]:
@@ -99,18 +93,6 @@ class Outbox:
         if not in_trace():
             headers = await recall_trace(conn, event.correlation_id) or headers
         return headers
-
-    def _wake_plan(self, conn: asyncpg.Connection) -> tuple[list["OutboxRelay"], bool]:
-        """The relays of this process to wake after the commit, and whether to NOTIFY instead (no relay
-        of this process publishes, or the connection cannot say when it commits)."""
-        local = list(self.leading_relays)
-        notify = not (local and getattr(conn, "after_commit", None))
-        return ([] if notify else local), notify
-
-    @staticmethod
-    def _wake_local(conn: asyncpg.Connection, relays: list["OutboxRelay"]) -> None:
-        for relay in relays:
-            conn.after_commit(relay.wake)
 
 
 def relay_lock_key(channel: str) -> int:
@@ -163,7 +145,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def _close_listener(self) -> None:
-        self._outbox.leading_relays.discard(self)
+        self._outbox.wakeups.unlisten(self._outbox.channel, self.wake)
         if self._listener is not None:
             listener, self._listener = self._listener, None
             try:
@@ -190,7 +172,7 @@ class OutboxRelay:
             await self._pool.release(conn)
             raise
         self._listener = conn
-        self._outbox.leading_relays.add(self)
+        self._outbox.wakeups.listen(self._outbox.channel, self.wake)
         log.info("the outbox relay of %s publishes from this process", self._outbox.service)
         return True
 

@@ -30,6 +30,7 @@ from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.request_timer import RequestTimer
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
+from services.kit.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[Any]]
@@ -38,12 +39,13 @@ GC_YOUNG_THRESHOLD = 20_000  # allocations before a young-generation pass (CPyth
 
 @dataclass
 class Platform:
-    """What the kit hands a service: its settings, database, bus and outbox."""
+    """What the kit hands a service: its settings, database, bus, outbox and wake-ups."""
 
     settings: Settings
     pool: asyncpg.Pool
     bus: EventBus
     outbox: Outbox
+    wakeups: Wakeups
     checks: dict[str, Check] = field(default_factory=dict)
     background: list[asyncio.Task] = field(default_factory=list)
 
@@ -105,12 +107,13 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
             sources[name] = migrations
         await apply_migrations(pool, settings.schema, sources)
         broker = new_broker(settings.rabbitmq_url, name, graceful_timeout=10.0)
-        outbox = Outbox(name)
+        wakeups = Wakeups(pool, name)
+        outbox = Outbox(name, wakeups)
         bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
                        prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
                        batch_workers=settings.consumer_batch_workers,
                        batch_min_interval=settings.consumer_min_batch_seconds, consume=settings.handles_events)
-        platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
+        platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox, wakeups=wakeups)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)
         app.state.platform = platform
@@ -135,6 +138,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                         task.cancel()
                     await asyncio.gather(*platform.background, return_exceptions=True)
                     await bus.stop()
+                    await wakeups.close()
         finally:
             await pool.close()
 

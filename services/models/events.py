@@ -30,5 +30,6 @@ async def on_workload_completed(event: Event, ctx: HandlerContext) -> None:
     if version is None:  # the same completion re-published under a new event id
         log.info("workload %s already has a model", completed.workload_id)
         return
+    ctx.outbox.wakeups.after_commit(ctx.conn, store.NOTIFY_CHANNEL)  # a store worker takes it from here
     log.info("workload %s completed: model %s (%s v%d) pending storage", completed.workload_id, model_id,
              workload.app_id, version)

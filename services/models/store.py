@@ -10,7 +10,7 @@ from services.kit.telemetry import recalled_trace_sql
 from services.models.domain import StagedArtifact
 from services.models.objects import StoredObject
 
-NOTIFY_CHANNEL = "models_pending"
+NOTIFY_CHANNEL = "models_pending"  # the store workers listen: a model is pending (services/kit/wakeups.py)
 SUMMARY_COLUMNS = ("model_id, workload_id, app_id, app_name, version, name, status, size_bytes, file_count,"
                    " attempts, last_error, created_at, stored_at, workload->>'name' AS workload_name")
 
@@ -25,8 +25,8 @@ WORKLOAD_LOCK = "models.workload"
 async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id: str, app_id: str, app_name: str,
                          name_prefix: str, workload: dict[str, Any], artifacts: list[StagedArtifact],
                          metrics: dict[str, Any]) -> int | None:
-    """Record the model as pending under the App's next version, and wake the store worker; returns the
-    version, or None when the workload already has a model (its completion re-published under a new id).
+    """Record the model as pending under the App's next version; returns the version, or None when the
+    workload already has a model (its completion re-published under a new id).
 
     One statement, the last of the handler's transaction: the App's `app_versions` row stays locked from
     here to the commit only, so completions of many workloads of one App (a sweep) do not queue behind
@@ -40,9 +40,8 @@ async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id
         "  metrics) SELECT $1::text, $2::text, $3, $4::text, last_version, $5::text || last_version,"
         "  $6::jsonb, $7::jsonb, $8::jsonb FROM version"
         "  RETURNING version)"
-        " SELECT version FROM added, LATERAL (SELECT pg_notify($9, $1::text)) AS woken",
-        model_id, workload_id, app_id, app_name, name_prefix, workload, [asdict(a) for a in artifacts], metrics,
-        NOTIFY_CHANNEL)
+        " SELECT version FROM added",
+        model_id, workload_id, app_id, app_name, name_prefix, workload, [asdict(a) for a in artifacts], metrics)
 
 
 # ---------------------------------------------------------------- the store worker

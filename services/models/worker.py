@@ -55,6 +55,7 @@ class StoreWorker:
 
     async def run(self) -> None:
         listener: asyncpg.Connection | None = None
+        self.outbox.wakeups.listen(store.NOTIFY_CHANNEL, self._wake.set)  # this process's completions
         try:
             while True:
                 self._wake.clear()  # before looking: a notification arriving meanwhile is not lost
@@ -74,6 +75,7 @@ class StoreWorker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
+            self.outbox.wakeups.unlisten(store.NOTIFY_CHANNEL, self._wake.set)
             self._stop.set()
             for task in self._active.values():
                 task.cancel()

@@ -87,7 +87,7 @@ async def change_queue(workload_id: str, change: QueueChange, principal: Admin, 
         for other in entries:
             if other.priority == entry.priority:
                 await store.set_queue_position(conn, other.workload_id, other.priority.value, other.rank)
-        await store.wake(conn, f"queue change {workload_id}")
+        platform.wakeups.after_commit(conn, store.WAKE_CHANNEL)
     position = next(i + 1 for i, e in enumerate(entries) if e.workload_id == workload_id)
     return views.queue_item(entry, position)
 
@@ -205,14 +205,14 @@ async def cancel_workload(workload_id: str, principal: Writer, platform: Platfor
         async def emit(event_type, payload):
             return await platform.outbox.emit(conn, event_type, payload, correlation_id=workload_id)
 
-        result = await commands.cancel(conn, emit, workload_id, principal.user, remember_unknown=False)
+        result = await commands.cancel(conn, emit, workload_id, principal.user, remember_unknown=False,
+                                       wakeups=platform.wakeups)
     if result.outcome == "terminal":
         raise HTTPException(409, f"workload {workload_id} is already {result.status}; it cannot be cancelled")
     if result.outcome == "unknown":
         raise HTTPException(404, f"workload {workload_id} not found")
     if result.outcome == "cancelled":
         await state.queue.remove(domain.workload_job_id(workload_id))  # the engine's sync would too, later
-    state.engine.wake()
     code = 200 if result.outcome == "cancelled" else 202
     return JSONResponse({"workload_id": workload_id, "status": result.status}, status_code=code)
 
@@ -305,8 +305,7 @@ async def change_node(name: str, change: NodeChange, principal: Admin, platform:
     async with platform.pool.acquire() as conn, conn.transaction():
         await store.set_node_override(conn, name, change.status, principal.user)
         await state.allocator.set_node_status(name, change.status)
-        await store.wake(conn, f"node {name} {change.status}")
-    state.engine.wake()
+        platform.wakeups.after_commit(conn, store.WAKE_CHANNEL)
     snapshot = await state.allocator.snapshot()
     [view] = await _node_views(platform, state, [n for n in snapshot.nodes if n.name == name])
     return view

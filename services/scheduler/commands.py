@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from contracts.events import LoopTestRequested, WorkloadApproved, WorkloadCancelled, WorkloadFailed, WorkloadQueued
 from services.kit import metrics
+from services.kit.wakeups import Wakeups
 from services.scheduler import domain, store
 from services.scheduler.outcomes import looptest_completed
 from services.scheduler.settings import SchedulerSettings
@@ -23,7 +24,7 @@ Emit = Callable[[str, BaseModel], Awaitable[object]]
 
 
 async def accept_workload(conn: asyncpg.Connection, emit: Emit, approved: WorkloadApproved,
-                          settings: SchedulerSettings, trace_headers: dict) -> None:
+                          settings: SchedulerSettings, trace_headers: dict, wakeups: Wakeups) -> None:
     workload = approved.workload
     job_id = domain.workload_job_id(workload.workload_id)
     wire = workload.to_wire()
@@ -33,7 +34,7 @@ async def accept_workload(conn: asyncpg.Connection, emit: Emit, approved: Worklo
         conn, job_id=job_id, kind="workload", workload_id=workload.workload_id, workload=wire,
         priority=workload.priority, queue_rank=workload.submitted_at.timestamp(), requester=workload.requester,
         name=workload.name or workload.spec.name, status="failed" if empty else "waiting",
-        submitted_at=workload.submitted_at, max_runtime_s=limit, trace_headers=trace_headers, wake=not empty)
+        submitted_at=workload.submitted_at, max_runtime_s=limit, trace_headers=trace_headers)
     if not created:
         existing = await store.get_job(conn, job_id, lock=True)
         if existing is not None and existing["workload"] is None and existing["status"] == "cancelled":
@@ -59,12 +60,13 @@ async def accept_workload(conn: asyncpg.Connection, emit: Emit, approved: Worklo
         return
     await store.insert_runs(conn, job_id, domain.plan_runs(
         workload.spec, job_id=job_id, workload_id=workload.workload_id, staging_bucket=settings.staging_bucket))
+    wakeups.after_commit(conn, store.WAKE_CHANNEL)
     await emit("workload.queued", WorkloadQueued(workload_id=workload.workload_id, priority=workload.priority))
     metrics.WORKLOADS.labels("scheduler", "queued").inc()
 
 
 async def accept_looptest(conn: asyncpg.Connection, emit: Emit, request: LoopTestRequested, requested_at: datetime,
-                          settings: SchedulerSettings, trace_headers: dict) -> None:
+                          settings: SchedulerSettings, trace_headers: dict, wakeups: Wakeups) -> None:
     workload = request.workload
     job_id = domain.looptest_job_id(request.workload_id, request.test_run_id)
     rounds = request.episodes if request.mode == "general" else 1
@@ -74,7 +76,7 @@ async def accept_looptest(conn: asyncpg.Connection, emit: Emit, request: LoopTes
         name=workload.name or workload.spec.name, status="waiting", submitted_at=requested_at,
         max_runtime_s=domain.job_runtime_limit(workload, rounds), trace_headers=trace_headers,
         test_run_id=request.test_run_id, mode=request.mode, rounds=rounds,
-        episodes=request.episodes if request.mode == "rl" else None, wake=bool(workload.spec.components()))
+        episodes=request.episodes if request.mode == "rl" else None)
     if not created:
         log.info("loop test %s of %s is already known; request ignored", request.test_run_id, request.workload_id)
         return
@@ -87,6 +89,7 @@ async def accept_looptest(conn: asyncpg.Connection, emit: Emit, request: LoopTes
     await store.insert_runs(conn, job_id, domain.plan_runs(
         workload.spec, job_id=job_id, workload_id=request.workload_id, staging_bucket=settings.staging_bucket,
         rounds=rounds, test_run_id=request.test_run_id))
+    wakeups.after_commit(conn, store.WAKE_CHANNEL)
     await emit("workload.queued", WorkloadQueued(workload_id=request.workload_id, priority="high", loop_test=True))
 
 
@@ -97,7 +100,7 @@ class CancelResult:
 
 
 async def cancel(conn: asyncpg.Connection, emit: Emit, workload_id: str, by: str, *,
-                 remember_unknown: bool) -> CancelResult:
+                 remember_unknown: bool, wakeups: Wakeups) -> CancelResult:
     """Cancel a workload (and any loop test of it still going). Waiting work ends at once;
     running work is marked stopping and the engine stops its runs, releases its allocations
     and then publishes workload.cancelled. `remember_unknown`: a cancel for a workload not
@@ -140,5 +143,5 @@ async def cancel(conn: asyncpg.Connection, emit: Emit, workload_id: str, by: str
         result = CancelResult("stopping" if job["outcome"] == "cancelled" else "terminal", job["outcome"])
     else:
         result = CancelResult("terminal", job["status"])
-    await store.wake(conn, f"cancel {workload_id}")
+    wakeups.after_commit(conn, store.WAKE_CHANNEL)
     return result

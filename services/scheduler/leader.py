@@ -2,7 +2,7 @@
 
 The lock lives as long as the leader's connection: a crashed leader's lock is freed by
 PostgreSQL and a standby takes over within `retry_seconds`. The same connection LISTENs for
-wake-ups (`pg_notify` from any replica's transactions).
+wake-ups: NOTIFYs from the other replicas' commits, and this replica's own directly (services/kit/wakeups.py).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
+from services.kit.wakeups import Wakeups
 from services.scheduler.store import WAKE_CHANNEL
 from services.scheduler.tasks import cancel_all, within
 
@@ -25,11 +26,13 @@ def lock_key(schema: str) -> int:
 
 class Leadership:
     def __init__(self, postgres_url: str, schema: str, *, lead: Callable[[], Awaitable[None]],
-                 on_wake: Callable[..., None], retry_seconds: float = 2.0, check_seconds: float = 5.0) -> None:
+                 on_wake: Callable[..., None], wakeups: Wakeups, retry_seconds: float = 2.0,
+                 check_seconds: float = 5.0) -> None:
         self._url = postgres_url
         self._key = lock_key(schema)
         self._lead = lead
         self._on_wake = on_wake
+        self._wakeups = wakeups
         self._retry = retry_seconds
         self._check = check_seconds
         self.leading = False
@@ -57,7 +60,8 @@ class Leadership:
     async def _hold(self, conn: asyncpg.Connection) -> None:
         log.info("this replica leads the scheduler")
         self.leading = True
-        await conn.add_listener(WAKE_CHANNEL, self._on_wake)
+        await conn.add_listener(WAKE_CHANNEL, self._on_wake)  # other replicas' commits
+        self._wakeups.listen(WAKE_CHANNEL, self._on_wake)  # this replica's commits, without a NOTIFY
         engine = asyncio.create_task(self._lead(), name="scheduler-engine")
         try:
             while not engine.done():
@@ -71,5 +75,6 @@ class Leadership:
         except Exception:
             log.exception("the scheduler engine stopped; leadership is given up")
         finally:
+            self._wakeups.unlisten(WAKE_CHANNEL, self._on_wake)
             await cancel_all([engine], insist_after=60)  # its stand-down stops local runs
             log.info("this replica no longer leads the scheduler")

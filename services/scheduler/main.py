@@ -56,8 +56,9 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     engine = Engine(settings=settings, pool=platform.pool, outbox=platform.outbox, redis=redis, allocator=allocator,
                     queue=queue, runner=setup.runner, nodes=setup.nodes, objects=objects,
                     spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach)
-    leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake)
-    events.register(platform.bus, settings)
+    leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake,
+                            wakeups=platform.wakeups)
+    events.register(platform.bus, settings, platform.wakeups)
     platform.checks["redis"] = redis.ping
     platform.checks["s3"] = lambda: asyncio.gather(check_bucket(objects, settings.staging_bucket),
                                                    check_bucket(objects, settings.logs_bucket))

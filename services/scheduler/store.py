@@ -10,13 +10,8 @@ from contracts.events import ComponentSnapshot
 from services.scheduler.core.allocator import Allocation
 from services.scheduler.domain import PlannedRun
 
-WAKE_CHANNEL = "scheduler_wake"
+WAKE_CHANNEL = "scheduler_wake"  # the leading replica's engine listens (services/kit/wakeups.py wakes it)
 Row = asyncpg.Record
-
-
-async def wake(conn: asyncpg.Connection, reason: str = "") -> None:
-    """Wake the scheduling loop (of whichever replica leads) once this transaction commits."""
-    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, reason[:200])
 
 
 # ---------------------------------------------------------------- jobs
@@ -25,21 +20,17 @@ async def insert_job(conn: asyncpg.Connection, *, job_id: str, kind: str, worklo
                      priority: str, queue_rank: float, requester: str, name: str, status: str,
                      submitted_at: datetime, max_runtime_s: int, trace_headers: dict[str, Any],
                      test_run_id: str | None = None, mode: str | None = None, rounds: int = 1,
-                     episodes: int | None = None, cancelled_by: str | None = None, wake: bool = False) -> bool:
-    """Record a new job; False (and nothing changed) when the job id is known. With `wake`, a created job
-    also wakes the scheduling loop when the transaction commits (the `wake` of the same statement)."""
+                     episodes: int | None = None, cancelled_by: str | None = None) -> bool:
+    """Record a new job; False (and nothing changed) when the job id is known."""
     created = await conn.fetchval(
-        """WITH created AS (
-             INSERT INTO jobs (job_id, kind, workload_id, test_run_id, mode, rounds, episodes, workload, priority,
-                               queue_rank, requester, name, status, submitted_at, max_runtime_s, trace_headers,
-                               cancelled_by, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     CASE WHEN $13 IN ('completed', 'failed', 'cancelled') THEN now() END)
-             ON CONFLICT DO NOTHING RETURNING job_id)
-           SELECT count(*) = 1 FROM created
-             LEFT JOIN LATERAL (SELECT pg_notify($18, created.job_id) WHERE $19::bool) AS woken ON true""",
+        """INSERT INTO jobs (job_id, kind, workload_id, test_run_id, mode, rounds, episodes, workload, priority,
+                             queue_rank, requester, name, status, submitted_at, max_runtime_s, trace_headers,
+                             cancelled_by, finished_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   CASE WHEN $13 IN ('completed', 'failed', 'cancelled') THEN now() END)
+           ON CONFLICT DO NOTHING RETURNING true""",
         job_id, kind, workload_id, test_run_id, mode, rounds, episodes, workload, priority, queue_rank, requester,
-        name, status, submitted_at, max_runtime_s, trace_headers, cancelled_by, WAKE_CHANNEL, wake)
+        name, status, submitted_at, max_runtime_s, trace_headers, cancelled_by)
     return bool(created)
 
 

@@ -13,6 +13,7 @@ from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool
 from services.kit.messaging import EventBus, new_broker
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.telemetry import setup_tracing
+from services.kit.wakeups import Wakeups
 from tests.support.broker import tapped
 
 
@@ -35,7 +36,7 @@ def kit_service(fresh):
                    prefetch: int | None = None, together: dict | None = None, min_batch_seconds: float = 0.0):
         pool = await create_pool(fresh.postgres_url, service)
         await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
-        outbox = Outbox(service)
+        outbox = Outbox(service, Wakeups(pool, service))
         bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool, outbox,
                        backoff_cap=0.2, batch_size=batch_size, prefetch=prefetch,
                        batch_min_interval=min_batch_seconds)
@@ -46,6 +47,7 @@ def kit_service(fresh):
             yield KitService(pool, bus, outbox)
         finally:
             await bus.stop()
+            await outbox.wakeups.close()
             await pool.close()
 
     return make

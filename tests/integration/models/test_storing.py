@@ -1,7 +1,10 @@
+import asyncio
 import hashlib
 import os
 
+from services.kit import metrics as kit_metrics
 from services.models.main import create_app
+from services.models.store import NOTIFY_CHANNEL
 from tests.integration.models.helpers import (STAGING, EventTap, completed_event, models_settings, publish, stage,
                                               stored, unique, workload)
 from tests.support.infra import wait_until
@@ -140,3 +143,21 @@ async def test_nothing_pending_means_nothing_due_so_an_idle_worker_sleeps_its_po
                            " lease_until = now() - interval '1 second' WHERE workload_id = $1", work.workload_id)
         assert waiting(await store.claim_due(pool, "test", 30, 0)) == (1, 0.0)
         await pool.execute("UPDATE models SET status = 'stored' WHERE workload_id = $1", work.workload_id)
+
+
+async def test_a_completion_wakes_the_store_worker_of_its_process_without_a_notify(fresh, s3):
+    """The worker's poll is a minute here: only the wake-up after the completion's commit stores the
+    model in time; handler and worker share the process, so no NOTIFY is sent for it."""
+    def wakeups(delivery: str) -> float:
+        return kit_metrics.WAKEUPS.labels("models", NOTIFY_CHANNEL, delivery)._value.get()
+
+    app_id = unique("APP")
+    async with running_service(create_app, models_settings(fresh, models_poll_seconds=60)) as svc:
+        await asyncio.sleep(0.5)  # the worker's first look is over: from here on it sleeps
+        local, notified = wakeups("local"), wakeups("notify")
+        work = workload(app_id, unique("WL"))
+        artifacts = [stage(s3, work.workload_id, "C-agent", "rl-agent", {"policy.npz": b"weights"})]
+        await publish(fresh.rabbitmq_url, completed_event(work, artifacts))
+        await stored(svc, {"app_id": app_id}, timeout=10)
+    assert wakeups("local") > local
+    assert wakeups("notify") == notified
