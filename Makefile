@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: $(STAMP)             ## start local servers, the S3 server and the six services; wait until all are ready
-	@$(PY) -m services.kit.stack up $(foreach service,$(SPLIT),--split $(service))
+	@$(PY) -m services.kit.stack up $(foreach service,$(SPLIT),--split $(service)) $(if $(NICE),--background-nice $(NICE))
 
 down:                    ## stop what `make up` started
 	@$(PY) -m services.kit.stack down

@@ -5,6 +5,7 @@
     .venv/bin/python bench/bench_saga.py --rate 20             # open loop: 20 submits/s spread over the clients
     .venv/bin/python bench/bench_saga.py --profile             # also py-spy each service during the run
     .venv/bin/python bench/bench_saga.py --env AVATAR_SCHEDULER_LOCAL_NICE=0   # A/B a service setting
+    .venv/bin/python bench/bench_saga.py --rate 50 --split trainer --background-nice 5   # the front door first
 
 Everything is real: the local PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix of its
 own), the S3 stand-in (moto's S3 backend served by waitress, services/kit/s3server.py, in a process of its own so
@@ -257,7 +258,7 @@ class Environment:
         return f"amqp://guest:guest@127.0.0.1:5672/{self.stack.vhost}"
 
 
-async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = ()) -> Environment:
+async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = (), background_nice: int = 0) -> Environment:
     run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
     s3_port = free_port()
     # a session of its own, as each service has: with Linux's autogroup scheduling a session is a CPU
@@ -268,6 +269,7 @@ async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = ()) -> En
     infra = make_infra(f"http://127.0.0.1:{s3_port}")
     prefix = f"avatar-bench-{infra.run_id}:"
     stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES}, split=split,
+                  background_nice=background_nice,
                   extra_env={"AVATAR_REDIS_PREFIX": prefix, "AVATAR_SCHEDULER_STATE_DIR": str(run_dir / "runs"),
                              "AVATAR_LOG_LEVEL": "WARNING", **extra_env})
     env = Environment(run_dir, s3, stack, infra, prefix)
@@ -660,7 +662,7 @@ async def run(args: argparse.Namespace) -> str:
     if args.collector:
         collector, extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = start_collector()
     speed = python_speed()  # before anything of the run is up: the machine as the run finds it
-    env = await bring_up(extra, tuple(args.split))
+    env = await bring_up(extra, tuple(args.split), args.background_nice)
     lines: list[str] = []
     try:
         base = env.base
@@ -793,6 +795,9 @@ async def run(args: argparse.Namespace) -> str:
                   + "LocalRunner (one subprocess per component); "
                   + "".join(f"{name} split in two processes (its API; {event_side(name)}: consumers, relay); "
                             for name in args.split)
+                  + (f"every process but the API of {', '.join(args.split)} at nice {args.background_nice} (the front "
+                     f"door first); "
+                     if args.background_nice else "")
                   + f"{args.warmup} warm-up requests first; tracing: {tracing}", ""]
         lines += ["| figure | value |", "|---|---|",
                   f"| submitted / accepted (202) | {args.n} / {len(accepted)} (statuses {dict(statuses)}) |",
@@ -910,9 +915,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="bind the tap to every event (#), as the bench did before: ~1.8 ms more CPU per workload")
     parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
                         help="run SERVICE as two processes (AVATAR_ROLE api and events), as `make up --split` does")
+    parser.add_argument("--background-nice", type=int, default=0, choices=range(20), metavar="0-19",
+                        help="run every process but the API part of a split service at this CPU priority, as "
+                             "`make up SPLIT=trainer NICE=5` does")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (service logs)")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args(argv)
+    if args.background_nice and not args.split:
+        parser.error("--background-nice needs --split (a front door of its own)")
     report = asyncio.run(run(args))
     print()
     print(report)

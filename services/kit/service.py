@@ -9,6 +9,7 @@ import contextlib
 import gc
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensur
 from services.kit.messaging import EventBus, new_broker
 from services.kit.retention import sweep_forever
 from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.priority import lower_priority
 from services.kit.request_timer import RequestTimer
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
@@ -235,5 +237,7 @@ def serve(app: FastAPI) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    if settings.nice:
+        lower_priority(os.getpid(), settings.nice)
     uvicorn.run(app, host=settings.host, port=settings.listen_port, log_config=None, access_log=False,
                 loop=settings.event_loop, http=http, timeout_graceful_shutdown=10)

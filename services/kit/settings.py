@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # request never waits behind a batch of events on the same loop; "events", everything but the
     # service's routes (it still serves /healthz, /readyz and /metrics)
     role: Literal["all", "api", "events"] = "all"
+    # this process's CPU priority on a machine it shares (0-19, as nice; services/kit/priority.py): on one
+    # machine, the processes behind the front door run niced so that a submit never waits for a core
+    # behind the saga's background work (`make up SPLIT=trainer NICE=5`); in Kubernetes each pod's CPU
+    # request does this instead
+    nice: int = Field(default=0, ge=0, le=19)
     # sent outbox rows, inbox records and trace contexts older than this are deleted (services/kit/retention.py)
     retention_days: float = Field(default=7.0, ge=1.0)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)

@@ -2,6 +2,7 @@
 
     python -m services.kit.stack up       # start what is down, wait until every /readyz is 200
     python -m services.kit.stack up --split trainer   # the trainer as its API and trainer-events (make up SPLIT=trainer)
+    python -m services.kit.stack up --split trainer --background-nice 5   # ... the rest at nice 5 (make up SPLIT=trainer NICE=5)
     python -m services.kit.stack down     # stop what `up` started
     python -m services.kit.stack status
 
@@ -103,6 +104,10 @@ class Stack:
     # services run as two processes (Settings.role): "<name>" answers HTTP on the service's port,
     # "<name>-events" consumes, relays and runs the background work (its port: ports["<name>-events"])
     split: tuple[str, ...] = ()
+    # the CPU priority (nice, Settings.nice) of every process but the front door, the API part of a split
+    # service: on one machine, its requests are answered first and the saga's background work takes the
+    # cores left (0: every process alike)
+    background_nice: int = 0
 
     def __post_init__(self) -> None:
         for name in self.split:
@@ -167,6 +172,8 @@ class Stack:
         role = "events" if service != name else "api" if service in self.split else "all"
         env = {**self.environment(), **self.service_env.get(service, {}), "AVATAR_PORT": str(self.ports[name]),
                "AVATAR_ROLE": role}
+        if self.background_nice and role != "api":
+            env["AVATAR_NICE"] = str(self.background_nice)
         self._spawn(name, [sys.executable, "-m", f"services.{service}"], env)
 
     def ready(self, name: str) -> bool:
@@ -247,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
                         help="run SERVICE as two processes: its API, and its event side (<SERVICE>-events)")
+    parser.add_argument("--background-nice", type=int, default=0, choices=range(20), metavar="0-19",
+                        help="run every process but the API part of a split service at this CPU priority (nice)")
     args = parser.parse_args(argv)
-    stack = Stack(split=tuple(args.split), ports={
+    if args.background_nice and not args.split:
+        parser.error("--background-nice needs --split: without a front door of its own, every API would be niced")
+    stack = Stack(split=tuple(args.split), background_nice=args.background_nice, ports={
         **DEFAULT_PORTS, **{event_side(name): DEFAULT_PORTS[name] + EVENTS_PORT_OFFSET for name in SERVICES}})
     if args.command == "up":
         print("bringing AVATAR OnE up ...", flush=True)

@@ -2,8 +2,11 @@
 process, each told its role, on ports of their own."""
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from services.kit.settings import Settings
-from services.kit.stack import SERVICES, Stack
+from services.kit.stack import SERVICES, Stack, main
 
 
 def test_a_split_service_is_two_processes_each_told_its_role(tmp_path, monkeypatch):
@@ -23,3 +26,25 @@ def test_a_split_service_is_two_processes_each_told_its_role(tmp_path, monkeypat
         monkeypatch.setenv("AVATAR_ROLE", env["AVATAR_ROLE"])
         settings = Settings()
         assert settings.serves_api == (name != "trainer-events") and settings.handles_events == (name != "trainer")
+
+
+def test_behind_a_split_front_door_every_other_process_runs_niced(tmp_path, monkeypatch):
+    stack = Stack(run_dir=tmp_path, split=("trainer",), background_nice=5)
+    recorded: dict[str, dict[str, str]] = {}
+    monkeypatch.setattr(stack, "_spawn", lambda name, argv, env: recorded.__setitem__(name, env))
+    for process in stack.processes():
+        stack.start_service(process)
+    assert {name: env.get("AVATAR_NICE") for name, env in recorded.items()} == {
+        "library": "5", "builder": "5", "trainer": None, "trainer-events": "5", "approval": "5", "scheduler": "5",
+        "models": "5"}
+    monkeypatch.setenv("AVATAR_NICE", "5")
+    assert Settings().nice == 5
+    monkeypatch.setenv("AVATAR_NICE", "20")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_the_cli_refuses_a_background_nice_without_a_front_door(capsys):
+    with pytest.raises(SystemExit):
+        main(["up", "--background-nice", "5"])
+    assert "--background-nice needs --split" in capsys.readouterr().err

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, AsyncIterator, Callable, Sequence
 
+from services.kit.priority import lower_priority
+
 from .base import (FAILED, LOST, RUN_ID_ENV, STOPPED, SUCCEEDED, ComponentRun, LogSink, RunHandle,
                    RunnerError, RunOutcome, Usage, deliver, safe_name)
 from .gpu_probe import GpuProbe, GpuSample, attribute
@@ -84,17 +86,6 @@ def _read_environ(pid: int) -> dict[str, str]:
         if sep:
             env[key.decode(errors="replace")] = value.decode(errors="replace")
     return env
-
-
-def _lower_priority(pid: int, nice: int) -> None:
-    """Run a just-started session leader at `nice` (what it starts from now on inherits it). With autogroup
-    scheduling (Linux, sched_autogroup_enabled) CPU is first shared between sessions, whatever a process's
-    own nice value; a new session is its own autogroup, so that group is niced too."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(nice))
 
 
 def _pids() -> list[int]:
@@ -338,7 +329,7 @@ class LocalRunner:
         finally:
             log_file.close()
         if self.nice:
-            _lower_priority(proc.pid, self.nice)
+            lower_priority(proc.pid, self.nice)
         (directory / "meta.json").write_text(json.dumps({
             "run_id": run.run_id, "pid": proc.pid, "pgid": proc.pid, "runner_id": self.runner_id,
             "started_at": time.time(), "command": command, "node": run.node_name,
