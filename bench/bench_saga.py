@@ -63,6 +63,7 @@ import httpx  # noqa: E402
 from contracts.topology import EXCHANGE, SUBSCRIPTIONS  # noqa: E402
 from services.kit.auth import mint_token  # noqa: E402
 from services.kit.demo import Demo  # noqa: E402
+from services.kit.priority import lower_priority  # noqa: E402
 from services.kit.settings import Settings  # noqa: E402
 from services.kit.stack import SERVICES, Stack, ensure_local_servers, event_side  # noqa: E402
 from tests.support.infra import free_port, make_infra  # noqa: E402
@@ -266,6 +267,8 @@ async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = (), backg
     s3 = subprocess.Popen([sys.executable, "-c", S3_CODE, str(s3_port), str(ROOT)], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=open(run_dir / "s3.log", "wb"), cwd=run_dir,
                           start_new_session=True)
+    if background_nice:  # the S3 server serves the saga's background work (logs, models), not the submit
+        lower_priority(s3.pid, background_nice)
     infra = make_infra(f"http://127.0.0.1:{s3_port}")
     prefix = f"avatar-bench-{infra.run_id}:"
     stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES}, split=split,
@@ -795,8 +798,8 @@ async def run(args: argparse.Namespace) -> str:
                   + "LocalRunner (one subprocess per component); "
                   + "".join(f"{name} split in two processes (its API; {event_side(name)}: consumers, relay); "
                             for name in args.split)
-                  + (f"every process but the API of {', '.join(args.split)} at nice {args.background_nice} (the front "
-                     f"door first); "
+                  + (f"every process but the API of {', '.join(args.split)} at nice {args.background_nice}, the S3 "
+                     f"server too (the front door first); "
                      if args.background_nice else "")
                   + f"{args.warmup} warm-up requests first; tracing: {tracing}", ""]
         lines += ["| figure | value |", "|---|---|",

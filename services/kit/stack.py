@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.kit.db import ensure_database
+from services.kit.priority import lower_priority
 from services.kit.settings import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,8 +106,8 @@ class Stack:
     # "<name>-events" consumes, relays and runs the background work (its port: ports["<name>-events"])
     split: tuple[str, ...] = ()
     # the CPU priority (nice, Settings.nice) of every process but the front door, the API part of a split
-    # service: on one machine, its requests are answered first and the saga's background work takes the
-    # cores left (0: every process alike)
+    # service (the S3 server included): on one machine, its requests are answered first and the saga's
+    # background work takes the cores left (0: every process alike)
     background_nice: int = 0
 
     def __post_init__(self) -> None:
@@ -149,19 +150,22 @@ class Stack:
         except (OSError, ValueError):
             return False
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self._pidfile(name).write_text(str(process.pid))
+        return process.pid
 
     def start_s3(self) -> None:
         if self._alive("s3") or port_open(self.s3_port):
             return
-        self._spawn("s3", [sys.executable, "-m", "services.kit.s3server", "--host", "127.0.0.1",
-                           "--port", str(self.s3_port)],
-                    {"AWS_ACCESS_KEY_ID": "avatar-local", "AWS_SECRET_ACCESS_KEY": "avatar-local-secret"})
+        pid = self._spawn("s3", [sys.executable, "-m", "services.kit.s3server", "--host", "127.0.0.1",
+                                 "--port", str(self.s3_port)],
+                          {"AWS_ACCESS_KEY_ID": "avatar-local", "AWS_SECRET_ACCESS_KEY": "avatar-local-secret"})
+        if self.background_nice:  # it serves the saga's background work (logs, models), not the front door
+            lower_priority(pid, self.background_nice)
         wait_for(lambda: port_open(self.s3_port), 30, f"the S3 server on port {self.s3_port}")
 
     def start_service(self, name: str) -> None:

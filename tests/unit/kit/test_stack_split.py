@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.kit import stack as stack_module
 from services.kit.settings import Settings
 from services.kit.stack import SERVICES, Stack, main
 
@@ -48,3 +49,16 @@ def test_the_cli_refuses_a_background_nice_without_a_front_door(capsys):
     with pytest.raises(SystemExit):
         main(["up", "--background-nice", "5"])
     assert "--background-nice needs --split" in capsys.readouterr().err
+
+
+def test_the_s3_server_serves_the_background_work_and_is_niced_with_it(tmp_path, monkeypatch):
+    niced: list[tuple[int, int]] = []
+    monkeypatch.setattr(stack_module, "lower_priority", lambda pid, nice: niced.append((pid, nice)))
+    monkeypatch.setattr(stack_module, "port_open", lambda port: False)
+    monkeypatch.setattr(stack_module, "wait_for", lambda *args: None)
+    for nice, expected in ((5, [(4242, 5)]), (0, [])):
+        niced.clear()
+        stack = Stack(run_dir=tmp_path / str(nice), split=("trainer",), background_nice=nice)
+        monkeypatch.setattr(stack, "_spawn", lambda name, argv, env: 4242)
+        stack.start_s3()
+        assert niced == expected
