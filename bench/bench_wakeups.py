@@ -97,7 +97,7 @@ async def run(args: argparse.Namespace) -> str:
                 for variant in order:
                     heard = 0
                     rate, p50, p99 = await commits(pool, wakeups, variant, args.writers, args.commits)
-                    await wakeups.close()  # the last wake-ups are heard in their round
+                    await wakeups.flush()  # the last wake-ups are heard in their round
                     await asyncio.sleep(0.2)
                     results[variant].append((rate, p50, p99, heard))
                     print(f"round {round_ + 1} {variant}: {rate:,.0f} commits/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms,"

@@ -134,13 +134,15 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                 try:
                     yield
                 finally:
-                    if relay is not None:
-                        await relay.stop()
-                    for task in platform.background:
-                        task.cancel()
-                    await asyncio.gather(*platform.background, return_exceptions=True)
-                    await bus.stop()
-                    await wakeups.close()
+                    try:
+                        if relay is not None:
+                            await relay.stop()
+                        for task in platform.background:
+                            task.cancel()
+                        await asyncio.gather(*platform.background, return_exceptions=True)
+                        await bus.stop()
+                    finally:
+                        await wakeups.close()  # the last commits' NOTIFYs, while the pool is open
         finally:
             await pool.close()
 

@@ -22,7 +22,9 @@ import asyncpg
 from services.kit import metrics
 
 log = logging.getLogger(__name__)
-Listener = Callable[[], None]
+# woken in this process; it returns False when it cannot take the work now (a store worker with no free
+# slot), and then the other processes' listeners are woken too
+Listener = Callable[[], bool | None]
 RETRY_SECONDS = (0.1, 0.5, 2.0)  # then the listeners' polling finds the work
 
 
@@ -33,10 +35,11 @@ class Wakeups:
         self._local: dict[str, list[Listener]] = {}
         self._pending: set[str] = set()
         self._sender: asyncio.Task | None = None
+        self._closed = False
 
     def listen(self, channel: str, listener: Listener) -> None:
         """`listener` (of this process) is woken directly by this process's commits on `channel`; no
-        NOTIFY is sent for them while it listens."""
+        NOTIFY is sent for them while it listens and takes the work (returns anything but False)."""
         self._local.setdefault(channel, []).append(listener)
 
     def unlisten(self, channel: str, listener: Listener) -> None:
@@ -56,10 +59,10 @@ class Wakeups:
         listeners = self._local.get(channel)
         if listeners:
             metrics.WAKEUPS.labels(self._service, channel, "local").inc()
-            for listener in list(listeners):
-                listener()
-            return
-        if self._pool is None:
+            taken = [listener() is not False for listener in list(listeners)]
+            if any(taken):
+                return
+        if self._pool is None or self._closed:
             return
         self._pending.add(channel)
         if self._sender is None or self._sender.done():
@@ -94,7 +97,13 @@ class Wakeups:
                 metrics.WAKEUPS.labels(self._service, channel, "notify").inc()
 
     async def close(self, grace: float = 5.0) -> None:
-        """Send what is pending (the last commits' listeners need not wait for their poll), then stop."""
+        """Send what is pending (the last commits' listeners need not wait for their poll), then stop:
+        later wake-ups reach this process's listeners only (the pool is about to close)."""
+        self._closed = True
+        await self.flush(grace)
+
+    async def flush(self, grace: float = 5.0) -> None:
+        """Wait until the wake-ups asked for so far are sent (or given up)."""
         if self._sender is not None and not self._sender.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._sender), grace)

@@ -55,7 +55,7 @@ class StoreWorker:
 
     async def run(self) -> None:
         listener: asyncpg.Connection | None = None
-        self.outbox.wakeups.listen(store.NOTIFY_CHANNEL, self._wake.set)  # this process's completions
+        self.outbox.wakeups.listen(store.NOTIFY_CHANNEL, self._woken)  # this process's completions
         try:
             while True:
                 self._wake.clear()  # before looking: a notification arriving meanwhile is not lost
@@ -75,7 +75,7 @@ class StoreWorker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            self.outbox.wakeups.unlisten(store.NOTIFY_CHANNEL, self._wake.set)
+            self.outbox.wakeups.unlisten(store.NOTIFY_CHANNEL, self._woken)
             self._stop.set()
             for task in self._active.values():
                 task.cancel()
@@ -84,6 +84,12 @@ class StoreWorker:
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
+
+    def _woken(self) -> bool:
+        """A model of this process is pending: this worker takes it if a slot is free, else (False)
+        another replica's worker is woken too."""
+        self._wake.set()
+        return len(self._active) < self.settings.models_store_concurrency
 
     async def _listen(self) -> asyncpg.Connection:
         conn = await self.pool.acquire()  # held for LISTEN while the worker runs

@@ -44,7 +44,8 @@ async def build_runner(settings: SchedulerSettings) -> RunnerSetup:
         gpus = NvidiaSmi()
         runner = LocalRunner(state_dir=settings.state_dir / "runs", cwd=REPO_ROOT, runner_id=settings.runner_id,
                              stop_grace_seconds=settings.scheduler_stop_grace_seconds,
-                             nice=settings.scheduler_local_nice, gpu_probe=gpus)
+                             # components never run ahead of the scheduler that runs them (AVATAR_NICE)
+                             nice=max(settings.scheduler_local_nice, settings.nice), gpu_probe=gpus)
         measures = frozenset({"memory", "cpu", *(["gpu"] if gpus.available() else [])})
         return RunnerSetup(runner, file_nodes(settings.scheduler_nodes_file), measures, False)
     return await _kubernetes(settings)

@@ -106,8 +106,25 @@ async def test_a_listener_of_this_process_is_woken_directly_without_a_notify(fre
             await conn.execute("INSERT INTO probe_rows VALUES ('elsewhere')")
             wakeups.after_commit(conn, CHANNEL)
         await wait_until(lambda: heard, 5, message="the NOTIFY")
-    await wakeups.close()
-    assert woken == ["here"]
+
+        # a listener here that cannot take the work now (a store worker with no free slot): both it and
+        # the other processes' listeners are woken
+        def busy_worker() -> bool:
+            woken.append("busy")
+            return False
+
+        wakeups.listen(CHANNEL, busy_worker)
+        heard.clear()
+        wakeups.wake(CHANNEL)
+        await wait_until(lambda: heard, 5, message="the NOTIFY for the other replicas")
+        assert woken == ["here", "busy"]
+
+        # closed (the service is stopping, its pool about to close): this process's listeners only
+        await wakeups.close()
+        heard.clear()
+        wakeups.wake(CHANNEL)
+        await asyncio.sleep(0.3)
+        assert heard == [] and woken == ["here", "busy", "busy"]
 
 
 async def test_wake_ups_asked_for_while_one_is_sent_go_out_together(fresh, pool):

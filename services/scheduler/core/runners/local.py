@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -176,12 +175,19 @@ class _Child:
         self.pid = popen.pid
 
     @classmethod
-    async def start(cls, command: Sequence[str], *, log_file: IO[bytes], cwd: str, env: dict[str, str]) -> "_Child":
-        # in a thread: Popen returns once the child has exec'd, which under load takes a while
-        popen = await asyncio.to_thread(
-            subprocess.Popen, list(command), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            cwd=cwd, env=env, start_new_session=True, close_fds=True)
-        return cls(popen)
+    async def start(cls, command: Sequence[str], *, log_file: IO[bytes], cwd: str, env: dict[str, str],
+                    nice: int = 0) -> "_Child":
+        def spawn() -> subprocess.Popen:
+            popen = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=log_file,
+                                     stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True,
+                                     close_fds=True)
+            if nice:
+                lower_priority(popen.pid, nice)
+            return popen
+
+        # in a thread: Popen returns once the child has exec'd, which under load takes a while, and the
+        # kernel may make an unprivileged lowering of the child's CPU group wait its turn
+        return cls(await asyncio.to_thread(spawn))
 
     async def wait(self) -> int:
         """The exit status (negative: killed by that signal), once the process has exited."""
@@ -323,13 +329,12 @@ class LocalRunner:
         directory.mkdir(parents=True, exist_ok=True)
         log_file = open(directory / "output.log", "ab")
         try:
-            proc = await _Child.start(command, log_file=log_file, cwd=str(self.cwd), env=self._environment(run))
+            proc = await _Child.start(command, log_file=log_file, cwd=str(self.cwd), env=self._environment(run),
+                                      nice=self.nice)
         except OSError as exc:
             raise RunnerError(f"run {run.run_id}: cannot start {command[0]!r}: {exc}") from exc
         finally:
             log_file.close()
-        if self.nice:
-            lower_priority(proc.pid, self.nice)
         (directory / "meta.json").write_text(json.dumps({
             "run_id": run.run_id, "pid": proc.pid, "pgid": proc.pid, "runner_id": self.runner_id,
             "started_at": time.time(), "command": command, "node": run.node_name,
