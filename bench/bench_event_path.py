@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import aio_pika  # noqa: E402
 
+from reports import add_record_option, publish  # noqa: E402  (a sibling module: bench/ is on the path)
 from contracts.events import WorkloadApproved, WorkloadQueued, make_event  # noqa: E402
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool  # noqa: E402
 from services.kit.messaging import EventBus, new_broker, service_queue  # noqa: E402
@@ -199,14 +200,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    add_record_option(parser)
     args = parser.parse_args()
-    report = asyncio.run(run(args))
-    print()
-    print(report)
-    if not args.no_record:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as results:
-            results.write("\n" + report)
+    publish(asyncio.run(run(args)), args)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from minio import Minio  # noqa: E402
 from minio.error import S3Error  # noqa: E402
 
 from bench_models import cpu_seconds, wait_port  # noqa: E402  (a sibling script: bench/ is on the path)
+from reports import add_record_option, publish  # noqa: E402  (a sibling module: bench/ is on the path)
 from tests.support.infra import S3_ACCESS_KEY, S3_SECRET_KEY, free_port  # noqa: E402
 SERVERS = {
     "moto.server (werkzeug, all services)": lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=400, help="requests of each kind per server and round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
-    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    add_record_option(parser)
     args = parser.parse_args(argv)
 
     runs: dict[str, list[dict[str, tuple[float, float]]]] = {name: [] for name in SERVERS}
@@ -102,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {kind} | {name} | {cpu} | {wall} |")
     total = {name: sum(r[k][0] for r in runs[name] for k in kinds) for name in SERVERS}
     lines += ["", f"server CPU, moto's server / the stand-in, all requests: {total[moto] / total[ours]:.2f}x", ""]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_record:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as results:
-            results.write("\n" + text + "\n")
+    publish("\n".join(lines), args)
     return 0
 
 

@@ -61,6 +61,7 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from contracts.topology import EXCHANGE, SUBSCRIPTIONS  # noqa: E402
+from reports import add_record_option, publish  # noqa: E402  (a sibling module: bench/ is on the path)
 from services.kit.auth import mint_token  # noqa: E402
 from services.kit.demo import Demo  # noqa: E402
 from services.kit.priority import lower_priority  # noqa: E402
@@ -922,18 +923,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every process but the API part of a split service at this CPU priority, as "
                              "`make up SPLIT=trainer NICE=5` does")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (service logs)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    add_record_option(parser)
     args = parser.parse_args(argv)
     if args.background_nice and not args.split:
         parser.error("--background-nice needs --split (a front door of its own)")
-    report = asyncio.run(run(args))
-    print()
-    print(report)
+    publish(asyncio.run(run(args)), args)
     if not args.no_record:
-        results = ROOT / "bench" / "RESULTS.md"
-        with results.open("a") as f:
-            f.write("\n" + report)
-        log(f"appended to {results.relative_to(ROOT)}")
+        log("appended to bench/RESULTS.md")
     return 0
 
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
+from reports import add_record_option, publish  # noqa: E402  (a sibling module: bench/ is on the path)
 from services.kit.db import create_pool  # noqa: E402
 from services.kit.stack import ensure_local_servers  # noqa: E402
 from services.kit.wakeups import Wakeups  # noqa: E402
@@ -139,14 +140,9 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--commits", type=int, default=300, help="per writer and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    add_record_option(parser)
     args = parser.parse_args()
-    report = asyncio.run(run(args))
-    print()
-    print(report)
-    if not args.no_record:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as results:
-            results.write("\n" + report)
+    publish(asyncio.run(run(args)), args)
 
 
 if __name__ == "__main__":
