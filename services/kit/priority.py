@@ -7,12 +7,14 @@ import errno
 import logging
 import os
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 # Linux lets an unprivileged process change an autogroup's nice once per 100 ms, machine-wide (EAGAIN
 # otherwise): a stack starting its services, or a round starting components, asks several times at once
 AUTOGROUP_ATTEMPTS = 8
 AUTOGROUP_RETRY_SECONDS = 0.11
+PROC = Path("/proc")
 
 
 def lower_priority(pid: int, nice: int) -> None:
@@ -27,7 +29,7 @@ def lower_priority(pid: int, nice: int) -> None:
     with contextlib.suppress(OSError):
         if os.getsid(pid) != pid:
             return
-    path = f"/proc/{pid}/autogroup"
+    path = PROC / str(pid) / "autogroup"
     current = autogroup_nice(pid)
     for attempt in range(AUTOGROUP_ATTEMPTS):
         if current is None or current >= nice:
@@ -50,7 +52,7 @@ def lower_priority(pid: int, nice: int) -> None:
 def autogroup_nice(pid: int) -> int | None:
     """The nice of the autogroup (session CPU group) of `pid`, or None without autogroup scheduling."""
     try:
-        with open(f"/proc/{pid}/autogroup") as f:
-            return int(f.read().rsplit("nice", 1)[1])
+        with open(PROC / str(pid) / "autogroup") as f:
+            return int(f.read().split()[-1])  # "/autogroup-85 nice 0"
     except (OSError, ValueError, IndexError):
         return None
