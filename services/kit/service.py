@@ -47,9 +47,13 @@ class Platform:
     pool: asyncpg.Pool
     bus: EventBus
     outbox: Outbox
-    wakeups: Wakeups
     checks: dict[str, Check] = field(default_factory=dict)
     background: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def wakeups(self) -> Wakeups:
+        """Wakes a listener once a commit has work for it (the outbox's, shared with the service's own)."""
+        return self.outbox.wakeups
 
     @property
     def handles_events(self) -> bool:
@@ -115,7 +119,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                        prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
                        batch_workers=settings.consumer_batch_workers,
                        batch_min_interval=settings.consumer_min_batch_seconds, consume=settings.handles_events)
-        platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox, wakeups=wakeups)
+        platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)
         app.state.platform = platform
