@@ -66,7 +66,8 @@ from services.kit.auth import mint_token  # noqa: E402
 from services.kit.demo import Demo  # noqa: E402
 from services.kit.priority import lower_priority  # noqa: E402
 from services.kit.settings import Settings  # noqa: E402
-from services.kit.stack import SERVICES, Stack, ensure_local_servers, event_side  # noqa: E402
+from services.kit.stack import (SERVICES, Stack, add_layout_options, ensure_local_servers, event_side,  # noqa: E402
+                                parse_layout)
 from tests.support.infra import free_port, make_infra  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -917,16 +918,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="an extra setting for every service (repeatable), e.g. AVATAR_SCHEDULER_LOCAL_NICE=0")
     parser.add_argument("--tap-all", action="store_true",
                         help="bind the tap to every event (#), as the bench did before: ~1.8 ms more CPU per workload")
-    parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
-                        help="run SERVICE as two processes (AVATAR_ROLE api and events), as `make up --split` does")
-    parser.add_argument("--background-nice", type=int, default=0, choices=range(20), metavar="0-19",
-                        help="run every process but the API part of a split service at this CPU priority, as "
-                             "`make up SPLIT=trainer NICE=5` does")
+    add_layout_options(parser)  # --split, --background-nice: as `make up SPLIT=trainer NICE=5`
     parser.add_argument("--keep", action="store_true", help="keep the run directory (service logs)")
     add_record_option(parser)
-    args = parser.parse_args(argv)
-    if args.background_nice and not args.split:
-        parser.error("--background-nice needs --split (a front door of its own)")
+    args = parse_layout(parser, argv)
     publish(asyncio.run(run(args)), args)
     if not args.no_record:
         log("appended to bench/RESULTS.md")

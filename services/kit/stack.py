@@ -253,16 +253,26 @@ class Stack:
                 for name in dict.fromkeys((*self.processes(), *started))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status"))
+def add_layout_options(parser: argparse.ArgumentParser) -> None:
+    """--split and --background-nice: how the processes are laid out (`make up`, bench/bench_saga.py)."""
     parser.add_argument("--split", action="append", default=[], choices=SERVICES, metavar="SERVICE",
                         help="run SERVICE as two processes: its API, and its event side (<SERVICE>-events)")
     parser.add_argument("--background-nice", type=int, default=0, choices=range(20), metavar="0-19",
                         help="run every process but the API part of a split service at this CPU priority (nice)")
+
+
+def parse_layout(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.background_nice and not args.split:
         parser.error("--background-nice needs --split: without a front door of its own, every API would be niced")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    add_layout_options(parser)
+    args = parse_layout(parser, argv)
     stack = Stack(split=tuple(args.split), background_nice=args.background_nice, ports={
         **DEFAULT_PORTS, **{event_side(name): DEFAULT_PORTS[name] + EVENTS_PORT_OFFSET for name in SERVICES}})
     if args.command == "up":
