@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from services.approval import domain, store
 from services.approval.events import count, emit_recorded
 from services.approval.settings import ApprovalSettings
-from services.approval.views import (ApprovalDetail, ApprovalSummary, AttachBody, LoopTestBody, RejectBody,
+from services.approval.schemas import (ApprovalDetail, ApprovalSummary, AttachBody, LoopTestBody, RejectBody,
                                      TestRunView, ThresholdsBody, ThresholdsView, detail, run_view, summary_row)
 from services.kit.auth import Admin, Principal, Reader, Writer
 from services.kit.errors import Invalid, NotFound

@@ -12,13 +12,13 @@ from services.approval import api, events
 from services.approval.settings import ApprovalSettings
 from services.kit import errors
 from services.kit.service import Platform, build_service
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = ApprovalSettings(**settings.model_dump()) if settings else ApprovalSettings()
+    settings = settings_for(ApprovalSettings, settings)
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:

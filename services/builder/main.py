@@ -14,7 +14,7 @@ from services.builder.library import ComponentCatalog
 from services.builder.settings import BuilderSettings
 from services.kit import errors
 from services.kit.service import Platform, build_service
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,7 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: Settings | None = None, *,
                library_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """`library_transport` lets tests route library lookups to an in-process library app."""
-    settings = BuilderSettings(**settings.model_dump()) if settings else BuilderSettings()
+    settings = settings_for(BuilderSettings, settings)
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:

@@ -53,8 +53,11 @@ async def ensure_database(url: str) -> None:
         await conn.close()
 
 
-def _lock_key(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"avatar-migrations:{schema}".encode()).digest()[:8], "big", signed=True)
+def advisory_lock_key(purpose: str, name: str) -> int:
+    """The PostgreSQL advisory-lock key for one purpose (migrations, an outbox relay, the scheduler's
+    leadership) and one schema or channel: stable across processes and versions, distinct per pair."""
+    digest = hashlib.sha256(f"avatar-{purpose}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def migration_files(directory: Path) -> list[tuple[int, Path]]:
@@ -75,7 +78,7 @@ async def apply_migrations(pool: asyncpg.Pool, schema: str, sources: dict[str, P
     quoted = _quote_ident(schema)
     applied_now: list[str] = []
     async with pool.acquire() as conn:
-        key = _lock_key(schema)
+        key = advisory_lock_key("migrations", schema)
         await conn.execute("SELECT pg_advisory_lock($1)", key)
         try:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import prometheus_client
 from prometheus_client import Gauge
@@ -20,26 +20,55 @@ class _Pending(list):
 _deferred: contextvars.ContextVar[_Pending | None] = contextvars.ContextVar("avatar_deferred_metrics", default=None)
 
 
-@contextlib.contextmanager
-def counted_on_commit() -> Iterator[None]:
-    """Counts and observations made inside land only if the block ends normally, i.e. after the
-    transaction it wraps committed: a handler retried after a rolled-back attempt is counted once."""
-    pending = _Pending()
-    token = _deferred.set(pending)
-    try:
-        yield
-    except BaseException:
-        pending.closed = True  # rolled back: so is what it counted
-        raise
-    else:
-        pending.closed = True
-        for record, value, exemplar in pending:
+class Deferred:
+    """What is counted (and any after-commit callback) from here on lands only once `release()` is
+    called, i.e. after the transaction committed; `discard()` drops it (rolled back)."""
+
+    def __init__(self) -> None:
+        self._pending = _Pending()
+        self._token = _deferred.set(self._pending)
+
+    def release(self) -> None:
+        self._close()
+        for record, value, exemplar in self._pending:
             try:
                 record(value, exemplar)
             except Exception:  # the work is committed: a bad count must not turn it into a failure
                 log.exception("could not record a metric after commit")
-    finally:
-        _deferred.reset(token)
+
+    def discard(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._pending.closed:
+            return
+        self._pending.closed = True
+        try:
+            _deferred.reset(self._token)
+        except ValueError:  # released from another context (a task that copied this one): nothing to reset
+            pass
+
+
+@contextlib.contextmanager
+def counted_on_commit() -> Iterator[None]:
+    """Counts and observations made inside land only if the block ends normally, i.e. after the
+    transaction it wraps committed: a handler retried after a rolled-back attempt is counted once."""
+    block = Deferred()
+    try:
+        yield
+    except BaseException:
+        block.discard()  # rolled back: so is what it counted
+        raise
+    block.release()
+
+
+def on_commit(callback: Callable[[], None]) -> None:
+    """Run `callback` once the innermost open `counted_on_commit()` block commits (at once outside one)."""
+    pending = open_block()
+    if pending is None:
+        callback()
+    else:
+        pending.append((lambda _value, _exemplar: callback(), None, None))
 
 
 def open_block() -> _Pending | None:

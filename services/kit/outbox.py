@@ -10,7 +10,6 @@ polling fallback.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from pydantic import BaseModel
 
 from contracts.events import Event, make_event
 from services.kit import metrics
+from services.kit.db import advisory_lock_key
 from services.kit.pacing import Floor
 from services.kit.telemetry import correlation_id, in_trace, inject_headers, recall_trace
 from services.kit.wakeups import Wakeups
@@ -97,7 +97,7 @@ class Outbox:
 
 def relay_lock_key(channel: str) -> int:
     """The advisory lock the publishing relay of a service holds (one key per outbox)."""
-    return int.from_bytes(hashlib.sha256(f"avatar-outbox-relay:{channel}".encode()).digest()[:8], "big", signed=True)
+    return advisory_lock_key("outbox-relay", channel)
 
 
 class OutboxRelay:

@@ -92,6 +92,14 @@ async def current_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(current_platform)]  # a route parameter: the service's Platform
 
 
+async def current_messagebus(request: Request) -> Any:
+    """The service's message bus (services/kit/messagebus.py), built by its composition root's setup."""
+    return request.app.state.messagebus
+
+
+MessageBusDep = Annotated[Any, Depends(current_messagebus)]  # a route parameter: the service's MessageBus
+
+
 BodySizeLimit = BodyGuard  # the name it had before it also checked JSON
 
 

@@ -1,7 +1,7 @@
 """Settings from the environment only (AVATAR_*); default secrets are refused outside local runs."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -97,3 +97,16 @@ class Settings(BaseSettings):
     @property
     def listen_port(self) -> int:
         return self.port or DEFAULT_PORTS.get(self.service, 8000)
+
+
+ServiceSettings = TypeVar("ServiceSettings", bound=Settings)
+
+
+def settings_for(kind: type[ServiceSettings], settings: Settings | None) -> ServiceSettings:
+    """A service's own settings: read from the environment when none are given, else the shared ones
+    (a test's, the stack's) with the service's fields at their defaults or from the environment."""
+    if settings is None:
+        return kind()
+    if isinstance(settings, kind):
+        return settings
+    return kind(**settings.model_dump())

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services import library
 from services.kit import errors
 from services.kit.service import Platform, build_service
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 from services.library import api, catalog, events
 from services.library.settings import LibrarySettings
 
@@ -19,7 +19,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     if not isinstance(settings, LibrarySettings):
-        settings = LibrarySettings(**settings.model_dump()) if settings else LibrarySettings()
+        settings = settings_for(LibrarySettings, settings)
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:

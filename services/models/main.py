@@ -16,7 +16,7 @@ from services.kit.objectstore import check_bucket
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
 from services.models import alias_api, api, store
-from services.models.config import ModelsSettings, models_settings
+from services.models.settings import ModelsSettings, models_settings
 from services.models.downloads import Streamer
 from services.models.events import on_workload_completed
 from services.models.objects import ObjectStore, build_client

@@ -20,7 +20,7 @@ from minio.error import S3Error
 from urllib3.util import Retry, Timeout
 
 from services.kit.objectstore import make_client
-from services.models.config import ModelsSettings
+from services.models.settings import ModelsSettings
 from services.models.domain import etag_is_md5, multipart_etag, part_size_for
 
 READ_CHUNK = 1024 * 1024

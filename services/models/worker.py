@@ -29,7 +29,7 @@ from services.kit.objectstore import split_s3_url
 from services.kit.outbox import Outbox
 from services.kit.telemetry import workload_span
 from services.models import metrics, store
-from services.models.config import ModelsSettings
+from services.models.settings import ModelsSettings
 from services.models.domain import StagedArtifact, model_path, object_key, retry_delay
 from services.models.objects import ObjectStore
 

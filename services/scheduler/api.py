@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.kit.auth import Admin, Reader, Writer
 from services.kit.service import Platform, PlatformDep
 from services.kit.telemetry import continue_workload_trace
-from services.scheduler import commands, domain, logs, store, views
+from services.scheduler import commands, domain, logs, schemas, store
 from services.scheduler.state import SchedulerState
 
 router = APIRouter()
@@ -57,7 +57,7 @@ async def get_queue(_: Reader, platform: PlatformDep, state: StateDep, limit: in
     async with platform.pool.acquire() as conn:  # the record decides: a just-started entry is not waiting
         jobs = await store.jobs_by_ids(conn, [e.workload_id for e in entries])
     entries = [e for e in entries if e.workload_id in jobs and jobs[e.workload_id]["status"] == "waiting"]
-    items = [views.queue_item(e, i + 1) for i, e in enumerate(entries)]
+    items = [schemas.queue_item(e, i + 1) for i, e in enumerate(entries)]
     return {"items": items[offset:offset + limit], "count": len(items)}
 
 
@@ -89,7 +89,7 @@ async def change_queue(workload_id: str, change: QueueChange, principal: Admin, 
                 await store.set_queue_position(conn, other.workload_id, other.priority.value, other.rank)
         platform.wakeups.after_commit(conn, store.WAKE_CHANNEL)
     position = next(i + 1 for i, e in enumerate(entries) if e.workload_id == workload_id)
-    return views.queue_item(entry, position)
+    return schemas.queue_item(entry, position)
 
 
 async def _require_waiting(platform: Platform, workload_id: str) -> None:
@@ -112,7 +112,7 @@ async def list_workloads(_: Reader, platform: PlatformDep,
                          offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:
     async with platform.pool.acquire() as conn:
         rows, total = await store.list_jobs(conn, status=status, kind=kind, limit=limit, offset=offset)
-    return {"items": [views.job_summary(r) for r in rows], "count": total}
+    return {"items": [schemas.job_summary(r) for r in rows], "count": total}
 
 
 @router.get("/workloads/{workload_id}", tags=["workloads"],
@@ -127,7 +127,7 @@ async def get_workload(workload_id: str, _: Reader, platform: PlatformDep, state
         jobs = ([job] if job is not None and job["workload"] is not None else []) + tests
         runs = await store.runs_of(conn, [j["job_id"] for j in jobs])
     usage = await _usage(state, [r for rs in runs.values() for r in rs if r["status"] in domain.RUN_LIVE])
-    details = [views.job_detail(j, runs[j["job_id"]], await state.queue.position(j["job_id"]), usage) for j in jobs]
+    details = [schemas.job_detail(j, runs[j["job_id"]], await state.queue.position(j["job_id"]), usage) for j in jobs]
     if job is None or job["workload"] is None:  # only loop tests so far
         return {"workload_id": workload_id, "status": None, "components": [], "loop_tests": details}
     return {**details[0], "loop_tests": details[1:]}
@@ -251,8 +251,8 @@ async def get_resources(_: Reader, platform: PlatformDep, state: StateDep) -> di
     live = await _live(platform)
     usage = await _usage(state, live)
     measured = [{k: v for k, v in u.items() if v is not None} for u in usage.values()]
-    gpus_used = views.gpus_in_use(live, usage, key=lambda run: run["gpu_type"])
-    return views.resources(snapshot, measured, state.engine.measures, gpus_used)
+    gpus_used = schemas.gpus_in_use(live, usage, key=lambda run: run["gpu_type"])
+    return schemas.resources(snapshot, measured, state.engine.measures, gpus_used)
 
 
 @router.get("/resources/workloads", tags=["resources"], summary="Allocated and measured usage per running workload (RS-05)")
@@ -265,13 +265,13 @@ async def get_workload_resources(_: Reader, platform: PlatformDep, state: StateD
     items = []
     for job_id, job in jobs.items():
         runs = [r for r in live if r["job_id"] == job_id]
-        comps = [views.run_view(r, usage.get(r["run_id"])) for r in runs]
+        comps = [schemas.run_view(r, usage.get(r["run_id"])) for r in runs]
         items.append({
-            **views.job_summary(job),
+            **schemas.job_summary(job),
             "allocated": {"gpus": sum(len(r["gpu_indices"] or []) for r in runs),
                           "memory_bytes": sum(int(r["memory_bytes"] or 0) for r in runs),
                           "cpu": sum((r["cpu_millis"] or 0) for r in runs) / 1000},
-            "used": views.workload_used(runs, usage, measures),
+            "used": schemas.workload_used(runs, usage, measures),
             "components": comps,
         })
     return {"items": items, "count": len(items), "measured": sorted(measures)}
@@ -283,10 +283,10 @@ async def _node_views(platform: Platform, state: SchedulerState, nodes: Sequence
     measures = state.engine.measures
     live = await _live(platform)
     usage = await _usage(state, live)
-    gpus = (views.gpus_in_use(live, usage, key=lambda run: (run["node"], run["gpu_type"]))
+    gpus = (schemas.gpus_in_use(live, usage, key=lambda run: (run["node"], run["gpu_type"]))
             if "gpu" in measures else None)
-    used = views.used_on_nodes(live, usage)
-    return [views.node_view(node, gpus, used, measures) for node in nodes]
+    used = schemas.used_on_nodes(live, usage)
+    return [schemas.node_view(node, gpus, used, measures) for node in nodes]
 
 
 @router.get("/nodes", tags=["resources"], summary="Nodes with status Active / Drain / Down and their figures (RS-04)")

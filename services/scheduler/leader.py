@@ -7,21 +7,21 @@ wake-ups: NOTIFYs from the other replicas' commits, and this replica's own direc
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from typing import Awaitable, Callable
 
 import asyncpg
 
+from services.kit.db import advisory_lock_key
 from services.kit.wakeups import Wakeups
 from services.scheduler.store import WAKE_CHANNEL
-from services.scheduler.tasks import cancel_all, within
+from services.scheduler.aio import cancel_all, within
 
 log = logging.getLogger(__name__)
 
 
 def lock_key(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"avatar-scheduler-leader:{schema}".encode()).digest()[:8], "big", signed=True)
+    return advisory_lock_key("scheduler-leader", schema)
 
 
 class Leadership:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 from services.scheduler.core.inventory import DEFAULT_NODES_FILE
 
 
@@ -72,8 +72,4 @@ class SchedulerSettings(Settings):
 
 
 def scheduler_settings(settings: Settings | None) -> SchedulerSettings:
-    if settings is None:
-        return SchedulerSettings()
-    if isinstance(settings, SchedulerSettings):
-        return settings
-    return SchedulerSettings(**settings.model_dump())
+    return settings_for(SchedulerSettings, settings)

@@ -18,7 +18,7 @@ from services.kit.service import Platform, PlatformDep
 from services.kit.telemetry import bind_workload, continue_workload_trace
 from services.trainer import domain, store
 from services.trainer.specs import ReadySpecs
-from services.trainer.views import (AppView, CancelRequested, Comparison, RequestDetail, RequestSummary,
+from services.trainer.schemas import (AppView, CancelRequested, Comparison, RequestDetail, RequestSummary,
                                     ResourceDefaults, Submitted, SubmitTraining, detail, summary)
 
 router = APIRouter()

@@ -23,7 +23,7 @@ from services.scheduler.engine.context import Adapters, LiveRuns, Wake
 from services.scheduler.engine.telemetry import count_end, describe_outcome, emit, emit_many, job_span, start_job_span
 from services.scheduler.engine.watcher import stop_attempt
 from services.scheduler.outcomes import terminal_event
-from services.scheduler.tasks import cancel_all
+from services.scheduler.aio import cancel_all
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from services.scheduler.engine.starts import Starter
 from services.scheduler.engine.usage import UsageSampler
 from services.scheduler.engine.watcher import Watcher, stop_attempt
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.tasks import cancel_all, wait_event
+from services.scheduler.aio import cancel_all, wait_event
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from services.scheduler import metrics as m
 from services.scheduler.core.runners.base import STOPPED, RunHandle, Runner
 from services.scheduler.engine.context import ActiveRun, Adapters, LiveRuns, Wake
 from services.scheduler.logs import RunLog, collect, read_json
-from services.scheduler.tasks import cancel_all, within
+from services.scheduler.aio import cancel_all, within
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from contracts.spec import AppSpec
 from contracts.topology import EXCHANGE
 from contracts.workload import Workload
 from services.kit.objectstore import ensure_buckets, make_client
-from services.models.config import ModelsSettings
+from services.models.settings import ModelsSettings
 from tests.support.infra import wait_until
 
 STAGING = "avatar-staging"

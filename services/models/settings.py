@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 
 MIB = 1024 * 1024
 
@@ -29,8 +29,4 @@ class ModelsSettings(Settings):
 
 
 def models_settings(settings: Settings | None) -> ModelsSettings:
-    if settings is None:
-        return ModelsSettings()
-    if isinstance(settings, ModelsSettings):
-        return settings
-    return ModelsSettings(**settings.model_dump())
+    return settings_for(ModelsSettings, settings)

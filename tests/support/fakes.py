@@ -1,0 +1,80 @@
+"""A unit of work without servers, for the handler tier (tests/unit/<service>/test_handlers.py).
+
+A service's fake subclasses `FakeUnitOfWork` and gives it in-memory repositories; the handlers under
+test cannot tell it from the real one. What a committed unit published is in `published` (every unit
+made by one `FakeUnitOfWorks` shares the list), what it counted after commit ran its callbacks."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator, Callable
+
+from contracts.events import Event
+from services.kit.unit_of_work import AbstractUnitOfWork, Recorded
+
+
+class FakeUnitOfWork(AbstractUnitOfWork):
+    def __init__(self, published: list[Recorded] | None = None, *, cause: Event | None = None) -> None:
+        super().__init__()
+        self.published = published if published is not None else []
+        self.cause = cause
+        self.commits = 0
+        self._after: list[Callable[[], None]] = []
+
+    async def __aenter__(self) -> "FakeUnitOfWork":
+        self._reset()
+        self._after = []
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if not self.committed:
+            self.rollback()
+
+    @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator["FakeUnitOfWork"]:
+        async with self:
+            yield self
+
+    def rollback(self) -> None:
+        """What a subclass's repositories undo when the unit ends without committing."""
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after.append(callback)
+
+    @contextlib.asynccontextmanager
+    async def continue_trace(self, name: str, workload_id: str) -> AsyncIterator[None]:
+        yield None
+
+    async def commit(self) -> list[Recorded]:
+        events = self.collect()
+        self.published.extend(events)
+        self.committed = True
+        self.commits += 1
+        for callback in self._after:
+            callback()
+        return events
+
+    async def commit_guarded(self, change: Any) -> bool:
+        """`change` is what the fake repository returned for its guarded write: a callable applying it
+        (True when its guard held)."""
+        if not change():
+            self.collect()  # dropped with the change, as in one statement
+            return False
+        await self.commit()
+        return True
+
+
+class FakeUnitOfWorks:
+    """The factory a MessageBus takes: each call a fresh unit over the same in-memory state."""
+
+    def __init__(self, make: Callable[..., FakeUnitOfWork]) -> None:
+        self._make = make
+        self.published: list[Recorded] = []
+        self.made: list[FakeUnitOfWork] = []
+
+    def __call__(self, conn: Any = None, cause: Event | None = None) -> FakeUnitOfWork:
+        uow = self._make(self.published, cause=cause)
+        self.made.append(uow)
+        return uow
+
+    def types(self) -> list[str]:
+        return [event.type for event in self.published]
