@@ -1,15 +1,13 @@
 """Approval rules (pure): the resource threshold, the approval request's life, and test runs.
 
-Entities change their own state and record the events that change implies in `.events`;
-the adapters (api.py, events.py) write the state and emit those events in one transaction.
+Entities change their own state and record the events that change implies on themselves; the
+handlers (handlers.py) save them through the unit of work, whose commit publishes those events.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
-
-from pydantic import BaseModel
 
 from contracts.thresholds import Thresholds
 from contracts.events import (ApprovalRequired, LoopTestCompleted, LoopTestOutcome, LoopTestRequested,
@@ -18,6 +16,7 @@ from contracts.resources import format_memory
 from contracts.workload import LoopTest, Workload
 from services.approval import verdict
 from services.kit.errors import Conflict
+from services.kit.unit_of_work import Aggregate
 
 TEST_REQUIRED = "테스트 필요"
 Decision = Literal["approved", "rejected", "cancelled"]
@@ -112,12 +111,8 @@ class TestRun:
         self.completed_at = now
 
 
-def _event(events: list[tuple[str, BaseModel]], event_type: str, payload: BaseModel) -> None:
-    events.append((event_type, payload))
-
-
 @dataclass
-class ApprovalRequest:
+class ApprovalRequest(Aggregate):
     workload: Workload
     needs_approval: bool
     reasons: list[str]
@@ -127,7 +122,6 @@ class ApprovalRequest:
     decided_by: str | None = None
     decided_at: datetime | None = None
     comment: str | None = None
-    events: list[tuple[str, BaseModel]] = field(default_factory=list, repr=False)
 
     @classmethod
     def receive(cls, workload: Workload, limits: Thresholds, now: datetime) -> "ApprovalRequest":
@@ -135,17 +129,21 @@ class ApprovalRequest:
         reasons = approval_reasons(workload, limits)
         if not reasons:
             request = cls(workload, False, [], None, decision="approved", decided_at=now)
-            _event(request.events, "workload.approved",
+            request.record("workload.approved",
                    WorkloadApproved(workload_id=workload.workload_id, auto=True, workload=workload))
             return request
         request = cls(workload, True, reasons, LoopTest())
-        _event(request.events, "approval.required",
+        request.record("approval.required",
                ApprovalRequired(workload_id=workload.workload_id, app_id=workload.app_id, reasons=reasons,
                                 loop_test=LoopTest()))
         return request
 
     @property
     def workload_id(self) -> str:
+        return self.workload.workload_id
+
+    @property
+    def correlation_id(self) -> str:
         return self.workload.workload_id
 
     @property
@@ -185,7 +183,7 @@ class ApprovalRequest:
         mode = loop_test_mode(self.workload)
         self.loop_test = LoopTest(status="running", episodes=episodes, executed_by=by, executed_at=executed_at(now))
         self.test_run_id = test_run_id
-        _event(self.events, "looptest.requested",
+        self.record("looptest.requested",
                LoopTestRequested(workload_id=self.workload_id, test_run_id=test_run_id, mode=mode, episodes=episodes,
                                  requested_by=by, workload=self.workload))
         return TestRun(test_run_id=test_run_id, workload_id=self.workload_id, app_id=self.workload.app_id,
@@ -197,7 +195,7 @@ class ApprovalRequest:
         if run.test_run_id != self.test_run_id or run.status not in ("passed", "failed"):
             return False
         self.loop_test = run.loop_test
-        _event(self.events, f"looptest.{run.status}",
+        self.record(f"looptest.{run.status}",
                LoopTestOutcome(workload_id=self.workload_id, test_run_id=run.test_run_id, loop_test=run.loop_test))
         return True
 
@@ -224,7 +222,7 @@ class ApprovalRequest:
             raise Conflict(f"{TEST_REQUIRED}: 최소 실행 테스트가 통과(passed)된 경우에만 승인할 수 있습니다 "
                            f"(loopTest status: {status})", code="test_required", loop_test_status=status)
         self._decide("approved", by, now)
-        _event(self.events, "workload.approved",
+        self.record("workload.approved",
                WorkloadApproved(workload_id=self.workload_id, auto=False, approved_by=by, workload=self.workload))
         return True
 
@@ -233,7 +231,7 @@ class ApprovalRequest:
             return False
         self._require_open("reject")
         self._decide("rejected", by, now, comment)
-        _event(self.events, "workload.rejected",
+        self.record("workload.rejected",
                WorkloadRejected(workload_id=self.workload_id, rejected_by=by, comment=comment))
         return True
 
@@ -243,7 +241,7 @@ class ApprovalRequest:
         if not self.needs_approval or self.decision is not None:
             return False
         self._decide("cancelled", by, now)
-        _event(self.events, "workload.cancelled",
+        self.record("workload.cancelled",
                WorkloadCancelled(workload_id=self.workload_id, cancelled_by=by, was_running=False))
         return True
 

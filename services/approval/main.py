@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import FastAPI
 
 from services import approval
-from services.approval import api, events
+from services.approval import api, handlers
 from services.approval.settings import ApprovalSettings
+from services.approval.unit_of_work import ApprovalUnitOfWork
 from services.kit import errors
+from services.kit.messagebus import MessageBus
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings, settings_for
 
@@ -22,10 +25,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-        events.register(platform.bus)
+        bus = MessageBus(functools.partial(ApprovalUnitOfWork, platform.pool, platform.outbox),
+                         commands=handlers.COMMANDS, events=handlers.EVENTS, dependencies={"settings": settings})
+        app.state.messagebus = bus
         if platform.handles_events:
-            platform.spawn(events.sweep_overdue_tests(platform, settings.loop_test_timeout_seconds,
-                                                      settings.loop_test_sweep_seconds), "approval-loop-test-sweep")
+            bus.subscribe(platform.bus)
+            platform.spawn(handlers.sweep_overdue_tests(bus, settings.loop_test_timeout_seconds,
+                                                        settings.loop_test_sweep_seconds), "approval-loop-test-sweep")
         yield
 
     app = build_service("approval", settings, routers=[api.router], migrations=MIGRATIONS, setup=setup,

@@ -39,6 +39,16 @@ class NotFound(DomainError):
         return self.message
 
 
+class Forbidden(DomainError):
+    """The caller may not do this to this object (403): the message says who may."""
+
+    status = 403
+    default_code = "forbidden"
+
+    def detail(self) -> str:
+        return self.message
+
+
 class Conflict(DomainError):
     """The request clashes with the current state (409)."""
 

@@ -43,7 +43,7 @@ def test_a_passed_test_makes_the_request_approvable_in_the_seed_shape():
                     "log": "\n".join(f"Episode {i}: reward={r}" for i, r in enumerate(CONVERGING, 1)),
                     "rewards": CONVERGING},
         "executedBy": "admin", "executedAt": "2026-02-09 14:30"}
-    assert [t for t, _ in request.events] == ["looptest.requested", "looptest.passed"]
+    assert [e.type for e in request.events] == ["looptest.requested", "looptest.passed"]
 
 
 def test_a_failed_test_blocks_approval_and_may_be_run_again():
@@ -62,8 +62,8 @@ def test_approving_twice_records_one_approval():
     request.events.clear()
     assert request.approve("admin", NOW) is True
     assert request.approve("admin", NOW) is False
-    assert [t for t, _ in request.events] == ["workload.approved"]
-    assert request.events[0][1].approved_by == "admin" and request.events[0][1].auto is False
+    assert [e.type for e in request.events] == ["workload.approved"]
+    assert request.events[0].data.approved_by == "admin" and request.events[0].data.auto is False
 
 
 def test_a_second_test_cannot_start_while_one_runs():
@@ -103,7 +103,7 @@ def test_attach_takes_only_a_passed_run_of_the_same_app_version():
     assert wrong_version.value.code == "other_spec_version"
     request.attach(passed)
     assert request.status == "awaiting approval" and request.test_run_id == "LT-PASSED"
-    assert [t for t, _ in request.events] == ["looptest.passed"]
+    assert [e.type for e in request.events] == ["looptest.passed"]
 
 
 def test_reject_records_the_comment_and_ends_the_request():
@@ -127,7 +127,7 @@ def test_auto_approved_requests_have_no_approval_step():
 def test_cancel_before_a_decision_ends_the_request_here():
     request = pending()
     assert request.cancel("kim", NOW)
-    assert request.status == "cancelled" and request.events[-1][0] == "workload.cancelled"
+    assert request.status == "cancelled" and request.events[-1].type == "workload.cancelled"
     approved = pending()
     judged_run(approved)
     approved.approve("admin", NOW)
