@@ -13,8 +13,9 @@ and vhost), with N `workload.approved` events (the saga's largest, ~1.6 kB) queu
   the inbox (remembering its trace context), then the ack;
 - the same in batches (services.kit.messaging._Batches, the services' default): one transaction and one
   claim statement for the events delivered together;
-- the same with a handler that runs one statement and emits one event through the outbox, the relay
-  publishing it (persistent, confirmed) and marking it sent: a typical saga step; and that in batches.
+- the same with a handler that runs one statement and records one event in a unit of work joined to the
+  consumer's transaction (its outbox row committed with the inbox claim), the relay publishing it
+  (persistent, confirmed) and marking it sent: a typical saga step; and that in batches.
 
 Figures are this process's CPU (time.process_time) per event, so PostgreSQL's and RabbitMQ's own CPU
 are not in them; the ratio to the baseline is what to compare across machines.
@@ -41,6 +42,7 @@ from services.kit.messaging import EventBus, new_broker, service_queue  # noqa: 
 from services.kit.outbox import Outbox, OutboxRelay  # noqa: E402
 from services.kit.settings import Settings  # noqa: E402
 from services.kit.telemetry import setup_tracing  # noqa: E402
+from services.kit.unit_of_work import UnitOfWork  # noqa: E402
 from services.kit.stack import ensure_local_servers  # noqa: E402
 from services.kit.wakeups import Wakeups  # noqa: E402
 from tests.integration.models.helpers import workload  # noqa: E402
@@ -96,17 +98,19 @@ async def event_bus(infra, n: int, step: bool, batch_size: int = 1) -> float:
     pool = await create_pool(infra.postgres_url, SERVICE)
     outbox = Outbox(SERVICE, Wakeups(pool, SERVICE))
     settings = Settings()
-    bus = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, pool, outbox, prefetch=PREFETCH,
+    bus = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, pool, prefetch=PREFETCH,
                    batch_size=batch_size, batch_workers=settings.consumer_batch_workers)
     relay = OutboxRelay(pool, outbox, bus.publish) if step else None
     done, handled = asyncio.Event(), 0
 
     async def handler(event, ctx) -> None:
         nonlocal handled
-        if step:
-            await ctx.conn.execute("SELECT 1")
-            await ctx.emit("workload.queued", WorkloadQueued(workload_id=event.data.workload_id,
+        if step:  # as a service's event handler does: its unit joins the consumer's transaction
+            async with UnitOfWork(pool, outbox, conn=ctx.conn, cause=ctx.event) as uow:
+                await uow.conn.execute("SELECT 1")
+                uow.record("workload.queued", WorkloadQueued(workload_id=event.data.workload_id,
                                                              priority=event.data.workload.priority))
+                await uow.commit()
         handled += 1
         if handled >= n:
             done.set()
@@ -140,8 +144,7 @@ async def run(args: argparse.Namespace) -> str:
         await apply_migrations(pool, SERVICE, {"kit": KIT_MIGRATIONS})
         await pool.close()
         # the queues and bindings, as a service declares them at start (no pool: nothing is consumed)
-        declare = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, None,  # type: ignore[arg-type]
-                           Outbox(SERVICE, Wakeups(None, SERVICE)))
+        declare = EventBus(new_broker(infra.rabbitmq_url, SERVICE), SERVICE, None)  # type: ignore[arg-type]
         await declare.broker.connect()
         await declare.declare_topology()
         await declare.broker.stop()

@@ -1,4 +1,8 @@
-"""Where a benchmark's report goes: printed, and appended to bench/RESULTS.md unless --no-record."""
+"""Where a benchmark's report goes: printed, and appended to bench/RESULTS.md unless --no-record.
+
+The report goes at the end of the file, i.e. into its history, below the table of current figures
+(update that table by hand when a run changes a figure).
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""The furnace design-optimisation environment of seed 001's example App.
+"""The furnace design-optimisation environment of the example App (docs/spec.md §2.2).
 
 State: continuous (temperature, pressure), observed as a `temp_bins` x `pressure_bins` grid.
 Actions: hold, heat up, heat down, pressure up, pressure down. Each step the furnace cools

@@ -1,7 +1,7 @@
 """Every event of the platform: one envelope, one typed payload per routing key.
 
 Events are facts in past tense; `type` is also the routing key on `avatar.events`.
-The envelope is snake_case; the embedded workload is camelCase (seed 001 §4.3).
+The envelope is snake_case; the embedded workload is camelCase (docs/spec.md §4.3).
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ Duration = Annotated[str, AfterValidator(_validate_duration)]
 
 
 class Resources(BaseModel):
-    """A component's resource request, exactly as seed 001 §2.2 writes it."""
+    """A component's resource request, exactly as docs/spec.md §2.2 writes it."""
 
     model_config = ConfigDict(extra="forbid")
 

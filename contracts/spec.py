@@ -1,4 +1,4 @@
-"""The App spec file, field for field as seed 001 §2.2 writes it (ST-01: the basis of execution)."""
+"""The App spec file, field for field as docs/spec.md §2.2 writes it (ST-01: the basis of execution)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -57,7 +57,7 @@ class ImportedApp(BaseModel):
 
 
 class TrainingConfig(BaseModel):
-    """RL training parameters (seed 001 §4.2), snake_case as in the spec file."""
+    """RL training parameters (docs/spec.md §4.2), snake_case as in the spec file."""
 
     model_config = _STRICT
 
@@ -107,7 +107,7 @@ class AppSpec(BaseModel):
         return format_timestamp(value)
 
     @model_serializer(mode="wrap")
-    def _omit_absent_test_run(self, handler):  # the seed's file has no test_run_ref when none is attached
+    def _omit_absent_test_run(self, handler):  # docs/spec.md §2.2: no test_run_ref unless one is attached
         data = handler(self)
         if data.get("test_run_ref") is None:
             data.pop("test_run_ref", None)

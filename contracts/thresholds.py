@@ -1,4 +1,4 @@
-"""The approval threshold (seed 001 §5): ANY single component with GPU >= 4 or memory >= 128GB needs an admin.
+"""The approval threshold (docs/spec.md §5.1): ANY single component with GPU >= 4 or memory >= 128GB needs an admin.
 
 One definition, used by the builder (BL-06: show `exceeds_threshold` per component) and by the
 approval service (AP-05: decide). Admins can move the values; these are the defaults.

@@ -1,4 +1,4 @@
-"""Exchange, routing-key and queue names: who consumes what (ARCHITECTURE.md table)."""
+"""Exchange, routing-key and queue names: who consumes what (docs/architecture.md §3)."""
 from __future__ import annotations
 
 EXCHANGE = "avatar.events"

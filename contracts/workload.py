@@ -1,4 +1,4 @@
-"""The workload as seed 001 §4.3 and §5.2 extend it: camelCase on the wire."""
+"""The workload as docs/spec.md §4.3 and §5.2 extend it: camelCase on the wire."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -50,7 +50,7 @@ class RequestedResources(BaseModel):
 
 
 class LoopTest(BaseModel):
-    """seed 001 §5.2: pending → running → passed|failed."""
+    """docs/spec.md §5.2: pending → running → passed|failed."""
 
     model_config = _CAMEL
 

@@ -49,12 +49,12 @@ def loop_test_mode(workload: Workload) -> Literal["rl", "general"]:
 
 
 def executed_at(moment: datetime) -> str:
-    """seed 001 §5.2 writes "2026-02-09 14:30" (UTC here)."""
+    """docs/spec.md §5.2 writes "2026-02-09 14:30" (UTC here)."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def resource_snapshot(workload: Workload) -> dict[str, Any]:
-    """seed 000 §9: a test run keeps the spec's maximum resource values as they were at run time."""
+    """docs/spec.md §13.4: a test run keeps the spec's maximum resource values as they were at run time."""
     components = workload.spec.components()
     largest = workload.spec.largest_component()
     return {
@@ -158,7 +158,7 @@ class ApprovalRequest(Aggregate):
 
     @property
     def warning(self) -> str | None:
-        """seed 001 §5.2: the approve button warns until the loop test has passed."""
+        """docs/spec.md §5.2: the approve button warns until the loop test has passed."""
         if self.needs_approval and self.decision is None and self.status != "awaiting approval":
             return TEST_REQUIRED
         return None

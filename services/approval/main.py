@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -13,7 +12,6 @@ from services.approval import api, handlers
 from services.approval.settings import ApprovalSettings
 from services.approval.unit_of_work import ApprovalUnitOfWork
 from services.kit import errors
-from services.kit.messagebus import MessageBus
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings, settings_for
 
@@ -25,11 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-        bus = MessageBus(functools.partial(ApprovalUnitOfWork, platform.pool, platform.outbox),
-                         commands=handlers.COMMANDS, events=handlers.EVENTS, dependencies={"settings": settings})
-        app.state.messagebus = bus
+        bus = platform.message_bus(app, ApprovalUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
+                                   dependencies={"settings": settings})
         if platform.handles_events:
-            bus.subscribe(platform.bus)
             platform.spawn(handlers.sweep_overdue_tests(bus, settings.loop_test_timeout_seconds,
                                                         settings.loop_test_sweep_seconds), "approval-loop-test-sweep")
         yield

@@ -87,8 +87,8 @@ class ApprovalSummary(BaseModel):
 class ApprovalDetail(ApprovalSummary):
     comment: str | None
     approvable: bool
-    loop_test: dict[str, Any] | None = Field(description="seed 001 §5.2 loopTest")
-    workload: dict[str, Any] = Field(description="the workload (seed 001 §4.3) with needsApproval and loopTest")
+    loop_test: dict[str, Any] | None = Field(description="docs/spec.md §5.2 loopTest")
+    workload: dict[str, Any] = Field(description="the workload (docs/spec.md §4.3) with needsApproval and loopTest")
 
 
 class TestRunView(BaseModel):
@@ -104,7 +104,7 @@ class TestRunView(BaseModel):
     requested_by: str
     requested_at: datetime
     completed_at: datetime | None
-    resources: dict[str, Any] = Field(description="the resources at run time (seed 000 §9)")
+    resources: dict[str, Any] = Field(description="the resources at run time (docs/spec.md §13.4)")
     loop_test: dict[str, Any]
 
 

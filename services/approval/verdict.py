@@ -1,4 +1,4 @@
-"""The minimum run test's verdict (pure): RL convergence and general success, in seed 001 §5.2's shape.
+"""The minimum run test's verdict (pure): RL convergence and general success, in docs/spec.md §5.2's shape.
 
 RL convergence criterion (AP-03). With n episode rewards and a window w = max(3, ceil(n / 3)):
   - at least 3 episodes were run, as many as requested, and every reward is a finite number;
@@ -66,7 +66,7 @@ def _residual_rms(values: Sequence[float]) -> float:
 
 
 def _num(value: float) -> str:
-    """72.10 -> '72.1', 91 -> '91.0', 85.333 -> '85.33': the seed's way of writing rewards."""
+    """72.10 -> '72.1', 91 -> '91.0', 85.333 -> '85.33': docs/spec.md §5.2's way of writing rewards."""
     if not math.isfinite(value):
         return str(value)
     text = f"{value:.2f}"
@@ -74,7 +74,7 @@ def _num(value: float) -> str:
 
 
 def _percent(value: float) -> str:
-    """100 -> '100%', 80 -> '80%', 66.666 -> '66.7%' (the seed's "successRate": "100%")."""
+    """100 -> '100%', 80 -> '80%', 66.666 -> '66.7%' (docs/spec.md §5.2's "successRate": "100%")."""
     return f"{value:.1f}".removesuffix(".0") + "%"
 
 

@@ -1,4 +1,4 @@
-"""BL-08: a Task's workflow as SVG, drawn by hand (seed 000 §2.3: no drawing library).
+"""BL-08: a Task's workflow as SVG, drawn by hand (docs/spec.md §13.1: no drawing library).
 
 Columns are the workflow's topological layers, left to right; a column lists its components in
 execution order. Every coordinate is an integer, so the same Task always renders the same bytes.
@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape, quoteattr
 from services.builder import workflow
 from services.builder.domain import PlacedComponent, Task
 
-# seed 000 §2.3: trainer blue, data_loader green, preprocessor yellow, evaluator purple.
+# docs/spec.md §13.1: trainer blue, data_loader green, preprocessor yellow, evaluator purple.
 COLOURS = {"trainer": "#3B82F6", "data_loader": "#22C55E", "preprocessor": "#EAB308",
            "evaluator": "#A855F7", "other": "#9CA3AF"}
 DARK_TEXT = {"preprocessor", "other"}  # light fills need dark text to stay readable

@@ -9,15 +9,16 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from contracts.thresholds import Thresholds
-from contracts.events import ComponentSnapshot
+from contracts.events import AppDeleted, AppSpecCreated, ComponentSnapshot
 from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef, ImportedApp, SpecComponent, SpecTask, Storage, TrainingConfig, WorkflowEdge
 from services.builder import workflow
 from services.builder.workflow import Edge
 from services.kit.errors import Conflict, Invalid, NotFound
+from services.kit.unit_of_work import Aggregate
 
 AppStatus = Literal["draft", "ready"]
 ComponentType = Literal["trainer", "data_loader", "preprocessor", "evaluator", "other"]
@@ -103,7 +104,7 @@ class Task:
         self.components.append(component)
 
     def remove(self, component_id: str) -> None:
-        """seed 000 §8: drop the component, every edge touching it, and close the gap in the order."""
+        """docs/spec.md §13.3: drop the component, every edge touching it, and close the gap in the order."""
         self.component(component_id)
         self.components = [c for c in self.components if c.component_id != component_id]
         self.workflow = [e for e in self.workflow if component_id not in e]
@@ -193,12 +194,28 @@ class AppInfo:
     def has_unpublished_changes(self) -> bool:
         return self.spec_revision != self.revision
 
+    @property
+    def spec_is_current(self) -> bool:
+        """The latest spec was built from this revision: generating again would change nothing."""
+        return bool(self.latest_spec_version) and not self.has_unpublished_changes
+
+    def edited(self, changes: Mapping[str, Any]) -> "AppInfo":
+        """The App's own fields with `changes` applied: null clears only the test run reference; for the
+        other fields it means "unchanged"."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None or k == "test_run_ref"})
+
 
 @dataclass
-class App:
+class App(Aggregate):
+    """The aggregate the Builder's events are about: an App with its Tasks and imports."""
+
     info: AppInfo
     tasks: list[Task] = field(default_factory=list)
     imported_apps: list[ImportedApp] = field(default_factory=list)
+
+    @property
+    def correlation_id(self) -> str:
+        return self.info.app_id
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:
@@ -212,7 +229,7 @@ class App:
         return [problem for task in self.tasks for problem in task.problems()]
 
     def to_spec(self, version: str, created_at: datetime) -> AppSpec:
-        """BL-04: the spec file, exactly seed 001 §2.2; refuses an App that cannot run."""
+        """BL-04: the spec file, exactly docs/spec.md §2.2; refuses an App that cannot run."""
         problems = self.problems()
         if problems:
             raise Invalid(f"app {self.info.app_id} cannot become a spec: " + "; ".join(problems),
@@ -222,6 +239,18 @@ class App:
                        tasks=[t.to_spec() for t in self.tasks], imported_apps=self.imported_apps,
                        training_config=info.training_config, storage=info.storage, created_at=created_at,
                        test_run_ref=info.test_run_ref)
+
+    def publish_spec(self, used_versions: set[str], created_at: datetime) -> AppSpec:
+        """BL-04: a new immutable spec version (the next free one); the App becomes ready."""
+        version = next_spec_version(self.info.version, used_versions)
+        spec = self.to_spec(version, created_at)
+        self.info.status, self.info.version = "ready", version
+        self.record("app.spec_created", AppSpecCreated(app_id=self.info.app_id, version=version, spec=spec))
+        return spec
+
+    def delete(self, user: str) -> None:
+        """The working copy goes; its spec versions stay."""
+        self.record("app.deleted", AppDeleted(app_id=self.info.app_id, deleted_by=user))
 
 
 def check_room_for_tasks(info: AppInfo, adding: int) -> None:

@@ -1,51 +1,29 @@
-"""Where the Builder finds a library component to place (BL-01, BL-11).
+"""The Builder's client of the component library: one component by id, with the caller's own token.
 
-First its own read model, fed by `component.registered` / `component.updated`; when that has not
-heard of the id yet (the event is still on its way, or the builder's database is new), one HTTP
-lookup at the library with the caller's own token, remembered in the read model.
+The Builder asks only when its read model (fed by `component.registered` / `component.updated`) has
+not heard of the id yet: the event is still on its way, or the builder's database is new.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
 
-import asyncpg
 import httpx
 from pydantic import ValidationError
 
 from contracts.events import ComponentSnapshot
-from services.builder import store
-from services.kit.errors import DomainError, Invalid, Unavailable
-from services.kit.metrics import Counter
+from services.kit.errors import Invalid, Unavailable
 from services.kit.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
-LOOKUPS = Counter("avatar_builder_library_lookups_total", "Where placed components were found",
-                  ["source"])  # read_model | library | unknown_component | unavailable
 
 
-class ComponentCatalog:
-    def __init__(self, pool: asyncpg.Pool, client: httpx.AsyncClient) -> None:
-        self._pool = pool
+class LibraryClient:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def find(self, component_id: str, authorization: str | None) -> ComponentSnapshot:
-        known = await store.library_component(self._pool, component_id)
-        if known is not None:
-            LOOKUPS.labels("read_model").inc()
-            return known
-        try:
-            snapshot = await self._fetch(component_id, authorization)
-        except DomainError as refused:
-            LOOKUPS.labels(refused.code).inc()
-            raise
-        LOOKUPS.labels("library").inc()
-        await store.remember_component(self._pool, snapshot, datetime.now(timezone.utc))
-        return snapshot
-
-    async def _fetch(self, component_id: str, authorization: str | None) -> ComponentSnapshot:
+    async def fetch(self, component_id: str, authorization: str | None) -> ComponentSnapshot:
         headers = inject_headers({"Authorization": authorization} if authorization else {})
         for attempt in range(1, ATTEMPTS + 1):
             try:

@@ -9,9 +9,10 @@ import httpx
 from fastapi import FastAPI
 
 from services import builder
-from services.builder import api, events, task_api
-from services.builder.library import ComponentCatalog
+from services.builder import api, handlers, task_api
+from services.builder.library import LibraryClient
 from services.builder.settings import BuilderSettings
+from services.builder.unit_of_work import BuilderUnitOfWork
 from services.kit import errors
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings, settings_for
@@ -26,10 +27,10 @@ def create_app(settings: Settings | None = None, *,
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-        events.subscribe(platform.bus)
         async with httpx.AsyncClient(base_url=settings.library_url, transport=library_transport,
                                      timeout=settings.library_timeout_seconds) as client:
-            app.state.catalog = ComponentCatalog(platform.pool, client)
+            platform.message_bus(app, BuilderUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
+                                 dependencies={"library": LibraryClient(client), "threshold": settings.threshold})
             yield
 
     app = build_service("builder", settings, routers=[api.router, task_api.router], migrations=MIGRATIONS,

@@ -52,9 +52,6 @@ class ResourcesPatch(BaseModel):
     gpu_count: GpuCount | None = None
     memory: Memory | None = None
 
-    def applied_to(self, resources: Resources) -> Resources:
-        return resources.model_copy(update=self.model_dump(exclude_none=True))
-
 
 class Placement(BaseModel):
     """Place a library component; anything given here overrides the library's defaults."""

@@ -6,12 +6,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from contracts.spec import WorkflowEdge
-from services.builder import diagram, domain, store
-from services.builder.deps import CatalogDep, ThresholdDep, editing_app, editing_task
-from services.builder.domain import PlacedComponent, Task
+from services.builder import diagram, store
+from services.builder.commands import (AddTask, ChangeComponent, ConnectComponents, DeleteTask, DisconnectComponents,
+                                       PlaceComponent, RemoveComponent, RenameTask, ReorderComponents)
+from services.builder.deps import ThresholdDep
 from services.builder.schemas import ComponentPatch, ComponentRef, OrderBody, Placement, TaskCreate, TaskView
 from services.kit.auth import Reader, Writer
-from services.kit.service import PlatformDep
+from services.kit.service import MessageBusDep, PlatformDep
 
 router = APIRouter(prefix="/apps/{app_id}/tasks", tags=["tasks"])
 TASK = "/{task_id}"
@@ -25,13 +26,9 @@ async def list_tasks(app_id: str, _: Reader, platform: PlatformDep, threshold: T
 
 
 @router.post("", status_code=201, response_model=TaskView, summary="Add an empty Task (BL-10)")
-async def create_task(app_id: str, body: TaskCreate, user: Writer, platform: PlatformDep, threshold: ThresholdDep,
+async def create_task(app_id: str, body: TaskCreate, user: Writer, bus: MessageBusDep, threshold: ThresholdDep,
                       response: Response) -> TaskView:
-    async with editing_app(platform, app_id, user.user) as (conn, info):
-        domain.check_room_for_tasks(info, 1)
-        number = await store.take_task_numbers(conn, app_id, 1)
-        task = Task(task_id=domain.task_id(number), name=body.name)
-        await store.insert_task(conn, app_id, number, task)
+    task = await bus.handle(AddTask(app_id=app_id, user=user.user, name=body.name))
     response.headers["Location"] = f"/apps/{app_id}/tasks/{task.task_id}"
     return TaskView.of(task, threshold)
 
@@ -44,98 +41,74 @@ async def get_task(app_id: str, task_id: str, _: Reader, platform: PlatformDep, 
 
 
 @router.patch(TASK, response_model=TaskView, summary="Rename a Task")
-async def rename_task(app_id: str, task_id: str, body: TaskCreate, user: Writer, platform: PlatformDep,
+async def rename_task(app_id: str, task_id: str, body: TaskCreate, user: Writer, bus: MessageBusDep,
                       threshold: ThresholdDep) -> TaskView:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        task.name = body.name
-        await store.rename_task(conn, app_id, task_id, body.name)
+    task = await bus.handle(RenameTask(app_id=app_id, user=user.user, task_id=task_id, name=body.name))
     return TaskView.of(task, threshold)
 
 
 @router.delete(TASK, status_code=204, summary="Delete a Task with its Components and workflow")
-async def delete_task(app_id: str, task_id: str, user: Writer, platform: PlatformDep) -> Response:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        await store.delete_task(conn, app_id, task_id)
-        if task.imported_from:
-            await store.drop_import_if_unused(conn, app_id, task.imported_from)
+async def delete_task(app_id: str, task_id: str, user: Writer, bus: MessageBusDep) -> Response:
+    await bus.handle(DeleteTask(app_id=app_id, user=user.user, task_id=task_id))
     return Response(status_code=204)
 
 
 @router.post(TASK + "/components", status_code=201, response_model=TaskView,
              summary="Place a library Component; image and defaults come from the library (BL-01, BL-11)")
 async def place_component(app_id: str, task_id: str, body: Placement, user: Writer, request: Request,
-                          platform: PlatformDep, threshold: ThresholdDep, catalog: CatalogDep) -> TaskView:
-    async with platform.pool.acquire() as conn:  # an unknown app or task is 404 even when the library is down
-        await store.app_info(conn, app_id)
-        await store.load_task(conn, app_id, task_id)
-    # Looked up before the transaction: a slow library must not hold the App's lock.
-    found = await catalog.find(body.component_id, request.headers.get("authorization"))
-    component = PlacedComponent.from_library(
-        found, name=body.name, image=body.image, params=body.params,
-        resources=body.resources.applied_to(found.resources) if body.resources else None)
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        task.place(component)
-        await store.insert_component(conn, app_id, task_id, component, position=len(task.components))
+                          bus: MessageBusDep, threshold: ThresholdDep) -> TaskView:
+    task = await bus.handle(PlaceComponent(
+        app_id=app_id, user=user.user, task_id=task_id, component_id=body.component_id,
+        authorization=request.headers.get("authorization"), name=body.name, image=body.image, params=body.params,
+        resources=body.resources.model_dump(exclude_none=True) if body.resources else None))
     return TaskView.of(task, threshold)
 
 
 @router.patch(TASK + "/components/{component_id}", response_model=TaskView,
               summary="Change a placed Component's name, image, resources or params (BL-03, BL-06)")
 async def patch_component(app_id: str, task_id: str, component_id: str, body: ComponentPatch, user: Writer,
-                          platform: PlatformDep, threshold: ThresholdDep) -> TaskView:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        component = task.component(component_id)
-        component.name = body.name or component.name
-        component.image = body.image or component.image
-        if body.resources:
-            component.resources = body.resources.applied_to(component.resources)
-        if body.params is not None:
-            component.params = body.params
-        await store.update_component(conn, app_id, task_id, component)
+                          bus: MessageBusDep, threshold: ThresholdDep) -> TaskView:
+    task = await bus.handle(ChangeComponent(
+        app_id=app_id, user=user.user, task_id=task_id, component_id=component_id, name=body.name, image=body.image,
+        params=body.params,
+        resources=body.resources.model_dump(exclude_none=True) if body.resources else None))
     return TaskView.of(task, threshold)
 
 
 @router.delete(TASK + "/components/{component_id}", response_model=TaskView,
                summary="Remove a Component, every edge touching it, and close the gap in the order")
-async def remove_component(app_id: str, task_id: str, component_id: str, user: Writer, platform: PlatformDep,
+async def remove_component(app_id: str, task_id: str, component_id: str, user: Writer, bus: MessageBusDep,
                            threshold: ThresholdDep) -> TaskView:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        task.remove(component_id)
-        await store.delete_component(conn, app_id, task_id, component_id)
-        await store.save_order(conn, app_id, task)
+    task = await bus.handle(RemoveComponent(app_id=app_id, user=user.user, task_id=task_id,
+                                                component_id=component_id))
     return TaskView.of(task, threshold)
 
 
 @router.post(TASK + "/edges", status_code=201, response_model=TaskView,
              responses={422: {"description": 'refused: detail.code is "self_loop", "duplicate" or "cycle"'}},
              summary="Connect two Components (BL-07, BL-09); the order follows the new edge if it must")
-async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, platform: PlatformDep,
+async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, bus: MessageBusDep,
                    threshold: ThresholdDep) -> TaskView:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        reordered = task.connect(body.from_, body.to)
-        await store.insert_edge(conn, app_id, task_id, body.from_, body.to)
-        if reordered:
-            await store.save_order(conn, app_id, task)
+    task = await bus.handle(ConnectComponents(app_id=app_id, user=user.user, task_id=task_id,
+                                                  source=body.from_, target=body.to))
     return TaskView.of(task, threshold)
 
 
 @router.delete(TASK + "/edges", response_model=TaskView, summary="Remove one edge")
-async def remove_edge(app_id: str, task_id: str, user: Writer, platform: PlatformDep, threshold: ThresholdDep,
+async def remove_edge(app_id: str, task_id: str, user: Writer, bus: MessageBusDep, threshold: ThresholdDep,
                       source: Annotated[ComponentRef, Query(alias="from")],
                       target: Annotated[ComponentRef, Query(alias="to")]) -> TaskView:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        task.disconnect(source, target)
-        await store.delete_edge(conn, app_id, task_id, source, target)
+    task = await bus.handle(DisconnectComponents(app_id=app_id, user=user.user, task_id=task_id,
+                                                     source=source, target=target))
     return TaskView.of(task, threshold)
 
 
 @router.put(TASK + "/order", response_model=TaskView,
             summary="Set the execution order; it must respect every edge (BL-07)")
-async def set_order(app_id: str, task_id: str, body: OrderBody, user: Writer, platform: PlatformDep,
+async def set_order(app_id: str, task_id: str, body: OrderBody, user: Writer, bus: MessageBusDep,
                     threshold: ThresholdDep) -> TaskView:
-    async with editing_task(platform, app_id, task_id, user.user) as (conn, task):
-        task.reorder(body.order)
-        await store.save_order(conn, app_id, task)
+    task = await bus.handle(ReorderComponents(app_id=app_id, user=user.user, task_id=task_id,
+                                                  order=body.order))
     return TaskView.of(task, threshold)
 
 

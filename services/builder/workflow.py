@@ -1,4 +1,4 @@
-"""A Task's workflow: a DAG over its placed components (BL-07, BL-09, seed 000 §7).
+"""A Task's workflow: a DAG over its placed components (BL-07, BL-09, docs/spec.md §13.2).
 
 Nodes are component ids; `order` is the Task's execution order (a list of those ids).
 """
@@ -12,7 +12,7 @@ from services.kit.errors import Invalid
 
 Edge = tuple[str, str]
 
-# seed 000 §7: the exact messages the Builder shows.
+# docs/spec.md §13.2: the exact messages the Builder shows.
 SELF_LOOP = "자기 자신으로의 연결은 허용되지 않습니다"
 DUPLICATE = "이미 존재하는 연결입니다"
 CYCLE = "순환 참조가 감지되었습니다. 이 연결을 추가하면 순환이 발생합니다"

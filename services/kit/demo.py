@@ -1,6 +1,6 @@
 """The platform's main job, end to end, against the running stack (`make demo` runs `make up` first).
 
-Builds seed 001's example App through the builder API from the library's components (two Tasks,
+Builds the example App of docs/spec.md §2.2 through the builder API from the library's components (two Tasks,
 one imported from another App), submits a training request whose largest component needs 4 GPUs,
 runs the loop test, approves it as an admin, waits for queue → allocation → run → model stored,
 downloads the model and checks every file's sha256, prints the saga timeline; then submits a small
@@ -189,7 +189,7 @@ class Demo:
         source_app = self.step("build the App to import (PreProcessor-App: data-preprocessing ← data-loader)",
                                lambda: self.build_app("PreProcessor-App", [("data-preprocessing", ["data-loader"])],
                                                       components))
-        app_id = self.step("build seed 001's App (RL-DesignOpt-v1: 4 components in a chain + the imported Task)",
+        app_id = self.step("build the spec's example App (RL-DesignOpt-v1: 4 components in a chain + the imported Task)",
                            lambda: self.build_app(
                                "RL-DesignOpt-v1", [("parameter-optimization", list(EXAMPLE_COMPONENTS))], components,
                                training_config={"episodes": self.episodes, "learning_rate": 0.001, "batch_size": 64,

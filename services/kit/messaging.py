@@ -21,13 +21,12 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from contracts.events import Event, UnknownEvent, parse_event
 from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, dead_letter_queue, queue_name
 from services.kit import inbox, metrics
 from services.kit.inbox import LockKey
-from services.kit.outbox import Outbox
 from services.kit.pacing import Floor
 from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context, inject_headers
 
@@ -46,15 +45,11 @@ class PermanentError(Exception):
 
 @dataclass
 class HandlerContext:
+    """What a consumer hands its handler: the transaction holding the event's inbox claim, and the event.
+    A handler's unit of work joins that transaction (services/kit/messagebus.py)."""
+
     conn: asyncpg.Connection
     event: Event
-    outbox: Outbox
-
-    async def emit(self, event_type: str, data: BaseModel, *, correlation_id: str | None = None) -> Event:
-        """Publish (through the outbox, in this transaction) an event caused by the one being handled."""
-        return await self.outbox.emit(self.conn, event_type, data,
-                                      correlation_id=correlation_id or self.event.correlation_id,
-                                      causation_id=self.event.event_id)
 
 
 Handler = Callable[[Event, HandlerContext], Awaitable[None]]
@@ -231,14 +226,14 @@ class _Batches:
         # publishes; what it counts lands when this batch commits
         delivery.context.run(metrics.count_into, counts)
         event = delivery.claim.event
-        await asyncio.create_task(delivery.handler(event, HandlerContext(conn, event, self._bus.outbox)),
+        await asyncio.create_task(delivery.handler(event, HandlerContext(conn, event)),
                                   context=delivery.context)
 
     async def _handle_together(self, conn: asyncpg.Connection, together: BatchHandler, group: list[_Delivery]) -> None:
         # one span for the group's statements, linked to each event's consumer span (as the claim is);
         # this worker's context is inside the batch's counted_on_commit block
         with self._span("handle batch", group):
-            await together([HandlerContext(conn, d.claim.event, self._bus.outbox) for d in group])
+            await together([HandlerContext(conn, d.claim.event) for d in group])
 
 
 def _resolve(delivery: _Delivery, outcome: str | None) -> None:
@@ -247,14 +242,13 @@ def _resolve(delivery: _Delivery, outcome: str | None) -> None:
 
 
 class EventBus:
-    def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, outbox: Outbox, *,
+    def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, *,
                  max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None,
                  prefetch: int | None = None, batch_size: int = 1, batch_workers: int = 2,
                  batch_min_interval: float = 0.0, consume: bool = True) -> None:
         self.broker = broker
         self.service = service
         self.pool = pool
-        self.outbox = outbox
         self.max_attempts = max_attempts
         self.backoff_cap = backoff_cap
         self._handlers: dict[str, Handler] = {}
@@ -436,7 +430,7 @@ class EventBus:
                         async with conn.transaction():
                             if not await claim(conn, event, lock):
                                 return "duplicate"
-                            await handler(event, HandlerContext(conn, event, self.outbox))
+                            await handler(event, HandlerContext(conn, event))
                 return "handled"
             except PermanentError as exc:
                 await self._dead_letter(message, f"{event.type} {event.event_id}: {exc}")

@@ -17,13 +17,13 @@ import uuid
 from typing import Any, Awaitable, Callable, Sequence
 
 import asyncpg
-from pydantic import BaseModel
 
-from contracts.events import Event, make_event
+from contracts.events import Event
 from services.kit import metrics
 from services.kit.db import advisory_lock_key
+from services.kit.listening import Backoff, Listening
 from services.kit.pacing import Floor
-from services.kit.telemetry import correlation_id, in_trace, inject_headers, recall_trace
+from services.kit.telemetry import correlation_id
 from services.kit.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,6 @@ class Outbox:
         # rows added here wake the publishing relay once committed: this process's directly, another
         # replica's or the event side's by a NOTIFY sent after the commit (services/kit/wakeups.py)
         self.wakeups = wakeups
-
-    async def add(self, conn: asyncpg.Connection, event: Event) -> Event:
-        """Record an event in the caller's transaction; it is published only if that transaction commits.
-
-        The row keeps the current trace context; written outside any span (a background loop), it takes
-        the latest context this service saw for the event's correlation id, so the trace goes on."""
-        await self.add_many(conn, [(event, await self._headers(conn, event))])
-        return event
 
     async def add_many(self, conn: asyncpg.Connection, events: Sequence[tuple[Event, dict[str, Any]]]) -> None:
         """Record events, each with the trace headers it carries, in the caller's transaction."""
@@ -60,39 +52,28 @@ class Outbox:
         )
         self.wakeups.after_commit(conn, self.channel)
 
-    async def emit(self, conn: asyncpg.Connection, event_type: str, data: BaseModel, *, correlation_id: str,
-                   causation_id: uuid.UUID | None = None) -> Event:
-        event = make_event(event_type, data, producer=self.service, correlation_id=correlation_id,
-                           causation_id=causation_id)
-        return await self.add(conn, event)
-
-    async def emit_with(self, conn: asyncpg.Connection, change: str, args: Sequence[Any], event_type: str,
-                        data: BaseModel, *, correlation_id: str) -> Event | None:
-        """A state change and its event in one statement: atomic without a transaction of its own (one
-        round trip instead of four: BEGIN, the change, the outbox row, COMMIT).
+    async def add_with(self, conn: asyncpg.Connection, change: str, args: Sequence[Any],
+                       events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
+        """A state change and its events in one statement: atomic without a transaction of its own (one
+        round trip instead of four: BEGIN, the change, the outbox rows, COMMIT).
 
         `change` is one INSERT, UPDATE or DELETE with a RETURNING clause, its parameters $1..$n in `args`;
-        the event is recorded only if it returned a row. Returns the event, or None when nothing changed."""
-        event = make_event(event_type, data, producer=self.service, correlation_id=correlation_id)
-        headers = await self._headers(conn, event)
+        the events are recorded only if it returned a row. False when nothing changed."""
         n = len(args)
+        if not events:
+            return bool(await conn.fetchval(f"WITH change AS ({change}) SELECT count(*) FROM change", *args))
         changed = await conn.fetchval(
             f"WITH change AS ({change}),"
             f" added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
-            f" SELECT ${n + 1}::uuid, ${n + 2}::text, ${n + 3}::text::jsonb, ${n + 4}::text::jsonb"
-            f" WHERE EXISTS (SELECT 1 FROM change) RETURNING id)"
-            f" SELECT count(*) FROM added",
-            *args, event.event_id, event.type, event.to_json(), json.dumps(headers))
+            f" SELECT e, r, p::jsonb, h::jsonb FROM unnest(${n + 1}::uuid[], ${n + 2}::text[], ${n + 3}::text[],"
+            f" ${n + 4}::text[]) AS t(e, r, p, h) WHERE EXISTS (SELECT 1 FROM change) RETURNING 1)"
+            f" SELECT count(*) FROM change",
+            *args, [event.event_id for event, _ in events], [event.type for event, _ in events],
+            [event.to_json() for event, _ in events], [json.dumps(headers) for _, headers in events])
         if not changed:
-            return None
+            return False
         self.wakeups.after_commit(conn, self.channel)
-        return event
-
-    async def _headers(self, conn: asyncpg.Connection, event: Event) -> dict[str, Any]:
-        headers = inject_headers()
-        if not in_trace():
-            headers = await recall_trace(conn, event.correlation_id) or headers
-        return headers
+        return True
 
 
 def relay_lock_key(channel: str) -> int:
@@ -109,10 +90,10 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._min_round_seconds = min_round_seconds
         self._batch_size = batch_size
-        self._lock_key = relay_lock_key(outbox.channel)
-        self._wake = asyncio.Event()
+        # holds the lock and LISTENs; the rounds run on its connection
+        self._listening = Listening.on_pool(pool, outbox.channel, outbox.wakeups,
+                                            lock_key=relay_lock_key(outbox.channel), prepare=self._prepare)
         self._task: asyncio.Task | None = None
-        self._listener: asyncpg.Connection | None = None  # holds the lock and LISTENs; the rounds run on it
         self._stopping = False
         self._stats_at = 0.0
         # test seam: called after publishing a batch and before marking it sent
@@ -120,7 +101,7 @@ class OutboxRelay:
 
     @property
     def leading(self) -> bool:
-        return self._listener is not None and not self._listener.is_closed()
+        return self._listening.held
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._outbox.service}")
@@ -128,88 +109,49 @@ class OutboxRelay:
     async def stop(self, grace: float = 5.0) -> None:
         """Let the batch in flight be marked sent (so it is not republished needlessly), then stop."""
         self._stopping = True
-        self._wake.set()
+        self._listening.wake()
         if self._task:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
             except (asyncio.TimeoutError, Exception):
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-        await self._close_listener()
+        await self._listening.drop()  # the pool's reset unlocks: another replica may lead
 
-    def _on_notify(self, *_: Any) -> None:
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Rows were committed for this relay to publish."""
-        self._wake.set()
-
-    async def _close_listener(self) -> None:
-        self._outbox.wakeups.unlisten(self._outbox.channel, self.wake)
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            try:
-                await listener.remove_listener(self._outbox.channel, self._on_notify)
-            except Exception:  # a broken connection has no listener left to remove
-                pass
-            await self._pool.release(listener)  # the pool's reset unlocks: another replica may lead
-
-    async def _lead(self) -> bool:
-        """Whether this relay publishes: it holds (or has just taken) the service's relay lock."""
-        if self.leading:
-            return True
-        await self._close_listener()
-        conn = await self._pool.acquire()
-        try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                await self._pool.release(conn)
-                return False
-            await conn.add_listener(self._outbox.channel, self._on_notify)
-            # marking rows sent need not wait for the disk: a mark lost with a database crash only
-            # republishes those rows, which the consumers' inboxes absorb
-            await conn.execute("SET synchronous_commit = off")
-        except BaseException:
-            await self._pool.release(conn)
-            raise
-        self._listener = conn
-        self._outbox.wakeups.listen(self._outbox.channel, self.wake)
+    async def _prepare(self, conn: asyncpg.Connection) -> None:
+        # marking rows sent need not wait for the disk: a mark lost with a database crash only
+        # republishes those rows, which the consumers' inboxes absorb
+        await conn.execute("SET synchronous_commit = off")
         log.info("the outbox relay of %s publishes from this process", self._outbox.service)
-        return True
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         floor = Floor(self._min_round_seconds)
         full = False  # the last round published a whole batch: more are waiting
         while not self._stopping:
             try:
-                if not await self._lead():  # another replica's relay publishes: stand by
-                    await self._sleep(self._poll_seconds)
+                if not await self._listening.hold():  # another replica's relay publishes: stand by
+                    await self._listening.wait(self._poll_seconds)
                     continue
                 await floor.wait(ready=full)  # rows committed meanwhile go out together; a backlog at once
                 # cleared before looking: a row committed after the SELECT's snapshot notifies, so the
                 # wait below returns at once for it; a round that found fewer rows than a batch need not
                 # look again (an empty SELECT per published batch, under load)
-                self._wake.clear()
-                published = await self._round(self._listener)
-                backoff = 0.2
+                self._listening.clear()
+                published = await self._round(self._listening.conn)
+                backoff.reset()
                 full = published >= self._batch_size
                 if full or self._stopping:
                     continue
-                await self._sleep(self._poll_seconds)
+                await self._listening.wait(self._poll_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: keep the rows, try again later
-                log.warning("outbox relay of %s failed, retrying in %.1fs: %s", self._outbox.service, backoff, exc)
+                log.warning("outbox relay of %s failed, retrying in %.1fs: %s", self._outbox.service,
+                            backoff.delay, exc)
                 await self._count_backlog()
-                await self._close_listener()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+                await self._listening.drop()
+                await backoff.sleep()
 
     async def _publish_row(self, row: asyncpg.Record) -> None:
         # its own task (gather): the workload bound here tags the PRODUCER span with avatar.workload_id

@@ -1,11 +1,11 @@
-"""The S3 server that stands in for MinIO where none can be installed (ARCHITECTURE.md, infrastructure table).
+"""The S3 server that stands in for MinIO where none can be installed (docs/architecture.md §9).
 
 moto's S3 backend, served on its own by waitress:
 - only S3: moto's own server (`moto.server`, `ThreadedMotoServer`) dispatches every request among all of
   moto's ~180 services, listing moto's package directory and trying its URL patterns each time, under one lock;
 - waitress keeps HTTP/1.1 connections alive and serves from a fixed pool of threads, where werkzeug's
   development server closes every connection and starts a thread per request.
-Same S3 behaviour, about 2.5x less CPU per request on this machine (bench/bench_s3.py, bench/RESULTS.md).
+Same S3 behaviour at a fraction of the CPU per request (figures: bench/RESULTS.md, bench_s3).
 The platform only ever speaks S3 through the `minio` SDK, so a real MinIO (deploy/) replaces it unchanged.
 
     python -m services.kit.s3server --host 127.0.0.1 --port 9000    # `make up` starts it so

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import importlib.util
 import logging
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.kit import errors, metrics
 from services.kit.body import BodyGuard
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
+from services.kit.messagebus import MessageBus
 from services.kit.messaging import EventBus, new_broker
 from services.kit.retention import sweep_forever
 from services.kit.outbox import Outbox, OutboxRelay
@@ -32,6 +34,7 @@ from services.kit.priority import lower_priority
 from services.kit.request_timer import RequestTimer
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
+from services.kit.unit_of_work import UnitOfWork
 from services.kit.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,16 @@ class Platform:
         self.background.append(task)
         return task
 
+    def message_bus(self, app: FastAPI, unit_of_work: Callable[..., UnitOfWork], **handlers: Any) -> MessageBus:
+        """The service's message bus over units of `unit_of_work` (called with this pool and outbox, and
+        `conn=`/`cause=` for an event; MessageBus's maps and dependencies in `handlers`): routes reach it as MessageBusDep, and this process consumes the events it handles
+        when it runs the event side."""
+        bus = MessageBus(functools.partial(unit_of_work, self.pool, self.outbox), **handlers)
+        app.state.messagebus = bus
+        if self.handles_events:
+            bus.subscribe(self.bus)
+        return bus
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """One command, one transaction: its state change, its outbox rows and what it counts (metrics)
@@ -92,12 +105,12 @@ async def current_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(current_platform)]  # a route parameter: the service's Platform
 
 
-async def current_messagebus(request: Request) -> Any:
+async def current_messagebus(request: Request) -> MessageBus:
     """The service's message bus (services/kit/messagebus.py), built by its composition root's setup."""
     return request.app.state.messagebus
 
 
-MessageBusDep = Annotated[Any, Depends(current_messagebus)]  # a route parameter: the service's MessageBus
+MessageBusDep = Annotated[MessageBus, Depends(current_messagebus)]  # a route parameter: the service's MessageBus
 
 
 BodySizeLimit = BodyGuard  # the name it had before it also checked JSON
@@ -123,7 +136,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         broker = new_broker(settings.rabbitmq_url, name, graceful_timeout=10.0)
         wakeups = Wakeups(pool, name)
         outbox = Outbox(name, wakeups)
-        bus = EventBus(broker, name, pool, outbox, broker_url=settings.rabbitmq_url,
+        bus = EventBus(broker, name, pool, broker_url=settings.rabbitmq_url,
                        prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
                        batch_workers=settings.consumer_batch_workers,
                        batch_min_interval=settings.consumer_min_batch_seconds, consume=settings.handles_events)
@@ -243,11 +256,9 @@ def serve(app: FastAPI) -> None:
     if http == "auto":  # as uvicorn decides it, made explicit so that /metrics can say which one runs
         http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     app.state.http_parser = http
-    # the collector's full passes walked every object the imports made (FastAPI, pydantic, OpenTelemetry)
-    # again and again: 55-96 ms pauses of the trainer every few seconds under load, a stall of every
-    # request in flight (bench/RESULTS.md, "a floor under batches, and the collector"). What exists
-    # now lives as long as the process: out of the collector's sight. A larger first generation lets
-    # a request's or an event's temporaries die before anything is promoted.
+    # What the imports built lives as long as the process, so it is frozen out of the collector's full
+    # passes, which otherwise stall every request in flight; a larger first generation lets a request's
+    # temporaries die young (bench/RESULTS.md, "... floors under batches and relay rounds, and the collector").
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

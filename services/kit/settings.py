@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # a batch worker starts a partial batch at most this often, and the outbox relay a partial round:
     # under load the events arriving meanwhile share one transaction (or one publish round) instead of
     # one each; a full batch or round starts at once, and an idle worker or relay takes a lone event at
-    # once (bench/RESULTS.md, "a floor under batches" and "floors that never cap")
+    # once (bench/RESULTS.md, "floors under batches and relay rounds" and "floors that never cap")
     consumer_min_batch_seconds: float = Field(default=0.15, ge=0, le=5)
     outbox_min_round_seconds: float = Field(default=0.15, ge=0, le=5)
     # which part of the service this process runs: "all" of it; "api", HTTP only (no consumer, no outbox

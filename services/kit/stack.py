@@ -34,7 +34,7 @@ SERVICES = ("library", "builder", "trainer", "approval", "scheduler", "models")
 EVENTS_SUFFIX = "-events"  # the process name of a split service's event side: event_side(name)
 EVENTS_PORT_OFFSET = 100  # `make up --split`: trainer 8003, trainer-events 8103
 
-# How each loopback server is (re)started on this kind of machine (see the env notes in the README).
+# How each loopback server is (re)started on this kind of machine (docs/architecture.md §9).
 LOCAL_SERVERS = {
     "postgresql": (5432, "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
     "redis": (6379, "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no "

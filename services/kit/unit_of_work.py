@@ -9,7 +9,6 @@ after-commit callback. Leaving the block without committing rolls back. Nothing 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterable, NamedTuple, Sequence
 
@@ -24,12 +23,14 @@ from services.kit.telemetry import continue_workload_trace, in_trace, inject_hea
 
 class Recorded(NamedTuple):
     """An event an aggregate recorded: its type, its payload, the workload (or App) it is about and,
-    when a unit handles several delivered events at once, which of them caused it."""
+    when a unit handles several delivered events at once, which of them caused it; `trace` is the trace
+    context it carries when that is not the unit's own (one event per workload, each in its own trace)."""
 
     type: str
     data: BaseModel
     correlation_id: str
     cause: Event | None = None
+    trace: dict[str, Any] | None = None
 
 
 @dataclass
@@ -45,8 +46,8 @@ class Aggregate:
         raise NotImplementedError
 
     def record(self, event_type: str, data: BaseModel, *, correlation_id: str | None = None,
-               cause: Event | None = None) -> None:
-        self.events.append(Recorded(event_type, data, correlation_id or self.correlation_id, cause))
+               cause: Event | None = None, trace: dict[str, Any] | None = None) -> None:
+        self.events.append(Recorded(event_type, data, correlation_id or self.correlation_id, cause, trace))
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,21 @@ class AbstractUnitOfWork:
     committed: bool = False
 
     def __init__(self) -> None:
-        self._seen: list[Aggregate] = []
+        self._seen: list[tuple[Aggregate, dict[str, Any] | None]] = []
         self._recorded: list[Recorded] = []
 
     def _reset(self) -> None:
         self._seen, self._recorded, self.committed = [], [], False
 
-    def track(self, aggregate: Any) -> Any:
-        """An aggregate loaded or added in this unit: its recorded events go out on commit."""
-        if aggregate is not None and not any(seen is aggregate for seen in self._seen):
-            self._seen.append(aggregate)
+    def track(self, aggregate: Any, *, trace: dict[str, Any] | None = None) -> Any:
+        """An aggregate loaded or added in this unit: its recorded events go out on commit, carrying
+        `trace` (a span's context, `inject_headers(span=...)`) when it is not the unit's own."""
+        if aggregate is not None and not any(seen is aggregate for seen, _ in self._seen):
+            self._seen.append((aggregate, trace))
         return aggregate
 
     def record(self, event_type: str, data: BaseModel, *, correlation_id: str | None = None,
-               cause: Event | None = None) -> None:
+               cause: Event | None = None, trace: dict[str, Any] | None = None) -> None:
         """An event no aggregate owns (a read model's change, an API's notice). Its correlation id is
         the cause's (the event being handled) unless given."""
         cause = cause or self.cause
@@ -86,15 +88,16 @@ class AbstractUnitOfWork:
             if cause is None:
                 raise ValueError("an event recorded outside an event handler names its correlation id")
             correlation_id = cause.correlation_id
-        self._recorded.append(Recorded(event_type, data, correlation_id, cause))
+        self._recorded.append(Recorded(event_type, data, correlation_id, cause, trace))
 
     def collect(self) -> list[Recorded]:
         """Every event recorded in this unit so far, in order, taken off the aggregates."""
         found: list[Recorded] = []
-        for aggregate in self._seen:
+        for aggregate, trace in self._seen:
             events = aggregate.events
             if events:
-                found.extend(events)
+                found.extend(events if trace is None else
+                             (event if event.trace is not None else event._replace(trace=trace) for event in events))
                 aggregate.events = []
         found.extend(self._recorded)
         self._recorded = []
@@ -181,6 +184,10 @@ class UnitOfWork(AbstractUnitOfWork):
         """Run once this unit (or the consumer transaction it joined) has committed."""
         metrics.on_commit(callback)
 
+    def wake(self, channel: str) -> None:
+        """Wake what listens on `channel` (services/kit/listening.py) once this unit has committed."""
+        self._outbox.wakeups.after_commit(self.conn, channel)
+
     def continue_trace(self, name: str, workload_id: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A span in the workload's own trace for work no message carries (a person's decision, a sweep)."""
         return continue_workload_trace(self.conn, name, workload_id)
@@ -205,23 +212,8 @@ class UnitOfWork(AbstractUnitOfWork):
         if self._transaction is not None or self._joined is not None:
             raise RuntimeError("commit_guarded() is for a statement() unit, which has no transaction to share")
         events = await self._events(self.collect())
-        n = len(change.args)
-        if not events:
-            applied = await self.conn.fetchval(f"WITH change AS ({change.sql}) SELECT count(*) FROM change",
-                                               *change.args)
-        else:
-            ids, types, bodies, headers = zip(*((e.event_id, e.type, e.to_json(), json.dumps(h)) for e, h in events))
-            applied = await self.conn.fetchval(
-                f"WITH change AS ({change.sql}),"
-                f" added AS (INSERT INTO outbox (event_id, routing_key, payload, headers)"
-                f" SELECT e, r, p::jsonb, h::jsonb FROM unnest(${n + 1}::uuid[], ${n + 2}::text[], ${n + 3}::text[],"
-                f" ${n + 4}::text[]) AS t(e, r, p, h) WHERE EXISTS (SELECT 1 FROM change) RETURNING 1)"
-                f" SELECT count(*) FROM change",
-                *change.args, list(ids), list(types), list(bodies), list(headers))
-        if not applied:
+        if not await self._outbox.add_with(self.conn, change.sql, change.args, events):
             return False
-        if events:
-            self._outbox.wakeups.after_commit(self.conn, self._outbox.channel)
         self.committed = True
         return True
 
@@ -237,8 +229,8 @@ class UnitOfWork(AbstractUnitOfWork):
             cause = item.cause or self.cause
             event = make_event(item.type, item.data, producer=self.service, correlation_id=item.correlation_id,
                                causation_id=cause.event_id if cause is not None else None)
-            headers = current
-            if not traced:
+            headers = item.trace or current
+            if item.trace is None and not traced:
                 if item.correlation_id not in recalled:
                     recalled[item.correlation_id] = await recall_trace(self.conn, item.correlation_id) or current
                 headers = recalled[item.correlation_id]

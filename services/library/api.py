@@ -6,17 +6,16 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Query, Response
 
-from contracts.events import ComponentChanged, ComponentSnapshot, ComponentType
+from contracts.events import ComponentSnapshot, ComponentType
 from services.kit.auth import Reader, Writer
-from services.kit.metrics import Counter
 from services.kit.paging import Page, Paging
-from services.kit.service import PlatformDep
-from services.library import catalog, domain, store
+from services.kit.service import MessageBusDep, Platform, PlatformDep
+from services.library import store
+from services.library.commands import RegisterComponent, UpdateComponent
 from services.library.schemas import (ComponentDetail, ComponentPatch, ComponentRegistration, ComponentSummary,
                                       VersionSummary, VersionView)
 
 router = APIRouter(prefix="/components", tags=["components"])
-CATALOG_CHANGES = Counter("avatar_library_changes_total", "Components registered or updated", ["event"])
 
 
 async def _detail(conn: asyncpg.Connection, component_id: str) -> ComponentDetail:
@@ -24,15 +23,17 @@ async def _detail(conn: asyncpg.Connection, component_id: str) -> ComponentDetai
     return ComponentDetail.of(row, await store.used_in(conn, component_id), await store.versions(conn, component_id))
 
 
+async def _committed(platform: Platform, component_id: str) -> ComponentDetail:
+    async with platform.snapshot() as conn:
+        return await _detail(conn, component_id)
+
+
 @router.post("", status_code=201, response_model=ComponentDetail, summary="Register a component (CL-01)")
-async def register(body: ComponentRegistration, user: Writer, platform: PlatformDep,
+async def register(body: ComponentRegistration, user: Writer, bus: MessageBusDep, platform: PlatformDep,
                    response: Response) -> ComponentDetail:
-    async with platform.transaction() as conn:
-        component = await catalog.register(conn, platform.outbox, body, user.user)
-        detail = await _detail(conn, component.component_id)
-    CATALOG_CHANGES.labels("registered").inc()
-    response.headers["Location"] = f"/components/{component.component_id}"
-    return detail
+    component_id = await bus.handle(RegisterComponent(body, user.user))
+    response.headers["Location"] = f"/components/{component_id}"
+    return await _committed(platform, component_id)
 
 
 @router.get("", response_model=Page[ComponentSummary],
@@ -48,25 +49,15 @@ async def search(_: Reader, platform: PlatformDep, paging: Paging,
 @router.get("/{component_id}", response_model=ComponentDetail,
             summary="A component with where it is used and its versions (CL-03)")
 async def detail(component_id: str, _: Reader, platform: PlatformDep) -> ComponentDetail:
-    async with platform.snapshot() as conn:
-        return await _detail(conn, component_id)
+    return await _committed(platform, component_id)
 
 
 @router.patch("/{component_id}", response_model=ComponentDetail,
               summary="Update a component; the previous version is kept (CL-04, CL-05)")
-async def update(component_id: str, body: ComponentPatch, user: Writer, platform: PlatformDep) -> ComponentDetail:
-    async with platform.transaction() as conn:
-        current = store.snapshot(await store.component(conn, component_id, lock=True))
-        used = {row["version"] for row in await store.versions(conn, component_id)}
-        revision = domain.revise(current, body.model_dump(exclude_none=True), used)
-        if revision is not None:
-            await store.save(conn, revision.component, revision.changed, user.user)
-            await platform.outbox.emit(conn, "component.updated", ComponentChanged(component=revision.component),
-                                       correlation_id=component_id)
-        detail = await _detail(conn, component_id)
-    if revision is not None:
-        CATALOG_CHANGES.labels("updated").inc()
-    return detail
+async def update(component_id: str, body: ComponentPatch, user: Writer, bus: MessageBusDep,
+                 platform: PlatformDep) -> ComponentDetail:
+    await bus.handle(UpdateComponent(component_id, body.model_dump(exclude_none=True), user.user))
+    return await _committed(platform, component_id)
 
 
 @router.get("/{component_id}/versions", response_model=list[VersionView],

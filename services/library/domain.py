@@ -6,12 +6,13 @@ keeps the old one, so what an App placed can always be traced back.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.events import ComponentSnapshot
+from contracts.events import ComponentChanged, ComponentSnapshot
 from contracts.spec import AppSpec
 from services.kit.errors import Conflict
+from services.kit.unit_of_work import Aggregate
 
 VERSION_PATTERN = r"^\d{1,6}(\.\d{1,6}){0,3}([-+][0-9A-Za-z.-]{1,32})?$"
 _NUMERIC_CORE = re.compile(r"^[\d.]+")
@@ -59,6 +60,37 @@ def revise(current: ComponentSnapshot, changes: dict[str, Any], used_versions: s
     while version in used_versions:
         version = bump(version)
     return Revision(proposed.model_copy(update={"version": version}), changed)
+
+
+@dataclass
+class Component(Aggregate):
+    """A library component: its current snapshot and every version string it ever had."""
+
+    snapshot: ComponentSnapshot
+    used_versions: set[str] = field(default_factory=set)
+    changed: list[str] = field(default_factory=list)  # what the latest revision changed
+
+    @property
+    def correlation_id(self) -> str:
+        return self.snapshot.component_id
+
+    @classmethod
+    def register(cls, number: int, fields: dict[str, Any]) -> "Component":
+        """CL-01: a new component, its first version."""
+        snapshot = ComponentSnapshot(component_id=component_id(number), **fields)
+        component = cls(snapshot, {snapshot.version})
+        component.record("component.registered", ComponentChanged(component=snapshot))
+        return component
+
+    def update(self, changes: dict[str, Any]) -> bool:
+        """CL-04/CL-05: the changes as a new version; False when they change nothing."""
+        revision = revise(self.snapshot, changes, self.used_versions)
+        if revision is None:
+            return False
+        self.snapshot, self.changed = revision.component, revision.changed
+        self.used_versions.add(revision.component.version)
+        self.record("component.updated", ComponentChanged(component=revision.component))
+        return True
 
 
 def search_pattern(query: str) -> str:

@@ -11,8 +11,10 @@ from services import library
 from services.kit import errors
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings, settings_for
-from services.library import api, catalog, events
+from services.library import api, catalog, handlers
+from services.library.commands import SeedCatalog
 from services.library.settings import LibrarySettings
+from services.library.unit_of_work import LibraryUnitOfWork
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,8 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-        events.subscribe(platform.bus)
-        await catalog.seed(platform.pool, platform.outbox, settings.library_seed_catalog)
+        bus = platform.message_bus(app, LibraryUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS)
+        await bus.handle(SeedCatalog(catalog.seed_entries(settings.library_seed_catalog)))
         yield
 
     app = build_service("library", settings, routers=[api.router], migrations=MIGRATIONS,

@@ -12,11 +12,17 @@ from services.library import domain
 from services.kit.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
+_SEED_LOCK = 0x1B5EED
 
 
 def _name_taken(name: str) -> Conflict:
     return Conflict(f"a component named {name!r} is already registered; update it to publish a new version",
                     code="name_taken")
+
+
+async def lock_seeding(conn: asyncpg.Connection) -> None:
+    """One replica seeds; the others wait, then find the catalog no longer empty."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEED_LOCK)
 
 
 async def any_component(conn: asyncpg.Connection) -> bool:

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
 
 from services.kit.auth import Reader
 from services.kit.errors import Conflict, Invalid, NotFound
@@ -19,6 +17,7 @@ from services.models import metrics, store
 from services.models.archive import Member, archive_size, layout
 from services.models.domain import RangeNotSatisfiable, StagedArtifact, compare, parse_range
 from services.models.downloads import MissingObject, Streamer, StoreUnavailable
+from services.models.schemas import AppVersions, Comparison, ModelDetail, ModelFile, ModelSummary, RunLog
 
 router = APIRouter(tags=["models"])
 
@@ -33,63 +32,6 @@ async def _streamer(request: Request) -> Streamer:
 
 Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 Streams = Annotated[Streamer, Depends(_streamer)]
-
-
-class ModelSummary(BaseModel):
-    model_id: str
-    name: str
-    app_id: str
-    app_name: str
-    version: int
-    workload_id: str
-    workload_name: str | None
-    created_at: datetime
-    stored_at: datetime | None
-    size_bytes: int
-    file_count: int
-    status: str
-    store_attempts: int
-    store_error: str | None
-
-
-class ModelFile(BaseModel):
-    path: str
-    component: str
-    size_bytes: int
-    sha256: str
-    verified_by: str
-    download: str
-
-
-class RunLog(BaseModel):
-    component: str
-    task_id: str
-    component_id: str
-    url: str | None = Field(description="where the run log is kept (ST-04)")
-    download: str | None = Field(description="the log over HTTP")
-
-
-class ModelDetail(ModelSummary):
-    spec_version: str
-    spec: dict[str, Any]
-    training_config: dict[str, Any]
-    workload: dict[str, Any]
-    run_logs: list[RunLog]
-    metrics: dict[str, Any]
-    files: list[ModelFile]
-    storage: dict[str, str]
-    aliases: list[str]
-    download: str
-
-
-class AppVersions(BaseModel):
-    app_id: str
-    versions: list[ModelSummary]
-
-
-class Comparison(BaseModel):
-    models: list[ModelSummary]
-    metrics: dict[str, dict[str, float | None]]
 
 
 def _summary(row: asyncpg.Record) -> ModelSummary:

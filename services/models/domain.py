@@ -1,4 +1,5 @@
-"""The rules of the model store, free of I/O: naming, layout, metrics, the promotion gate, byte ranges."""
+"""The rules of the model store, free of I/O: naming, layout, a model's life (the Model aggregate), metrics,
+the promotion gate and aliases (the Alias aggregate), byte ranges."""
 from __future__ import annotations
 
 import hashlib
@@ -6,13 +7,15 @@ import math
 import random
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.events import ComponentArtifacts
+from contracts.events import ComponentArtifacts, ModelAliasMoved, ModelStored, ModelStoreFailed, WorkloadCompleted
+from services.kit.errors import Conflict
 from services.kit.objectstore import split_s3_url
+from services.kit.unit_of_work import Aggregate
 
 ModelStatus = Literal["pending", "stored"]
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -94,6 +97,93 @@ def model_path(folder: str, staged_key: str, staged_prefix: str) -> str:
     return f"{folder}/{relative.lstrip('/')}"
 
 
+# ---------------------------------------------------------------- a model's life
+
+@dataclass(frozen=True)
+class NewModel:
+    """What a completed workload is recorded as: a pending model, numbered by the database with the
+    App's next version when it is added."""
+
+    model_id: str
+    workload_id: str
+    app_id: str
+    app_name: str
+    name_prefix: str
+    workload: dict[str, Any]
+    artifacts: list[StagedArtifact]
+    metrics: dict[str, Any]
+
+
+def model_of(completed: WorkloadCompleted) -> NewModel:
+    """The pending model of a completed workload. Raises ValueError for an event that can never be
+    stored (its workload is another one, or an artifact location is unusable)."""
+    workload = completed.workload
+    if workload.workload_id != completed.workload_id:
+        raise ValueError(f"workload.completed for {completed.workload_id} carries workload {workload.workload_id}")
+    try:
+        artifacts = plan_artifacts(completed.artifacts)
+    except ValueError as exc:
+        raise ValueError(f"workload {completed.workload_id} lists an unusable artifact location: {exc}") from exc
+    metrics = merge_metrics({a.folder: source.metrics for a, source in zip(artifacts, completed.artifacts)})
+    return NewModel(model_id=new_model_id(), workload_id=completed.workload_id, app_id=workload.app_id,
+                    app_name=workload.spec.name, name_prefix=model_name_prefix(workload.spec.name),
+                    workload=workload.to_wire(), artifacts=artifacts, metrics=metrics)
+
+
+@dataclass
+class Model(Aggregate):
+    """A model on its way into the models bucket: `pending` until every staged file is copied and
+    verified, then `stored` (announced with model.stored). A store worker holds a lease on the model
+    while it copies; a failed attempt keeps it pending, to be retried, and the first failure of an
+    outage is announced with model.store_failed (the later ones of the same outage are only counted)."""
+
+    model_id: str
+    workload_id: str
+    app_id: str
+    version: int
+    artifacts: list[StagedArtifact]
+    status: ModelStatus = "pending"
+    attempts: int = 0  # failed attempts
+    last_error: str | None = None
+    outage_reported: bool = False
+    size_bytes: int = 0  # the stored model's totals (0 while pending)
+    file_count: int = 0
+    # files verified so far: path → staged source (a resumed copy skips them), and what they add up to
+    verified: dict[str, str] = field(default_factory=dict)
+    verified_bytes: int = 0
+    retry_in: float | None = None  # seconds until the next attempt, once one failed
+    trace_headers: dict[str, Any] | None = None  # the workload's remembered trace context
+
+    @property
+    def correlation_id(self) -> str:
+        return self.workload_id
+
+    def file_verified(self, path: str, source: str, size: int) -> None:
+        self.verified[path] = source
+        self.verified_bytes += size
+
+    def mark_stored(self) -> None:
+        """Every file is copied and verified: the model is stored, with the totals of its files."""
+        if self.status != "pending":
+            raise ValueError(f"model {self.model_id} is {self.status}, not pending")
+        self.status, self.size_bytes, self.file_count = "stored", self.verified_bytes, len(self.verified)
+        self.last_error, self.outage_reported, self.retry_in = None, False, None
+        self.record("model.stored", ModelStored(workload_id=self.workload_id, model_id=self.model_id,
+                                                app_id=self.app_id, version=self.version,
+                                                size_bytes=self.size_bytes, files=self.file_count))
+
+    def attempt_failed(self, reason: str, retry_in: float) -> None:
+        """An attempt failed (the store is away, a copy did not verify): try again in `retry_in` seconds."""
+        if self.status != "pending":
+            raise ValueError(f"model {self.model_id} is {self.status}, not pending")
+        self.attempts += 1
+        self.last_error, self.retry_in = reason[:2000], retry_in
+        if not self.outage_reported:  # the trainer's timeline shows "completed, model not stored yet"
+            self.outage_reported = True
+            self.record("model.store_failed", ModelStoreFailed(workload_id=self.workload_id, reason=reason,
+                                                               attempt=self.attempts, will_retry=True))
+
+
 # ---------------------------------------------------------------- metrics
 
 def _scalar(value: Any) -> bool:
@@ -136,7 +226,7 @@ def metric_value(metrics: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-# ---------------------------------------------------------------- the verification gate (seed 003)
+# ---------------------------------------------------------------- the verification gate (docs/spec.md §14.2)
 
 class Gate(BaseModel):
     """A threshold the model must meet before an alias may point at it."""
@@ -175,6 +265,131 @@ def evaluate_gate(model_id: str, metrics: dict[str, Any], gate: Gate) -> GateOut
         return GateOutcome(False, observed, f"verification gate failed: {gate.metric} = {observed:g} of model "
                                             f"{model_id} is above the allowed maximum {gate.max:g}")
     return GateOutcome(True, observed, f"{gate.metric} = {observed:g} meets the gate")
+
+
+# ---------------------------------------------------------------- aliases (docs/spec.md §14.2, hot swap)
+
+class GateFailed(Conflict):
+    """The model does not meet the gate the move asked for (409 gate_failed)."""
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """A model as an alias move sees it."""
+
+    model_id: str
+    app_id: str
+    version: int
+    status: ModelStatus
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of an alias, as its history keeps it; `undoes` is the move a rollback reverts."""
+
+    sequence: int
+    action: Literal["move", "rollback"]
+    from_model_id: str | None
+    to_model_id: str
+    moved_by: str
+    gate: dict[str, Any] | None = None
+    gate_observed: float | None = None
+    undoes: int | None = None
+
+
+@dataclass(frozen=True)
+class AliasMoved:
+    """What a move or a rollback did: the answer to the person who asked, as it is (schemas.py)."""
+
+    app_id: str
+    alias: str
+    model_id: str
+    version: int
+    previous_model_id: str | None
+    changed: bool
+    action: Literal["move", "rollback"]
+    moved_by: str
+    gate_observed: float | None = None
+
+
+@dataclass(frozen=True)
+class UndoableMove:
+    sequence: int
+    from_model_id: str | None
+
+
+@dataclass
+class Alias(Aggregate):
+    """A name such as `production` pointing at one stored model of an App. Loaded locked, so moves of one
+    alias (its first one too) happen one after the other; each move announces model.alias_moved with the
+    number it takes in the App's history, by which consumers order the events they receive."""
+
+    app_id: str
+    name: str
+    model_id: str | None  # None: the alias does not exist yet
+    next_sequence: int  # the number its move takes (reserved when it is loaded locked)
+    last_move: UndoableMove | None = None  # the newest move not undone, when loaded for a rollback
+    moves: list[AliasMove] = field(default_factory=list)  # made in this unit, to be written
+
+    @property
+    def correlation_id(self) -> str:
+        return self.app_id
+
+    def move_to(self, model: AliasTarget, *, by: str, gate: Gate | None = None,
+                expected_model_id: str | None = None) -> AliasMoved:
+        """Point the alias at `model` if it is a stored model of this App, the alias still points where the
+        mover expects, and the model meets the gate; moving it where it points changes nothing."""
+        if model.app_id != self.app_id:
+            raise Conflict(f"model {model.model_id} belongs to app {model.app_id}, not {self.app_id}",
+                           code="other_app")
+        if model.status != "stored":
+            raise Conflict(f"model {model.model_id} is not stored yet; only a stored model can be promoted",
+                           code="not_stored")
+        if expected_model_id is not None and expected_model_id != self.model_id:
+            raise Conflict(f"alias {self.name} points at {self.model_id or 'nothing'}, not {expected_model_id}: "
+                           "it moved meanwhile; reload and retry", code="alias_moved", current_model_id=self.model_id)
+        observed = None
+        if gate is not None:
+            outcome = evaluate_gate(model.model_id, model.metrics, gate)
+            if not outcome.passed:
+                raise GateFailed(f"{outcome.message}; alias {self.name} still points at {self.model_id or 'nothing'}",
+                                 code="gate_failed", gate=gate.model_dump(), observed=outcome.observed)
+            observed = outcome.observed
+        change = AliasMoved(app_id=self.app_id, alias=self.name, model_id=model.model_id, version=model.version,
+                             previous_model_id=self.model_id, changed=self.model_id != model.model_id,
+                             action="move", moved_by=by, gate_observed=observed)
+        if change.changed:
+            self._moved(change, AliasMove(self.next_sequence, "move", self.model_id, model.model_id, by,
+                                          gate=gate.model_dump() if gate else None, gate_observed=observed))
+        return change
+
+    def rollback_target(self) -> str:
+        """The model the newest move not yet undone came from (repeated rollbacks walk back the history)."""
+        if self.last_move is None or self.last_move.from_model_id is None:
+            raise Conflict(f"alias {self.name} of app {self.app_id} has no earlier model to roll back to",
+                           code="nothing_to_roll_back")
+        return self.last_move.from_model_id
+
+    def roll_back(self, model: AliasTarget, *, by: str) -> AliasMoved:
+        """Undo the newest move not yet undone: back to `model`, the one it came from."""
+        if self.last_move is None or model.model_id != self.rollback_target():
+            raise ValueError(f"alias {self.name} rolls back to {self.rollback_target()}, not {model.model_id}")
+        change = AliasMoved(app_id=self.app_id, alias=self.name, model_id=model.model_id, version=model.version,
+                             previous_model_id=self.model_id, changed=True, action="rollback", moved_by=by)
+        self._moved(change, AliasMove(self.next_sequence, "rollback", self.model_id, model.model_id, by,
+                                      undoes=self.last_move.sequence))
+        return change
+
+    def _moved(self, change: AliasMoved, move: AliasMove) -> None:
+        if self.moves:
+            raise ValueError(f"alias {self.name} moves once per unit of work: its number is reserved on loading")
+        self.model_id, self.last_move = move.to_model_id, None
+        self.moves.append(move)
+        self.record("model.alias_moved", ModelAliasMoved(
+            app_id=change.app_id, alias=change.alias, model_id=change.model_id, version=change.version,
+            previous_model_id=change.previous_model_id, action=change.action, moved_by=change.moved_by,
+            sequence=move.sequence))
 
 
 # ---------------------------------------------------------------- comparison (MD-06)

@@ -11,15 +11,14 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from services.kit import errors
-from services.kit.inbox import lock_per_workload
 from services.kit.objectstore import check_bucket
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.models import alias_api, api, store
+from services.models import alias_api, api, handlers
 from services.models.settings import ModelsSettings, models_settings
 from services.models.downloads import Streamer
-from services.models.events import on_workload_completed
 from services.models.objects import ObjectStore, build_client
+from services.models.unit_of_work import ModelsUnitOfWork
 from services.models.worker import StoreWorker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,13 +38,13 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     objects = ObjectStore(client, settings)
     copy_threads = ThreadPoolExecutor(settings.models_store_concurrency, thread_name_prefix="model-copy")
     read_threads = ThreadPoolExecutor(settings.models_download_threads, thread_name_prefix="model-read")
-    worker = StoreWorker(platform.pool, platform.outbox, objects, settings, executor=copy_threads)
+    bus = platform.message_bus(app, ModelsUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
+                               locks=handlers.LOCKS, dependencies={"wakeups": platform.wakeups})
+    worker = StoreWorker(platform.pool, platform.outbox, objects, settings, bus=bus, executor=copy_threads)
     app.state.objects = objects
     app.state.streamer = Streamer(objects, settings.models_bucket, read_threads, settings.models_download_chunk)
     app.state.models_worker = worker
     platform.checks["s3"] = lambda: check_bucket(client, settings.models_bucket)
-    # one workload's model is recorded once: its completions queue up on this lock from their inbox claim on
-    platform.bus.on("workload.completed", on_workload_completed, lock=lock_per_workload(store.WORKLOAD_LOCK))
     try:
         await asyncio.wait_for(asyncio.to_thread(objects.ensure_bucket, settings.models_bucket), 10)
     except Exception as exc:  # the store may be down at start: the worker creates the bucket once it is back

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from services.kit.telemetry import recalled_trace_sql
-from services.models.domain import StagedArtifact
+from services.models.domain import Alias, AliasTarget, Model, NewModel, StagedArtifact, UndoableMove
 from services.models.objects import StoredObject
 
 NOTIFY_CHANNEL = "models_pending"  # the store workers listen: a model is pending (services/kit/wakeups.py)
@@ -22,9 +22,7 @@ SUMMARY_COLUMNS = ("model_id, workload_id, app_id, app_name, version, name, stat
 WORKLOAD_LOCK = "models.workload"
 
 
-async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id: str, app_id: str, app_name: str,
-                         name_prefix: str, workload: dict[str, Any], artifacts: list[StagedArtifact],
-                         metrics: dict[str, Any]) -> int | None:
+async def insert_pending(conn: asyncpg.Connection, model: NewModel) -> int | None:
     """Record the model as pending under the App's next version; returns the version, or None when the
     workload already has a model (its completion re-published under a new id).
 
@@ -41,7 +39,8 @@ async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id
         "  $6::jsonb, $7::jsonb, $8::jsonb FROM version"
         "  RETURNING version)"
         " SELECT version FROM added",
-        model_id, workload_id, app_id, app_name, name_prefix, workload, [asdict(a) for a in artifacts], metrics)
+        model.model_id, model.workload_id, model.app_id, model.app_name, model.name_prefix, model.workload,
+        [asdict(a) for a in model.artifacts], model.metrics)
 
 
 # ---------------------------------------------------------------- the store worker
@@ -50,8 +49,7 @@ async def insert_pending(conn: asyncpg.Connection, *, model_id: str, workload_id
 class Claimed:
     """One pass of the store worker: the models it leased, with what their copy needs, and what waits."""
 
-    models: list[dict[str, Any]]  # model_id, workload_id, app_id, version, artifacts, attempts,
-    # trace_headers (the workload's remembered trace context), stored ({path: source} already verified)
+    models: list[Model]  # with the files an earlier attempt verified and the workload's trace context
     pending: int  # models waiting to be stored, the ones just leased included
     due: float | None  # seconds until the first of the others is due (None: none is)
 
@@ -74,17 +72,27 @@ async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit:
         "  FROM models m LEFT JOIN claimed c USING (model_id) WHERE m.status = 'pending')"
         " SELECT w.pending, w.due, c.model_id, c.workload_id, c.app_id, c.version, c.artifacts, c.attempts,"
         f"  {recalled_trace_sql('c.workload_id')} AS trace_headers,"
-        "  (SELECT coalesce(array_agg(ARRAY[f.path, f.source]), '{}') FROM model_files f"
-        "   WHERE f.model_id = c.model_id) AS stored"
+        f"  {VERIFIED_FILES.format(model='c.model_id')}"
         " FROM waiting w LEFT JOIN claimed c ON true", owner, lease_seconds, limit)
     # the clamp at 0 is made here, not with SQL's greatest(0, …): that ignores a NULL, so with nothing
     # pending it said "due now" and an idle worker polled every 50 ms instead of every models_poll_seconds
     due = rows[0]["due"]
-    models = [{**{k: row[k] for k in ("model_id", "workload_id", "app_id", "version", "artifacts", "attempts",
-                                      "trace_headers")},
-               "stored": {path: source for path, source in row["stored"]}}
-              for row in rows if row["model_id"] is not None]
+    models = [_model(row, trace_headers=row["trace_headers"]) for row in rows if row["model_id"] is not None]
     return Claimed(models, rows[0]["pending"], None if due is None else max(0.0, due))
+
+
+# the files of a model verified so far ({path: source} pairs) and their bytes
+VERIFIED_FILES = ("(SELECT coalesce(array_agg(ARRAY[f.path, f.source]), '{{}}') FROM model_files f"
+                  " WHERE f.model_id = {model}) AS verified,"
+                  " (SELECT coalesce(sum(f.size_bytes), 0)::bigint FROM model_files f WHERE f.model_id = {model})"
+                  " AS verified_bytes")
+
+
+def _model(row: asyncpg.Record, **known: Any) -> Model:
+    return Model(model_id=row["model_id"], workload_id=row["workload_id"], app_id=row["app_id"],
+                 version=row["version"], artifacts=[StagedArtifact(**a) for a in row["artifacts"]],
+                 attempts=row["attempts"], verified={path: source for path, source in row["verified"]},
+                 verified_bytes=row["verified_bytes"], **known)
 
 
 async def renew_lease(pool: asyncpg.Pool, model_id: str, owner: str, lease_seconds: float) -> bool:
@@ -108,31 +116,30 @@ async def record_file(pool: asyncpg.Pool, model_id: str, *, path: str, component
         model_id, path, component, source, object_key, stored.size, stored.sha256, stored.etag, stored.verified_by)
 
 
-async def mark_stored(conn: asyncpg.Connection, model_id: str, owner: str) -> asyncpg.Record | None:
-    """pending → stored with the totals of its verified files; None if this replica lost the lease."""
-    return await conn.fetchrow(
-        "UPDATE models m SET status = 'stored', stored_at = now(), lease_owner = NULL, lease_until = NULL,"
-        " last_error = NULL, outage_reported = false,"
-        " size_bytes = f.size, file_count = f.files"
-        " FROM (SELECT coalesce(sum(size_bytes), 0)::bigint AS size, count(*)::int AS files"
-        "       FROM model_files WHERE model_id = $1) f"
-        " WHERE m.model_id = $1 AND m.lease_owner = $2 AND m.status = 'pending'"
-        " RETURNING m.model_id, m.workload_id, m.app_id, m.version, m.size_bytes, m.file_count", model_id, owner)
-
-
-async def record_failure(conn: asyncpg.Connection, model_id: str, owner: str, error: str,
-                         delay_seconds: float) -> tuple[int, bool] | None:
-    """Count a failed attempt and schedule the next; returns (attempts, first failure of this outage)."""
-    row = await conn.fetchrow("SELECT attempts, outage_reported FROM models"
-                              " WHERE model_id = $1 AND lease_owner = $2 AND status = 'pending' FOR UPDATE",
-                              model_id, owner)
+async def leased_model(conn: asyncpg.Connection, model_id: str, owner: str) -> Model | None:
+    """The pending model this replica holds the lease on, locked; None if it lost the lease."""
+    row = await conn.fetchrow(
+        "SELECT m.model_id, m.workload_id, m.app_id, m.version, m.artifacts, m.attempts, m.last_error,"
+        f" m.outage_reported, {VERIFIED_FILES.format(model='m.model_id')}"
+        " FROM models m WHERE m.model_id = $1 AND m.lease_owner = $2 AND m.status = 'pending' FOR UPDATE",
+        model_id, owner)
     if row is None:
         return None
+    return _model(row, last_error=row["last_error"], outage_reported=row["outage_reported"])
+
+
+async def save_model(conn: asyncpg.Connection, model: Model) -> None:
+    """Write the outcome of a store attempt (stored, or failed and due again in `retry_in` seconds); the
+    attempt is over, so the lease is released."""
     await conn.execute(
-        "UPDATE models SET attempts = attempts + 1, last_error = $2, outage_reported = true,"
-        " next_attempt_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_until = NULL"
-        " WHERE model_id = $1", model_id, error[:2000], delay_seconds)
-    return row["attempts"] + 1, not row["outage_reported"]
+        "UPDATE models SET status = $2::text, attempts = $3, last_error = $4, outage_reported = $5,"
+        " size_bytes = $6, file_count = $7,"
+        " stored_at = CASE WHEN $2::text = 'stored' THEN coalesce(stored_at, now()) END,"
+        " next_attempt_at = CASE WHEN $8::float8 IS NULL THEN next_attempt_at"
+        "  ELSE now() + make_interval(secs => $8::float8) END,"
+        " lease_owner = NULL, lease_until = NULL WHERE model_id = $1",
+        model.model_id, model.status, model.attempts, model.last_error, model.outage_reported, model.size_bytes,
+        model.file_count, model.retry_in)
 
 
 # ---------------------------------------------------------------- reads
@@ -179,41 +186,49 @@ async def aliases_of_model(pool: asyncpg.Pool, model_id: str) -> list[str]:
 
 # ---------------------------------------------------------------- aliases
 
-async def lock_alias(conn: asyncpg.Connection, app_id: str, alias: str) -> asyncpg.Record | None:
-    """The alias row, locked for this transaction; serialises moves of one alias (also its first one)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('alias:' || $1 || '/' || $2, 0))",
-                       app_id, alias)
-    return await conn.fetchrow("SELECT model_id FROM aliases WHERE app_id = $1 AND alias = $2 FOR UPDATE",
-                               app_id, alias)
+async def lock_alias(conn: asyncpg.Connection, app_id: str, alias: str, *, undoable: bool = False) -> Alias:
+    """The alias (model_id None when it does not exist yet), locked for this transaction, which serialises
+    moves of one alias, its first one too; with `undoable`, with the newest move not yet undone.
 
-
-async def model_for_alias(conn: asyncpg.Connection, model_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT model_id, app_id, version, status, metrics FROM models WHERE model_id = $1",
-                               model_id)
-
-
-async def point_alias(conn: asyncpg.Connection, *, app_id: str, alias: str, from_model_id: str | None,
-                      to_model_id: str, action: str, by: str, gate: dict[str, Any] | None = None,
-                      observed: float | None = None) -> asyncpg.Record:
-    await conn.execute(
-        "INSERT INTO aliases (app_id, alias, model_id, moved_by) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (app_id, alias) DO UPDATE SET model_id = $3, moved_by = $4, moved_at = now()",
-        app_id, alias, to_model_id, by)
-    return await conn.fetchrow(
-        "INSERT INTO alias_moves (app_id, alias, action, from_model_id, to_model_id, gate, gate_observed, moved_by)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, moved_at",
-        app_id, alias, action, from_model_id, to_model_id, gate, observed, by)
-
-
-async def last_undoable_move(conn: asyncpg.Connection, app_id: str, alias: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT id, from_model_id, to_model_id FROM alias_moves"
-        " WHERE app_id = $1 AND alias = $2 AND action = 'move' AND NOT undone ORDER BY id DESC LIMIT 1",
+    The number its move takes is reserved once the lock is held (the lock's subquery runs first), so one
+    alias's moves are numbered in the order they commit."""
+    sequence = await conn.fetchval(
+        "SELECT nextval(pg_get_serial_sequence('alias_moves', 'id'))"
+        " FROM (SELECT pg_advisory_xact_lock(hashtextextended('alias:' || $1 || '/' || $2, 0))) AS locked",
         app_id, alias)
+    current = await conn.fetchval("SELECT model_id FROM aliases WHERE app_id = $1 AND alias = $2 FOR UPDATE",
+                                  app_id, alias)
+    last = None
+    if undoable and current is not None:
+        row = await conn.fetchrow(
+            "SELECT id, from_model_id FROM alias_moves"
+            " WHERE app_id = $1 AND alias = $2 AND action = 'move' AND NOT undone ORDER BY id DESC LIMIT 1",
+            app_id, alias)
+        last = UndoableMove(row["id"], row["from_model_id"]) if row else None
+    return Alias(app_id=app_id, name=alias, model_id=current, next_sequence=sequence, last_move=last)
 
 
-async def mark_undone(conn: asyncpg.Connection, move_id: int) -> None:
-    await conn.execute("UPDATE alias_moves SET undone = true WHERE id = $1", move_id)
+async def alias_target(conn: asyncpg.Connection, model_id: str) -> AliasTarget | None:
+    row = await conn.fetchrow("SELECT model_id, app_id, version, status, metrics FROM models WHERE model_id = $1",
+                              model_id)
+    return AliasTarget(row["model_id"], row["app_id"], row["version"], row["status"], row["metrics"]) if row else None
+
+
+async def save_alias(conn: asyncpg.Connection, alias: Alias) -> None:
+    """Write the moves the alias made in this unit: where it points, its history, what a rollback undid."""
+    for move in alias.moves:
+        if move.undoes is not None:
+            await conn.execute("UPDATE alias_moves SET undone = true WHERE id = $1", move.undoes)
+        await conn.execute(
+            "INSERT INTO aliases (app_id, alias, model_id, moved_by) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (app_id, alias) DO UPDATE SET model_id = $3, moved_by = $4, moved_at = now()",
+            alias.app_id, alias.name, move.to_model_id, move.moved_by)
+        await conn.execute(
+            "INSERT INTO alias_moves (id, app_id, alias, action, from_model_id, to_model_id, gate, gate_observed,"
+            " moved_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            move.sequence, alias.app_id, alias.name, move.action, move.from_model_id, move.to_model_id, move.gate,
+            move.gate_observed, move.moved_by)
+    alias.moves = []
 
 
 async def list_aliases(pool: asyncpg.Pool, app_id: str, alias: str | None = None,

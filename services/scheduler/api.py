@@ -1,16 +1,19 @@
 """HTTP API of the scheduler: queue (QU), workloads and logs (SC-03/05), resources and nodes (RS)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, AsyncIterator, Literal, Sequence
+import contextlib
+from typing import Annotated, Any, AsyncIterator, Iterator, Literal, Sequence
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.kit.auth import Admin, Reader, Writer
-from services.kit.service import Platform, PlatformDep
-from services.kit.telemetry import continue_workload_trace
-from services.scheduler import commands, domain, logs, schemas, store
+from services.kit.errors import Conflict, Invalid
+from services.kit.service import MessageBusDep, Platform, PlatformDep
+from services.scheduler import domain, logs, schemas, store
+from services.scheduler.commands import CancelWorkload, ReorderQueue, SetNodeStatus
+from services.scheduler.records import RunRecord
 from services.scheduler.state import SchedulerState
 
 router = APIRouter()
@@ -56,50 +59,27 @@ async def get_queue(_: Reader, platform: PlatformDep, state: StateDep, limit: in
     entries = await state.queue.list()
     async with platform.pool.acquire() as conn:  # the record decides: a just-started entry is not waiting
         jobs = await store.jobs_by_ids(conn, [e.workload_id for e in entries])
-    entries = [e for e in entries if e.workload_id in jobs and jobs[e.workload_id]["status"] == "waiting"]
+    entries = [e for e in entries if e.workload_id in jobs and jobs[e.workload_id].status == "waiting"]
     items = [schemas.queue_item(e, i + 1) for i, e in enumerate(entries)]
     return {"items": items[offset:offset + limit], "count": len(items)}
 
 
 @router.patch("/queue/{workload_id}", tags=["queue"], summary="Change a waiting workload's priority or place (QU-03)",
               responses={404: {"description": "unknown workload"}, 409: {"description": "not waiting"}})
-async def change_queue(workload_id: str, change: QueueChange, principal: Admin, platform: PlatformDep,
-                       state: StateDep) -> dict[str, Any]:
-    await _require_waiting(platform, workload_id)
-    await state.engine.sync_queue()  # the entry may not be mirrored into Redis yet
-    target = change.before or change.after
-    if target is not None:
-        if target == workload_id:
-            raise HTTPException(422, "a workload cannot be placed before or after itself")
-        await _require_waiting(platform, target)
-    if change.priority is not None and not await state.queue.reprioritise(workload_id, change.priority):
-        raise HTTPException(409, f"workload {workload_id} is no longer waiting")
-    if target is not None:
-        moved = await state.queue.move(workload_id, before=change.before, after=change.after)
-        if not moved:
-            raise HTTPException(409, f"workload {workload_id} or {target} is no longer waiting")
-    entries = await state.queue.list()
-    async with platform.pool.acquire() as conn, conn.transaction():
-        # PostgreSQL keeps every rank of the class, so a rebuilt queue has the same order
-        entry = next((e for e in entries if e.workload_id == workload_id), None)
-        if entry is None:
-            raise HTTPException(409, f"workload {workload_id} is no longer waiting")
-        for other in entries:
-            if other.priority == entry.priority:
-                await store.set_queue_position(conn, other.workload_id, other.priority.value, other.rank)
-        platform.wakeups.after_commit(conn, store.WAKE_CHANNEL)
-    position = next(i + 1 for i, e in enumerate(entries) if e.workload_id == workload_id)
+async def change_queue(workload_id: str, change: QueueChange, principal: Admin, bus: MessageBusDep) -> dict[str, Any]:
+    with _plain_refusals():
+        entry, position = await bus.handle(ReorderQueue(workload_id, priority=change.priority, before=change.before,
+                                                        after=change.after))
     return schemas.queue_item(entry, position)
 
 
-async def _require_waiting(platform: Platform, workload_id: str) -> None:
-    async with platform.pool.acquire() as conn:
-        job = await store.get_job(conn, domain.workload_job_id(workload_id))
-    if job is None or job["workload"] is None:
-        raise HTTPException(404, f"workload {workload_id} not found")
-    if job["status"] != "waiting":
-        raise HTTPException(409, f"workload {workload_id} is {job['status']}: only waiting work can be reordered "
-                                 "(running work is never preempted)")
+@contextlib.contextmanager
+def _plain_refusals() -> Iterator[None]:
+    """This API has always answered 409 and 422 refusals with a plain message."""
+    try:
+        yield
+    except (Conflict, Invalid) as exc:
+        raise HTTPException(exc.status, exc.message) from None
 
 
 # ---------------------------------------------------------------- workloads (QU-04, SC-03, SC-05)
@@ -122,13 +102,13 @@ async def get_workload(workload_id: str, _: Reader, platform: PlatformDep, state
     async with platform.pool.acquire() as conn:
         job = await store.get_job(conn, domain.workload_job_id(workload_id))
         tests = await store.looptests_of(conn, workload_id)
-        if (job is None or job["workload"] is None) and not tests:
+        if (job is None or job.workload is None) and not tests:
             raise HTTPException(404, f"workload {workload_id} not found")
-        jobs = ([job] if job is not None and job["workload"] is not None else []) + tests
-        runs = await store.runs_of(conn, [j["job_id"] for j in jobs])
-    usage = await _usage(state, [r for rs in runs.values() for r in rs if r["status"] in domain.RUN_LIVE])
-    details = [schemas.job_detail(j, runs[j["job_id"]], await state.queue.position(j["job_id"]), usage) for j in jobs]
-    if job is None or job["workload"] is None:  # only loop tests so far
+        jobs = ([job] if job is not None and job.workload is not None else []) + tests
+        runs = await store.runs_of(conn, [j.job_id for j in jobs])
+    usage = await _usage(state, [r for rs in runs.values() for r in rs if r.status in domain.RUN_LIVE])
+    details = [schemas.job_detail(j, runs[j.job_id], await state.queue.position(j.job_id), usage) for j in jobs]
+    if job is None or job.workload is None:  # only loop tests so far
         return {"workload_id": workload_id, "status": None, "components": [], "loop_tests": details}
     return {**details[0], "loop_tests": details[1:]}
 
@@ -146,43 +126,43 @@ async def workload_logs(workload_id: str, _: Reader, platform: PlatformDep, stat
     job_id = (domain.looptest_job_id(workload_id, test_run) if test_run else domain.workload_job_id(workload_id))
     async with platform.pool.acquire() as conn:
         job = await store.get_job(conn, job_id)
-        if job is None or job["workload"] is None:
+        if job is None or job.workload is None:
             what = f"loop test {test_run} of workload {workload_id}" if test_run else f"workload {workload_id}"
             raise HTTPException(404, f"{what} not found")
         runs = (await store.runs_of(conn, [job_id]))[job_id]
     chosen = [r for r in runs
-              if (component is None or component in (r["component_id"], r["name"]))
-              and (task is None or r["task_id"] == task) and (round is None or r["round"] == round)]
+              if (component is None or component in (r.component_id, r.name))
+              and (task is None or r.task_id == task) and (round is None or r.round == round)]
     if not chosen:
         raise HTTPException(404, f"component {component} not found in workload {workload_id}"
                                  + (f" task {task}" if task else ""))
-    if component is not None and len({(r["task_id"], r["component_id"]) for r in chosen}) > 1 and task is None:
+    if component is not None and len({(r.task_id, r.component_id) for r in chosen}) > 1 and task is None:
         raise HTTPException(422, f"component {component} appears in several tasks; add task=")
     headed = len(chosen) > 1
     return StreamingResponse(_log_stream(platform, state, chosen, follow=follow, headed=headed),
                              media_type="text/plain; charset=utf-8")
 
 
-async def _log_stream(platform: Platform, state: SchedulerState, runs: list, *, follow: bool,
+async def _log_stream(platform: Platform, state: SchedulerState, runs: list[RunRecord], *, follow: bool,
                       headed: bool) -> AsyncIterator[bytes]:
     for run in runs:
         if headed:
-            yield f"==> {run['task_id']}/{run['name']} ({run['component_id']}) round {run['round']} <==\n".encode()
+            yield f"==> {run.task_id}/{run.name} ({run.component_id}) round {run.round} <==\n".encode()
         async with platform.pool.acquire() as conn:
-            current = await store.get_run(conn, run["run_id"])
-        if current["log_url"]:  # ended and uploaded: the whole log is in the object store
-            async for chunk in logs.stored_chunks(state.objects, current["log_url"]):
+            current = await store.get_run(conn, run.run_id)
+        if current.log_url:  # ended and uploaded: the whole log is in the object store
+            async for chunk in logs.stored_chunks(state.objects, current.log_url):
                 yield chunk
             continue
-        if current["status"] == "pending":
+        if current.status == "pending":
             continue
 
-        async def still_running(run_id: str = run["run_id"]) -> bool:
+        async def still_running(run_id: str = run.run_id) -> bool:
             async with platform.pool.acquire() as conn:
                 row = await store.get_run(conn, run_id)
-            return row is not None and row["status"] in domain.RUN_LIVE
+            return row is not None and row.status in domain.RUN_LIVE
 
-        async for line in logs.live_lines(state.redis, state.settings.sched_prefix, run["run_id"],
+        async for line in logs.live_lines(state.redis, state.settings.sched_prefix, run.run_id,
                                           follow=follow, still_running=still_running):
             yield (line + "\n").encode()
 
@@ -192,54 +172,36 @@ async def _log_stream(platform: Platform, state: SchedulerState, runs: list, *, 
              responses={200: {"description": "cancelled"}, 202: {"description": "stopping its components"},
                         403: {"description": "neither the requester nor an admin"},
                         404: {"description": "unknown workload"}, 409: {"description": "already ended"}})
-async def cancel_workload(workload_id: str, principal: Writer, platform: PlatformDep, state: StateDep) -> JSONResponse:
-    async with platform.pool.acquire() as conn:
-        job = await store.get_job(conn, domain.workload_job_id(workload_id))
-    if job is None or job["workload"] is None:
-        raise HTTPException(404, f"workload {workload_id} not found")
-    if not principal.is_admin and principal.user != job["requester"]:
-        raise HTTPException(403, f"only the requester ({job['requester']}) or an admin may cancel workload {workload_id}")
-
-    async with platform.pool.acquire() as conn, conn.transaction(), continue_workload_trace(
-            conn, "scheduler cancel", workload_id):
-        async def emit(event_type, payload):
-            return await platform.outbox.emit(conn, event_type, payload, correlation_id=workload_id)
-
-        result = await commands.cancel(conn, emit, workload_id, principal.user, remember_unknown=False,
-                                       wakeups=platform.wakeups)
-    if result.outcome == "terminal":
-        raise HTTPException(409, f"workload {workload_id} is already {result.status}; it cannot be cancelled")
-    if result.outcome == "unknown":
-        raise HTTPException(404, f"workload {workload_id} not found")
-    if result.outcome == "cancelled":
-        await state.queue.remove(domain.workload_job_id(workload_id))  # the engine's sync would too, later
+async def cancel_workload(workload_id: str, principal: Writer, bus: MessageBusDep) -> JSONResponse:
+    with _plain_refusals():
+        result = await bus.handle(CancelWorkload(workload_id, principal.user, is_admin=principal.is_admin))
     code = 200 if result.outcome == "cancelled" else 202
     return JSONResponse({"workload_id": workload_id, "status": result.status}, status_code=code)
 
 
 # ---------------------------------------------------------------- resources and nodes (RS-01..05)
 
-async def _usage(state: SchedulerState, runs: list) -> dict[str, dict[str, Any]]:
+async def _usage(state: SchedulerState, runs: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
     if not runs:
         return {}
     pipe = state.redis.pipeline(transaction=False)
     for run in runs:
-        pipe.hgetall(f"{state.settings.sched_prefix}usage:{run['run_id']}")
+        pipe.hgetall(f"{state.settings.sched_prefix}usage:{run.run_id}")
     found = await pipe.execute()
     out = {}
     for run, fields in zip(runs, found):
         if fields:
             values = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in fields.items()}
-            out[run["run_id"]] = {"memory_bytes": int(values["memory_bytes"]) if "memory_bytes" in values else None,
-                                  "cpu_cores": values.get("cpu_cores"),
-                                  "gpus_busy": int(values["gpus_busy"]) if "gpus_busy" in values else None,
-                                  "gpu_memory_bytes": int(values["gpu_memory_bytes"])
-                                  if "gpu_memory_bytes" in values else None,
-                                  "gpu_utilization": values.get("gpu_utilization")}
+            out[run.run_id] = {"memory_bytes": int(values["memory_bytes"]) if "memory_bytes" in values else None,
+                               "cpu_cores": values.get("cpu_cores"),
+                               "gpus_busy": int(values["gpus_busy"]) if "gpus_busy" in values else None,
+                               "gpu_memory_bytes": int(values["gpu_memory_bytes"])
+                               if "gpu_memory_bytes" in values else None,
+                               "gpu_utilization": values.get("gpu_utilization")}
     return out
 
 
-async def _live(platform: Platform) -> list:
+async def _live(platform: Platform) -> list[RunRecord]:
     async with platform.pool.acquire() as conn:
         return await store.live_runs(conn)
 
@@ -251,26 +213,26 @@ async def get_resources(_: Reader, platform: PlatformDep, state: StateDep) -> di
     live = await _live(platform)
     usage = await _usage(state, live)
     measured = [{k: v for k, v in u.items() if v is not None} for u in usage.values()]
-    gpus_used = schemas.gpus_in_use(live, usage, key=lambda run: run["gpu_type"])
+    gpus_used = schemas.gpus_in_use(live, usage, key=lambda run: run.gpu_type)
     return schemas.resources(snapshot, measured, state.engine.measures, gpus_used)
 
 
 @router.get("/resources/workloads", tags=["resources"], summary="Allocated and measured usage per running workload (RS-05)")
 async def get_workload_resources(_: Reader, platform: PlatformDep, state: StateDep) -> dict[str, Any]:
-    live = [r for r in await _live(platform) if r["status"] == "running"]
+    live = [r for r in await _live(platform) if r.status == "running"]
     usage = await _usage(state, live)
     async with platform.pool.acquire() as conn:
-        jobs = await store.jobs_by_ids(conn, sorted({r["job_id"] for r in live}))
+        jobs = await store.jobs_by_ids(conn, sorted({r.job_id for r in live}))
     measures = state.engine.measures
     items = []
     for job_id, job in jobs.items():
-        runs = [r for r in live if r["job_id"] == job_id]
-        comps = [schemas.run_view(r, usage.get(r["run_id"])) for r in runs]
+        runs = [r for r in live if r.job_id == job_id]
+        comps = [schemas.run_view(r, usage.get(r.run_id)) for r in runs]
         items.append({
             **schemas.job_summary(job),
-            "allocated": {"gpus": sum(len(r["gpu_indices"] or []) for r in runs),
-                          "memory_bytes": sum(int(r["memory_bytes"] or 0) for r in runs),
-                          "cpu": sum((r["cpu_millis"] or 0) for r in runs) / 1000},
+            "allocated": {"gpus": sum(len(r.gpu_indices or []) for r in runs),
+                          "memory_bytes": sum(int(r.memory_bytes or 0) for r in runs),
+                          "cpu": sum((r.cpu_millis or 0) for r in runs) / 1000},
             "used": schemas.workload_used(runs, usage, measures),
             "components": comps,
         })
@@ -283,7 +245,7 @@ async def _node_views(platform: Platform, state: SchedulerState, nodes: Sequence
     measures = state.engine.measures
     live = await _live(platform)
     usage = await _usage(state, live)
-    gpus = (schemas.gpus_in_use(live, usage, key=lambda run: (run["node"], run["gpu_type"]))
+    gpus = (schemas.gpus_in_use(live, usage, key=lambda run: (run.node, run.gpu_type))
             if "gpu" in measures else None)
     used = schemas.used_on_nodes(live, usage)
     return [schemas.node_view(node, gpus, used, measures) for node in nodes]
@@ -297,15 +259,9 @@ async def get_nodes(_: Reader, platform: PlatformDep, state: StateDep) -> dict[s
 
 @router.patch("/nodes/{name}", tags=["resources"], summary="Drain, take down or re-activate a node (admin, RS-04)",
               responses={404: {"description": "unknown node"}})
-async def change_node(name: str, change: NodeChange, principal: Admin, platform: PlatformDep,
-                      state: StateDep) -> dict[str, Any]:
-    snapshot = await state.allocator.snapshot()
-    if name not in {n.name for n in snapshot.nodes}:
-        raise HTTPException(404, f"node {name} not found")
-    async with platform.pool.acquire() as conn, conn.transaction():
-        await store.set_node_override(conn, name, change.status, principal.user)
-        await state.allocator.set_node_status(name, change.status)
-        platform.wakeups.after_commit(conn, store.WAKE_CHANNEL)
+async def change_node(name: str, change: NodeChange, principal: Admin, platform: PlatformDep, state: StateDep,
+                      bus: MessageBusDep) -> dict[str, Any]:
+    await bus.handle(SetNodeStatus(name, change.status, principal.user))
     snapshot = await state.allocator.snapshot()
     [view] = await _node_views(platform, state, [n for n in snapshot.nodes if n.name == name])
     return view

@@ -1,24 +1,27 @@
 """The scheduler's rules, free of I/O: jobs and their runs, DAG readiness, the component env
-contract, failure reasons and loop-test results.
+contract, failure reasons, and the `Job` aggregate (a job's lifecycle and the events it implies).
 
 A *job* is one schedulable unit: a workload run (job id = workload id) or a loop test of a
 workload. A job has one *run* per spec component (a general loop test: one per component and
 round; its rounds run one after another). Tasks are independent; inside a Task a component
-is ready when every `workflow` predecessor has succeeded.
+is ready when every `workflow` predecessor has succeeded. Loop-test results and terminal events
+are built in outcomes.py (re-exported here).
 """
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from contracts.events import RunRecord
+from contracts.events import LoopTestRequested, WorkloadCancelled, WorkloadFailed, WorkloadQueued, WorkloadStarted
 from contracts.resources import parse_duration
 from contracts.spec import AppSpec, SpecComponent, SpecTask
 from contracts.workload import Workload
+from services.kit.unit_of_work import Aggregate
 from services.scheduler.core.demand import ComponentDemand
+from services.scheduler.outcomes import allocations, looptest_completed, terminal_event
+from services.scheduler.records import JobRecord, RunRecord
 
 JOB_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 JOB_ACTIVE = frozenset({"waiting", "running", "stopping"})
@@ -138,8 +141,8 @@ class RunState:
     status: str
 
     @classmethod
-    def of(cls, run: Mapping[str, Any]) -> "RunState":
-        return cls(run["run_id"], run["round"], run["task_id"], run["component_id"], run["status"])
+    def of(cls, run: RunRecord) -> "RunState":
+        return cls(run.run_id, run.round, run.task_id, run.component_id, run.status)
 
 
 def current_round(runs: Iterable[RunState]) -> int | None:
@@ -264,45 +267,180 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds}s"
 
 
-# ---------------------------------------------------------------- loop-test results
+# ---------------------------------------------------------------- the job aggregate
 
-def rl_rewards(metrics: Sequence[tuple[str, Mapping[str, Any] | None]]) -> list[float]:
-    """The trainer's per-episode rewards: the first metrics.json with a numeric `rewards` list,
-    preferring components of library type `trainer`. `metrics` = [(component type, metrics)]."""
-    ordered = sorted(metrics, key=lambda item: item[0] != "trainer")
-    for _, m in ordered:
-        rewards = (m or {}).get("rewards")
-        if isinstance(rewards, list) and rewards and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in rewards):
-            return [float(x) for x in rewards]
-    return []
+EMPTY_SPEC = "the App spec has no components to run"
 
 
-@dataclass(frozen=True)
-class RoundRun:
-    round: int
-    status: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    reason: str | None = None
+class TransitionRefused(Exception):
+    """A change the job's current status does not allow (the SQL guard would refuse it too)."""
 
 
-def general_runs(runs: Iterable[RoundRun], rounds: int, *, unfinished_reason: str | None = None) -> list[RunRecord]:
-    """One record per round: success when every component succeeded; duration from the first
-    start to the last end. Rounds that never ran are reported failed with `unfinished_reason`."""
-    by_round: dict[int, list[RoundRun]] = {}
-    for run in runs:
-        by_round.setdefault(run.round, []).append(run)
-    records = []
-    for round_ in range(1, rounds + 1):
-        items = by_round.get(round_, [])
-        starts = [r.started_at for r in items if r.started_at]
-        ends = [r.finished_at for r in items if r.finished_at]
-        duration = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-        success = bool(items) and all(r.status == "succeeded" for r in items)
-        reason = None
-        if not success:
-            reason = next((r.reason for r in items if r.reason), None) or unfinished_reason or "did not run"
-        records.append(RunRecord(run=round_, success=success, duration_s=round(max(0.0, duration), 3),
-                                 reason=reason))
-    return records
+@dataclass(eq=False)
+class Job(Aggregate):
+    """A workload's (or a loop test's) lifecycle: waiting -> running -> stopping -> completed | failed |
+    cancelled, or running -> completed at once when every run is done (nothing to compensate).
+
+    Each transition checks what the status allows and records the event it implies; the repository
+    persists it with guarded SQL (the guard, not this check, is what keeps two writers apart), and
+    drops the recorded events when the guard refused."""
+
+    state: JobRecord  # the row as last read or written
+    planned: list[PlannedRun] = field(default_factory=list)  # the runs a new job is added with
+
+    @property
+    def correlation_id(self) -> str:
+        return self.state.workload_id
+
+    @property
+    def job_id(self) -> str:
+        return self.state.job_id
+
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    @property
+    def kind(self) -> str:
+        return self.state.kind
+
+    @property
+    def may_run(self) -> bool:
+        """Its runs may still be claimed and started."""
+        return self.state.status in ("waiting", "running")
+
+    def refresh(self, record: JobRecord) -> None:
+        """The row as the guarded write left it (timestamps are the database's)."""
+        self.state = record
+
+    # ------------------------------------------------------------ accepting work
+
+    @classmethod
+    def accept_workload(cls, workload: Workload, *, staging_bucket: str, trace_headers: dict[str, Any]) -> "Job":
+        """An approved workload waits in the queue, or fails at once when its spec has nothing to run."""
+        job_id = workload_job_id(workload.workload_id)
+        empty = not workload.spec.components()
+        job = cls(JobRecord(
+            job_id=job_id, kind="workload", workload_id=workload.workload_id, workload=workload.to_wire(),
+            priority=workload.priority, queue_rank=workload.submitted_at.timestamp(), requester=workload.requester,
+            name=workload.name or workload.spec.name, status="failed" if empty else "waiting",
+            submitted_at=workload.submitted_at, max_runtime_s=max_runtime_seconds(workload),
+            trace_headers=trace_headers,
+            **(dict(outcome="failed", failure_stage="queue", failure_reason=EMPTY_SPEC) if empty else {})))
+        if empty:
+            job.record("workload.failed", WorkloadFailed(workload_id=workload.workload_id, stage="queue",
+                                                         reason=EMPTY_SPEC))
+        else:
+            job.planned = plan_runs(workload.spec, job_id=job_id, workload_id=workload.workload_id,
+                                    staging_bucket=staging_bucket)
+            job.record("workload.queued", WorkloadQueued(workload_id=workload.workload_id, priority=workload.priority))
+        return job
+
+    @classmethod
+    def accept_looptest(cls, request: LoopTestRequested, requested_at: datetime, *, staging_bucket: str,
+                        trace_headers: dict[str, Any]) -> "Job":
+        """A loop test goes ahead of all other work; one of a spec with nothing to run fails at once."""
+        workload = request.workload
+        job_id = looptest_job_id(request.workload_id, request.test_run_id)
+        rounds = request.episodes if request.mode == "general" else 1
+        empty = not workload.spec.components()
+        job = cls(JobRecord(
+            job_id=job_id, kind="looptest", workload_id=request.workload_id, workload=workload.to_wire(),
+            priority="high", queue_rank=looptest_rank(requested_at.timestamp()), requester=request.requested_by,
+            name=workload.name or workload.spec.name, status="failed" if empty else "waiting",
+            submitted_at=requested_at, max_runtime_s=job_runtime_limit(workload, rounds), trace_headers=trace_headers,
+            test_run_id=request.test_run_id, mode=request.mode, rounds=rounds,
+            episodes=request.episodes if request.mode == "rl" else None,
+            **(dict(outcome="failed", failure_stage="loop_test", failure_reason=EMPTY_SPEC) if empty else {})))
+        if empty:
+            job.record("looptest.completed", looptest_completed(job.state, [], {}))
+        else:
+            job.planned = plan_runs(workload.spec, job_id=job_id, workload_id=request.workload_id,
+                                    staging_bucket=staging_bucket, rounds=rounds, test_run_id=request.test_run_id)
+            job.record("workload.queued", WorkloadQueued(workload_id=request.workload_id, priority="high",
+                                                         loop_test=True))
+        return job
+
+    @classmethod
+    def cancelled_before_approval(cls, workload_id: str, by: str, now: datetime) -> "Job":
+        """A cancel for a workload not approved yet is kept (a tombstone without a workload), so the
+        approval that follows ends cancelled instead of running."""
+        return cls(JobRecord(job_id=workload_job_id(workload_id), kind="workload", workload_id=workload_id,
+                             workload=None, status="cancelled", queue_rank=0, submitted_at=now, max_runtime_s=1,
+                             trace_headers={}, cancelled_by=by))
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.state.workload is None and self.state.status == "cancelled"
+
+    def approve_after_cancel(self, workload: Workload) -> None:
+        """The approval a cancel overtook: the workload is recorded and ends here, cancelled, once."""
+        if not self.is_tombstone:
+            raise TransitionRefused(f"job {self.job_id} is {self.status}, not a cancellation waiting for its approval")
+        self.state = replace(self.state, workload=workload.to_wire(), priority=workload.priority,
+                              requester=workload.requester, name=workload.name or workload.spec.name,
+                              submitted_at=workload.submitted_at, max_runtime_s=max_runtime_seconds(workload))
+        self.record("workload.cancelled", WorkloadCancelled(
+            workload_id=workload.workload_id, cancelled_by=self.state.cancelled_by or "unknown", was_running=False))
+
+    # ------------------------------------------------------------ running
+
+    def start(self, runs: Sequence[RunRecord], deadline: datetime) -> None:
+        """waiting -> running on its first component start; a workload announces where it runs."""
+        if self.status != "waiting":
+            raise TransitionRefused(f"job {self.job_id} is {self.status}; only a waiting job starts")
+        self.state = replace(self.state, status="running", deadline=deadline)
+        if self.kind == "workload":
+            self.record("workload.started", WorkloadStarted(workload_id=self.state.workload_id,
+                                                            allocations=allocations(runs)))
+
+    def end_run(self, run: RunRecord, status: str, *, reason: str | None, exit_code: int | None = None,
+                last_line: str | None = None, log_url: str | None = None,
+                metrics: dict[str, Any] | None = None) -> RunRecord:
+        """A live run of this job ends (once: the guarded write keeps a second report from changing it)."""
+        if run.job_id != self.job_id:
+            raise TransitionRefused(f"run {run.run_id} is not a run of job {self.job_id}")
+        if status not in RUN_DONE:
+            raise TransitionRefused(f"{status} is not how a run ends")
+        return replace(run, status=status, exit_code=exit_code, last_line=last_line, reason=reason,
+                       log_url=log_url, metrics=metrics)
+
+    # ------------------------------------------------------------ ending
+
+    def begin_stopping(self, outcome: str, *, stage: str | None = None, reason: str | None = None,
+                       component_id: str | None = None, cancelled_by: str | None = None) -> None:
+        """Record the outcome before compensating (a crash mid-way still finishes it); the terminal
+        event comes with `finish`, once the live runs are stopped and the allocations released."""
+        if not self.may_run:
+            raise TransitionRefused(f"job {self.job_id} is {self.status}; it is already ending")
+        if outcome not in JOB_TERMINAL:
+            raise TransitionRefused(f"{outcome} is not an outcome")
+        self.state = replace(self.state, status="stopping", outcome=outcome, failure_stage=stage,
+                              failure_reason=reason, failure_component=component_id, cancelled_by=cancelled_by,
+                              was_running=self.status == "running")
+
+    def cancel_waiting(self, by: str) -> None:
+        """A waiting workload has nothing live: it is cancelled at once."""
+        if self.status != "waiting":
+            raise TransitionRefused(f"job {self.job_id} is {self.status}; only waiting work is cancelled at once")
+        self.state = replace(self.state, status="cancelled", outcome="cancelled", cancelled_by=by,
+                              failure_stage="cancel", was_running=False)
+        self.record("workload.cancelled", WorkloadCancelled(workload_id=self.state.workload_id, cancelled_by=by,
+                                                            was_running=False))
+
+    def finish(self, runs: Sequence[RunRecord], component_types: Mapping[str, str]) -> None:
+        """stopping -> the outcome recorded when it began stopping, with its terminal event."""
+        if self.status != "stopping":
+            raise TransitionRefused(f"job {self.job_id} is {self.status}; only a stopping job finishes")
+        self.state = replace(self.state, status=self.state.outcome or "failed")
+        self.record(*terminal_event(self.state, runs, component_types))
+
+    def complete(self, runs: Sequence[RunRecord], component_types: Mapping[str, str]) -> None:
+        """running -> completed when every run is done: nothing is live, so nothing to compensate."""
+        if self.status != "running":
+            raise TransitionRefused(f"job {self.job_id} is {self.status}; only a running job completes")
+        if not all_done(RunState.of(r) for r in runs):
+            raise TransitionRefused(f"job {self.job_id} still has runs to do")
+        self.state = replace(self.state, status="completed", outcome="completed", failure_stage=None,
+                              failure_reason=None, failure_component=None, cancelled_by=None, was_running=True)
+        self.record(*terminal_event(self.state, runs, component_types))

@@ -19,13 +19,14 @@ from services.kit.instrument import redis_from_url
 from services.kit.objectstore import check_bucket, ensure_buckets, make_client
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.scheduler import adapters, api, events
+from services.scheduler import adapters, api, handlers
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.engine import Engine
 from services.scheduler.leader import Leadership
 from services.scheduler.settings import SchedulerSettings, scheduler_settings
 from services.scheduler.state import SchedulerState
+from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -53,12 +54,18 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     setup = await adapters.build_runner(settings)
     allocator = RedisAllocator(redis, settings.sched_prefix)
     queue = RedisPriorityQueue(redis, settings.sched_prefix)
-    engine = Engine(settings=settings, pool=platform.pool, outbox=platform.outbox, redis=redis, allocator=allocator,
+
+    def uow(conn=None, cause=None) -> SchedulerUnitOfWork:
+        return SchedulerUnitOfWork(platform.pool, platform.outbox, conn=conn, cause=cause)
+
+    engine = Engine(settings=settings, pool=platform.pool, uow=uow, redis=redis, allocator=allocator,
                     queue=queue, runner=setup.runner, nodes=setup.nodes, objects=objects,
                     spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach)
     leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake,
                             wakeups=platform.wakeups)
-    events.register(platform.bus, settings, platform.wakeups)
+    platform.message_bus(app, SchedulerUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
+                         dependencies={"settings": settings, "queue": queue, "allocator": allocator,
+                                       "sync_queue": engine.sync_queue})
     platform.checks["redis"] = redis.ping
     platform.checks["s3"] = lambda: asyncio.gather(check_bucket(objects, settings.staging_bucket),
                                                    check_bucket(objects, settings.logs_bucket))

@@ -1,4 +1,4 @@
-"""Response shapes of the HTTP API, built from rows and Redis figures (pure)."""
+"""Response shapes of the HTTP API, built from records and Redis figures (pure)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -7,6 +7,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 from contracts.resources import format_memory
 from services.scheduler.core.allocator import ClusterSnapshot, NodeUsage
 from services.scheduler.core.queue import QueueEntry
+from services.scheduler.records import JobRecord, RunRecord
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -30,28 +31,28 @@ def queue_item(entry: QueueEntry, position: int) -> dict[str, Any]:
     }
 
 
-def run_view(run: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    allocated = run["node"] is not None
+def run_view(run: RunRecord, usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    allocated = run.node is not None
     return {
-        "task_id": run["task_id"],
-        "component_id": run["component_id"],
-        "name": run["name"],
-        "round": run["round"],
-        "status": run["status"],
-        "attempt": run["attempt"],
+        "task_id": run.task_id,
+        "component_id": run.component_id,
+        "name": run.name,
+        "round": run.round,
+        "status": run.status,
+        "attempt": run.attempt,
         "allocation": {
-            "node": run["node"], "gpu_type": run["gpu_type"], "gpu_count": len(run["gpu_indices"] or []),
-            "gpu_indices": list(run["gpu_indices"] or []), "memory_bytes": int(run["memory_bytes"] or 0),
-            "memory": format_memory(int(run["memory_bytes"] or 0)), "cpu": (run["cpu_millis"] or 0) / 1000,
+            "node": run.node, "gpu_type": run.gpu_type, "gpu_count": len(run.gpu_indices or []),
+            "gpu_indices": list(run.gpu_indices or []), "memory_bytes": int(run.memory_bytes or 0),
+            "memory": format_memory(int(run.memory_bytes or 0)), "cpu": (run.cpu_millis or 0) / 1000,
         } if allocated else None,
-        "started_at": iso(run["started_at"]),
-        "finished_at": iso(run["finished_at"]),
-        "duration_s": _duration(run["started_at"], run["finished_at"]),
-        "exit_code": run["exit_code"],
-        "reason": run["reason"],
-        "output_prefix": run["output_prefix"],
-        "log": run["log_url"],
-        "metrics": run["metrics"],
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_s": _duration(run.started_at, run.finished_at),
+        "exit_code": run.exit_code,
+        "reason": run.reason,
+        "output_prefix": run.output_prefix,
+        "log": run.log_url,
+        "metrics": run.metrics,
         **({"usage": dict(usage)} if usage is not None else {}),
     }
 
@@ -60,35 +61,35 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start and end else None
 
 
-def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:
+def job_summary(job: JobRecord) -> dict[str, Any]:
     return {
-        "workload_id": job["workload_id"],
-        "job_id": job["job_id"],
-        "kind": job["kind"],
-        "test_run_id": job["test_run_id"],
-        "name": job["name"],
-        "status": job["status"],
-        "priority": job["priority"],
-        "requester": job["requester"],
-        "submitted_at": iso(job["submitted_at"]),
-        "queued_at": iso(job["queued_at"]),
-        "started_at": iso(job["started_at"]),
-        "finished_at": iso(job["finished_at"]),
-        "deadline": iso(job["deadline"]),
-        "max_runtime_s": job["max_runtime_s"],
-        "failure": {"stage": job["failure_stage"], "reason": job["failure_reason"],
-                    "component_id": job["failure_component"]} if job["failure_reason"] else None,
-        "cancelled_by": job["cancelled_by"],
+        "workload_id": job.workload_id,
+        "job_id": job.job_id,
+        "kind": job.kind,
+        "test_run_id": job.test_run_id,
+        "name": job.name,
+        "status": job.status,
+        "priority": job.priority,
+        "requester": job.requester,
+        "submitted_at": iso(job.submitted_at),
+        "queued_at": iso(job.queued_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "deadline": iso(job.deadline),
+        "max_runtime_s": job.max_runtime_s,
+        "failure": {"stage": job.failure_stage, "reason": job.failure_reason,
+                    "component_id": job.failure_component} if job.failure_reason else None,
+        "cancelled_by": job.cancelled_by,
     }
 
 
-def job_detail(job: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], position: int | None,
+def job_detail(job: JobRecord, runs: Sequence[RunRecord], position: int | None,
                usage: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     detail = job_summary(job)
     detail["position"] = position
-    if job["kind"] == "looptest":
-        detail.update(mode=job["mode"], rounds=job["rounds"], episodes=job["episodes"])
-    detail["components"] = [run_view(r, usage.get(r["run_id"])) for r in runs]
+    if job.kind == "looptest":
+        detail.update(mode=job.mode, rounds=job.rounds, episodes=job.episodes)
+    detail["components"] = [run_view(r, usage.get(r.run_id)) for r in runs]
     return detail
 
 
@@ -114,22 +115,22 @@ def measured_total(figures: Iterable[Any]) -> Any:
     return total
 
 
-def gpus_in_use(runs: Iterable[Mapping[str, Any]], usage: Mapping[str, Mapping[str, Any]],
-                key: Callable[[Mapping[str, Any]], Hashable]) -> dict[Any, int | None]:
+def gpus_in_use(runs: Iterable[RunRecord], usage: Mapping[str, Mapping[str, Any]],
+                key: Callable[[RunRecord], Hashable]) -> dict[Any, int | None]:
     """GPUs in use per key (GPU type; node and type) by the runs holding GPUs; None for a key
     where one of them has no GPU figure (not sampled yet, or nvidia-smi failed)."""
     holding: dict[Hashable, list[int | None]] = {}
     for run in runs:
-        if run["gpu_indices"]:
-            holding.setdefault(key(run), []).append((usage.get(run["run_id"]) or {}).get("gpus_busy"))
+        if run.gpu_indices:
+            holding.setdefault(key(run), []).append((usage.get(run.run_id) or {}).get("gpus_busy"))
     return {k: measured_total(busy) for k, busy in holding.items()}
 
 
-def workload_used(runs: Sequence[Mapping[str, Any]], usage: Mapping[str, Mapping[str, Any]],
+def workload_used(runs: Sequence[RunRecord], usage: Mapping[str, Mapping[str, Any]],
                   measures: frozenset[str]) -> dict[str, Any]:
     """What a workload's runs measurably use (RS-05); null where the runner cannot measure it."""
-    figures = [usage.get(r["run_id"]) or {} for r in runs]
-    on_gpus = [f for r, f in zip(runs, figures) if r["gpu_indices"]]
+    figures = [usage.get(r.run_id) or {} for r in runs]
+    on_gpus = [f for r, f in zip(runs, figures) if r.gpu_indices]
     gpu = "gpu" in measures
     return {"memory_bytes": sum(f.get("memory_bytes") or 0 for f in figures) if "memory" in measures else None,
             "cpu_cores": round(sum(f.get("cpu_cores") or 0 for f in figures), 3) if "cpu" in measures else None,
@@ -161,16 +162,16 @@ def resources(snapshot: ClusterSnapshot, usage: Iterable[Mapping[str, Any]], mea
     }
 
 
-def used_on_nodes(runs: Iterable[Mapping[str, Any]], usage: Mapping[str, Mapping[str, Any]]
+def used_on_nodes(runs: Iterable[RunRecord], usage: Mapping[str, Mapping[str, Any]]
                   ) -> dict[str, dict[str, float]]:
     """Measured memory (bytes) and CPU (cores) of the runs placed on each node (a run not sampled yet
     counts 0, as in the cluster totals)."""
     used: dict[str, dict[str, float]] = {}
     for run in runs:
-        if not run.get("node"):
+        if not run.node:
             continue
-        figures = usage.get(run["run_id"]) or {}
-        entry = used.setdefault(run["node"], {"memory_bytes": 0, "cpu_cores": 0.0})
+        figures = usage.get(run.run_id) or {}
+        entry = used.setdefault(run.node, {"memory_bytes": 0, "cpu_cores": 0.0})
         entry["memory_bytes"] += figures.get("memory_bytes") or 0
         entry["cpu_cores"] += figures.get("cpu_cores") or 0
     return used

@@ -30,7 +30,7 @@ class SchedulerSettings(Settings):
     scheduler_tick_seconds: float = Field(default=2.0, gt=0)
     # and at most this often however often it is woken: under load the wakes of many approvals and run
     # ends share one round (each round reads every live job) instead of a round each; an idle scheduler
-    # answers a lone wake at once (bench/RESULTS.md, "a scheduling round at most every 0.1 s")
+    # answers a lone wake at once (bench/RESULTS.md, "a floor under the scheduling round")
     scheduler_min_round_seconds: float = Field(default=0.1, ge=0, le=5)
     # the spec has no per-component CPU: the request's cpu when given, else this many cores
     scheduler_component_cpu: float = Field(default=1.0, gt=0, le=1024)
@@ -39,8 +39,8 @@ class SchedulerSettings(Settings):
     # local runner: components run at this nice value (0-19), so that many of them running at once on
     # the services' own machine slow themselves down, not the API, the saga and the scheduling loop
     scheduler_local_nice: int = Field(default=10, ge=0, le=19)
-    # plain asyncio: under uvloop a local component's spawn (libuv forks the whole scheduler) cost 14-15 ms
-    # of CPU per workload against 1 ms (bench/RESULTS.md, "uvloop, httptools and the S3 stand-in")
+    # plain asyncio: under uvloop each local component's spawn forks the whole scheduler (libuv), many
+    # times the CPU of asyncio's spawn (figures: bench/RESULTS.md)
     event_loop: Literal["auto", "asyncio", "uvloop"] = "asyncio"
     # local runner state (each run's output and metadata, so a restarted scheduler can find and
     # stop what the previous one started) and the log spool; default: <tmp>/avatar-scheduler/<runner id>

@@ -1,29 +1,23 @@
 """Trainer HTTP API: ready Apps, resource defaults, submit, history with timeline, compare, cancel."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated
 
-from asyncpg import Connection
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from contracts.events import WorkloadCancelRequested
 from contracts.spec import AppSpec
-from contracts.workload import RequestedResources, WireTrainingConfig, Workload
-from services.kit import metrics
+from contracts.workload import RequestedResources
 from services.kit.auth import Reader, Writer
-from services.kit.errors import Conflict, Invalid, NotFound
+from services.kit.errors import Invalid, NotFound
 from services.kit.paging import Page, Paging
-from services.kit.service import Platform, PlatformDep
-from services.kit.telemetry import bind_workload, continue_workload_trace
+from services.kit.service import MessageBusDep, Platform, PlatformDep
+from services.kit.telemetry import bind_workload
 from services.trainer import domain, store
-from services.trainer.specs import ReadySpecs
+from services.trainer.commands import CancelTrainingRequest, SubmitTrainingRequest
 from services.trainer.schemas import (AppView, CancelRequested, Comparison, RequestDetail, RequestSummary,
                                     ResourceDefaults, Submitted, SubmitTraining, detail, summary)
 
 router = APIRouter()
-
-
 
 
 def _app_view(spec: AppSpec, version_count: int, versions: list[str] | None = None) -> AppView:
@@ -69,45 +63,17 @@ async def resource_defaults(app_id: str, platform: PlatformDep, _: Reader,
 @router.post("/training-requests", status_code=202, tags=["training"], response_model=Submitted,
              summary="Submit a training request; it enters the approval process (TR-03…TR-06)",
              responses={422: {"description": "unknown or not-ready app, or parameters out of range"}})
-async def submit(body: SubmitTraining, platform: PlatformDep, principal: Writer, request: Request,
-                 response: Response) -> Submitted:
-    workload_id = domain.new_workload_id()
-    bind_workload(workload_id)  # this request's span is the root of the workload's trace
-    async with platform.pool.acquire() as conn:
-        workload = await _record(conn, platform, request.app.state.ready_specs, body, principal.user, workload_id)
-    if workload is None:
-        what = f"version {body.spec_version} of app {body.app_id}" if body.spec_version else f"app {body.app_id}"
-        raise Invalid(f"{what} is not a ready app: generate its spec in the builder first", code="app_not_ready")
-    metrics.WORKLOADS.labels("trainer", "submitted").inc()
+async def submit(body: SubmitTraining, bus: MessageBusDep, principal: Writer, response: Response) -> Submitted:
+    command = SubmitTrainingRequest(
+        app_id=body.app_id, requester=principal.user, spec_version=body.spec_version, name=body.name,
+        resources=RequestedResources(**body.resources.model_dump()) if body.resources else None,
+        training_config=body.training_config.given(), simulation_seed=body.training_config.simulation_seed,
+        env_vars=body.env_vars, priority=body.priority, is_training_request=body.is_training_request,
+        test_run_ref=body.test_run_ref)
+    bind_workload(command.workload_id)  # this request's span is the root of the workload's trace
+    workload = await bus.handle(command)
     response.headers["Location"] = f"/training-requests/{workload.workload_id}"
     return Submitted(workload_id=workload.workload_id, status="waiting", submitted_at=workload.submitted_at)
-
-
-async def _record(conn: Connection, platform: Platform, specs: ReadySpecs, body: SubmitTraining, requester: str,
-                  workload_id: str) -> Workload | None:
-    """Build the workload and record it with its `training.requested`, in one statement; None when the
-    App is not ready at the version asked for."""
-    for fresh in (False, True):  # the cached spec went stale meanwhile: once more from a fresh read
-        spec = await specs.find(conn, body.app_id, body.spec_version, fresh=fresh)
-        if spec is None:
-            return None
-        workload = _workload(body, spec, requester, workload_id)
-        change, args = store.submitted_request(workload, body.spec_version)
-        if await platform.outbox.emit_with(conn, change, args, "training.requested", workload,
-                                           correlation_id=workload_id):
-            return workload
-    return None
-
-
-def _workload(body: SubmitTraining, spec: AppSpec, requester: str, workload_id: str) -> Workload:
-    config = domain.merge_training_config(WireTrainingConfig.from_spec(spec.training_config),
-                                          body.training_config.given(), body.training_config.simulation_seed)
-    submission = domain.Submission(
-        spec=spec, requester=requester, training_config=config, env_vars=body.env_vars,
-        resources=RequestedResources(**body.resources.model_dump()) if body.resources else None,
-        priority=body.priority, name=body.name, is_training_request=body.is_training_request,
-        test_run_ref=body.test_run_ref)
-    return domain.build_workload(submission, workload_id=workload_id, submitted_at=datetime.now(timezone.utc))
 
 
 @router.get("/training-requests", tags=["training"], response_model=Page[RequestSummary],
@@ -160,24 +126,9 @@ async def get_request(workload_id: str, platform: PlatformDep, _: Reader) -> Req
              response_model=CancelRequested, summary="Ask to cancel a request (its requester or an admin)",
              responses={403: {"description": "neither the requester nor an admin"},
                         409: {"description": "the request has already ended"}})
-async def cancel(workload_id: str, platform: PlatformDep, principal: Writer) -> CancelRequested:
-    # the request's own trace is linked to the span that continues the workload's trace
-    async with platform.transaction() as conn, continue_workload_trace(conn, "trainer cancel", workload_id):
-        await store.lock_workload(conn, workload_id)
-        row = await store.find_request(conn, workload_id, for_update=True)
-        if row is None:
-            raise NotFound(f"training request {workload_id} not found")
-        if not principal.is_admin and principal.user != row["requester"]:
-            raise HTTPException(403, f"only the requester ({row['requester']}) or an admin may cancel {workload_id}")
-        status = domain.derive_status(await store.timeline(conn, workload_id))
-        if status not in domain.CANCELLABLE:
-            raise Conflict(f"training request {workload_id} has already ended ({status}); nothing to cancel",
-                           code="already_ended", status=status)
-        if row["cancel_requested_by"] is None:  # asking twice publishes one request
-            await store.mark_cancel_requested(conn, workload_id, principal.user)
-            await platform.outbox.emit(conn, "workload.cancel_requested",
-                                       WorkloadCancelRequested(workload_id=workload_id, requested_by=principal.user),
-                                       correlation_id=workload_id)
-        row = await store.find_request(conn, workload_id)
-    return CancelRequested(workload_id=workload_id, status=status, cancel_requested_by=row["cancel_requested_by"],
-                           cancel_requested_at=row["cancel_requested_at"])
+async def cancel(workload_id: str, bus: MessageBusDep, principal: Writer) -> CancelRequested:
+    request = await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by=principal.user,
+                                                     by_admin=principal.is_admin))
+    return CancelRequested(workload_id=workload_id, status=request.status,
+                           cancel_requested_by=request.cancel_requested_by,
+                           cancel_requested_at=request.cancel_requested_at)

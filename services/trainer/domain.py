@@ -1,6 +1,7 @@
-"""Trainer rules (pure): what a submission becomes, and what a workload's timeline says about it.
+"""Trainer rules (pure): what a submission becomes, who may cancel a request, and what a workload's
+timeline says about it.
 
-The timeline is the saga's log: every event the platform emitted about one workload, in order.
+The timeline is the saga's log: every event the platform published about one workload, in order.
 A request's status is never stored as a fact of its own; it is derived from that log by
 `derive_status`, so replaying the log always gives the same answer.
 """
@@ -13,11 +14,12 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel
 
-from contracts.events import Event
+from contracts.events import Event, WorkloadCancelRequested
 from contracts.resources import parse_memory
 from contracts.spec import AppSpec, SpecComponent
 from contracts.workload import Priority, RequestedResources, WireTrainingConfig, Workload
-from services.kit.errors import Invalid
+from services.kit.errors import Conflict, Forbidden, Invalid
+from services.kit.unit_of_work import Aggregate
 
 DEFAULT_MAX_RUNTIME = "2h"
 
@@ -157,6 +159,12 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def timeline_entry(event: Event) -> TimelineEntry:
+    summary, details = describe(event)
+    return TimelineEntry(type=event.type, producer=event.producer, occurred_at=event.occurred_at,
+                         summary=summary, details=details, event_id=str(event.event_id))
+
+
 def describe(event: Event) -> tuple[str, dict[str, Any]]:
     """A one-line summary and the details worth keeping (without the bulky spec/workload copies)."""
     data: BaseModel = event.data
@@ -235,7 +243,7 @@ class Submission:
 
 
 def build_workload(submission: Submission, *, workload_id: str, submitted_at: datetime) -> Workload:
-    """The workload of seed 001 §4.3, carrying a spec snapshot that is what will actually run.
+    """The workload of docs/spec.md §4.3, carrying a spec snapshot that is what will actually run.
 
     The snapshot takes the submission's training config and environment variables, so the
     scheduler and the stored model's lineage see exactly what was asked for.
@@ -256,11 +264,50 @@ def build_workload(submission: Submission, *, workload_id: str, submitted_at: da
     )
 
 
+@dataclass
+class TrainingRequest(Aggregate):
+    """A training request: submitted here (with the workload it became) or loaded to be cancelled (with
+    the status its timeline folds to and who, if anyone, already asked to cancel it)."""
+
+    workload_id: str
+    requester: str
+    status: str = "waiting"
+    workload: Workload | None = None
+    cancel_requested_by: str | None = None
+    cancel_requested_at: datetime | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        return self.workload_id
+
+    @classmethod
+    def submit(cls, submission: Submission, *, workload_id: str, submitted_at: datetime) -> "TrainingRequest":
+        """The request a submission makes; it enters the approval process with its `training.requested`."""
+        workload = build_workload(submission, workload_id=workload_id, submitted_at=submitted_at)
+        request = cls(workload_id=workload_id, requester=workload.requester, workload=workload)
+        request.record("training.requested", workload)
+        return request
+
+    def request_cancel(self, by: str, *, admin: bool) -> bool:
+        """Its requester or an admin asks to cancel it while it has not ended; True when this is the first
+        ask (asking twice publishes one `workload.cancel_requested`)."""
+        if not admin and by != self.requester:
+            raise Forbidden(f"only the requester ({self.requester}) or an admin may cancel {self.workload_id}")
+        if self.status not in CANCELLABLE:
+            raise Conflict(f"training request {self.workload_id} has already ended ({self.status}); nothing to cancel",
+                           code="already_ended", status=self.status)
+        if self.cancel_requested_by is not None:
+            return False
+        self.cancel_requested_by = by
+        self.record("workload.cancel_requested", WorkloadCancelRequested(workload_id=self.workload_id, requested_by=by))
+        return True
+
+
 def merge_training_config(app_config: WireTrainingConfig, given: dict[str, Any],
                           simulation_seed: int | None) -> WireTrainingConfig:
     """Fields the submission leaves out come from the App's own training_config (itself TR-03 defaults)."""
     merged = {**app_config.model_dump(), **given}
-    if simulation_seed is not None:  # TR-04: the simulator's seed travels in env_config, as in seed 001 §2.2
+    if simulation_seed is not None:  # TR-04: the simulator's seed travels in env_config, as in docs/spec.md §2.2
         merged["env_config"] = {**merged.get("env_config", {}), "simulation_seed": simulation_seed}
     return WireTrainingConfig(**merged)
 

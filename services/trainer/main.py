@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -11,20 +12,21 @@ from services import trainer
 from services.kit import errors
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
-from services.trainer import api, events
+from services.trainer import api, handlers
 from services.trainer.specs import ReadySpecs
+from services.trainer.unit_of_work import TrainerUnitOfWork
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @contextlib.asynccontextmanager
 async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-    events.register(platform.bus)
+    platform.message_bus(app, functools.partial(TrainerUnitOfWork, specs=ReadySpecs()), commands=handlers.COMMANDS,
+                         events=handlers.EVENTS, locks=handlers.LOCKS, together=handlers.TOGETHER)
     yield
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = build_service("trainer", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
                         setup=_setup, description=trainer.__doc__ or "")
-    app.state.ready_specs = ReadySpecs()
     return errors.install(app)

@@ -10,6 +10,7 @@ import asyncpg
 
 from contracts.spec import AppSpec
 from contracts.workload import Workload
+from services.kit.unit_of_work import Statement
 from services.trainer.domain import TimelineEntry
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -73,16 +74,17 @@ async def insert_request(conn: asyncpg.Connection, workload: Workload, *, source
     return bool(inserted)
 
 
-def submitted_request(workload: Workload, requested_version: str | None) -> tuple[str, list]:
-    """The insert of a submitted request (a statement with RETURNING, for `Outbox.emit_with`), made only
-    while its App is still ready and the version asked for (None: the latest) is still the one the
-    workload was built from: an App deleted, or a newer version recorded, meanwhile inserts nothing."""
-    return (f"INSERT INTO training_requests ({_INSERTED_COLUMNS}) SELECT $1::text, $2::text, $3::text, $4::text,"
-            " $5::text, $6::text, $7::timestamptz, 'trainer', $8::jsonb FROM apps a"
-            " WHERE a.app_id = $2 AND a.deleted_at IS NULL AND coalesce($9::text, a.latest_version) = $3"
-            " ON CONFLICT (workload_id) DO NOTHING RETURNING true",
-            [workload.workload_id, workload.app_id, workload.spec_version, workload.name, workload.requester,
-             workload.priority, workload.submitted_at, workload.to_wire(), requested_version])
+def submitted_request(workload: Workload, requested_version: str | None) -> Statement:
+    """The insert of a submitted request (guarded, for `UnitOfWork.commit_guarded`), made only while its
+    App is still ready and the version asked for (None: the latest) is still the one the workload was
+    built from: an App deleted, or a newer version recorded, meanwhile inserts nothing."""
+    return Statement(
+        f"INSERT INTO training_requests ({_INSERTED_COLUMNS}) SELECT $1::text, $2::text, $3::text, $4::text,"
+        " $5::text, $6::text, $7::timestamptz, 'trainer', $8::jsonb FROM apps a"
+        " WHERE a.app_id = $2 AND a.deleted_at IS NULL AND coalesce($9::text, a.latest_version) = $3"
+        " ON CONFLICT (workload_id) DO NOTHING RETURNING true",
+        [workload.workload_id, workload.app_id, workload.spec_version, workload.name, workload.requester,
+         workload.priority, workload.submitted_at, workload.to_wire(), requested_version])
 
 
 _REQUEST_COLUMNS = ("workload_id, app_id, spec_version, name, requester, priority, submitted_at, source, status,"
@@ -116,7 +118,7 @@ WORKLOAD_LOCK = "trainer.workload"  # the advisory lock namespace of a workload'
 
 async def lock_workload(conn: asyncpg.Connection, workload_id: str) -> None:
     """Serialise everything that touches one workload's timeline for the rest of the transaction
-    (the event handlers take the same lock with their inbox claim: events.register)."""
+    (the saga event handlers take the same lock with their inbox claim: handlers.LOCKS)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", WORKLOAD_LOCK, workload_id)
 
 
@@ -179,6 +181,8 @@ async def timeline(conn: Conn, workload_id: str) -> list[TimelineEntry]:
             for row in rows]
 
 
-async def mark_cancel_requested(conn: asyncpg.Connection, workload_id: str, by: str) -> None:
-    await conn.execute("UPDATE training_requests SET cancel_requested_by = $2, cancel_requested_at = now(),"
-                       " updated_at = now() WHERE workload_id = $1", workload_id, by)
+async def mark_cancel_requested(conn: asyncpg.Connection, workload_id: str, by: str) -> datetime:
+    """Record who asked to cancel; returns when (the transaction's time)."""
+    return await conn.fetchval("UPDATE training_requests SET cancel_requested_by = $2, cancel_requested_at = now(),"
+                               " updated_at = now() WHERE workload_id = $1 RETURNING cancel_requested_at",
+                               workload_id, by)

@@ -1,11 +1,13 @@
 """A unit of work without servers, for the handler tier (tests/unit/<service>/test_handlers.py).
 
-A service's fake subclasses `FakeUnitOfWork` and gives it in-memory repositories; the handlers under
-test cannot tell it from the real one. What a committed unit published is in `published` (every unit
+A service's fake subclasses `FakeUnitOfWork` and gives it in-memory repositories over a `state` object
+(the service's tables as attributes); the handlers under test cannot tell it from the real one. The
+repositories write to the state at once; a unit that ends without committing puts it back as it was. What a committed unit published is in `published` (every unit
 made by one `FakeUnitOfWorks` shares the list), what it counted after commit ran its callbacks."""
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, AsyncIterator, Callable
 
 from contracts.events import Event
@@ -13,16 +15,25 @@ from services.kit.unit_of_work import AbstractUnitOfWork, Recorded
 
 
 class FakeUnitOfWork(AbstractUnitOfWork):
-    def __init__(self, published: list[Recorded] | None = None, *, cause: Event | None = None) -> None:
+    # state attributes a rollback leaves as they are (what a database sequence hands out stays handed out)
+    not_rolled_back: tuple[str, ...] = ()
+
+    def __init__(self, published: list[Recorded] | None = None, *, cause: Event | None = None,
+                 state: Any = None) -> None:
         super().__init__()
         self.published = published if published is not None else []
         self.cause = cause
+        self.state = state
         self.commits = 0
         self._after: list[Callable[[], None]] = []
+        self._before: dict[str, Any] | None = None
 
     async def __aenter__(self) -> "FakeUnitOfWork":
         self._reset()
         self._after = []
+        if self.state is not None:
+            self._before = {name: copy.deepcopy(value) for name, value in vars(self.state).items()
+                            if name not in self.not_rolled_back}
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -35,7 +46,9 @@ class FakeUnitOfWork(AbstractUnitOfWork):
             yield self
 
     def rollback(self) -> None:
-        """What a subclass's repositories undo when the unit ends without committing."""
+        """The state as it was when the unit began."""
+        if self._before is not None:
+            vars(self.state).update(self._before)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after.append(callback)

@@ -19,7 +19,7 @@ CREATE TABLE approval_requests (
     needs_approval  BOOLEAN NOT NULL,
     reasons         JSONB NOT NULL DEFAULT '[]'::jsonb,
     status          TEXT NOT NULL,             -- pending | awaiting approval | approved | rejected | cancelled
-    loop_test       JSONB,                     -- seed 001 §5.2 shape; NULL when approved automatically
+    loop_test       JSONB,                     -- docs/spec.md §5.2 shape; NULL when approved automatically
     test_run_id     TEXT,
     decided_by      TEXT,
     decided_at      TIMESTAMPTZ,
@@ -40,7 +40,7 @@ CREATE TABLE test_runs (
     requested_by  TEXT NOT NULL,
     requested_at  TIMESTAMPTZ NOT NULL,
     completed_at  TIMESTAMPTZ,
-    resources     JSONB NOT NULL,              -- snapshot at run time (seed 000 §9); never rewritten
+    resources     JSONB NOT NULL,              -- snapshot at run time (docs/spec.md §13.4); never rewritten
     loop_test     JSONB NOT NULL,
     raw           JSONB                        -- the scheduler's raw results
 );

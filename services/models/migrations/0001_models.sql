@@ -14,7 +14,7 @@ CREATE TABLE models (
     file_count       INT NOT NULL DEFAULT 0,
     attempts         INT NOT NULL DEFAULT 0,         -- failed store attempts
     last_error       TEXT,
-    outage_reported  BOOLEAN NOT NULL DEFAULT false, -- model.store_failed already emitted for this outage
+    outage_reported  BOOLEAN NOT NULL DEFAULT false, -- model.store_failed already announced for this outage
     next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     lease_owner      TEXT,                           -- the replica copying it, until lease_until
     lease_until      TIMESTAMPTZ,
@@ -46,7 +46,7 @@ CREATE TABLE model_files (
     PRIMARY KEY (model_id, path)
 );
 
--- Aliases (seed 003 hot swap): a name such as `production` pointing at one model of the App.
+-- Aliases (docs/spec.md §14.2, hot swap): a name such as `production` pointing at one model of the App.
 CREATE TABLE aliases (
     app_id      TEXT NOT NULL,
     alias       TEXT NOT NULL,

@@ -1,10 +1,11 @@
 """GPU/memory/CPU allocation in Redis: one atomic Lua script per decision.
 
 Every state change (allocate, release, renew, inventory load, node status) is a single
-Lua script, so any number of scheduler replicas can share one Redis without ever
-over-allocating. The selection rule is the one in demand.py (best fit on ONE Active node),
-made fast by per-(GPU type, GPU memory) sorted-set indexes: a decision reads only the
-first few index entries instead of every node.
+Lua script (lua/allocator/*.lua, read when the allocator is built), so any number of
+scheduler replicas can share one Redis without ever over-allocating. The selection rule
+is the one in demand.py (best fit on ONE Active node), made fast by per-(GPU type, GPU
+memory) sorted-set indexes: a decision reads only the first few index entries instead of
+every node.
 
 Key layout (P = prefix, default "avatar:{sched}:"; the {…} hash tag keeps every key in one
 Redis Cluster slot, since the scripts build key names from the prefix):
@@ -41,356 +42,9 @@ from typing import Any, Iterable, Sequence
 
 from .demand import ComponentDemand, GpuFree, NodeFree
 from .inventory import Node, NodeStatus
+from .scripts import register_scripts
 
 DEFAULT_PREFIX = "avatar:{sched}:"
-
-_PRELUDE = r"""
-local P = ARGV[1]
-local function nkey(n) return P .. 'node:' .. n end
-local function split(s)
-  local out = {}
-  if not s or s == '' then return out end
-  for x in string.gmatch(s, '[^,]+') do out[#out + 1] = x end
-  return out
-end
-local function lt(a, b)  -- bytewise, like Redis member order and Python str order
-  local la, lb = #a, #b
-  local m = la < lb and la or lb
-  for i = 1, m do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return la < lb
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function gfree(n, t)
-  local h = redis.call('HMGET', nkey(n), 'g:' .. t .. ':total', 'g:' .. t .. ':alloc')
-  if not h[1] then return 0 end
-  local f = tonumber(h[1]) - tonumber(h[2] or 0)
-  local z = redis.call('ZCARD', nkey(n) .. ':free:' .. t)
-  if z < f then f = z end
-  if f < 0 then f = 0 end
-  return f
-end
-local function effective(status, override)
-  if status == 'Down' or override == 'Down' then return 'Down' end
-  if status == 'Drain' or override == 'Drain' then return 'Drain' end
-  return 'Active'
-end
-local function reindex(n)
-  local nk = nkey(n)
-  local h = redis.call('HMGET', nk, 'eff', 'types')
-  local active = (h[1] == 'Active')
-  local total = 0
-  for _, t in ipairs(split(h[2])) do
-    local f = gfree(n, t)
-    total = total + f
-    local ik = P .. 'idx:' .. t .. '|' .. (redis.call('HGET', nk, 'g:' .. t .. ':mem') or '0')
-    if active then redis.call('ZADD', ik, f, n) else redis.call('ZREM', ik, n) end
-  end
-  if active then redis.call('ZADD', P .. 'idx:all', total, n) else redis.call('ZREM', P .. 'idx:all', n) end
-end
-local function drop_node(n)
-  local nk = nkey(n)
-  for _, t in ipairs(split(redis.call('HGET', nk, 'types'))) do
-    redis.call('ZREM', P .. 'idx:' .. t .. '|' .. (redis.call('HGET', nk, 'g:' .. t .. ':mem') or '0'), n)
-    redis.call('DEL', nk .. ':free:' .. t)
-  end
-  redis.call('ZREM', P .. 'idx:all', n)
-  redis.call('DEL', nk, nk .. ':allocs')
-  redis.call('SREM', P .. 'nodes', n)
-end
--- record an allocation taken on node n (ALLOCATE and RESTORE share ARGV 3,4,8,9,10,11)
-local function record(akey, id, n, t, indices)
-  local now = now_ms()
-  local exp = now + tonumber(ARGV[10])
-  redis.call('HSET', akey, 'id', id, 'workload_id', ARGV[3], 'component_id', ARGV[4], 'node', n,
-    'gpu_type', t, 'gpu_count', tostring(#indices), 'gpu_indices', table.concat(indices, ','),
-    'memory_bytes', ARGV[8], 'cpu_millis', ARGV[9], 'created_ms', string.format('%.0f', now),
-    'lease_expires_ms', string.format('%.0f', exp), 'expected_end', ARGV[11])
-  redis.call('ZADD', P .. 'leases', exp, id)
-  redis.call('SADD', nkey(n) .. ':allocs', id)
-  redis.call('SADD', P .. 'workload:' .. ARGV[3] .. ':allocs', id)
-  return {'ok', redis.call('HGETALL', akey)}
-end
-"""
-
-# ARGV: P, id, workload, component, gpu_type, gpu_count, min_gpu_mem, mem(str), cpu_millis(str),
-#       lease_ms, expected_end, order ('best_fit'|'listed'), listed nodes (comma list or '')
-_ALLOCATE = _PRELUDE + r"""
-local id = ARGV[2]
-local akey = P .. 'alloc:' .. id
-if redis.call('EXISTS', akey) == 1 then
-  return {'existing', redis.call('HGETALL', akey)}
-end
-local gtype, gcount, minmem = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local mem, cpu = tonumber(ARGV[8]), tonumber(ARGV[9])
-local any = (gtype == 'any')
-
-local function better(a, b)
-  if b == nil then return true end
-  if a[1] ~= b[1] then return a[1] < b[1] end
-  if a[2] ~= b[2] then return lt(a[2], b[2]) end
-  return lt(a[3], b[3])
-end
-local function base_fits(n)
-  local h = redis.call('HMGET', nkey(n), 'eff', 'mem_total', 'mem_alloc', 'cpu_total', 'cpu_alloc')
-  if h[1] ~= 'Active' then return false end
-  if tonumber(h[2]) - tonumber(h[3]) < mem then return false end
-  if tonumber(h[4]) - tonumber(h[5]) < cpu then return false end
-  return true
-end
-local function accepts(t, tmem)
-  if (not any) and t ~= gtype then return false end
-  return tonumber(tmem or '0') >= minmem
-end
-local function node_candidate(n)
-  if not base_fits(n) then return nil end
-  local nk = nkey(n)
-  local types = split(redis.call('HGET', nk, 'types'))
-  if gcount == 0 then
-    local tot = 0
-    for _, t in ipairs(types) do tot = tot + gfree(n, t) end
-    return {tot, n, ''}
-  end
-  local c = nil
-  for _, t in ipairs(types) do
-    if accepts(t, redis.call('HGET', nk, 'g:' .. t .. ':mem')) then
-      local f = gfree(n, t)
-      if f >= gcount then
-        local cand = {f - gcount, n, t}
-        if better(cand, c) then c = cand end
-      end
-    end
-  end
-  return c
-end
-
-local best = nil
-if ARGV[13] ~= '' then
-  for _, n in ipairs(split(ARGV[13])) do
-    local c = node_candidate(n)
-    if c then
-      if ARGV[12] == 'listed' then best = c; break end
-      if better(c, best) then best = c end
-    end
-  end
-elseif gcount == 0 then
-  local off = 0
-  while best == nil do
-    local batch = redis.call('ZRANGE', P .. 'idx:all', off, off + 63, 'WITHSCORES')
-    if #batch == 0 then break end
-    for i = 1, #batch, 2 do
-      if base_fits(batch[i]) then best = {tonumber(batch[i + 1]), batch[i], ''}; break end
-    end
-    off = off + 64
-  end
-else
-  for _, cls in ipairs(redis.call('SMEMBERS', P .. 'classes')) do
-    local bar = string.find(cls, '|', 1, true)
-    local t, tmem = string.sub(cls, 1, bar - 1), string.sub(cls, bar + 1)
-    if accepts(t, tmem) then
-      local off, done = 0, false
-      while not done do
-        local batch = redis.call('ZRANGEBYSCORE', P .. 'idx:' .. cls, gcount, '+inf', 'WITHSCORES', 'LIMIT', off, 32)
-        if #batch == 0 then break end
-        for i = 1, #batch, 2 do
-          local cand = {tonumber(batch[i + 1]) - gcount, batch[i], t}
-          if best ~= nil and not better(cand, best) then done = true; break end
-          if base_fits(batch[i]) then best = cand; done = true; break end
-        end
-        off = off + 32
-      end
-    end
-  end
-end
-if best == nil then return {'none'} end
-
-local n, t = best[2], best[3]
-local nk = nkey(n)
-local indices = {}
-if gcount > 0 then
-  local popped = redis.call('ZPOPMIN', nk .. ':free:' .. t, gcount)
-  for i = 1, #popped, 2 do indices[#indices + 1] = popped[i] end
-  redis.call('HINCRBY', nk, 'g:' .. t .. ':alloc', gcount)
-end
-if mem > 0 then redis.call('HINCRBY', nk, 'mem_alloc', ARGV[8]) end
-if cpu > 0 then redis.call('HINCRBY', nk, 'cpu_alloc', ARGV[9]) end
-reindex(n)
-return record(akey, id, n, t, indices)
-"""
-
-# ARGV: P, id, workload, component, node, gpu_type ('' = none), indices, mem(str), cpu_millis(str),
-#       lease_ms, expected_end -> re-record a known allocation exactly (after Redis lost its data)
-_RESTORE = _PRELUDE + r"""
-local id = ARGV[2]
-local akey = P .. 'alloc:' .. id
-if redis.call('EXISTS', akey) == 1 then
-  return {'existing', redis.call('HGETALL', akey)}
-end
-local n, t = ARGV[5], ARGV[6]
-local nk = nkey(n)
-if redis.call('EXISTS', nk) == 0 then return {'none'} end
-local indices = split(ARGV[7])
-if t ~= '' and #indices > 0 then
-  if redis.call('HEXISTS', nk, 'g:' .. t .. ':total') == 0 then return {'none'} end
-  for _, x in ipairs(indices) do redis.call('ZREM', nk .. ':free:' .. t, x) end
-  redis.call('HINCRBY', nk, 'g:' .. t .. ':alloc', #indices)
-else
-  t = ''
-  indices = {}
-end
-if ARGV[8] ~= '0' then redis.call('HINCRBY', nk, 'mem_alloc', ARGV[8]) end
-if ARGV[9] ~= '0' then redis.call('HINCRBY', nk, 'cpu_alloc', ARGV[9]) end
-reindex(n)
-return record(akey, id, n, t, indices)
-"""
-
-# ARGV: P, id, only_if_expired ('1'|'0')  -> 1 released, 0 unknown/already released, -1 lease live
-_RELEASE = _PRELUDE + r"""
-local id = ARGV[2]
-local akey = P .. 'alloc:' .. id
-if redis.call('EXISTS', akey) == 0 then return 0 end
-if ARGV[3] == '1' then
-  local exp = redis.call('ZSCORE', P .. 'leases', id)
-  if exp and tonumber(exp) > now_ms() then return -1 end
-end
-local a = redis.call('HMGET', akey, 'node', 'gpu_type', 'gpu_count', 'gpu_indices', 'memory_bytes',
-  'cpu_millis', 'workload_id')
-local n = a[1]
-local nk = nkey(n)
-if redis.call('EXISTS', nk) == 1 then
-  local t, cnt = a[2], tonumber(a[3])
-  if t ~= '' and cnt > 0 and redis.call('HEXISTS', nk, 'g:' .. t .. ':total') == 1 then
-    redis.call('HINCRBY', nk, 'g:' .. t .. ':alloc', -cnt)
-    local valid = {}
-    for _, x in ipairs(split(redis.call('HGET', nk, 'g:' .. t .. ':idx'))) do valid[x] = true end
-    for _, x in ipairs(split(a[4])) do
-      if valid[x] then redis.call('ZADD', nk .. ':free:' .. t, tonumber(x), x) end
-    end
-  end
-  if a[5] ~= '0' then redis.call('HINCRBY', nk, 'mem_alloc', '-' .. a[5]) end
-  if a[6] ~= '0' then redis.call('HINCRBY', nk, 'cpu_alloc', '-' .. a[6]) end
-  redis.call('SREM', nk .. ':allocs', id)
-  if redis.call('HGET', nk, 'gone') == '1' and redis.call('SCARD', nk .. ':allocs') == 0 then
-    drop_node(n)
-  else
-    reindex(n)
-  end
-end
-redis.call('DEL', akey)
-redis.call('ZREM', P .. 'leases', id)
-redis.call('SREM', P .. 'workload:' .. a[7] .. ':allocs', id)
-return 1
-"""
-
-# ARGV: P, id, lease_ms -> new expiry ms as string, or false when the allocation is gone
-_RENEW = _PRELUDE + r"""
-local akey = P .. 'alloc:' .. ARGV[2]
-if redis.call('EXISTS', akey) == 0 then return false end
-local exp = string.format('%.0f', now_ms() + tonumber(ARGV[3]))
-redis.call('ZADD', P .. 'leases', exp, ARGV[2])
-redis.call('HSET', akey, 'lease_expires_ms', exp)
-return exp
-"""
-
-_EXPIRED = _PRELUDE + r"""
-return redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now_ms())
-"""
-
-# ARGV: P, JSON [{name, status, mem, cpu_m, labels, pools: [{type, count, mem, idx}]}]
-_LOAD = _PRELUDE + r"""
-local data = cjson.decode(ARGV[2])
-for _, cls in ipairs(redis.call('SMEMBERS', P .. 'classes')) do redis.call('DEL', P .. 'idx:' .. cls) end
-redis.call('DEL', P .. 'classes', P .. 'idx:all')
-local seen = {}
-for _, nd in ipairs(data) do
-  local n = nd.name
-  local nk = nkey(n)
-  seen[n] = true
-  local used, used_idx, memu, cpuu = {}, {}, 0, 0
-  for _, id in ipairs(redis.call('SMEMBERS', nk .. ':allocs')) do
-    local a = redis.call('HMGET', P .. 'alloc:' .. id, 'gpu_type', 'gpu_count', 'gpu_indices', 'memory_bytes', 'cpu_millis')
-    if a[1] then
-      if a[1] ~= '' then
-        used[a[1]] = (used[a[1]] or 0) + tonumber(a[2])
-        used_idx[a[1]] = used_idx[a[1]] or {}
-        for _, x in ipairs(split(a[3])) do used_idx[a[1]][x] = true end
-      end
-      memu = memu + tonumber(a[4])
-      cpuu = cpuu + tonumber(a[5])
-    else
-      redis.call('SREM', nk .. ':allocs', id)
-    end
-  end
-  local newtypes = {}
-  for _, p in ipairs(nd.pools) do newtypes[p.type] = true end
-  for _, t in ipairs(split(redis.call('HGET', nk, 'types'))) do
-    if not newtypes[t] then
-      redis.call('HDEL', nk, 'g:' .. t .. ':total', 'g:' .. t .. ':alloc', 'g:' .. t .. ':mem', 'g:' .. t .. ':idx')
-      redis.call('DEL', nk .. ':free:' .. t)
-    end
-  end
-  local override = redis.call('HGET', nk, 'override') or ''
-  local types = {}
-  for _, p in ipairs(nd.pools) do
-    local t = p.type
-    types[#types + 1] = t
-    redis.call('HSET', nk, 'g:' .. t .. ':total', p.count, 'g:' .. t .. ':mem', p.mem,
-      'g:' .. t .. ':idx', p.idx, 'g:' .. t .. ':alloc', used[t] or 0)
-    local fk = nk .. ':free:' .. t
-    redis.call('DEL', fk)
-    local ui = used_idx[t] or {}
-    for _, x in ipairs(split(p.idx)) do
-      if not ui[x] then redis.call('ZADD', fk, tonumber(x), x) end
-    end
-    redis.call('SADD', P .. 'classes', t .. '|' .. p.mem)
-  end
-  redis.call('HSET', nk, 'status', nd.status, 'override', override, 'eff', effective(nd.status, override),
-    'gone', '0', 'mem_total', nd.mem, 'cpu_total', nd.cpu_m, 'labels', nd.labels,
-    'types', table.concat(types, ','), 'mem_alloc', string.format('%.0f', memu),
-    'cpu_alloc', string.format('%.0f', cpuu))
-  redis.call('SADD', P .. 'nodes', n)
-  reindex(n)
-end
-for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-  if not seen[n] then
-    if redis.call('SCARD', nkey(n) .. ':allocs') > 0 then
-      redis.call('HSET', nkey(n), 'status', 'Down', 'eff', 'Down', 'gone', '1')
-      reindex(n)
-    else
-      drop_node(n)
-    end
-  end
-end
-return #data
-"""
-
-# ARGV: P, node, override ('' clears)
-_SET_STATUS = _PRELUDE + r"""
-local nk = nkey(ARGV[2])
-if redis.call('EXISTS', nk) == 0 then return 0 end
-redis.call('HSET', nk, 'override', ARGV[3], 'eff', effective(redis.call('HGET', nk, 'status'), ARGV[3]))
-reindex(ARGV[2])
-return 1
-"""
-
-_SNAPSHOT = _PRELUDE + r"""
-local out = {}
-for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-  local nk = nkey(n)
-  local z = {}
-  for _, t in ipairs(split(redis.call('HGET', nk, 'types'))) do
-    z[#z + 1] = t
-    z[#z + 1] = redis.call('ZCARD', nk .. ':free:' .. t)
-  end
-  out[#out + 1] = {n, redis.call('HGETALL', nk), z, redis.call('SCARD', nk .. ':allocs')}
-end
-return out
-"""
 
 
 class Order(str, Enum):
@@ -505,14 +159,17 @@ class RedisAllocator:
     def __init__(self, redis: Any, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = redis
         self.prefix = prefix
-        self._allocate = redis.register_script(_ALLOCATE)
-        self._release = redis.register_script(_RELEASE)
-        self._restore = redis.register_script(_RESTORE)
-        self._renew = redis.register_script(_RENEW)
-        self._expired = redis.register_script(_EXPIRED)
-        self._load = redis.register_script(_LOAD)
-        self._set_status = redis.register_script(_SET_STATUS)
-        self._snapshot = redis.register_script(_SNAPSHOT)
+        scripts = register_scripts(redis, "allocator", (
+            "allocate", "release", "restore", "renew_lease", "expired_allocations", "load_inventory",
+            "set_node_status", "snapshot"))
+        self._allocate = scripts["allocate"]
+        self._release = scripts["release"]
+        self._restore = scripts["restore"]
+        self._renew = scripts["renew_lease"]
+        self._expired = scripts["expired_allocations"]
+        self._load = scripts["load_inventory"]
+        self._set_status = scripts["set_node_status"]
+        self._snapshot = scripts["snapshot"]
 
     async def load_inventory(self, nodes: Iterable[Node]) -> int:
         """Replace the node set. Allocations are kept and re-counted; nodes that vanished but

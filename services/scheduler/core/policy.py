@@ -1,119 +1,51 @@
 """Which ready components to start now: strict priority order with EASY backfill and
 high-priority guards (pure).
 
-Input: the queue in scheduling order (each workload with its components whose DAG
-predecessors are done — "ready" — and the longest a component may still run,
-`max_runtime_s`), the free capacity of every node, the running allocations with their
-expected end (start + max runtime), and `now`. Output: the components to start, on which
-node, plus the reservation of the blocked head.
+decide() takes the queue in scheduling order (each workload with its ready components, those
+whose DAG predecessors are done, and `max_runtime_s`, the longest a component may still run),
+the free capacity of every node, the running allocations with their expected ends, and `now`;
+it returns the components to start, each on one node, and the reservation of the blocked head.
+Call it again whenever capacity or the queue changes.
 
-The algorithm is EASY backfill ("Extensible Argonne Scheduling sYstem", Lifka 1995; the
-`sched/backfill` of Slurm and the default backfill of Maui/Moab):
+Rules (the code cites them by number):
+1. Start components in queue order while they fit (best fit, demand.py).
+2. The first one that does not fit is the head. Its reservation is its shadow time T: the
+   earliest time it fits on one node as running work ends by its expected end. A component
+   that would not fit even once all that work has ended is unschedulable and holds nothing up.
+3. EASY backfill (Lifka; Slurm's sched/backfill): a later component may start now if it fits
+   now and either ends by T or leaves the head room to fit at T on the node it uses; candidate
+   nodes are tried best fit first.
+4. Nothing running is preempted; only the head gets a reservation.
+5. Protected classes (`protected_classes`, default "high"; `drain_guard`) only ever remove
+   backfill candidates: (a) while a protected component is blocked, only protected work
+   backfills; (b) backfilled unprotected work must end by its node's drain time (the latest
+   expected end of the work on it, `now` if idle); (c) so must backfilled protected work on
+   every node where a blocked protected component could ever run.
+6. Spare nodes per GPU class (type, memory per GPU), with backfill on and horizon
+   H = `reserve_horizon_s` (None turns the rule off): (a) level k of `spare_levels` wants k
+   nodes of the class drained by now + H x spare_levels[k-1], in classes of more than k nodes;
+   (b) an unprotected component may not start where it would end after both now + H and the
+   node's drain time if that makes a level fall short or one is short already: it is skipped,
+   without a reservation; (c) with `whole_node_spare`, protected work obeys (b) too, except a
+   component that needs a whole node of the class or one that could start nowhere (b) allows
+   within `spare_hold_s`; one held by (b) keeps lower classes out as a blocked one does (5a),
+   without a reservation, and protected work tries non-spare nodes first.
 
-1. Walk the queue in order. While components fit, start them (best fit, demand.py).
-2. The first component that does not fit is the *head*. Compute its reservation: replay
-   the end times of the running allocations (and of the components started in step 1) in
-   time order, giving their capacity back to their nodes, until the head fits on one node.
-   That time T is the head's *shadow time*; the free capacity at T is the *shadow state*.
-   A component that would not fit even when everything running has ended is reported as
-   unschedulable (e.g. its nodes are drained) and does not hold up the queue.
-3. Every later component (in queue order, including the head workload's other ready
-   components) may start now — backfill — if it fits now AND either
-   a. it ends before the reservation: now + max_runtime <= T (its capacity is free again
-      at T), or
-   b. the head still fits at T with this component's capacity taken from the shadow state
-      on the node it would use (it only uses capacity the head does not need).
-   Candidate nodes are tried in best-fit order; the first that passes is used.
-4. Nothing running is ever preempted; only the first blocked component gets a reservation
-   (EASY). Conservative backfill would reserve for every blocked job; EASY trades that for
-   more backfill and a much cheaper decision.
-5. Priority protection (our addition, on by default: `protected_classes=("high",)`,
-   `drain_guard=True`; pass `()` and `False` for plain EASY). Rule 3 protects the head
-   and trusts max_runtime; it does nothing for high-priority work that arrives later and
-   finds filled the capacity strict priority would have left idle. These guards only ever
-   remove backfill candidates:
-   a. class barrier: while a component of a protected class is blocked, only components
-      of protected classes may backfill;
-   b. drain-time guard: a backfilled component of an unprotected class must end no later
-      than its node's drain time (the latest expected end of the work on that node, `now`
-      for an idle node): it fills holes under the node's "skyline" and never postpones,
-      by the declared runtimes, the moment the node becomes wholly free;
-   c. the same drain-time guard applies to backfilled protected work on every node where
-      a blocked protected component could ever run (EASY alone lets it stay past the
-      node's drain time on capacity the head does not need at its shadow time; when work
-      ends early, that capacity is what the blocked high work would have started on).
-6. Spare nodes per GPU class (`reserve_horizon_s` H, default 3 h, None turns rule 6 off;
-   not applied with backfill=False). A GPU class is a (GPU type, memory per GPU) pair. A
-   node's *drain time* is the latest expected end of the work on it (`now` if idle).
-   a. Levels (`spare_levels`, default (1.0, 1.5)): level k wants k nodes of the class
-      whose drain time is <= now + H x spare_levels[k-1] - by default one node by 3 h and
-      two by 4.5 h. Level k applies only to classes of more than k nodes (a class of one
-      node is not guarded, a class of two has only the first level).
-   b. A component of an unprotected class may not start - in order or backfilled - on a
-      node where it would end after both the first horizon (now + H) and the node's drain
-      time if that makes a level of a class of the node fall short, or if a level of such
-      a class is already short (then no unprotected start moves any drain time of the class
-      past the first horizon until enough nodes drain). Such a component is skipped (no
-      reservation) and the queue goes on.
-   c. Protected components obey (b) too (`whole_node_spare`, default True), with two
-      exceptions: a component that needs a whole node of the class (as many GPUs as its
-      largest node has once known work ends) may take any node; a smaller one may take a
-      node (b) forbids if it cannot start on any node (b) allows within `spare_hold_s`
-      (default 1 h; None = never) by the declared ends. A protected component held by
-      (b) keeps lower classes out as a blocked one does (rule 5a, and 5c marks its hosts)
-      but gets no reservation. Among allowed nodes, protected work tries non-spare ones
-      first. whole_node_spare=False and spare_levels=(1.0,) give rule 6 as first written
-      (one spare node; any protected work may take it).
-   Why: the longest high-priority waits are whole-node jobs (8 GPUs of one class) arriving
-   when every node of their class is busy for hours; strict priority's blocked queue keeps
-   nodes draining, backfill does not. One spare node covered one such job; a burst (two
-   whole-node high jobs of one class, or a small high job taking the spare node just before
-   a whole-node one arrives) needed the second level and (c).
-
-Guarantees. (i) When work ends exactly at its max_runtime, the head starts at its shadow
-time T, which is when it would start with no backfill at all: backfill never delays the
-head. When work ends earlier the head starts no later than T and its reservation never
-moves later (property-tested in tests/unit/scheduler/test_core_policy.py), but strict
-priority might have started it earlier still. (ii) Rule 6 invariant (property-tested):
-unprotected starts never make a level of a class fall short, and in a class with a level
-short they move no drain time past max(drain time, now + H). So, by the declared runtimes
-(earlier when work ends early), a protected component that needs a whole node of a class
-starts within H of its arrival, and a second one within 1.5 H (classes of more than two
-nodes), provided no other protected work queued ahead of it for the class, and no
-whole-node protected work (or small protected work that could start nowhere else within
-spare_hold_s) started since, took those nodes.
-(iii) A protected component held off the spare nodes by (c) waits at most about
-spare_hold_s for the capacity it was held for, by the declared ends, unless protected
-work ahead of it takes that capacity first.
-`backfill=False` gives the strict-priority baseline: stop at the head. The service
-should call decide() again whenever capacity or the queue changes.
-
-Known limits (bench/RESULTS.md, bench_policy). Nothing here is a per-job guarantee against
-strict priority: the two schedules diverge, and the bench's criterion "longest high wait
-not higher than strict's" is about one job in ~2,700. With the defaults it holds on seed
-blocks 0-11, 12-23 and 24-35 at accuracies 0.3, 0.8 and 1.0 (9 of 9; and 6 of 6 on blocks
-36-47 and 48-59), with the smallest margin 9,501 s vs 10,856 s (block 0-11, accuracy 0.3).
-It is not a wide margin, and partly luck: the critical event is a burst of three
-whole-node high V100 jobs within 40 minutes (seed 32), where ours waits 10,419 s against
-strict's 10,228 s at accuracy 0.3 (the block passes because strict's pooled longest,
-13,903 s, is in seed 27). Neighbouring settings fail 1 to 3 of the 9 runs, and not
-monotonically: second level 1.4 (4.2 h) 8/9, 1.75 8/9, 2.0 6/9; H = 3.5 h 7/9; one level
-with (c) 8/9; one level without (c) (rule 6 as first written) 7/9. A burst of more
-whole-node high jobs of one class than the levels cover still waits as long as the class
-takes to drain. The price is utilisation at low accuracy: on seeds 0-35 ours' mean
-utilisation at accuracy 0.3 is 0.755-0.765 against 0.770-0.782 with one spare node
-(strict: ~0.69-0.70); at 0.8 and 1.0 it is about unchanged. H, the levels and spare_hold_s
-are tuned constants (bench seeds). An unprotected component that only fits on a class's
-spare nodes waits (without a reservation) until other nodes drain; under sustained load a
-long whole-node unprotected job can wait long (still far less, on the bench, than under
-strict priority, where low-priority work waits for days).
-
-Complexity per call: O(queue x nodes) in the worst case (about 10 ms for 1,000 queued
-workloads on 100 nodes, 4 ms without rules 5c and 6), plus one replay of the running work
-for each distinct (demand, runtime) that rule 6c checks; `max_candidates` bounds how many
-components after the head are examined (like Slurm's bf_max_job_test), and nodes are
-indexed by GPU class so a component is only tried where enough GPUs of a class it accepts
-are free.
+Guarantees, by the declared runtimes: (i) backfill never delays the head: it starts at T, when
+it would start with no backfill; when work ends early it starts no later than T and its
+reservation never moves later; (ii) unprotected starts never make a level of a class fall
+short, and in a class with a level short they move no drain time past max(drain time, now + H),
+so a protected component that needs a whole node of a class starts within H of its arrival and
+a second one within spare_levels[1] x H (classes of more than two nodes), unless protected work
+queued ahead of it for the class, or whole-node protected work (or small protected work that
+could start nowhere else within spare_hold_s) started since, takes those nodes;
+(iii) a protected component held off the spare nodes by 6c waits at most about spare_hold_s
+for the capacity it was held for, unless protected work ahead of it takes it first. (i) and
+(ii) are property-tested in tests/unit/scheduler/test_core_policy.py. None of this is a per-job
+promise against strict priority (`backfill=False`): the two schedules diverge. How the defaults
+compare with strict priority and plain EASY on the benchmark traces, and what they cost in
+utilisation, is in bench/RESULTS.md (bench_policy). `max_candidates` bounds how many components
+after the head one call examines (like Slurm's bf_max_job_test).
 """
 from __future__ import annotations
 
@@ -124,7 +56,7 @@ from typing import Collection, Iterable, Protocol, Sequence
 from .demand import ComponentDemand, NodeFree, Placement, placement_on
 from .inventory import NodeStatus
 
-DEFAULT_RESERVE_HORIZON_S = 3 * 3600.0  # rule 6; tuned on bench/bench_policy.py, see RESULTS.md
+DEFAULT_RESERVE_HORIZON_S = 3 * 3600.0  # rule 6; chosen with bench/bench_policy.py (bench/RESULTS.md)
 DEFAULT_SPARE_LEVELS = (1.0, 1.5)  # rule 6a: 1 node by 3 h, 2 nodes by 4.5 h
 DEFAULT_SPARE_HOLD_S = 3600.0  # rule 6c
 
@@ -257,8 +189,8 @@ def decide(queue: Sequence[QueuedWorkload], nodes: Iterable[NodeFree], running: 
            spare_hold_s: float | None = DEFAULT_SPARE_HOLD_S) -> Decision:
     """Components to start now (see the module docstring). backfill=False is strict
     priority; protected_classes=(), drain_guard=False, reserve_horizon_s=None is plain EASY;
-    spare_levels=(1.0,), whole_node_spare=False is rule 6 as first written (one spare node,
-    any protected work may take it)."""
+    spare_levels=(1.0,), whole_node_spare=False keeps one spare node per class that any
+    protected work may take."""
     cap = _Capacity(nodes)
     releases: list[tuple[float, str, RunningLike]] = [(_end(r, now), r.node, r) for r in running]
     drain: dict[str, float] = {}  # node -> latest expected end of the work on it (now if idle)

@@ -17,7 +17,8 @@ before/after one of another class moves it into that class.
 Entries: `P queue:entry:<workload>` HASH with workload_id, priority, rank, submitted_at,
 requester, name, status, resources (JSON), attributes (JSON). Only status `waiting`
 entries are in the sorted sets; other statuses (running, done, failed, cancelled) keep
-the hash for display until `remove`. Every mutation is one Lua script.
+the hash for display until `remove`. Every mutation is one Lua script (lua/queue/*.lua, read
+when the queue is built).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, AsyncIterator, Mapping, Sequence
+
+from .scripts import register_scripts
 
 PRIORITIES = ("high", "normal", "low")
 
@@ -57,110 +60,6 @@ class QueueEntry:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
-_PRELUDE = r"""
-local P = ARGV[1]
-local function qkey(c) return P .. 'queue:' .. c end
-local function ekey(w) return P .. 'queue:entry:' .. w end
-"""
-
-# ARGV: P, workload, priority, rank, submitted_at, requester, name, resources, attributes
-_ENQUEUE = _PRELUDE + r"""
-local ek = ekey(ARGV[2])
-if redis.call('EXISTS', ek) == 1 then return 0 end
-redis.call('HSET', ek, 'workload_id', ARGV[2], 'priority', ARGV[3], 'rank', ARGV[4],
-  'submitted_at', ARGV[5], 'requester', ARGV[6], 'name', ARGV[7], 'resources', ARGV[8],
-  'attributes', ARGV[9], 'status', 'waiting')
-redis.call('ZADD', qkey(ARGV[3]), ARGV[4], ARGV[2])
-return 1
-"""
-
-_REMOVE = _PRELUDE + r"""
-local ek = ekey(ARGV[2])
-local c = redis.call('HGET', ek, 'priority')
-if not c then return 0 end
-redis.call('ZREM', qkey(c), ARGV[2])
-redis.call('DEL', ek)
-return 1
-"""
-
-# ARGV: P, workload, status
-_SET_STATUS = _PRELUDE + r"""
-local ek = ekey(ARGV[2])
-local h = redis.call('HMGET', ek, 'priority', 'rank')
-if not h[1] then return 0 end
-redis.call('HSET', ek, 'status', ARGV[3])
-if ARGV[3] == 'waiting' then
-  redis.call('ZADD', qkey(h[1]), h[2], ARGV[2])
-else
-  redis.call('ZREM', qkey(h[1]), ARGV[2])
-end
-return 1
-"""
-
-# ARGV: P, workload, new priority
-_REPRIORITISE = _PRELUDE + r"""
-local ek = ekey(ARGV[2])
-local h = redis.call('HMGET', ek, 'priority', 'rank', 'status')
-if not h[1] then return 0 end
-if h[1] == ARGV[3] then return 1 end
-redis.call('HSET', ek, 'priority', ARGV[3])
-if h[3] == 'waiting' then
-  redis.call('ZREM', qkey(h[1]), ARGV[2])
-  redis.call('ZADD', qkey(ARGV[3]), h[2], ARGV[2])
-end
-return 1
-"""
-
-# ARGV: P, workload, target, 'before'|'after'
-# -> 1 moved, 0 workload missing/not waiting, -1 target missing/not waiting, -2 same workload
-_MOVE = _PRELUDE + r"""
-local w, target = ARGV[2], ARGV[3]
-if w == target then return -2 end
-local wh = redis.call('HMGET', ekey(w), 'priority', 'status')
-if not wh[1] or wh[2] ~= 'waiting' then return 0 end
-local th = redis.call('HMGET', ekey(target), 'priority', 'status')
-if not th[1] or th[2] ~= 'waiting' then return -1 end
-local c = th[1]
-local qk = qkey(c)
-redis.call('ZREM', qkey(wh[1]), w)
-local function neighbours()
-  local r = redis.call('ZRANK', qk, target)
-  local tr = tonumber(redis.call('ZSCORE', qk, target))
-  local other = nil
-  if ARGV[4] == 'before' then
-    if r > 0 then other = tonumber(redis.call('ZRANGE', qk, r - 1, r - 1, 'WITHSCORES')[2]) end
-  else
-    local nx = redis.call('ZRANGE', qk, r + 1, r + 1, 'WITHSCORES')
-    if #nx > 0 then other = tonumber(nx[2]) end
-  end
-  return tr, other
-end
-local tr, other = neighbours()
-if other ~= nil and math.abs(tr - other) < 1e-6 then
-  local all = redis.call('ZRANGE', qk, 0, -1, 'WITHSCORES')
-  local count = #all / 2
-  local first, last = tonumber(all[2]), tonumber(all[#all])
-  local step = 1e-3
-  if count > 1 and (last - first) / (count - 1) > step then step = (last - first) / (count - 1) end
-  for i = 1, #all, 2 do
-    local rank = first + ((i - 1) / 2) * step
-    redis.call('ZADD', qk, rank, all[i])
-    redis.call('HSET', ekey(all[i]), 'rank', string.format('%.17g', rank))
-  end
-  tr, other = neighbours()
-end
-local rank
-if other == nil then
-  if ARGV[4] == 'before' then rank = tr - 1.0 else rank = tr + 1.0 end
-else
-  rank = (tr + other) / 2
-end
-redis.call('ZADD', qk, rank, w)
-redis.call('HSET', ekey(w), 'priority', c, 'rank', string.format('%.17g', rank))
-return 1
-"""
-
-
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -179,11 +78,12 @@ class RedisPriorityQueue:
     def __init__(self, redis: Any, prefix: str = "avatar:{sched}:") -> None:
         self._redis = redis
         self.prefix = prefix
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._remove = redis.register_script(_REMOVE)
-        self._set_status = redis.register_script(_SET_STATUS)
-        self._reprioritise = redis.register_script(_REPRIORITISE)
-        self._move = redis.register_script(_MOVE)
+        scripts = register_scripts(redis, "queue", ("enqueue", "remove", "set_status", "reprioritise", "move"))
+        self._enqueue = scripts["enqueue"]
+        self._remove = scripts["remove"]
+        self._set_status = scripts["set_status"]
+        self._reprioritise = scripts["reprioritise"]
+        self._move = scripts["move"]
 
     def _qkey(self, priority: str) -> str:
         return f"{self.prefix}queue:{priority}"

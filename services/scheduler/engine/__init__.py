@@ -1,5 +1,8 @@
 """The scheduling engine: one level-triggered loop that drives every job from PostgreSQL state.
 
+Every change it makes to a job goes through the `Job` aggregate and a unit of work (its events
+reach the outbox on commit, each a child of its job's span).
+
 Only the leader replica (PostgreSQL advisory lock, leader.py) runs it; any replica consumes
 events and serves HTTP.
 
@@ -13,7 +16,7 @@ events and serves HTTP.
 | `watcher.py` | one task per run: its log, end, metrics, log upload, allocation release |
 | `reconciler.py` | lease renewal, allocations and runner runs nobody owns |
 | `usage.py` | measured usage of the watched runs, into Redis |
-| `telemetry.py` | job spans, events in the job's trace, metrics |
+| `telemetry.py` | job spans and metrics |
 """
 from services.scheduler.engine.context import NodeSource
 from services.scheduler.engine.loop import Engine

@@ -8,12 +8,14 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 from minio import Minio
 
-from services.kit.outbox import Outbox
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.inventory import Node
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import RunHandle, Runner
+from services.scheduler.domain import Job
+from services.scheduler.records import JobRecord, RunRecord
 from services.scheduler.settings import SchedulerSettings
+from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
 NodeSource = Callable[[], Awaitable[list[Node]]]
 Wake = Callable[[], None]
@@ -24,8 +26,8 @@ class Adapters:
     """The I/O the engine drives, built by the composition root."""
 
     settings: SchedulerSettings
-    pool: asyncpg.Pool
-    outbox: Outbox
+    pool: asyncpg.Pool  # reads; every change goes through a unit of work
+    uow: Callable[[], SchedulerUnitOfWork]
     redis: Any
     allocator: RedisAllocator
     queue: RedisPriorityQueue
@@ -54,3 +56,12 @@ class LiveRuns:
     allocations: set[str] = field(default_factory=set)
     starting: set[str] = field(default_factory=set)  # claimed runs whose launch is in progress
     stop_requested: set[str] = field(default_factory=set)
+
+
+async def record_run_end(io: Adapters, job: JobRecord, run: RunRecord, status: str, **end: Any) -> bool:
+    """A run of `job` ended (`end`: its exit code, last line, reason, log, metrics): recorded once, in
+    one statement; False when its end was already recorded."""
+    ended = Job(job).end_run(run, status, **{"reason": None, **end})
+    uow = io.uow()
+    async with uow.statement():
+        return await uow.commit_guarded(uow.jobs.run_end(ended))

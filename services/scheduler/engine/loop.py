@@ -10,12 +10,11 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import asyncpg
 from minio import Minio
 
-from services.kit.outbox import Outbox
 from services.kit.pacing import Floor
 from services.scheduler import metrics as m
 from services.scheduler.core.allocator import RedisAllocator
@@ -29,20 +28,21 @@ from services.scheduler.engine.starts import Starter
 from services.scheduler.engine.usage import UsageSampler
 from services.scheduler.engine.watcher import Watcher, stop_attempt
 from services.scheduler.settings import SchedulerSettings
+from services.scheduler.unit_of_work import SchedulerUnitOfWork
 from services.scheduler.aio import cancel_all, wait_event
 
 log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, *, settings: SchedulerSettings, pool: asyncpg.Pool, outbox: Outbox, redis: Any,
-                 allocator: RedisAllocator, queue: RedisPriorityQueue, runner: Runner, nodes: NodeSource,
+    def __init__(self, *, settings: SchedulerSettings, pool: asyncpg.Pool, uow: Callable[[], SchedulerUnitOfWork],
+                 redis: Any, allocator: RedisAllocator, queue: RedisPriorityQueue, runner: Runner, nodes: NodeSource,
                  objects: Minio, spool_dir: Path, measures: frozenset[str] = frozenset(),
                  reattach: bool = False) -> None:
         self.settings = settings
         self.measures = measures  # what the runner can measure: {"memory", "cpu", "gpu"}
         self.reattach = reattach  # do runs outlive the scheduler with their exit status (pods)?
-        self.io = Adapters(settings, pool, outbox, redis, allocator, queue, runner, nodes, objects)
+        self.io = Adapters(settings, pool, uow, redis, allocator, queue, runner, nodes, objects)
         self.live = LiveRuns()
         self._wake = asyncio.Event()
         self.watcher = Watcher(self.io, self.live, self.wake, spool_dir=spool_dir, reattach=reattach)

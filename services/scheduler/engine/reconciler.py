@@ -45,7 +45,7 @@ class Reconciler:
                 await allocator.renew_lease(allocation.allocation_id, self.io.settings.scheduler_lease_seconds)
                 continue
             owner = owners.get(allocation.allocation_id)
-            transitional = owner is not None and owner["status"] in domain.RUN_LIVE
+            transitional = owner is not None and owner.status in domain.RUN_LIVE
             if await allocator.release(allocation.allocation_id, only_if_expired=transitional):
                 released += 1
                 m.RELEASED.labels("reconciler").inc()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping
+from typing import Any
 
 from services.scheduler import store
 from services.scheduler import metrics as m
 from services.scheduler.core.queue import QueueStatus
 from services.scheduler.engine.context import Adapters, LiveRuns, Wake
 from services.scheduler.engine.watcher import Watcher
+from services.scheduler.records import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +38,30 @@ class Recovery:
         await self.load_inventory()
         async with io.pool.acquire() as conn:
             live = await store.live_runs(conn)
-            jobs = await store.jobs_by_ids(conn, sorted({r["job_id"] for r in live}))
+            jobs = await store.jobs_by_ids(conn, sorted({r.job_id for r in live}))
         for run in live:
-            job = jobs[run["job_id"]]
-            attempt = run["allocation_id"]
+            job = jobs[run.job_id]
+            attempt = run.allocation_id
             handle = None
             if attempt:
                 try:
                     handle = await io.runner.attach(attempt)
                 except Exception as exc:
-                    log.warning("cannot find run %s (%s) in the runner: %s", run["run_id"], attempt, exc)
-            if handle is not None and self.reattach and run["status"] == "running":
-                log.info("re-attached to run %s (%s)", run["run_id"], handle.ref)
+                    log.warning("cannot find run %s (%s) in the runner: %s", run.run_id, attempt, exc)
+            if handle is not None and self.reattach and run.status == "running":
+                log.info("re-attached to run %s (%s)", run.run_id, handle.ref)
                 self.watcher.track(job, run, handle)
                 continue
             if handle is not None:
                 try:
                     await io.runner.stop(handle, io.settings.scheduler_stop_grace_seconds)
                 except Exception as exc:
-                    log.warning("cannot stop orphaned run %s (%s): %s", run["run_id"], handle.ref, exc)
+                    log.warning("cannot stop orphaned run %s (%s): %s", run.run_id, handle.ref, exc)
             if attempt and await io.allocator.release(attempt):
                 m.RELEASED.labels("recovery").inc()
             async with io.pool.acquire() as conn:
-                await store.reset_run(conn, run["run_id"])
-            log.warning("run %s was lost with the previous scheduler; it will run again", run["run_id"])
+                await store.reset_run(conn, run.run_id)
+            log.warning("run %s was lost with the previous scheduler; it will run again", run.run_id)
         await self._restore_allocations()
         await self._reset_queue_sync()
         await io.redis.set(self.sentinel, str(time.time()))
@@ -81,19 +82,18 @@ class Recovery:
         if not self.live.active:
             return
         async with self.io.pool.acquire() as conn:
-            rows = await conn.fetch("SELECT r.*, j.deadline FROM runs r JOIN jobs j USING (job_id)"
-                                    " WHERE r.run_id = ANY($1::text[])", list(self.live.active))
-        for row in rows:
-            if not row["allocation_id"] or not row["node"]:
+            rows = await store.runs_with_deadlines(conn, list(self.live.active))
+        for row, deadline in rows:
+            if not row.allocation_id or not row.node:
                 continue
             restored = await self.io.allocator.restore(
-                row["allocation_id"], row["job_id"], row["run_id"], node=row["node"], gpu_type=row["gpu_type"],
-                gpu_indices=list(row["gpu_indices"] or []), memory_bytes=int(row["memory_bytes"]),
-                cpu_millis=int(row["cpu_millis"]), lease_seconds=self.io.settings.scheduler_lease_seconds,
-                expected_end=row["deadline"].timestamp() if row["deadline"] else None)
+                row.allocation_id, row.job_id, row.run_id, node=row.node, gpu_type=row.gpu_type,
+                gpu_indices=list(row.gpu_indices or []), memory_bytes=int(row.memory_bytes),
+                cpu_millis=int(row.cpu_millis), lease_seconds=self.io.settings.scheduler_lease_seconds,
+                expected_end=deadline.timestamp() if deadline else None)
             if restored is None:
                 log.warning("run %s holds capacity on node %s, which is no longer in the inventory",
-                            row["run_id"], row["node"])
+                            row.run_id, row.node)
 
     async def _reset_queue_sync(self) -> None:
         async with self.io.pool.acquire() as conn:
@@ -117,39 +117,36 @@ class Recovery:
             rows = await store.unsynced_jobs(conn)
         if not rows:
             return
-        by_id = {job["job_id"]: job for job in rows}
+        by_id = {job.job_id: job for job in rows}
         known = await io.queue.mirror(
-            waiting=[self._entry(job) for job in rows if job["status"] == "waiting"],
-            running=[job["job_id"] for job in rows if job["status"] in ("running", "stopping")],
-            gone=[job["job_id"] for job in rows if job["status"] not in ("waiting", "running", "stopping")])
+            waiting=[self._entry(job) for job in rows if job.status == "waiting"],
+            running=[job.job_id for job in rows if job.status in ("running", "stopping")],
+            gone=[job.job_id for job in rows if job.status not in ("waiting", "running", "stopping")])
         for job_id in known:  # queued before: its class or its status may have changed
             job = by_id[job_id]
             entry = await io.queue.get(job_id)
             if entry is None:  # removed meanwhile (an admin's cancel): the row says it waits
                 await io.queue.enqueue(**self._entry(job))
                 continue
-            if entry.priority.value != job["priority"]:
-                await io.queue.reprioritise(job_id, job["priority"])
+            if entry.priority.value != job.priority:
+                await io.queue.reprioritise(job_id, job.priority)
             if entry.status != QueueStatus.WAITING:
                 await io.queue.set_status(job_id, QueueStatus.WAITING)
         async with io.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE jobs SET redis_synced = true FROM unnest($1::text[], $2::timestamptz[]) AS s(id, ts)"
-                " WHERE jobs.job_id = s.id AND jobs.updated_at = s.ts",
-                [r["job_id"] for r in rows], [r["updated_at"] for r in rows])
+            await store.mark_synced(conn, rows)
 
-    def _entry(self, job: Mapping[str, Any]) -> dict[str, Any]:
+    def _entry(self, job: JobRecord) -> dict[str, Any]:
         """The queue entry of a waiting job (enqueue's arguments)."""
-        return dict(workload_id=job["job_id"], priority=job["priority"], submitted_at=job["submitted_at"].timestamp(),
-                    rank=float(job["queue_rank"]), requester=job["requester"], name=job["name"],
+        return dict(workload_id=job.job_id, priority=job.priority, submitted_at=job.submitted_at.timestamp(),
+                    rank=float(job.queue_rank), requester=job.requester, name=job.name,
                     resources=_queue_resources(job, self.io.settings.scheduler_component_cpu),
-                    attributes={"kind": job["kind"], "workload_id": job["workload_id"],
-                                "test_run_id": job["test_run_id"]})
+                    attributes={"kind": job.kind, "workload_id": job.workload_id,
+                                "test_run_id": job.test_run_id})
 
 
-def _queue_resources(job: Mapping[str, Any], default_cpu: float) -> dict[str, Any]:
+def _queue_resources(job: JobRecord, default_cpu: float) -> dict[str, Any]:
     """QU-05: the request's GPU type × count, memory and CPU, as the queue shows them."""
-    workload = job["workload"] or {}
+    workload = job.workload or {}
     resources = workload.get("resources") or {}
     return {"gpu_type": resources.get("gpuType"), "gpu_count": resources.get("gpuCount"),
             "memory": resources.get("memory"), "cpu": resources.get("cpu") or default_cpu,

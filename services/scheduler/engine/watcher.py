@@ -5,7 +5,6 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -13,11 +12,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from services.kit.instrument import untraced
 from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context
-from services.scheduler import domain, store
+from services.scheduler import domain
 from services.scheduler import metrics as m
 from services.scheduler.core.runners.base import STOPPED, RunHandle, Runner
-from services.scheduler.engine.context import ActiveRun, Adapters, LiveRuns, Wake
+from services.scheduler.engine.context import ActiveRun, Adapters, LiveRuns, Wake, record_run_end
 from services.scheduler.logs import RunLog, collect, read_json
+from services.scheduler.records import JobRecord, RunRecord
 from services.scheduler.aio import cancel_all, within
 
 log = logging.getLogger(__name__)
@@ -32,25 +32,25 @@ class Watcher:
         self.reattach = reattach
         self.tracer = trace.get_tracer("avatar.scheduler")
 
-    def track(self, job: Mapping[str, Any], run: Mapping[str, Any], handle: RunHandle) -> None:
-        active = ActiveRun(run["run_id"], job["job_id"], run["allocation_id"], handle)
-        self.live.active[run["run_id"]] = active
-        self.live.allocations.add(run["allocation_id"])
-        active.task = asyncio.create_task(self._watch(job, run, active), name=f"watch-{run['run_id']}")
+    def track(self, job: JobRecord, run: RunRecord, handle: RunHandle) -> None:
+        active = ActiveRun(run.run_id, job.job_id, run.allocation_id, handle)
+        self.live.active[run.run_id] = active
+        self.live.allocations.add(run.allocation_id)
+        active.task = asyncio.create_task(self._watch(job, run, active), name=f"watch-{run.run_id}")
 
-    async def _watch(self, job: Mapping[str, Any], run: Mapping[str, Any], active: ActiveRun) -> None:
+    async def _watch(self, job: JobRecord, run: RunRecord, active: ActiveRun) -> None:
         io, settings = self.io, self.io.settings
         span = self.tracer.start_span(
-            f"run component {run['name']}", context=extract_context(job["trace_headers"]),
-            attributes={WORKLOAD_ATTRIBUTE: job["workload_id"], "avatar.job_id": job["job_id"],
-                        "avatar.task_id": run["task_id"], "avatar.component_id": run["component_id"],
-                        "avatar.component_name": run["name"], "avatar.node": run["node"] or "",
-                        "avatar.gpu_indices": ",".join(str(i) for i in run["gpu_indices"] or []),
+            f"run component {run.name}", context=extract_context(job.trace_headers),
+            attributes={WORKLOAD_ATTRIBUTE: job.workload_id, "avatar.job_id": job.job_id,
+                        "avatar.task_id": run.task_id, "avatar.component_id": run.component_id,
+                        "avatar.component_name": run.name, "avatar.node": run.node or "",
+                        "avatar.gpu_indices": ",".join(str(i) for i in run.gpu_indices or []),
                         "avatar.runner_ref": active.handle.ref})
         # the run's own Redis/S3/PostgreSQL calls are its children (its own task: attached for its life)
         attached = otel_context.attach(trace.set_span_in_context(span))
-        bound = correlation_id.set(job["workload_id"])
-        runlog = RunLog(self.spool_dir, run["run_id"], io.redis, settings.sched_prefix,
+        bound = correlation_id.set(job.workload_id)
+        runlog = RunLog(self.spool_dir, run.run_id, io.redis, settings.sched_prefix,
                         max_bytes=settings.scheduler_log_max_bytes, live_lines=settings.scheduler_live_log_lines)
         started = time.monotonic()
         try:
@@ -72,10 +72,10 @@ class Watcher:
                     with untraced():
                         await within(collect(io.runner.logs(active.handle, follow=False), runlog), 10)
                 except Exception as exc:
-                    log.debug("no log for run %s: %s", run["run_id"], exc)
+                    log.debug("no log for run %s: %s", run.run_id, exc)
             await runlog.finish()
             exit_code = outcome.exit_code
-            stopped = run["run_id"] in self.live.stop_requested or outcome.reason.startswith(STOPPED)
+            stopped = run.run_id in self.live.stop_requested or outcome.reason.startswith(STOPPED)
             status = "succeeded" if outcome.succeeded else ("stopped" if stopped else "failed")
             if await io.allocator.release(active.allocation_id):
                 m.RELEASED.labels("run_end").inc()
@@ -84,30 +84,29 @@ class Watcher:
             log_url = await self._upload_log(job, run, runlog)
             reason = None
             if status == "failed":
-                reason = domain.component_failure_reason(run["name"], run["component_id"], exit_code,
+                reason = domain.component_failure_reason(run.name, run.component_id, exit_code,
                                                          runlog.last_line, outcome.reason)
             elif status == "stopped":
                 reason = "stopped"
-            async with io.pool.acquire() as conn:
-                await store.finish_run(conn, run["run_id"], status=status, exit_code=exit_code,
-                                       last_line=runlog.last_line, reason=reason, log_url=log_url, metrics=metrics)
+            await record_run_end(io, job, run, status, exit_code=exit_code, last_line=runlog.last_line, reason=reason,
+                                 log_url=log_url, metrics=metrics)
             if self.reattach:  # a finished pod is kept only until its log and outcome are recorded
                 try:
                     await io.runner.stop(active.handle, 0)
                 except Exception as exc:
-                    log.debug("cannot delete the finished pod of %s: %s", run["run_id"], exc)
+                    log.debug("cannot delete the finished pod of %s: %s", run.run_id, exc)
             m.RUNS.labels(status).inc()
             m.RUN_SECONDS.observe(time.monotonic() - started)
             span.set_attribute("avatar.exit_code", -1 if exit_code is None else exit_code)
             span.set_attribute("avatar.run_status", status)
             if status == "failed":
                 span.set_status(Status(StatusCode.ERROR, reason or "failed"))
-            log.info("run %s %s (exit %s)", run["run_id"], status, exit_code)
+            log.info("run %s %s (exit %s)", run.run_id, status, exit_code)
         except asyncio.CancelledError:
             span.set_attribute("avatar.run_status", "scheduler stopped watching")
             raise
         except Exception as exc:
-            log.exception("watching run %s failed", run["run_id"])
+            log.exception("watching run %s failed", run.run_id)
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, "watch failed"))
         finally:
@@ -115,26 +114,26 @@ class Watcher:
             otel_context.detach(attached)
             span.end()
             runlog.discard()
-            if self.live.active.get(run["run_id"]) is active:
-                self.live.active.pop(run["run_id"], None)
-                self.live.stop_requested.discard(run["run_id"])
+            if self.live.active.get(run.run_id) is active:
+                self.live.active.pop(run.run_id, None)
+                self.live.stop_requested.discard(run.run_id)
             self.wake()
 
-    async def _read_metrics(self, run: Mapping[str, Any]) -> dict | None:
-        bucket, _, prefix = run["output_prefix"].removeprefix("s3://").partition("/")
+    async def _read_metrics(self, run: RunRecord) -> dict | None:
+        bucket, _, prefix = run.output_prefix.removeprefix("s3://").partition("/")
         try:
             return await read_json(self.io.objects, bucket, f"{prefix}metrics.json")
         except Exception as exc:
-            log.warning("cannot read metrics.json of run %s: %s", run["run_id"], exc)
+            log.warning("cannot read metrics.json of run %s: %s", run.run_id, exc)
             return None
 
-    async def _upload_log(self, job: Mapping[str, Any], run: Mapping[str, Any], runlog: RunLog) -> str | None:
-        key = domain.log_key(job["workload_id"], run["task_id"], run["component_id"], test_run_id=job["test_run_id"],
-                             round_=run["round"] if job["kind"] == "looptest" else None)
+    async def _upload_log(self, job: JobRecord, run: RunRecord, runlog: RunLog) -> str | None:
+        key = domain.log_key(job.workload_id, run.task_id, run.component_id, test_run_id=job.test_run_id,
+                             round_=run.round if job.kind == "looptest" else None)
         try:
             return await runlog.upload(self.io.objects, self.io.settings.logs_bucket, key)
         except Exception as exc:
-            log.warning("cannot upload the log of run %s: %s", run["run_id"], exc)
+            log.warning("cannot upload the log of run %s: %s", run.run_id, exc)
             return None
 
 

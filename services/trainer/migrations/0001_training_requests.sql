@@ -27,7 +27,7 @@ CREATE TABLE training_requests (
     priority             TEXT NOT NULL,
     submitted_at         TIMESTAMPTZ NOT NULL,
     source               TEXT NOT NULL,            -- 'trainer', or the producer of an external request
-    workload             JSONB NOT NULL,           -- the workload as published (seed 001 §4.3)
+    workload             JSONB NOT NULL,           -- the workload as published (docs/spec.md §4.3)
     status               TEXT NOT NULL DEFAULT 'waiting',  -- derived from the timeline, kept for filtering
     cancel_requested_by  TEXT,
     cancel_requested_at  TIMESTAMPTZ,

@@ -19,7 +19,7 @@ def normalised(spec: dict) -> dict:
 
 
 async def test_an_app_built_like_the_seed_example_yields_the_seed_spec(fresh):
-    """seed 001 §2.2, built through the API the way a user would build it."""
+    """docs/spec.md §2.2, built through the API the way a user would build it."""
     example = seed_example()
     async with library_and_builder(fresh.settings()) as (library, builder):
         ids = {}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import aio_pika
 import pytest
@@ -10,9 +11,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool
+from services.kit.messagebus import MessageBus
 from services.kit.messaging import EventBus, new_broker
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.telemetry import setup_tracing
+from services.kit.unit_of_work import UnitOfWork
 from services.kit.wakeups import Wakeups
 from tests.support.broker import tapped
 
@@ -24,27 +27,40 @@ class KitService:
     pool: object
     bus: EventBus
     outbox: Outbox
+    messagebus: MessageBus | None = None
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.pool, self.outbox, self.bus.publish, poll_seconds=0.2)
+
+    def uow(self, **kw) -> UnitOfWork:
+        """A unit of work over this service's pool and outbox (`conn=`, `cause=` for an event handler's);
+        also the factory a MessageBus takes."""
+        return UnitOfWork(self.pool, self.outbox, **kw)
 
 
 @pytest.fixture
 def kit_service(fresh):
     @contextlib.asynccontextmanager
     async def make(service: str, handlers: dict | None = None, locks: dict | None = None, *, batch_size: int = 1,
-                   prefetch: int | None = None, together: dict | None = None, min_batch_seconds: float = 0.0):
+                   prefetch: int | None = None, together: dict | None = None, min_batch_seconds: float = 0.0,
+                   messagebus: Callable[[KitService], MessageBus] | None = None):
+        """`messagebus`: builds the service's MessageBus from its kit pieces; its consumers are subscribed
+        before the bus starts, as a service's setup does."""
         pool = await create_pool(fresh.postgres_url, service)
         await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
         outbox = Outbox(service, Wakeups(pool, service))
-        bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool, outbox,
+        bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool,
                        backoff_cap=0.2, batch_size=batch_size, prefetch=prefetch,
                        batch_min_interval=min_batch_seconds)
+        kit = KitService(pool, bus, outbox)
         for event_type, handler in (handlers or {}).items():
             bus.on(event_type, handler, lock=(locks or {}).get(event_type), together=(together or {}).get(event_type))
+        if messagebus is not None:
+            kit.messagebus = messagebus(kit)
+            kit.messagebus.subscribe(bus)
         await bus.start()
         try:
-            yield KitService(pool, bus, outbox)
+            yield kit
         finally:
             await bus.stop()
             await outbox.wakeups.close()

@@ -7,7 +7,7 @@ from opentelemetry import trace
 from contracts.events import make_event
 from services.kit import inbox, metrics
 from services.kit.messaging import REASON_HEADER, PermanentError
-from tests.integration.kit.test_outbox import spec_created
+from tests.integration.kit.test_outbox import record, spec_created
 from tests.support.broker import dead_letters, publish
 from tests.support.infra import wait_until
 
@@ -182,9 +182,7 @@ async def test_a_batch_claim_is_a_span_linked_to_each_events_consumer_span(kit_s
         for i in range(20):
             with trace.get_tracer("test").start_as_current_span("POST /apps/{app_id}/spec") as request_span:
                 origins.add(request_span.get_span_context().trace_id)
-                async with builder.pool.acquire() as conn, conn.transaction():
-                    await builder.outbox.emit(conn, "app.spec_created", spec_created(f"APP-{i:06d}"),
-                                              correlation_id=f"APP-{i:06d}")
+                await record(builder, f"APP-{i:06d}")
         await builder.relay().relay_once()
     async with kit_service("library", {"app.spec_created": on_spec_created}, batch_size=16):
         await wait_until(lambda: len(handled) == 20, message="the events")

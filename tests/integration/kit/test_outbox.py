@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from contracts.events import AppSpecCreated, make_event
+from contracts.events import AppSpecCreated
 from contracts.spec import AppSpec
 from services.kit.outbox import OutboxRelay
 from services.kit.telemetry import inject_headers, start_workload_span
+from services.kit.unit_of_work import Statement
 from tests.support.infra import wait_until
 from tests.unit.contracts.test_spec import seed_example
 
@@ -34,14 +35,21 @@ def spec_created(app_id: str = "APP-A1B2C3"):
     return AppSpecCreated(app_id=app_id, version=spec.version, spec=spec)
 
 
+async def record(service, *apps: str):
+    """One unit of work of `service` recording an app.spec_created per app, committed; the events written."""
+    async with service.uow() as uow:
+        for app in apps:
+            uow.record("app.spec_created", spec_created(app), correlation_id=app)
+        return await uow.commit()
+
+
 async def test_event_in_rolled_back_transaction_is_never_published(kit_service, tap):
     async with kit_service("builder") as builder:
         with pytest.raises(RuntimeError):
-            async with builder.pool.acquire() as conn, conn.transaction():
-                await builder.outbox.emit(conn, "app.spec_created", spec_created("APP-ROLLED"), correlation_id="APP-ROLLED")
+            async with builder.uow() as uow:
+                uow.record("app.spec_created", spec_created("APP-ROLLED"), correlation_id="APP-ROLLED")
                 raise RuntimeError("the state change failed")
-        async with builder.pool.acquire() as conn, conn.transaction():
-            await builder.outbox.emit(conn, "app.spec_created", spec_created("APP-KEPT"), correlation_id="APP-KEPT")
+        await record(builder, "APP-KEPT")
         relay = builder.relay()
         await relay.start()
         try:
@@ -62,8 +70,7 @@ async def test_relay_killed_between_publish_and_mark_publishes_again_and_inbox_a
 
     async with kit_service("library", {"app.spec_created": on_spec_created}) as library, \
             kit_service("builder") as builder:
-        async with builder.pool.acquire() as conn, conn.transaction():
-            event = await builder.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id="APP-A1B2C3")
+        [event] = await record(builder, "APP-A1B2C3")
 
         crashing = builder.relay()
 
@@ -98,15 +105,10 @@ async def test_rows_committed_while_the_relay_publishes_go_out_without_waiting_f
 
         async def emit_one_more(event_ids):
             if len(event_ids) < 5 and not emitted_during:  # during the last (short) batch, before it is marked sent
-                async with builder.pool.acquire() as conn, conn.transaction():
-                    emitted_during.append(await builder.outbox.emit(
-                        conn, "app.spec_created", spec_created("APP-DURING"), correlation_id="APP-DURING"))
+                emitted_during.extend(await record(builder, "APP-DURING"))
 
         relay.after_publish = emit_one_more
-        async with builder.pool.acquire() as conn, conn.transaction():  # a backlog of two and a half batches
-            for n in range(12):
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(f"APP-{n:06d}"),
-                                          correlation_id=f"APP-{n:06d}")
+        await record(builder, *(f"APP-{n:06d}" for n in range(12)))  # a backlog of two and a half batches
         await relay.start()
         try:
             await wait_until(lambda: len(tap) >= 13, 10, message="the backlog and the row committed during a batch")
@@ -118,23 +120,28 @@ async def test_rows_committed_while_the_relay_publishes_go_out_without_waiting_f
 
 
 async def test_events_added_together_commit_together_and_each_keeps_the_trace_it_was_given(kit_service, tap, spans):
-    """add_many: one statement for a batch of events (a scheduling round's), all or none with the
-    transaction, each published in the trace of its own span."""
+    """A unit's events go to the outbox in one statement (`add_many`, a scheduling round's), all or none
+    with its transaction, each published in the trace it was recorded with (`trace=`, its own span's)."""
     async with kit_service("builder") as builder:
         apps = ["APP-000001", "APP-000002", "APP-000003"]
         work = {app: start_workload_span("work on the app", app, parent=None) for app in apps}
 
-        def batch(names):
-            return [(make_event("app.spec_created", spec_created(app), producer="builder", correlation_id=app),
-                     inject_headers(span=work[app])) for app in names]
+        def batch(uow, names):
+            for app in names:
+                uow.record("app.spec_created", spec_created(app), correlation_id=app, trace=inject_headers(span=work[app]))
 
         with pytest.raises(RuntimeError):
-            async with builder.pool.acquire() as conn, conn.transaction():
-                await builder.outbox.add_many(conn, batch(apps[:2]))
+            async with builder.uow() as uow:
+                batch(uow, apps[:2])
                 raise RuntimeError("the state change failed")
-        async with builder.pool.acquire() as conn, conn.transaction():
-            await builder.outbox.add_many(conn, batch(apps))
-            await builder.outbox.add_many(conn, [])  # nothing to add is no statement at all
+        async with builder.uow() as uow:
+            batch(uow, apps)
+            await uow.commit()
+        async with builder.uow() as uow:  # nothing recorded: no outbox statement at all
+            assert await uow.commit() == []
+        async with builder.pool.acquire() as conn:  # the primitive itself, given nothing, writes nothing
+            await builder.outbox.add_many(conn, [])
+        assert await builder.pool.fetchval("SELECT count(*) FROM outbox") == 3
         for span in work.values():
             span.end()
         relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
@@ -164,8 +171,7 @@ async def test_one_relay_of_a_service_publishes_and_a_standby_takes_over_when_it
 
         async def emit(names):
             for app in names:  # one transaction each: many small rounds, as under load
-                async with builder.pool.acquire() as conn, conn.transaction():
-                    await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
+                await record(builder, app)
 
         try:
             before = [f"APP-{n:06d}" for n in range(20)]
@@ -194,10 +200,7 @@ async def test_the_backlog_gauges_grow_while_the_broker_refuses_events(kit_servi
         raise ConnectionError("the broker is away")
 
     async with kit_service("builder") as builder:
-        async with builder.pool.acquire() as conn, conn.transaction():
-            for n in range(3):
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(f"APP-{n:06d}"),
-                                          correlation_id=f"APP-{n:06d}")
+        await record(builder, *(f"APP-{n:06d}" for n in range(3)))
         relay = OutboxRelay(builder.pool, builder.outbox, broker_away, poll_seconds=0.2)
         await relay.start()
         try:
@@ -215,23 +218,19 @@ async def test_a_leading_relay_in_this_process_is_woken_on_commit_without_a_noti
     commit waits for the others'. A relay of the same process is woken in-process once the transaction
     commits instead; the poll here is a minute, so only that wake can publish in time."""
     async with kit_service("builder") as builder:
-        async def emit(app):
-            async with builder.pool.acquire() as conn, conn.transaction():
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
-
         async with notifications(builder) as heard:
             relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
             await relay.start()
             try:
                 await wait_until(lambda: relay.leading, message="the relay to lead")
-                await emit("APP-WOKEN")
+                await record(builder, "APP-WOKEN")
                 await wait_until(lambda: len(tap) >= 1, 5, message="the event, published on the in-process wake")
             finally:
                 await relay.stop()
             assert [json.loads(m.body)["correlation_id"] for m in tap] == ["APP-WOKEN"]
             assert heard == []
             # no relay of this process leads: a commit notifies (another replica's relay may lead)
-            await emit("APP-ELSEWHERE")
+            await record(builder, "APP-ELSEWHERE")
             await wait_until(lambda: heard, 5, message="the NOTIFY")
 
 
@@ -263,10 +262,6 @@ async def test_a_relay_floor_publishes_a_trickle_in_few_rounds_and_a_lone_event_
         async def counted(event_ids):
             rounds.append(len(event_ids))
 
-        async def emit(app):
-            async with builder.pool.acquire() as conn, conn.transaction():
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
-
         relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60, min_round_seconds=0.3)
         relay.after_publish = counted
         await relay.start()
@@ -275,13 +270,13 @@ async def test_a_relay_floor_publishes_a_trickle_in_few_rounds_and_a_lone_event_
             await asyncio.sleep(0.4)  # its first round is over: idle
             loop = asyncio.get_running_loop()
             sent = loop.time()
-            await emit("APP-LONE00")
+            await record(builder, "APP-LONE00")
             await wait_until(lambda: len(tap) >= 1, message="the lone event")
             assert loop.time() - sent < 0.25, "a lone event on an idle relay waited for the floor"
             await asyncio.sleep(0.4)
             rounds.clear()
             for n in range(30):  # one commit every 20 ms
-                await emit(f"APP-T{n:05d}")
+                await record(builder, f"APP-T{n:05d}")
                 await asyncio.sleep(0.02)
             await wait_until(lambda: len(tap) >= 31, message="the trickle published")
         finally:
@@ -294,10 +289,7 @@ async def test_a_relay_floor_never_holds_back_a_backlog(kit_service, tap):
     """A round that published a whole batch is followed at once: 50 rows waiting, batches of 10, a floor
     of 2 s would take ~8 s capped; the backlog goes out in well under that."""
     async with kit_service("builder") as builder:
-        async with builder.pool.acquire() as conn, conn.transaction():
-            for n in range(50):
-                app = f"APP-B{n:05d}"
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(app), correlation_id=app)
+        await record(builder, *(f"APP-B{n:05d}" for n in range(50)))
         relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60, batch_size=10,
                             min_round_seconds=2.0)
         loop = asyncio.get_running_loop()
@@ -313,43 +305,42 @@ async def test_a_relay_floor_never_holds_back_a_backlog(kit_service, tap):
 
 
 async def test_a_change_and_its_event_in_one_statement_are_recorded_together_or_not_at_all(kit_service, tap):
-    """`emit_with`: outside any transaction, the change and its outbox row are one statement; a change
-    that changes nothing records no event; the relay is woken as after a commit (in-process when it
-    leads here, else by NOTIFY)."""
+    """`commit_guarded`: a statement() unit has no transaction; its change and its outbox rows are one
+    statement; a change that changes nothing records no event; the relay is woken as after a commit
+    (in-process when it leads here, else by NOTIFY)."""
     async with kit_service("builder") as builder:
         await builder.pool.execute("CREATE TABLE IF NOT EXISTS probe_names (name text PRIMARY KEY)")
         change = "INSERT INTO probe_names (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name"
 
-        async def emit_with(app):
-            async with builder.pool.acquire() as conn:
-                return await builder.outbox.emit_with(conn, change, [app], "app.spec_created", spec_created(app),
-                                                      correlation_id=app)
+        async def guarded(app, sql=change):
+            async with builder.uow().statement() as uow:
+                uow.record("app.spec_created", spec_created(app), correlation_id=app)
+                return await uow.commit_guarded(Statement(sql, [app]))
 
         async with notifications(builder) as heard:
             relay = OutboxRelay(builder.pool, builder.outbox, builder.bus.publish, poll_seconds=60)
             await relay.start()
             try:
                 await wait_until(lambda: relay.leading, message="the relay to lead")
-                first = await emit_with("APP-ONCE00")
-                again = await emit_with("APP-ONCE00")  # the name exists: no change, so no event
+                first = await guarded("APP-ONCE00")
+                again = await guarded("APP-ONCE00")  # the name exists: no change, so no event
                 await wait_until(lambda: len(tap) >= 1, 5, message="the event, published on the in-process wake")
                 await asyncio.sleep(0.3)
             finally:
                 await relay.stop()
-            assert first is not None and first.correlation_id == "APP-ONCE00" and again is None
-            assert [json.loads(m.body)["event_id"] for m in tap] == [str(first.event_id)]
+            assert first is True and again is False
+            assert [json.loads(m.body)["correlation_id"] for m in tap] == ["APP-ONCE00"]
+            assert [json.loads(m.body)["event_id"] for m in tap] == [
+                str(await builder.pool.fetchval("SELECT event_id FROM outbox"))]
             assert heard == []
             assert await builder.pool.fetchval("SELECT count(*) FROM outbox") == 1
             assert await builder.pool.fetchval("SELECT count(*) FROM probe_names") == 1
 
             # the event is not written when the statement fails: nothing of either stays
             with pytest.raises(Exception):
-                async with builder.pool.acquire() as conn:
-                    await builder.outbox.emit_with(conn, "INSERT INTO probe_names (name) VALUES ($1::text || 1/0)"
-                                                   " RETURNING name", ["APP-BROKEN"], "app.spec_created",
-                                                   spec_created("APP-BROKEN"), correlation_id="APP-BROKEN")
+                await guarded("APP-BROKEN", "INSERT INTO probe_names (name) VALUES ($1::text || 1/0) RETURNING name")
             assert await builder.pool.fetchval("SELECT count(*) FROM outbox") == 1
 
             # no relay of this process leads: the statement notifies (another replica's relay may lead)
-            assert await emit_with("APP-ELSEWH") is not None
+            assert await guarded("APP-ELSEWH") is True
             await wait_until(lambda: heard, 5, message="the NOTIFY")

@@ -8,7 +8,7 @@ from opentelemetry import trace
 from services.kit.instrument import redis_from_url, untraced
 from services.kit.objectstore import make_client
 from services.kit.telemetry import continue_workload_trace, extract_context, recall_trace
-from tests.integration.kit.test_outbox import spec_created
+from tests.integration.kit.test_outbox import record, spec_created
 from tests.support.infra import wait_until
 
 WORKLOAD = "APP-A1B2C3"
@@ -27,8 +27,7 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
     async with kit_service("library", {"app.spec_created": on_spec_created}) as library, \
             kit_service("builder") as builder:
         with trace.get_tracer("test").start_as_current_span("POST /apps/{app_id}/spec") as origin:
-            async with builder.pool.acquire() as conn, conn.transaction():
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id=WORKLOAD)
+            await record(builder, WORKLOAD)
         await builder.relay().relay_once()
         await wait_until(lambda: consumed, message="the consumer")
         consumer = consumed[0]
@@ -39,13 +38,13 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
 
         # an admin's HTTP call: a trace of its own; the decision continues the workload's trace
         with trace.get_tracer("test").start_as_current_span("POST /decide", kind=trace.SpanKind.SERVER):
-            async with library.pool.acquire() as conn, conn.transaction():
-                async with continue_workload_trace(conn, "library decide", WORKLOAD) as decision:
-                    await library.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id=WORKLOAD)
+            async with library.uow() as uow:
+                async with uow.continue_trace("library decide", WORKLOAD) as decision:
+                    uow.record("app.spec_created", spec_created(), correlation_id=WORKLOAD)
+                    await uow.commit()
         # a background loop writing an event outside any span: the remembered context is used
-        async with library.pool.acquire() as conn, conn.transaction():
-            await library.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id=WORKLOAD)
-            rows = await conn.fetch("SELECT headers FROM outbox ORDER BY id")
+        await record(library, WORKLOAD)
+        rows = await library.pool.fetch("SELECT headers FROM outbox ORDER BY id")
 
     by_name = {s.name: s for s in spans.get_finished_spans()}
     decide, request = by_name["library decide"], by_name["POST /decide"]

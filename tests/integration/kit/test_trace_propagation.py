@@ -1,6 +1,6 @@
 from opentelemetry import trace
 
-from tests.integration.kit.test_outbox import spec_created
+from tests.integration.kit.test_outbox import record
 from tests.support.infra import wait_until
 
 
@@ -13,8 +13,7 @@ async def test_consumer_span_continues_the_publishers_trace(kit_service, spans):
     async with kit_service("library", {"app.spec_created": on_spec_created}), kit_service("builder") as builder:
         with trace.get_tracer("test").start_as_current_span("POST /apps/{app_id}/spec") as request_span:
             origin = request_span.get_span_context().trace_id
-            async with builder.pool.acquire() as conn, conn.transaction():
-                await builder.outbox.emit(conn, "app.spec_created", spec_created(), correlation_id="APP-A1B2C3")
+            await record(builder, "APP-A1B2C3")
         relay = builder.relay()
         await relay.relay_once()
         await wait_until(lambda: seen, message="the consumer")

@@ -27,7 +27,7 @@ async def test_registering_gives_consecutive_cl_ref_ids_and_a_first_version(libr
     assert first["used_in"] == [] and first["command"] == ["python", "-m", "components.env_simulator"]
 
 
-async def test_the_seed_001_attributes_are_all_kept(library):
+async def test_every_component_attribute_of_the_spec_is_kept(library):
     body = component_body("rl-agent-" + uuid.uuid4().hex[:6], description="policy learner", version="2.0",
                           type="trainer", params={"lr": 0.001, "episodes": 1000},
                           image={"registry": "registry.avatar.io/rl-agent", "tag": "2.0"})

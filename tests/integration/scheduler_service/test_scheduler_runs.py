@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from contracts.events import WorkloadApproved
 from services.kit.telemetry import inject_headers, setup_tracing
 from services.scheduler.main import create_app
+from services.scheduler.records import JobRecord, RunRecord
 from tests.integration.scheduler_service.support import (allocations, component, component_processes, register,
                                                          workload)
 from tests.support.infra import wait_until
@@ -189,6 +190,7 @@ async def test_workloads_started_and_completed_in_one_round_each_get_their_own_e
     pool = scheduler.platform.pool
     job = await pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", ids[0])
     runs = await pool.fetch("SELECT * FROM runs WHERE job_id = $1", ids[0])
-    await scheduler.app.state.scheduler.engine.jobs.complete([({**job, "status": "running"}, runs)])
+    await scheduler.app.state.scheduler.engine.jobs.complete(
+        [(JobRecord.of({**job, "status": "running"}), [RunRecord.of(r) for r in runs])])
     assert await pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", ids[0]) == job
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE routing_key = 'workload.completed'") == len(ids)

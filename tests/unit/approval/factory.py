@@ -1,4 +1,4 @@
-"""App specs and workloads for the trainer and approval tests, built from seed 001's example spec."""
+"""App specs and workloads for the trainer and approval tests, built from the example spec of docs/spec.md §2.2."""
 from __future__ import annotations
 
 import json

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -33,18 +33,18 @@ class FakeRequests:
         self._uow = uow
 
     async def get(self, workload_id: str, *, lock: bool = False) -> ApprovalRequest | None:
-        found = self._uow.pending.requests.get(workload_id)
+        found = self._uow.store.requests.get(workload_id)
         return self._uow.track(copy.deepcopy(found)) if found else None
 
     async def add(self, request: ApprovalRequest) -> bool:
-        if request.workload_id in self._uow.pending.requests:
+        if request.workload_id in self._uow.store.requests:
             return False
-        self._uow.pending.requests[request.workload_id] = _copy(request)
+        self._uow.store.requests[request.workload_id] = _copy(request)
         self._uow.track(request)
         return True
 
     async def save(self, request: ApprovalRequest) -> None:
-        self._uow.pending.requests[request.workload_id] = _copy(request)
+        self._uow.store.requests[request.workload_id] = _copy(request)
 
 
 class FakeTestRuns:
@@ -52,15 +52,15 @@ class FakeTestRuns:
         self._uow = uow
 
     async def get(self, test_run_id: str, *, lock: bool = False) -> TestRun | None:
-        return copy.deepcopy(self._uow.pending.test_runs.get(test_run_id))
+        return copy.deepcopy(self._uow.store.test_runs.get(test_run_id))
 
     async def add(self, run: TestRun) -> None:
-        self._uow.pending.test_runs[run.test_run_id] = copy.deepcopy(run)
+        self._uow.store.test_runs[run.test_run_id] = copy.deepcopy(run)
 
     save = add
 
     async def overdue(self, started_before: datetime) -> list[TestRun]:
-        return [copy.deepcopy(run) for run in self._uow.pending.test_runs.values()
+        return [copy.deepcopy(run) for run in self._uow.store.test_runs.values()
                 if run.status == "running" and run.requested_at < started_before]
 
 
@@ -69,10 +69,10 @@ class FakeThresholds:
         self._uow = uow
 
     async def get(self) -> Thresholds:
-        return self._uow.pending.thresholds[0]
+        return self._uow.store.thresholds[0]
 
     async def set(self, limits: Thresholds, by: str) -> None:
-        self._uow.pending.thresholds = (limits, by)
+        self._uow.store.thresholds = (limits, by)
 
 
 def _copy(request: ApprovalRequest) -> ApprovalRequest:
@@ -83,21 +83,12 @@ def _copy(request: ApprovalRequest) -> ApprovalRequest:
 
 class FakeApprovalUnitOfWork(FakeUnitOfWork):
     def __init__(self, store: Store, published, *, cause=None) -> None:
-        super().__init__(published, cause=cause)
+        super().__init__(published, cause=cause, state=store)
         self.store = store
-        self.pending = store
         self.requests = FakeRequests(self)
         self.test_runs = FakeTestRuns(self)
         self.thresholds = FakeThresholds(self)
 
-    async def __aenter__(self):
-        await super().__aenter__()
-        self.pending = copy.deepcopy(self.store)
-        return self
-
-    async def commit(self):
-        self.store.__dict__.update(self.pending.__dict__)
-        return await super().commit()
 
 
 @pytest.fixture

@@ -48,14 +48,14 @@ def test_thresholds_are_configurable():
 def test_below_threshold_is_approved_at_once_without_a_loop_test():
     request = ApprovalRequest.receive(workload(small_spec((3, "127GB"))), DEFAULTS, NOW)
     assert request.status == "approved" and request.auto_approved and request.loop_test is None
-    [(event_type, payload, _, _)] = request.events
+    [(event_type, payload, *_)] = request.events
     assert event_type == "workload.approved" and payload.auto is True and payload.approved_by is None
 
 
 def test_above_threshold_waits_with_a_pending_loop_test():
     request = ApprovalRequest.receive(workload(), DEFAULTS, NOW)
     assert request.status == "pending" and request.warning == "테스트 필요"
-    [(event_type, payload, _, _)] = request.events
+    [(event_type, payload, *_)] = request.events
     assert event_type == "approval.required"
     assert payload.loop_test.model_dump(by_alias=True) == {
         "status": "pending", "episodes": None, "results": None, "executedBy": None, "executedAt": None}

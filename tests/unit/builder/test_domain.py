@@ -27,7 +27,7 @@ def task_with(*ids: str, edges=()) -> Task:
 
 
 def app_from_seed() -> App:
-    """The seed 001 §2.2 example, built the way the Builder builds it: place, then connect."""
+    """The docs/spec.md §2.2 example, built the way the Builder builds it: place, then connect."""
     example = seed_example()
     tasks = []
     for raw in example["tasks"]:

@@ -1,4 +1,4 @@
-"""The library's seed catalog matches seed 001 §2.2 and every entry runs a real component."""
+"""The library's seed catalog matches docs/spec.md §2.2 and every entry runs a real component."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ def test_catalog_lists_the_seed_components_in_order():
         assert entry["description"] and entry["version"]
 
 
-def test_catalog_images_and_resources_match_seed_001():
+def test_catalog_images_and_resources_match_the_spec_example():
     by_name = {c["name"]: c for c in CATALOG}
     expected = {
         "env-simulator": ("registry.avatar.io/env-sim", "1.0", "A100", 2, "64GB"),

@@ -5,10 +5,10 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.events import ComponentArtifacts
-from services.models.domain import (ByteRange, Gate, RangeNotSatisfiable, compare, etag_is_md5, evaluate_gate,
-                                    merge_metrics, metric_value, model_name_prefix, model_path, multipart_etag,
-                                    new_model_id, object_key, parse_range, part_size_for, plan_artifacts,
-                                    retry_delay)
+from services.models.domain import (Alias, AliasTarget, ByteRange, Gate, Model, RangeNotSatisfiable, UndoableMove,
+                                    compare, etag_is_md5, evaluate_gate, merge_metrics, metric_value,
+                                    model_name_prefix, model_path, multipart_etag, new_model_id, object_key,
+                                    parse_range, part_size_for, plan_artifacts, retry_delay)
 
 
 def artifact(name, component_id="C-1", prefix=None, log=None, **metrics):
@@ -136,3 +136,32 @@ def test_unsatisfiable_or_malformed_ranges_are_refused(header):
 
 def test_content_range_names_the_bytes_and_the_size():
     assert ByteRange(10, 19).content_range(100) == "bytes 10-19/100" and ByteRange(10, 19).length == 10
+
+
+# ---------------------------------------------------------------- the Model and Alias aggregates
+
+def test_a_model_once_stored_neither_stores_again_nor_fails():
+    model = Model("MDL-1", "WL-1", "APP-1", 1, [])
+    model.mark_stored()
+    for change in (model.mark_stored, lambda: model.attempt_failed("late", 1.0)):
+        with pytest.raises(ValueError, match="is stored, not pending"):
+            change()
+    assert [event.type for event in model.events] == ["model.stored"]
+
+
+def test_an_alias_moves_once_per_unit_of_work_because_its_number_is_reserved_when_it_is_loaded():
+    alias = Alias(app_id="APP-1", name="production", model_id=None, next_sequence=7)
+    alias.move_to(AliasTarget("MDL-1", "APP-1", 1, "stored", {}), by="kim")
+    with pytest.raises(ValueError, match="moves once per unit of work"):
+        alias.move_to(AliasTarget("MDL-2", "APP-1", 2, "stored", {}), by="kim")
+    assert [event.data.sequence for event in alias.events] == [7]
+
+
+def test_an_alias_rolls_back_only_to_the_model_its_newest_move_came_from():
+    alias = Alias(app_id="APP-1", name="production", model_id="MDL-2", next_sequence=9,
+                  last_move=UndoableMove(8, "MDL-1"))
+    with pytest.raises(ValueError, match="rolls back to MDL-1, not MDL-3"):
+        alias.roll_back(AliasTarget("MDL-3", "APP-1", 3, "stored", {}), by="kim")
+    alias.roll_back(AliasTarget("MDL-1", "APP-1", 1, "stored", {}), by="kim")
+    [move] = alias.moves
+    assert (move.action, move.from_model_id, move.to_model_id, move.undoes) == ("rollback", "MDL-2", "MDL-1", 8)

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef, SpecComponent, SpecTask, WorkflowEdge
 from contracts.workload import RequestedResources, WireTrainingConfig, Workload
-from services.scheduler import domain
-from services.scheduler.domain import RoundRun, RunState
+from services.scheduler import domain, outcomes
+from services.scheduler.domain import RunState
+from services.scheduler.outcomes import RoundRun
 
 T0 = datetime(2026, 2, 9, 9, 0, tzinfo=timezone.utc)
 
@@ -126,9 +127,9 @@ def test_loop_tests_rank_ahead_of_any_real_submission():
 
 def test_rl_rewards_come_from_the_trainer_first():
     metrics = [("other", {"rewards": [1, 2]}), ("trainer", {"rewards": [3.5, 4]}), ("evaluator", {})]
-    assert domain.rl_rewards(metrics) == [3.5, 4.0]
-    assert domain.rl_rewards([("other", {"rewards": [1, 2]})]) == [1.0, 2.0]
-    assert domain.rl_rewards([("trainer", {"rewards": ["x"]}), ("other", None)]) == []
+    assert outcomes.rl_rewards(metrics) == [3.5, 4.0]
+    assert outcomes.rl_rewards([("other", {"rewards": [1, 2]})]) == [1.0, 2.0]
+    assert outcomes.rl_rewards([("trainer", {"rewards": ["x"]}), ("other", None)]) == []
 
 
 def test_general_runs_record_success_duration_and_the_reason_per_round():
@@ -136,7 +137,7 @@ def test_general_runs_record_success_duration_and_the_reason_per_round():
             RoundRun(1, "succeeded", T0 + timedelta(seconds=1), T0 + timedelta(seconds=2.5)),
             RoundRun(2, "failed", T0, T0 + timedelta(seconds=0.5), "component x (C) exited with exit code 3"),
             RoundRun(2, "skipped", None, T0, "an earlier component failed")]
-    records = domain.general_runs(runs, 3, unfinished_reason="timeout: exceeded max_runtime 2s")
+    records = outcomes.general_runs(runs, 3, unfinished_reason="timeout: exceeded max_runtime 2s")
     assert [(r.run, r.success, r.duration_s, r.reason) for r in records] == [
         (1, True, 2.5, None), (2, False, 0.5, "component x (C) exited with exit code 3"),
         (3, False, 0.0, "timeout: exceeded max_runtime 2s")]

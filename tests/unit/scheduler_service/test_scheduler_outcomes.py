@@ -1,4 +1,4 @@
-"""The event a finished job publishes (pure: rows in, payload out)."""
+"""The event a finished job publishes (pure: records in, payload out)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -7,6 +7,7 @@ from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef, SpecComponent, SpecTask
 from contracts.workload import RequestedResources, Workload
 from services.scheduler.outcomes import terminal_event
+from services.scheduler.records import JobRecord, RunRecord
 
 T0 = datetime(2026, 2, 9, 9, 0, tzinfo=timezone.utc)
 APP = AppSpec(app_id="APP-1", name="app", version="1", created_at=T0, tasks=[SpecTask(
@@ -22,7 +23,7 @@ def job(**values):
                workload=WORKLOAD, status="completed", failure_stage=None, failure_reason=None,
                failure_component=None, cancelled_by=None, was_running=False)
     row.update(values)
-    return row
+    return JobRecord(**row)
 
 
 def run(**values):
@@ -30,7 +31,7 @@ def run(**values):
                output_prefix="s3://stg/WL-1/T1/C1/", log_url="s3://logs/logs/WL-1/T1/C1.log",
                metrics={"rewards": [1.0, 2.0]}, started_at=T0, finished_at=T0 + timedelta(seconds=2), reason=None)
     row.update(values)
-    return row
+    return RunRecord(run_id=f"WL-1/{row['round']}/T1/C1", job_id="WL-1", **row)
 
 
 def test_a_completed_workload_lists_each_components_artifacts_and_metrics():

@@ -1,10 +1,12 @@
 from services.scheduler import schemas
 from services.scheduler.core.allocator import ClusterSnapshot, NodeUsage, PoolUsage, Totals
 from services.scheduler.core.inventory import NodeStatus
+from services.scheduler.records import RunRecord
 
 
-def run(run_id: str, node: str = "node-a", gpu_type: str | None = "A100", gpus: int = 1) -> dict:
-    return {"run_id": run_id, "node": node, "gpu_type": gpu_type, "gpu_indices": list(range(gpus))}
+def run(run_id: str, node: str | None = "node-a", gpu_type: str | None = "A100", gpus: int = 1) -> RunRecord:
+    return RunRecord(run_id=run_id, job_id="WL-1", task_id="T1", component_id=run_id, name=run_id, node=node,
+                     gpu_type=gpu_type, gpu_indices=list(range(gpus)))
 
 
 def snapshot() -> ClusterSnapshot:
@@ -17,14 +19,14 @@ def snapshot() -> ClusterSnapshot:
 def test_gpus_in_use_add_up_per_key_and_runs_without_gpus_do_not_count():
     runs = [run("r1", gpus=2), run("r2"), run("r3", node="node-b", gpu_type=None, gpus=0)]
     usage = {"r1": {"gpus_busy": 1}, "r2": {"gpus_busy": 1}, "r3": {}}
-    assert schemas.gpus_in_use(runs, usage, key=lambda r: r["gpu_type"]) == {"A100": 2}
-    assert schemas.gpus_in_use(runs, usage, key=lambda r: (r["node"], r["gpu_type"])) == {("node-a", "A100"): 2}
+    assert schemas.gpus_in_use(runs, usage, key=lambda r: r.gpu_type) == {"A100": 2}
+    assert schemas.gpus_in_use(runs, usage, key=lambda r: (r.node, r.gpu_type)) == {("node-a", "A100"): 2}
 
 
 def test_one_run_holding_gpus_without_a_figure_makes_its_key_unknown():
     runs = [run("r1"), run("r2"), run("r3", gpu_type="V100")]
     usage = {"r1": {"gpus_busy": 1}, "r2": {"gpus_busy": None}, "r3": {"gpus_busy": 0}}
-    assert schemas.gpus_in_use(runs, usage, key=lambda r: r["gpu_type"]) == {"A100": None, "V100": 0}
+    assert schemas.gpus_in_use(runs, usage, key=lambda r: r.gpu_type) == {"A100": None, "V100": 0}
 
 
 def test_gpu_used_is_null_unless_measured_and_never_the_allocation():
@@ -57,7 +59,7 @@ def test_workload_used_gpu_figures_come_from_the_runs_holding_gpus():
 
 def test_node_memory_and_cpu_used_are_measured_per_node_never_the_allocation():
     node = snapshot().nodes[0]
-    runs = [run("r1"), run("r2", gpus=0), run("r3", node="node-b"), {"run_id": "r4", "node": None}]
+    runs = [run("r1"), run("r2", gpus=0), run("r3", node="node-b"), run("r4", node=None, gpu_type=None, gpus=0)]
     usage = {"r1": {"memory_bytes": 300, "cpu_cores": 0.5}, "r2": {"memory_bytes": 200, "cpu_cores": 0.25},
              "r3": {"memory_bytes": 7, "cpu_cores": 3.0}}
     used = schemas.used_on_nodes(runs, usage)

@@ -9,17 +9,15 @@
   AVATAR_RUN_ID / AVATAR_RUNNER_ID tags and PYTHONUNBUFFERED=1.
 - stdout and stderr go to <state_dir>/<run>/output.log (so output survives a scheduler
   restart); a pump task tails that file and hands every line to the log sink.
-- list_live() scans /proc/*/environ for processes tagged with this runner id, so a restarted
-  scheduler can tell which runs still exist; attach() re-adopts one (its exit code is then
+- list_live() finds (through psutil) the processes whose environment carries this runner id, so a
+  restarted scheduler can tell which runs still exist; attach() re-adopts one (its exit code is then
   unknowable: the outcome is LOST once it disappears).
-- usage() reads /proc (RSS, CPU time) of the live processes; None when nothing is measurable.
-  Given a GPU probe (gpu_probe.NvidiaSmi), it adds the GPU memory of the run's processes (by
-  pid) and the utilisation of the GPUs it was given; one probe sample serves a sampling round.
-- Every /proc scan goes through one _ProcessTable: a process's run tags are read from its environ
-  once per process (pid + start time; the environment is fixed at exec), so a scan costs one stat
-  read per process, and usage() of every live run shares one scan per sampling round. (Reading every
-  environ on every scan made these scans the scheduler's largest cost under load: two per ended
-  run and one per live run every sampling round, each over every process on the machine.)
+- usage() sums RSS and CPU time of the live processes; None when nothing is measurable. Given a
+  GPU probe (gpu_probe.NvidiaSmi), it adds the GPU memory of the run's processes (by pid) and the
+  utilisation of the GPUs it was given; one probe sample serves a sampling round.
+- Every process scan goes through one _ProcessTable, which reads a process's run tags once per
+  process (pid + start time), so a scan costs one read per process; usage() of every live run
+  shares one scan per sampling round, and runs ending together share one scan.
 """
 from __future__ import annotations
 
@@ -34,7 +32,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, AsyncIterator, Callable, Sequence
+from typing import IO, AsyncIterator, Callable, NamedTuple, Sequence
+
+import psutil
 
 from services.kit.priority import lower_priority
 
@@ -46,105 +46,93 @@ log = logging.getLogger(__name__)
 RUNNER_ID_ENV = "AVATAR_RUNNER_ID"
 DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 REPO_ROOT = Path(__file__).resolve().parents[4]
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _GPU_SAMPLE_MAX_AGE = 1.0  # seconds: long enough for one sampling round of every live run
-
-
-@dataclass
-class _ProcInfo:
-    pid: int
-    pgrp: int
-    state: str
-    cpu_ticks: int
-    rss_pages: int
-    start_ticks: int = 0  # since boot: with the pid, it names one process (pids are reused)
-
-
-def _read_stat(pid: int) -> _ProcInfo | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2:].split()  # after "pid (comm) "
-    # fields[0]=state [2]=pgrp [11]=utime [12]=stime [19]=starttime [21]=rss (pages)
-    return _ProcInfo(pid, int(fields[2]), fields[0], int(fields[11]) + int(fields[12]), int(fields[21]),
-                     int(fields[19]))
-
-
-def _read_environ(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return {}
-    env = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
-    return env
-
-
-def _pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _uptime_ticks() -> float:
-    try:
-        with open("/proc/uptime", "rb") as f:
-            return float(f.read().split()[0]) * _CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return float("inf")
 
 
 Tag = tuple[str, str]  # (runner id, run id) from a process's environment
 _UNREAD = object()
-_YOUNG_TICKS = 2 * _CLK_TCK  # a process this young may not have exec'd its own environment yet
+# a process this young may not have exec'd its own environment yet (3 s, not 2: psutil's create_time
+# adds the boot time in whole seconds, so an age can read up to 1 s high)
+_YOUNG_SECONDS = 3.0
+
+
+class _Proc(NamedTuple):
+    process: psutil.Process  # compares by pid and start time, so a reused pid is another process
+    pgrp: int
+    tag: Tag | None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Not a zombie (nor gone): a zombie holds no resources and cannot be killed."""
+    try:
+        return process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False
+
+
+def _tag(process: psutil.Process) -> Tag | None:
+    try:
+        env = process.environ()
+    except psutil.Error:
+        return None
+    return (env[RUNNER_ID_ENV], env[RUN_ID_ENV]) if RUNNER_ID_ENV in env and RUN_ID_ENV in env else None
+
+
+def _young(process: psutil.Process) -> bool:
+    try:
+        return time.time() - process.create_time() <= _YOUNG_SECONDS
+    except psutil.Error:
+        return False
 
 
 class _ProcessTable:
-    """Scans of /proc: every live process with the run tags of its environment.
+    """Scans of the process table: every process with its process group and the run tags of its environment.
 
-    The tags of a process are read from /proc/<pid>/environ once per process (pid + start time): an
-    environment is fixed when the process execs. "No tags" is remembered only for processes older
-    than a couple of seconds, so one caught between fork and exec is read again."""
+    The tags of a process are read once per process (pid + start time): an environment is fixed when the
+    process execs, and reading every environment on every scan would make the scans the runner's largest
+    cost. "No tags" is remembered only for processes older than a few seconds, so one caught between fork
+    and exec is read again. A scan includes zombies; callers keep the live ones (_alive), which costs a read
+    only for the few processes that belong to a run."""
 
     def __init__(self) -> None:
-        self._tags: dict[tuple[int, int], Tag | None] = {}
-        self._last: tuple[float, list[tuple[_ProcInfo, Tag | None]]] | None = None
+        self._tags: dict[psutil.Process, Tag | None] = {}
+        self._last: tuple[float, list[_Proc]] | None = None
         self._pending: asyncio.Future | None = None
 
-    def scan(self, *, max_age: float = 0.0) -> list[tuple[_ProcInfo, Tag | None]]:
-        """Live (non-zombie) processes and their tags; a scan begun less than max_age seconds ago is reused."""
+    def scan(self, *, max_age: float = 0.0) -> list[_Proc]:
+        """Every process and its tags; a scan begun less than max_age seconds ago is reused."""
         if max_age > 0 and self._last is not None and time.monotonic() - self._last[0] <= max_age:
             return self._last[1]
         begun = time.monotonic()
         own = os.getpid()
-        now = _uptime_ticks()
-        tags: dict[tuple[int, int], Tag | None] = {}
+        tags: dict[psutil.Process, Tag | None] = {}
         found = []
-        for pid in _pids():
-            info = _read_stat(pid)
-            if info is None:
+        for pid in psutil.pids():
+            try:
+                process = psutil.Process(pid)
+                pgrp = os.getpgid(pid)
+            except (psutil.Error, OSError):  # gone meanwhile
                 continue
-            key = (pid, info.start_ticks)
-            tag = self._tags.get(key, _UNREAD)
+            tag = self._tags.get(process, _UNREAD)
             if tag is _UNREAD:
-                env = _read_environ(pid) if pid != own else {}
-                tag = (env[RUNNER_ID_ENV], env[RUN_ID_ENV]) if RUNNER_ID_ENV in env and RUN_ID_ENV in env else None
-            if tag is not None or now - info.start_ticks > _YOUNG_TICKS:
-                tags[key] = tag  # type: ignore[assignment]
-            if info.state not in ("Z", "X"):
-                found.append((info, tag))
+                tag = _tag(process) if pid != own else None
+                remember = tag is not None or not _young(process)
+            else:
+                remember = True
+            if remember:
+                tags[process] = tag  # type: ignore[assignment]
+            found.append(_Proc(process, pgrp, tag))  # type: ignore[arg-type]
         self._tags = tags  # processes that are gone are forgotten
         self._last = (begun, found)
-        return found  # type: ignore[return-value]
+        return found
 
-    async def scan_since(self, since: float, window: float) -> list[tuple[_ProcInfo, Tag | None]]:
+    async def scan_since(self, since: float, window: float) -> list[_Proc]:
         """A scan begun at or after `since`. Callers within `window` seconds of each other share one: a
-        burst of runs ending costs one pass over /proc, not one per run."""
+        burst of runs ending costs one pass over the process table, not one per run."""
         if self._last is not None and self._last[0] >= since:
             return self._last[1]
         if self._pending is None or self._pending.done():
@@ -153,20 +141,20 @@ class _ProcessTable:
             self._pending.add_done_callback(_log_scan_failure)
         return await asyncio.shield(self._pending)
 
-    async def _scan_later(self, window: float) -> list[tuple[_ProcInfo, Tag | None]]:
+    async def _scan_later(self, window: float) -> list[_Proc]:
         await asyncio.sleep(window)
         return self.scan()
 
 
 def _log_scan_failure(future: asyncio.Future) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.warning("a shared /proc scan failed: %s", future.exception())
+        log.warning("a shared process scan failed: %s", future.exception())
 
 
 class _Child:
     """A component process started with subprocess.Popen, its exit awaited through a pidfd.
 
-    asyncio's own subprocesses cost 6x the CPU per start here: a child watcher thread per process (and
+    asyncio's own subprocesses cost several times the CPU per start: a child watcher thread per process (and
     under uvloop, libuv forks the whole scheduler instead of vfork). Popen uses vfork; the pidfd becomes
     readable when the process exits, on any event loop, with no SIGCHLD handling."""
 
@@ -270,23 +258,26 @@ class LocalRunner:
         })
         return env
 
-    def _members(self, run: _Run, *, max_age: float = 0.0) -> list[_ProcInfo]:
+    def _members(self, run: _Run) -> list[_Proc]:
         """Live (non-zombie) processes of the run: its process group plus tagged escapees."""
-        return self._of_run(run, self._table.scan(max_age=max_age))
+        return self._of_run(run, self._table.scan())
 
-    def _of_run(self, run: _Run, scan: list[tuple[_ProcInfo, Tag | None]]) -> list[_ProcInfo]:
+    def _of_run(self, run: _Run, scan: list[_Proc]) -> list[_Proc]:
+        return [p for p in self._matching(run, scan) if _alive(p.process)]
+
+    def _matching(self, run: _Run, scan: list[_Proc]) -> list[_Proc]:
         mine = (self.runner_id, run.run_id)
-        return [info for info, tag in scan if info.pgrp == run.pgid or tag == mine]
+        return [p for p in scan if p.pgrp == run.pgid or p.tag == mine]
 
     def _signal(self, run: _Run, sig: int) -> None:
         try:
             os.killpg(run.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-        for info in self._members(run):
+        for member in self._members(run):
             try:
-                os.kill(info.pid, sig)
-            except (ProcessLookupError, PermissionError):
+                member.process.send_signal(sig)  # checks the start time first: never a reused pid
+            except psutil.Error:
                 pass
 
     async def _gone(self, run: _Run, timeout: float) -> bool:
@@ -301,7 +292,7 @@ class LocalRunner:
     async def _terminate(self, run: _Run, grace: float, *, since: float | None = None) -> None:
         if since is not None:
             # the usual end: the command exited and left nothing behind. Runs ending within 50 ms of
-            # each other share one /proc scan: any scan begun after a leader's exit saw what it left
+            # each other share one process scan: any scan begun after a leader's exit saw what it left
             try:
                 shared = await self._table.scan_since(since, window=0.05)
             except Exception:  # the shared scan failed: scan for this run alone
@@ -359,7 +350,7 @@ class LocalRunner:
                     await asyncio.sleep(max(self.poll_interval, 0.2))
                 run.outcome = RunOutcome(None, STOPPED if run.stopped else
                                          f"{LOST}: exit status unknown (run adopted after a runner restart)")
-        except Exception as exc:  # /proc unreadable or the like: the run still ends, wait() never hangs
+        except Exception as exc:  # processes unreadable or the like: the run still ends, wait() never hangs
             log.exception("reaping run %s failed", run.run_id)
             run.outcome = run.outcome or RunOutcome(None, f"{LOST}: the runner could not reap it: {exc}"[:300])
         run.finished.set()
@@ -455,7 +446,8 @@ class LocalRunner:
             yield line
 
     async def list_live(self) -> set[str]:
-        return {tag[1] for _, tag in self._table.scan() if tag is not None and tag[0] == self.runner_id}
+        return {p.tag[1] for p in self._table.scan()
+                if p.tag is not None and p.tag[0] == self.runner_id and _alive(p.process)}
 
     async def attach(self, run_id: str) -> RunHandle | None:
         run = self._runs.get(run_id)
@@ -477,19 +469,32 @@ class LocalRunner:
         run = self._runs.get(handle.run_id)
         if run is None:
             return None
-        members = self._members(run, max_age=0.05)  # one scan serves a whole sampling round of runs
-        if not members:
+        scan = self._table.scan(max_age=0.05)  # one scan serves a whole sampling round of runs
+        pids, cpu, rss = set(), 0.0, 0
+        for member in self._matching(run, scan):
+            process = member.process
+            try:
+                with process.oneshot():  # status and CPU times share one read
+                    if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                        continue
+                    times = process.cpu_times()
+                    memory = process.memory_info()
+            except psutil.Error:  # gone meanwhile
+                continue
+            pids.add(member.pid)
+            cpu += times.user + times.system
+            rss += memory.rss
+        if not pids:
             return None
         now = time.monotonic()
-        cpu = sum(m.cpu_ticks for m in members) / _CLK_TCK
         cores = None
         if run.last_sample is not None and now > run.last_sample[0] and cpu >= run.last_sample[1]:
             cores = (cpu - run.last_sample[1]) / (now - run.last_sample[0])
         run.last_sample = (now, cpu)
         gpus = await self._gpus()
-        return Usage(memory_rss_bytes=sum(m.rss_pages for m in members) * _PAGE, cpu_seconds=cpu,
-                     cpu_cores=cores, processes=len(members), sampled_at=time.time(),
-                     gpu=None if gpus is None else attribute(gpus, {m.pid for m in members}, run.gpu_indices))
+        return Usage(memory_rss_bytes=rss, cpu_seconds=cpu, cpu_cores=cores, processes=len(pids),
+                     sampled_at=time.time(),
+                     gpu=None if gpus is None else attribute(gpus, pids, run.gpu_indices))
 
     async def _gpus(self) -> GpuSample | None:
         if self.gpu_probe is None:

@@ -1,0 +1,72 @@
+"""The library's handlers: one per command and per consumed event, each one unit of work."""
+from __future__ import annotations
+
+import logging
+from contracts.events import Event
+from services.kit.metrics import Counter
+from services.library.commands import RegisterComponent, SeedCatalog, UpdateComponent
+from services.library.domain import Component
+from services.library.schemas import ComponentRegistration
+from services.library.unit_of_work import LibraryUnitOfWork
+
+log = logging.getLogger(__name__)
+SEED_USER = "library-seed"
+CATALOG_CHANGES = Counter("avatar_library_changes_total", "Components registered or updated", ["event"])
+
+
+async def _register(uow: LibraryUnitOfWork, registration: ComponentRegistration, user: str) -> Component:
+    number = await uow.components.next_number()
+    component = Component.register(number, registration.model_dump())
+    await uow.components.add(number, component, user)
+    return component
+
+
+async def register_component(cmd: RegisterComponent, uow: LibraryUnitOfWork) -> str:
+    """CL-01; answers the new component's id."""
+    async with uow:
+        component = await _register(uow, cmd.registration, cmd.user)
+        CATALOG_CHANGES.labels("registered").inc()
+        await uow.commit()
+    return component.correlation_id
+
+
+async def update_component(cmd: UpdateComponent, uow: LibraryUnitOfWork) -> None:
+    """CL-04, CL-05: a new version, the previous one kept; nothing when the changes change nothing."""
+    async with uow:
+        component = await uow.components.get(cmd.component_id, lock=True)
+        if component.update(cmd.changes):
+            await uow.components.save(component, cmd.user)
+            CATALOG_CHANGES.labels("updated").inc()
+        await uow.commit()
+
+
+async def seed_catalog(cmd: SeedCatalog, uow: LibraryUnitOfWork) -> int:
+    """Register the entries if the library is empty; answers how many were registered."""
+    if not cmd.entries:
+        return 0
+    async with uow:
+        await uow.components.lock_for_seeding()
+        if await uow.components.any():
+            return 0
+        for entry in cmd.entries:
+            await _register(uow, entry, SEED_USER)
+        await uow.commit()
+    log.info("seeded the library with %d components", len(cmd.entries))
+    return len(cmd.entries)
+
+
+async def spec_created(event: Event, uow: LibraryUnitOfWork) -> None:
+    """CL-03: `used_in` follows the App's newest spec."""
+    async with uow:
+        await uow.usage.record_spec(event.data.spec)
+        await uow.commit()
+
+
+async def app_deleted(event: Event, uow: LibraryUnitOfWork) -> None:
+    async with uow:
+        await uow.usage.forget_app(event.data.app_id, event.occurred_at)
+        await uow.commit()
+
+
+COMMANDS = {RegisterComponent: register_component, UpdateComponent: update_component, SeedCatalog: seed_catalog}
+EVENTS = {"app.spec_created": spec_created, "app.deleted": app_deleted}

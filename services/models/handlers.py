@@ -1,0 +1,120 @@
+"""The models service's handlers: one small function per command and per consumed event.
+
+The workload.completed consumer (through the message bus), the alias routes (alias_api.py) and the
+store worker (worker.py) all come here; each handler loads what it changes through its unit of work,
+lets the domain decide, and commits: the commit publishes what the model or the alias recorded.
+"""
+from __future__ import annotations
+
+import logging
+
+from contracts.events import Event, WorkloadCompleted
+from services.kit import metrics as kit_metrics
+from services.kit.errors import NotFound
+from services.kit.inbox import lock_per_workload
+from services.kit.messaging import PermanentError
+from services.kit.wakeups import Wakeups
+from services.models import commands, metrics, store
+from services.models.domain import AliasMoved, GateFailed, Model, model_of
+from services.models.unit_of_work import ModelsUnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- events
+
+async def record_completed_workload(event: Event, uow: ModelsUnitOfWork, wakeups: Wakeups) -> None:
+    """workload.completed → a pending model under the App's next version; a store worker copies it
+    once this commits (the copy is not part of the consumer's transaction)."""
+    completed: WorkloadCompleted = event.data
+    try:
+        model = model_of(completed)
+    except ValueError as exc:  # such an event can never be stored
+        raise PermanentError(str(exc)) from exc
+    async with uow:
+        version = await uow.models.add(model)
+        if version is None:  # the same completion re-published under a new event id
+            log.info("workload %s already has a model", completed.workload_id)
+            return
+        uow.after_commit(lambda: wakeups.wake(store.NOTIFY_CHANNEL))  # this process's worker, or another's
+        await uow.commit()
+    log.info("workload %s completed: model %s (%s v%d) pending storage", completed.workload_id, model.model_id,
+             model.app_id, version)
+
+
+# ---------------------------------------------------------------------- the store worker
+
+async def mark_model_stored(command: commands.MarkModelStored, uow: ModelsUnitOfWork) -> Model | None:
+    """pending → stored with the totals of its verified files, announced with model.stored; None (and
+    nothing announced) when the worker lost its lease to another replica."""
+    async with uow:
+        model = await uow.models.leased(command.model_id, command.owner)
+        if model is None:
+            log.warning("model %s was taken over by another replica; not announcing it", command.model_id)
+            return None
+        model.mark_stored()
+        await uow.models.save(model)
+        await uow.commit()
+        metrics.STORED.inc()  # counted once the commit is through
+        kit_metrics.WORKLOADS.labels("models", "model.stored").inc()
+    log.info("stored model %s (%s v%s): %d files, %d bytes", model.model_id, model.app_id, model.version,
+             model.file_count, model.size_bytes)
+    return model
+
+
+async def record_store_failure(command: commands.RecordStoreFailure, uow: ModelsUnitOfWork) -> Model | None:
+    """Count the failed attempt and schedule the next (the model stays pending); the first failure of
+    an outage is announced with model.store_failed. None when the worker lost its lease."""
+    async with uow:
+        model = await uow.models.leased(command.model_id, command.owner)
+        if model is None:
+            return None
+        model.attempt_failed(command.reason, command.retry_in)
+        await uow.models.save(model)
+        await uow.commit()
+    return model
+
+
+# ---------------------------------------------------------------------- aliases (people)
+
+async def move_alias(command: commands.MoveAlias, uow: ModelsUnitOfWork) -> AliasMoved:
+    try:
+        async with uow:
+            alias = await uow.aliases.get(command.app_id, command.alias)
+            target = await uow.models.target(command.model_id)
+            if target is None:
+                raise NotFound(f"model {command.model_id} not found")
+            change = alias.move_to(target, by=command.by, gate=command.gate,
+                                   expected_model_id=command.expected_model_id)
+            if change.changed:
+                await uow.aliases.save(alias)
+            await uow.commit()
+    except GateFailed:
+        metrics.ALIAS_MOVES.labels("move", "refused").inc()
+        raise
+    metrics.ALIAS_MOVES.labels("move", "moved" if change.changed else "unchanged").inc()
+    return change
+
+
+async def roll_back_alias(command: commands.RollBackAlias, uow: ModelsUnitOfWork) -> AliasMoved:
+    async with uow:
+        alias = await uow.aliases.get(command.app_id, command.alias, undoable=True)
+        if alias.model_id is None:
+            raise NotFound(f"alias {command.alias} of app {command.app_id} not found")
+        target = await uow.models.target(alias.rollback_target())
+        change = alias.roll_back(target, by=command.by)  # models are never deleted: the target exists
+        await uow.aliases.save(alias)
+        await uow.commit()
+    metrics.ALIAS_MOVES.labels("rollback", "moved").inc()
+    return change
+
+
+COMMANDS = {
+    commands.MoveAlias: move_alias,
+    commands.RollBackAlias: roll_back_alias,
+    commands.MarkModelStored: mark_model_stored,
+    commands.RecordStoreFailure: record_store_failure,
+}
+EVENTS = {"workload.completed": record_completed_workload}
+# one workload's model is recorded once: its completions queue up on this lock from their inbox claim on
+LOCKS = {"workload.completed": lock_per_workload(store.WORKLOAD_LOCK)}

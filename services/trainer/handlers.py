@@ -1,0 +1,165 @@
+"""The trainer's handlers: submitting and cancelling requests, and the consumers of the ready-apps read
+model and of every workload's saga timeline."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Sequence
+
+from contracts.events import AppDeleted, AppSpecCreated, Event
+from contracts.spec import AppSpec
+from contracts.topology import SAGA_EVENTS
+from contracts.workload import WireTrainingConfig, Workload
+from services.kit import metrics
+from services.kit.errors import Invalid, NotFound
+from services.kit.inbox import lock_per_workload
+from services.trainer import domain, store
+from services.trainer.commands import CancelTrainingRequest, SubmitTrainingRequest
+from services.trainer.unit_of_work import TrainerUnitOfWork
+
+log = logging.getLogger(__name__)
+SERVICE = "trainer"
+
+
+# ---------------------------------------------------------------------- commands
+
+async def submit_training_request(command: SubmitTrainingRequest, uow: TrainerUnitOfWork) -> Workload:
+    """Build the workload and store the request with its `training.requested` in one statement (the
+    platform's hot path); Invalid when the App is not ready at the version asked for."""
+    async with uow.statement():
+        for fresh in (False, True):  # the cached spec went stale meanwhile: once more from a fresh read
+            spec = await uow.apps.ready_spec(command.app_id, command.spec_version, fresh=fresh)
+            if spec is None:
+                break
+            request = domain.TrainingRequest.submit(_submission(command, spec), workload_id=command.workload_id,
+                                                    submitted_at=datetime.now(timezone.utc))
+            if await uow.commit_guarded(uow.requests.add(request, command.spec_version)):
+                metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
+                return request.workload
+    what = f"version {command.spec_version} of app {command.app_id}" if command.spec_version else f"app {command.app_id}"
+    raise Invalid(f"{what} is not a ready app: generate its spec in the builder first", code="app_not_ready")
+
+
+def _submission(command: SubmitTrainingRequest, spec: AppSpec) -> domain.Submission:
+    config = domain.merge_training_config(WireTrainingConfig.from_spec(spec.training_config),
+                                          dict(command.training_config), command.simulation_seed)
+    return domain.Submission(
+        spec=spec, requester=command.requester, training_config=config, env_vars=dict(command.env_vars),
+        resources=command.resources, priority=command.priority, name=command.name,
+        is_training_request=command.is_training_request, test_run_ref=command.test_run_ref)
+
+
+async def cancel_training_request(command: CancelTrainingRequest, uow: TrainerUnitOfWork) -> domain.TrainingRequest:
+    """Publish one `workload.cancel_requested` however often it is asked; the request as it now stands."""
+    # the caller's own trace is linked to the span that continues the workload's trace
+    async with uow, uow.continue_trace("trainer cancel", command.workload_id):
+        request = await uow.requests.get(command.workload_id)
+        if request is None:
+            raise NotFound(f"training request {command.workload_id} not found")
+        if request.request_cancel(command.requested_by, admin=command.by_admin):
+            await uow.requests.save_cancel_request(request)
+        await uow.commit()
+    return request
+
+
+# ---------------------------------------------------------------------- events
+
+async def add_ready_spec(event: Event, uow: TrainerUnitOfWork) -> None:
+    data: AppSpecCreated = event.data  # type: ignore[assignment]
+    async with uow:
+        await uow.apps.add_spec(data.spec)
+        await uow.commit()
+
+
+async def mark_app_deleted(event: Event, uow: TrainerUnitOfWork) -> None:
+    data: AppDeleted = event.data  # type: ignore[assignment]
+    async with uow:
+        await uow.apps.mark_deleted(data.app_id)
+        await uow.commit()
+
+
+async def add_to_timeline(event: Event, uow: TrainerUnitOfWork) -> None:
+    """Append the event to its workload's timeline and fold it into the request's status.
+
+    Runs holding the workload's timeline lock, taken with the inbox claim (LOCKS)."""
+    async with uow:
+        await _add_to_timeline(event, uow)
+        await uow.commit()
+
+
+async def add_to_timelines(events: Sequence[Event], uow: TrainerUnitOfWork) -> None:
+    """`add_to_timeline` for the events of one delivered batch: the first event of each workload appended
+    and folded in one statement, the rest in turn after it (a workload's events fold in order)."""
+    together: list[tuple[Event, domain.TimelineEntry]] = []
+    after: list[Event] = []
+    workloads: set[str] = set()
+    for event in events:
+        workload_id = event.data.workload_id  # type: ignore[attr-defined]
+        if workload_id in workloads or _published_elsewhere(event):
+            after.append(event)
+        else:
+            together.append((event, domain.timeline_entry(event)))
+        workloads.add(workload_id)
+    async with uow:
+        if together:
+            appended = await uow.timelines.append([
+                (event.data.workload_id, entry, domain.transitions(entry))  # type: ignore[attr-defined]
+                for event, entry in together])
+            for (event, entry), result in zip(together, appended):
+                await _folded(uow, event, entry, result, recorded=False)
+        for event in after:
+            await _add_to_timeline(event, uow)
+        await uow.commit()
+
+
+def _published_elsewhere(event: Event) -> bool:
+    return event.type == "training.requested" and event.producer != SERVICE
+
+
+async def _add_to_timeline(event: Event, uow: TrainerUnitOfWork) -> None:
+    workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
+    recorded = _published_elsewhere(event) and await _record_published_request(event, uow)
+    entry = domain.timeline_entry(event)
+    [appended] = await uow.timelines.append([(workload_id, entry, domain.transitions(entry))])
+    await _folded(uow, event, entry, appended, recorded=recorded)
+
+
+async def _folded(uow: TrainerUnitOfWork, event: Event, entry: domain.TimelineEntry, appended: store.Appended, *,
+                  recorded: bool) -> None:
+    """What follows an append: re-derive the status when the event could not simply be folded in, and
+    time the saga step it ends."""
+    workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
+    if not appended.known or not (appended.added or recorded):
+        return  # the request is not known yet (it is folded when recorded), or the event was seen before
+    previous = appended.previous
+    if recorded or not appended.folded:  # events before this one arrived first, or this one is late
+        entries = await uow.timelines.entries(workload_id)
+        await uow.timelines.set_status(workload_id, domain.derive_status(entries),
+                                       max((item.occurred_at for item in entries), default=None))
+        previous = max((item.occurred_at for item in entries if item.event_id != entry.event_id), default=None)
+    if appended.added and previous is not None and entry.occurred_at >= previous:
+        metrics.SAGA_STEP_SECONDS.labels(entry.type).observe((entry.occurred_at - previous).total_seconds())
+
+
+async def _record_published_request(event: Event, uow: TrainerUnitOfWork) -> bool:
+    # A request another system published is recorded here (ours are stored with their event's outbox row).
+    workload: Workload = event.data  # type: ignore[assignment]
+    if not await uow.requests.add_published(workload, source=event.producer):
+        return False
+    metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
+    log.info("recorded training request %s published by %s", workload.workload_id, event.producer)
+    return True
+
+
+COMMANDS = {
+    SubmitTrainingRequest: submit_training_request,
+    CancelTrainingRequest: cancel_training_request,
+}
+EVENTS = {
+    "app.spec_created": add_ready_spec,
+    "app.deleted": mark_app_deleted,
+    **{event_type: add_to_timeline for event_type in SAGA_EVENTS},
+}
+_PER_WORKLOAD = lock_per_workload(store.WORKLOAD_LOCK)  # a workload's timeline changes one event at a time
+LOCKS = {event_type: _PER_WORKLOAD for event_type in SAGA_EVENTS}
+TOGETHER = {event_type: add_to_timelines for event_type in SAGA_EVENTS}

@@ -1,0 +1,252 @@
+"""The trainer's handlers, through its message bus, over a unit of work without servers."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from contracts.events import (AppDeleted, AppSpecCreated, Event, WorkloadCancelled, WorkloadFailed, WorkloadQueued,
+                              WorkloadStarted, make_event)
+from contracts.topology import SAGA_EVENTS
+from contracts.workload import RequestedResources
+from services.kit import metrics
+from services.kit.errors import Conflict, Forbidden, Invalid, NotFound
+from services.kit.messagebus import MessageBus
+from services.trainer import handlers
+from services.trainer.commands import CancelTrainingRequest, SubmitTrainingRequest
+from tests.support.fakes import FakeUnitOfWorks
+from tests.unit.approval.factory import seed_spec, small_spec, workload
+from tests.unit.trainer.fakes import Tables, trainer_units
+
+T0 = datetime(2026, 2, 9, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def tables() -> Tables:
+    return Tables()
+
+
+@pytest.fixture
+def uows(tables: Tables) -> FakeUnitOfWorks:
+    return trainer_units(tables)
+
+
+@pytest.fixture
+def bus(uows: FakeUnitOfWorks) -> MessageBus:
+    return MessageBus(uows, commands=handlers.COMMANDS, events=handlers.EVENTS, locks=handlers.LOCKS,
+                      together=handlers.TOGETHER)
+
+
+def event(event_type: str, data, *, seconds: int = 0, producer: str = "scheduler") -> Event:
+    made = make_event(event_type, data, producer=producer, correlation_id=getattr(data, "workload_id", "APP"))
+    return made.model_copy(update={"occurred_at": T0 + timedelta(seconds=seconds)})
+
+
+async def ready(bus: MessageBus, spec) -> None:
+    await bus.handle_event(event("app.spec_created", AppSpecCreated(app_id=spec.app_id, version=spec.version, spec=spec),
+                                 producer="library"))
+
+
+async def submitted(bus: MessageBus, uows: FakeUnitOfWorks, **changes) -> str:
+    """A request kim submitted for the seed App, its `training.requested` already on its timeline."""
+    await ready(bus, seed_spec())
+    values = dict(app_id="APP-A1B2C3", requester="kim")
+    values.update(changes)
+    wl = await bus.handle(SubmitTrainingRequest(**values))
+    [requested] = [item for item in uows.published if item.type == "training.requested"]
+    await bus.handle_event(event("training.requested", requested.data, producer="trainer"))
+    uows.published.clear()
+    return wl.workload_id
+
+
+# ---------------------------------------------------------------------- submitting
+
+def submissions_counted() -> float:
+    return metrics.WORKLOADS.labels("trainer", "submitted")._value.get()
+
+
+async def test_submitting_a_ready_app_stores_the_request_and_publishes_training_requested(bus, uows, tables):
+    await ready(bus, seed_spec())
+    counted = submissions_counted()
+    wl = await bus.handle(SubmitTrainingRequest(app_id="APP-A1B2C3", requester="kim", workload_id="WL-0000ABCD",
+                                                priority="high", name="tuned"))
+    assert uows.types() == ["training.requested"]
+    [published] = uows.published
+    assert published.correlation_id == "WL-0000ABCD" and published.data == wl == tables.requests["WL-0000ABCD"].workload
+    assert (wl.requester, wl.priority, wl.name, wl.spec_version) == ("kim", "high", "tuned", "1.0.0")
+    assert tables.requests["WL-0000ABCD"].source == "trainer" and submissions_counted() == counted + 1
+
+
+async def test_what_a_submission_leaves_out_comes_from_the_apps_largest_component_and_training_config(bus):
+    await ready(bus, seed_spec())
+    wl = await bus.handle(SubmitTrainingRequest(app_id="APP-A1B2C3", requester="kim",
+                                                training_config={"episodes": 50}, simulation_seed=7,
+                                                env_vars={"RUN_MODE": "fast"}))
+    assert (wl.resources.gpu_type, wl.resources.gpu_count, wl.resources.memory) == ("A100", 4, "128GB")
+    assert wl.training_config.episodes == 50 and wl.training_config.learning_rate == 0.001
+    assert wl.training_config.env_config["simulation_seed"] == 7
+    assert wl.spec.env_vars["RUN_MODE"] == "fast" and wl.spec.training_config.episodes == 50
+
+
+async def test_submitting_an_app_that_is_not_ready_publishes_nothing(bus, uows, tables):
+    counted = submissions_counted()
+    with pytest.raises(Invalid) as refused:
+        await bus.handle(SubmitTrainingRequest(app_id="APP-NOPE00", requester="kim"))
+    assert refused.value.code == "app_not_ready"
+    await ready(bus, seed_spec())
+    with pytest.raises(Invalid, match="version 9.9.9 of app APP-A1B2C3"):
+        await bus.handle(SubmitTrainingRequest(app_id="APP-A1B2C3", requester="kim", spec_version="9.9.9"))
+    assert uows.published == [] and tables.requests == {}
+    assert submissions_counted() == counted
+
+
+async def test_a_deleted_app_can_no_longer_be_submitted(bus, uows, tables):
+    await ready(bus, seed_spec())
+    await bus.handle(SubmitTrainingRequest(app_id="APP-A1B2C3", requester="kim"))  # its spec is cached now
+    uows.published.clear()
+    await bus.handle_event(event("app.deleted", AppDeleted(app_id="APP-A1B2C3", deleted_by="kim"), producer="library"))
+    with pytest.raises(Invalid, match="not a ready app"):
+        await bus.handle(SubmitTrainingRequest(app_id="APP-A1B2C3", requester="kim"))
+    assert uows.published == [] and len(tables.requests) == 1
+
+
+async def test_a_submission_built_from_a_stale_cached_spec_is_rebuilt_from_the_latest_version(bus, uows):
+    await ready(bus, small_spec((1, "16GB"), app_id="APP-5MA11A", version="1.0.0"))
+    await bus.handle(SubmitTrainingRequest(app_id="APP-5MA11A", requester="kim"))  # caches 1.0.0 as the latest
+    newer = small_spec((2, "32GB"), app_id="APP-5MA11A", version="1.1.0")
+    await ready(bus, newer.model_copy(update={"created_at": newer.created_at + timedelta(hours=1)}))
+    uows.published.clear()
+    wl = await bus.handle(SubmitTrainingRequest(app_id="APP-5MA11A", requester="kim"))
+    assert (wl.spec_version, wl.resources.gpu_count) == ("1.1.0", 2)
+    assert [item.data.spec_version for item in uows.published] == ["1.1.0"]
+
+
+async def test_an_envelope_smaller_than_the_largest_component_is_refused_and_publishes_nothing(bus, uows, tables):
+    await ready(bus, seed_spec())
+    with pytest.raises(Invalid) as refused:
+        await bus.handle(SubmitTrainingRequest(app_id="APP-A1B2C3", requester="kim", resources=RequestedResources(
+            gpu_type="A100", gpu_count=1, memory="128GB")))
+    assert refused.value.code == "envelope_too_small" and uows.published == [] and tables.requests == {}
+
+
+# ---------------------------------------------------------------------- cancelling
+
+async def test_the_requester_asking_to_cancel_twice_publishes_one_cancel_requested(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    first = await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by="kim"))
+    second = await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by="kim"))
+    assert uows.types() == ["workload.cancel_requested"]
+    assert uows.published[0].data.requested_by == "kim" and uows.published[0].correlation_id == workload_id
+    assert (first.status, first.cancel_requested_by) == ("waiting", "kim")
+    assert second.cancel_requested_at == first.cancel_requested_at == tables.requests[workload_id].cancel_requested_at
+
+
+async def test_an_admin_may_cancel_someone_elses_request(bus, uows):
+    workload_id = await submitted(bus, uows)
+    cancelled = await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by="admin", by_admin=True))
+    assert cancelled.cancel_requested_by == "admin" and uows.types() == ["workload.cancel_requested"]
+
+
+async def test_someone_other_than_the_requester_or_an_admin_may_not_cancel(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    with pytest.raises(Forbidden, match="only the requester \\(kim\\)"):
+        await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by="lee"))
+    assert uows.published == [] and tables.requests[workload_id].cancel_requested_by is None
+
+
+async def test_cancelling_an_unknown_request_is_not_found(bus, uows):
+    with pytest.raises(NotFound, match="WL-NOPE0000"):
+        await bus.handle(CancelTrainingRequest(workload_id="WL-NOPE0000", requested_by="kim"))
+    assert uows.published == []
+
+
+async def test_cancelling_a_request_that_has_ended_is_a_conflict(bus, uows):
+    workload_id = await submitted(bus, uows)
+    await bus.handle_event(event("workload.cancelled", WorkloadCancelled(
+        workload_id=workload_id, cancelled_by="admin", was_running=False), seconds=5))
+    with pytest.raises(Conflict) as refused:
+        await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by="kim"))
+    assert (refused.value.code, refused.value.extra) == ("already_ended", {"status": "cancelled"})
+    assert uows.published == []
+
+
+# ---------------------------------------------------------------------- the saga timeline
+
+def queued(workload_id: str, seconds: int) -> Event:
+    return event("workload.queued", WorkloadQueued(workload_id=workload_id, priority="normal"), seconds=seconds)
+
+
+def started(workload_id: str, seconds: int) -> Event:
+    return event("workload.started", WorkloadStarted(workload_id=workload_id), seconds=seconds)
+
+
+def failed(workload_id: str, seconds: int) -> Event:
+    return event("workload.failed", WorkloadFailed(workload_id=workload_id, stage="run", reason="exit 1"),
+                 seconds=seconds)
+
+
+def timeline(tables: Tables, workload_id: str) -> list[str]:
+    return [entry.type for entry in sorted(tables.timelines[workload_id], key=lambda entry: entry.occurred_at)]
+
+
+async def test_a_saga_event_is_added_to_its_workloads_timeline_and_moves_its_status(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    await bus.handle_event(queued(workload_id, 1))
+    assert timeline(tables, workload_id) == ["training.requested", "workload.queued"]
+    assert tables.requests[workload_id].status == "queued" and uows.published == []
+
+
+async def test_an_event_delivered_late_re_derives_the_status_from_the_whole_timeline(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    await bus.handle_event(started(workload_id, 3))
+    await bus.handle_event(failed(workload_id, 2))  # it happened before the start: the run had already failed
+    assert timeline(tables, workload_id) == ["training.requested", "workload.failed", "workload.started"]
+    assert tables.requests[workload_id].status == "failed"
+    assert tables.requests[workload_id].last_event_at == T0 + timedelta(seconds=3)
+
+
+async def test_an_event_delivered_twice_is_added_once(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    step = queued(workload_id, 1)
+    await bus.handle_event(step)
+    await bus.handle_event(step)
+    assert timeline(tables, workload_id) == ["training.requested", "workload.queued"]
+
+
+async def test_a_request_another_system_published_is_recorded_with_the_steps_that_came_before_it(bus, uows, tables):
+    wl = workload(small_spec((1, "16GB")), workload_id="EXT-MES-0042")
+    counted = submissions_counted()
+    await bus.handle_event(queued(wl.workload_id, 2))  # before the request it is about
+    await bus.handle_event(event("training.requested", wl, seconds=1, producer="mes-system"))
+    row = tables.requests["EXT-MES-0042"]
+    assert (row.source, row.status) == ("mes-system", "queued")
+    assert timeline(tables, "EXT-MES-0042") == ["training.requested", "workload.queued"]
+    assert uows.published == [] and submissions_counted() == counted + 1
+
+
+async def test_a_delivered_batch_makes_the_same_timelines_and_statuses_as_one_event_at_a_time(uows, tables):
+    spec = small_spec((1, "16GB"))
+    backlog = []
+    for n in range(3):
+        workload_id = f"WL-BA7C{n:04d}"
+        request = event("training.requested", workload(spec, workload_id=workload_id), producer="other")
+        backlog.append([request, queued(workload_id, 1), failed(workload_id, 3), started(workload_id, 2)])
+    batch = [step for steps in zip(*backlog) for step in steps]  # interleaved, the second step delivered twice
+    batch.insert(4, batch[3])
+    await handlers.add_to_timelines(batch, uows())
+    one_at_a_time = Tables()
+    alone = MessageBus(trainer_units(one_at_a_time), events=handlers.EVENTS)
+    for step in batch:
+        await alone.handle_event(step)
+    for n in range(3):
+        workload_id = f"WL-BA7C{n:04d}"
+        assert timeline(tables, workload_id) == timeline(one_at_a_time, workload_id) == [
+            "training.requested", "workload.queued", "workload.started", "workload.failed"]
+        assert tables.requests[workload_id].status == one_at_a_time.requests[workload_id].status == "failed"
+    assert uows.published == []
+
+
+def test_every_saga_event_is_handled_under_its_workloads_lock_and_batched_with_the_others():
+    assert set(handlers.LOCKS) == set(handlers.TOGETHER) == set(SAGA_EVENTS)
+    assert {handlers.EVENTS[event_type] for event_type in SAGA_EVENTS} == {handlers.add_to_timeline}
+    assert handlers.LOCKS["workload.queued"](queued("WL-1", 0)) == ("trainer.workload", "WL-1")
