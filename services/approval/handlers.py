@@ -10,7 +10,7 @@ import asyncio
 import logging
 import secrets
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from typing import Iterable
 
 from contracts.events import Event, LoopTestCompleted, WorkloadCancelRequested
 from contracts.workload import Workload
@@ -31,12 +31,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Published(Protocol):
-    type: str
-    data: Any
-
-
-def count(published: Iterable[Published]) -> None:
+def count(published: Iterable[Event]) -> None:
     """avatar_workloads_total{service="approval"}: received, approval_required, approved, auto_approved, …
     (`submitted` is counted once, by the trainer, which owns the request)."""
     for event in published:

@@ -23,8 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-        bus = platform.message_bus(app, ApprovalUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
-                                   dependencies={"settings": settings})
+        bus = platform.message_bus(app, platform.units(ApprovalUnitOfWork), commands=handlers.COMMANDS,
+                                   events=handlers.EVENTS, dependencies={"settings": settings})
         if platform.handles_events:
             platform.spawn(handlers.sweep_overdue_tests(bus, settings.loop_test_timeout_seconds,
                                                         settings.loop_test_sweep_seconds), "approval-loop-test-sweep")

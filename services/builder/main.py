@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None, *,
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(base_url=settings.library_url, transport=library_transport,
                                      timeout=settings.library_timeout_seconds) as client:
-            platform.message_bus(app, BuilderUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
+            platform.message_bus(app, platform.units(BuilderUnitOfWork), commands=handlers.COMMANDS,
+                                 events=handlers.EVENTS,
                                  dependencies={"library": LibraryClient(client), "threshold": settings.threshold})
             yield
 

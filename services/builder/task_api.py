@@ -80,7 +80,7 @@ async def patch_component(app_id: str, task_id: str, component_id: str, body: Co
 async def remove_component(app_id: str, task_id: str, component_id: str, user: Writer, bus: MessageBusDep,
                            threshold: ThresholdDep) -> TaskView:
     task = await bus.handle(RemoveComponent(app_id=app_id, user=user.user, task_id=task_id,
-                                                component_id=component_id))
+                                            component_id=component_id))
     return TaskView.of(task, threshold)
 
 
@@ -90,7 +90,7 @@ async def remove_component(app_id: str, task_id: str, component_id: str, user: W
 async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, bus: MessageBusDep,
                    threshold: ThresholdDep) -> TaskView:
     task = await bus.handle(ConnectComponents(app_id=app_id, user=user.user, task_id=task_id,
-                                                  source=body.from_, target=body.to))
+                                              source=body.from_, target=body.to))
     return TaskView.of(task, threshold)
 
 
@@ -99,7 +99,7 @@ async def remove_edge(app_id: str, task_id: str, user: Writer, bus: MessageBusDe
                       source: Annotated[ComponentRef, Query(alias="from")],
                       target: Annotated[ComponentRef, Query(alias="to")]) -> TaskView:
     task = await bus.handle(DisconnectComponents(app_id=app_id, user=user.user, task_id=task_id,
-                                                     source=source, target=target))
+                                                 source=source, target=target))
     return TaskView.of(task, threshold)
 
 
@@ -108,7 +108,7 @@ async def remove_edge(app_id: str, task_id: str, user: Writer, bus: MessageBusDe
 async def set_order(app_id: str, task_id: str, body: OrderBody, user: Writer, bus: MessageBusDep,
                     threshold: ThresholdDep) -> TaskView:
     task = await bus.handle(ReorderComponents(app_id=app_id, user=user.user, task_id=task_id,
-                                                  order=body.order))
+                                              order=body.order))
     return TaskView.of(task, threshold)
 
 

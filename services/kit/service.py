@@ -70,23 +70,19 @@ class Platform:
         self.background.append(task)
         return task
 
-    def message_bus(self, app: FastAPI, unit_of_work: Callable[..., UnitOfWork], **handlers: Any) -> MessageBus:
-        """The service's message bus over units of `unit_of_work` (called with this pool and outbox, and
-        `conn=`/`cause=` for an event; MessageBus's maps and dependencies in `handlers`): routes reach it as MessageBusDep, and this process consumes the events it handles
-        when it runs the event side."""
-        bus = MessageBus(functools.partial(unit_of_work, self.pool, self.outbox), **handlers)
-        app.state.messagebus = bus
-        if self.handles_events:
-            bus.subscribe(self.bus)
-        return bus
+    def units(self, unit_of_work: Callable[..., UnitOfWork]) -> Callable[..., UnitOfWork]:
+        """Units of work of the service's kind over this pool and outbox: called with nothing for a
+        command, with `conn=` and `cause=` for an event handled in the consumer's transaction."""
+        return functools.partial(unit_of_work, self.pool, self.outbox)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """One command, one transaction: its state change, its outbox rows and what it counts (metrics)
-        commit together or not at all."""
-        with metrics.counted_on_commit():
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
+    def message_bus(self, app: FastAPI, units: Callable[..., UnitOfWork], **handlers: Any) -> MessageBus:
+        """The service's message bus over `units` (see `units`); `handlers` are MessageBus's maps and
+        dependencies. Routes reach it as MessageBusDep; its events are consumed where this process runs
+        the event side (the EventBus checks them against the topology either way)."""
+        bus = MessageBus(units, **handlers)
+        app.state.messagebus = bus
+        bus.subscribe(self.bus)
+        return bus
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
@@ -111,9 +107,6 @@ async def current_messagebus(request: Request) -> MessageBus:
 
 
 MessageBusDep = Annotated[MessageBus, Depends(current_messagebus)]  # a route parameter: the service's MessageBus
-
-
-BodySizeLimit = BodyGuard  # the name it had before it also checked JSON
 
 
 def build_service(name: str, settings: Settings, *, routers: list[APIRouter], migrations: Path | None,

@@ -202,7 +202,8 @@ class UnitOfWork(AbstractUnitOfWork):
         if self._joined is None:
             if self._transaction is None:
                 raise RuntimeError("commit() outside `async with uow`: a statement() unit commits with commit_guarded")
-            await self._transaction.commit()
+            transaction, self._transaction = self._transaction, None  # a failed COMMIT leaves nothing to roll back
+            await transaction.commit()
         self.committed = True
         return [event for event, _ in events]
 

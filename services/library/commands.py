@@ -26,3 +26,4 @@ class SeedCatalog(Command):
     """Register these components if the library is still empty (its first start)."""
 
     entries: list[ComponentRegistration]
+    source: str = "the built-in catalog"  # where the entries were read, for the log

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+
 from contracts.events import Event
 from services.kit.metrics import Counter
 from services.library.commands import RegisterComponent, SeedCatalog, UpdateComponent
@@ -51,7 +52,7 @@ async def seed_catalog(cmd: SeedCatalog, uow: LibraryUnitOfWork) -> int:
         for entry in cmd.entries:
             await _register(uow, entry, SEED_USER)
         await uow.commit()
-    log.info("seeded the library with %d components", len(cmd.entries))
+    log.info("seeded the library with %d components from %s", len(cmd.entries), cmd.source)
     return len(cmd.entries)
 
 

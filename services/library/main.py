@@ -20,13 +20,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    if not isinstance(settings, LibrarySettings):
-        settings = settings_for(LibrarySettings, settings)
+    settings = settings_for(LibrarySettings, settings)
 
     @contextlib.asynccontextmanager
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-        bus = platform.message_bus(app, LibraryUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS)
-        await bus.handle(SeedCatalog(catalog.seed_entries(settings.library_seed_catalog)))
+        bus = platform.message_bus(app, platform.units(LibraryUnitOfWork), commands=handlers.COMMANDS,
+                                   events=handlers.EVENTS)
+        seed = settings.library_seed_catalog
+        await bus.handle(SeedCatalog(catalog.seed_entries(seed), source=str(seed)))
         yield
 
     app = build_service("library", settings, routers=[api.router], migrations=MIGRATIONS,

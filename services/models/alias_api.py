@@ -12,8 +12,7 @@ from services.kit.auth import Reader, Writer
 from services.kit.errors import NotFound
 from services.kit.service import MessageBusDep
 from services.models import commands, store
-from services.models.domain import ALIAS_PATTERN
-from services.models.domain import AliasMoved
+from services.models.domain import ALIAS_PATTERN, AliasMoved
 from services.models.schemas import AliasMove, AliasView, AppAliases
 
 router = APIRouter(tags=["aliases"])

@@ -300,7 +300,7 @@ class AliasMove:
 
 @dataclass(frozen=True)
 class AliasMoved:
-    """What a move or a rollback did: the answer to the person who asked, as it is (schemas.py)."""
+    """What a move or a rollback did; the alias routes answer it as it is."""
 
     app_id: str
     alias: str

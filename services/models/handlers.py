@@ -13,7 +13,6 @@ from services.kit import metrics as kit_metrics
 from services.kit.errors import NotFound
 from services.kit.inbox import lock_per_workload
 from services.kit.messaging import PermanentError
-from services.kit.wakeups import Wakeups
 from services.models import commands, metrics, store
 from services.models.domain import AliasMoved, GateFailed, Model, model_of
 from services.models.unit_of_work import ModelsUnitOfWork
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- events
 
-async def record_completed_workload(event: Event, uow: ModelsUnitOfWork, wakeups: Wakeups) -> None:
+async def record_completed_workload(event: Event, uow: ModelsUnitOfWork) -> None:
     """workload.completed → a pending model under the App's next version; a store worker copies it
     once this commits (the copy is not part of the consumer's transaction)."""
     completed: WorkloadCompleted = event.data
@@ -36,7 +35,7 @@ async def record_completed_workload(event: Event, uow: ModelsUnitOfWork, wakeups
         if version is None:  # the same completion re-published under a new event id
             log.info("workload %s already has a model", completed.workload_id)
             return
-        uow.after_commit(lambda: wakeups.wake(store.NOTIFY_CHANNEL))  # this process's worker, or another's
+        uow.wake(store.NOTIFY_CHANNEL)  # this process's worker, or another's
         await uow.commit()
     log.info("workload %s completed: model %s (%s v%d) pending storage", completed.workload_id, model.model_id,
              model.app_id, version)

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from services.kit import errors
 from services.kit.objectstore import check_bucket
 from services.kit.service import Platform, build_service
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 from services.models import alias_api, api, handlers
-from services.models.settings import ModelsSettings, models_settings
+from services.models.settings import ModelsSettings
 from services.models.downloads import Streamer
 from services.models.objects import ObjectStore, build_client
 from services.models.unit_of_work import ModelsUnitOfWork
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = build_service("models", models_settings(settings), routers=[api.router, alias_api.router],
+    app = build_service("models", settings_for(ModelsSettings, settings), routers=[api.router, alias_api.router],
                         migrations=MIGRATIONS, setup=_setup, description=__doc__ or "")
     return errors.install(app)
 
@@ -38,9 +38,9 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     objects = ObjectStore(client, settings)
     copy_threads = ThreadPoolExecutor(settings.models_store_concurrency, thread_name_prefix="model-copy")
     read_threads = ThreadPoolExecutor(settings.models_download_threads, thread_name_prefix="model-read")
-    bus = platform.message_bus(app, ModelsUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
-                               locks=handlers.LOCKS, dependencies={"wakeups": platform.wakeups})
-    worker = StoreWorker(platform.pool, platform.outbox, objects, settings, bus=bus, executor=copy_threads)
+    bus = platform.message_bus(app, platform.units(ModelsUnitOfWork), commands=handlers.COMMANDS,
+                               events=handlers.EVENTS, locks=handlers.LOCKS)
+    worker = StoreWorker(platform.pool, platform.wakeups, objects, settings, bus=bus, executor=copy_threads)
     app.state.objects = objects
     app.state.streamer = Streamer(objects, settings.models_bucket, read_threads, settings.models_download_chunk)
     app.state.models_worker = worker

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.kit.settings import Settings, settings_for
+from services.kit.settings import Settings
 
 MIB = 1024 * 1024
 
@@ -27,6 +27,3 @@ class ModelsSettings(Settings):
     models_s3_connect_timeout: float = Field(default=5.0, gt=0)
     models_s3_read_timeout: float = Field(default=120.0, gt=0)
 
-
-def models_settings(settings: Settings | None) -> ModelsSettings:
-    return settings_for(ModelsSettings, settings)

@@ -74,8 +74,8 @@ async def claim_due(pool: asyncpg.Pool, owner: str, lease_seconds: float, limit:
         f"  {recalled_trace_sql('c.workload_id')} AS trace_headers,"
         f"  {VERIFIED_FILES.format(model='c.model_id')}"
         " FROM waiting w LEFT JOIN claimed c ON true", owner, lease_seconds, limit)
-    # the clamp at 0 is made here, not with SQL's greatest(0, …): that ignores a NULL, so with nothing
-    # pending it said "due now" and an idle worker polled every 50 ms instead of every models_poll_seconds
+    # the clamp at 0 is made here: SQL's greatest(0, …) ignores a NULL, which would turn "nothing
+    # pending" (no due time) into "due now"
     due = rows[0]["due"]
     models = [_model(row, trace_headers=row["trace_headers"]) for row in rows if row["model_id"] is not None]
     return Claimed(models, rows[0]["pending"], None if due is None else max(0.0, due))

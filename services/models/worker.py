@@ -26,8 +26,8 @@ from opentelemetry.trace import Status, StatusCode
 from services.kit.listening import Listening
 from services.kit.messagebus import MessageBus
 from services.kit.objectstore import split_s3_url
-from services.kit.outbox import Outbox
 from services.kit.telemetry import workload_span
+from services.kit.wakeups import Wakeups
 from services.models import commands, metrics, store
 from services.models.settings import ModelsSettings
 from services.models.domain import Model, model_path, object_key, retry_delay
@@ -37,17 +37,16 @@ log = logging.getLogger(__name__)
 
 
 class StoreWorker:
-    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, objects: ObjectStore, settings: ModelsSettings, *,
+    def __init__(self, pool: asyncpg.Pool, wakeups: Wakeups, objects: ObjectStore, settings: ModelsSettings, *,
                  bus: MessageBus, executor: Executor | None = None) -> None:
         self.pool = pool
         self.bus = bus  # a model's outcome (stored, or a failed attempt) is a command: handlers.py
         self.executor = executor  # copies hold a thread for a whole file; keep them off the default pool
-        self.outbox = outbox
         self.objects = objects
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         # LISTENs for pending models: other replicas' by NOTIFY, this process's directly
-        self._listening = Listening.on_pool(pool, store.NOTIFY_CHANNEL, outbox.wakeups, on_wake=self._takes_work)
+        self._listening = Listening.on_pool(pool, store.NOTIFY_CHANNEL, wakeups, on_wake=self._takes_work)
         self._stop = threading.Event()  # tells copy threads to abandon their upload at shutdown
         self._active: dict[str, asyncio.Task] = {}
         # test seam: awaited after each file is verified and recorded (model_id, path)

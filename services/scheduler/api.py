@@ -75,7 +75,7 @@ async def change_queue(workload_id: str, change: QueueChange, principal: Admin, 
 
 @contextlib.contextmanager
 def _plain_refusals() -> Iterator[None]:
-    """This API has always answered 409 and 422 refusals with a plain message."""
+    """409 and 422 refusals answered as a plain message, the shape this API's clients read."""
     try:
         yield
     except (Conflict, Invalid) as exc:

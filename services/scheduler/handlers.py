@@ -138,22 +138,23 @@ async def reorder_queue(command: ReorderQueue, uow: SchedulerUnitOfWork, queue: 
     """Move a waiting workload in Redis, then keep every rank of its class in PostgreSQL, so a rebuilt
     queue has the same order. Returns its entry and position."""
     workload_id = command.workload_id
-    async with uow:
+    target = command.before or command.after
+    async with uow.statement():  # reads only: no transaction held across Redis and the mirror's own
         await _require_waiting(uow.jobs, workload_id)
-        await sync_queue()  # the entry may not be mirrored into Redis yet
-        target = command.before or command.after
+        if target == workload_id:
+            raise Invalid("a workload cannot be placed before or after itself")
         if target is not None:
-            if target == workload_id:
-                raise Invalid("a workload cannot be placed before or after itself")
             await _require_waiting(uow.jobs, target)
-        if command.priority is not None and not await queue.reprioritise(workload_id, command.priority):
-            raise Conflict(f"workload {workload_id} is no longer waiting")
-        if target is not None and not await queue.move(workload_id, before=command.before, after=command.after):
-            raise Conflict(f"workload {workload_id} or {target} is no longer waiting")
-        entries = await queue.list()
-        entry = next((e for e in entries if e.workload_id == workload_id), None)
-        if entry is None:
-            raise Conflict(f"workload {workload_id} is no longer waiting")
+    await sync_queue()  # the entry may not be mirrored into Redis yet
+    if command.priority is not None and not await queue.reprioritise(workload_id, command.priority):
+        raise Conflict(f"workload {workload_id} is no longer waiting")
+    if target is not None and not await queue.move(workload_id, before=command.before, after=command.after):
+        raise Conflict(f"workload {workload_id} or {target} is no longer waiting")
+    entries = await queue.list()
+    entry = next((e for e in entries if e.workload_id == workload_id), None)
+    if entry is None:
+        raise Conflict(f"workload {workload_id} is no longer waiting")
+    async with uow:
         await uow.tables.set_queue_positions(
             (other.workload_id, other.priority.value, other.rank) for other in entries if other.priority == entry.priority)
         uow.wake_engine()

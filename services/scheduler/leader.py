@@ -15,8 +15,8 @@ import asyncpg
 from services.kit.db import advisory_lock_key
 from services.kit.listening import Listening
 from services.kit.wakeups import Wakeups
-from services.scheduler.store import WAKE_CHANNEL
 from services.scheduler.aio import cancel_all, within
+from services.scheduler.store import WAKE_CHANNEL
 
 log = logging.getLogger(__name__)
 

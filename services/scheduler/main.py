@@ -18,13 +18,13 @@ from redis.exceptions import RedisError
 from services.kit.instrument import redis_from_url
 from services.kit.objectstore import check_bucket, ensure_buckets, make_client
 from services.kit.service import Platform, build_service
-from services.kit.settings import Settings
+from services.kit.settings import Settings, settings_for
 from services.scheduler import adapters, api, handlers
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.engine import Engine
 from services.scheduler.leader import Leadership
-from services.scheduler.settings import SchedulerSettings, scheduler_settings
+from services.scheduler.settings import SchedulerSettings
 from services.scheduler.state import SchedulerState
 from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
@@ -32,7 +32,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = build_service("scheduler", scheduler_settings(settings), routers=[api.router], migrations=MIGRATIONS,
+    app = build_service("scheduler", settings_for(SchedulerSettings, settings), routers=[api.router], migrations=MIGRATIONS,
                         setup=_setup, description=__doc__ or "")
     app.add_exception_handler(RedisError, _redis_unavailable)
     return app
@@ -55,15 +55,13 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     allocator = RedisAllocator(redis, settings.sched_prefix)
     queue = RedisPriorityQueue(redis, settings.sched_prefix)
 
-    def uow(conn=None, cause=None) -> SchedulerUnitOfWork:
-        return SchedulerUnitOfWork(platform.pool, platform.outbox, conn=conn, cause=cause)
-
+    uow = platform.units(SchedulerUnitOfWork)
     engine = Engine(settings=settings, pool=platform.pool, uow=uow, redis=redis, allocator=allocator,
                     queue=queue, runner=setup.runner, nodes=setup.nodes, objects=objects,
                     spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach)
     leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake,
                             wakeups=platform.wakeups)
-    platform.message_bus(app, SchedulerUnitOfWork, commands=handlers.COMMANDS, events=handlers.EVENTS,
+    platform.message_bus(app, uow, commands=handlers.COMMANDS, events=handlers.EVENTS,
                          dependencies={"settings": settings, "queue": queue, "allocator": allocator,
                                        "sync_queue": engine.sync_queue})
     platform.checks["redis"] = redis.ping

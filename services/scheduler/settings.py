@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from services.kit.settings import Settings, settings_for
+from services.kit.settings import Settings
 from services.scheduler.core.inventory import DEFAULT_NODES_FILE
 
 
@@ -70,6 +70,3 @@ class SchedulerSettings(Settings):
         # scripts build key names from the prefix)
         return f"{self.redis_prefix}{{sched}}:"
 
-
-def scheduler_settings(settings: Settings | None) -> SchedulerSettings:
-    return settings_for(SchedulerSettings, settings)

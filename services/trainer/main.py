@@ -21,8 +21,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 @contextlib.asynccontextmanager
 async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
-    platform.message_bus(app, functools.partial(TrainerUnitOfWork, specs=ReadySpecs()), commands=handlers.COMMANDS,
-                         events=handlers.EVENTS, locks=handlers.LOCKS, together=handlers.TOGETHER)
+    platform.message_bus(app, platform.units(functools.partial(TrainerUnitOfWork, specs=ReadySpecs())),
+                         commands=handlers.COMMANDS, events=handlers.EVENTS, locks=handlers.LOCKS,
+                         together=handlers.TOGETHER)
     yield
 
 

@@ -25,6 +25,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.cause = cause
         self.state = state
         self.commits = 0
+        self.woken: list[str] = []  # channels woken once a commit happened
         self._after: list[Callable[[], None]] = []
         self._before: dict[str, Any] | None = None
 
@@ -52,6 +53,9 @@ class FakeUnitOfWork(AbstractUnitOfWork):
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after.append(callback)
+
+    def wake(self, channel: str) -> None:
+        self.after_commit(lambda: self.woken.append(channel))
 
     @contextlib.asynccontextmanager
     async def continue_trace(self, name: str, workload_id: str) -> AsyncIterator[None]:
@@ -88,6 +92,9 @@ class FakeUnitOfWorks:
         uow = self._make(self.published, cause=cause)
         self.made.append(uow)
         return uow
+
+    def woken(self) -> list[str]:
+        return [channel for uow in self.made for channel in uow.woken]
 
     def types(self) -> list[str]:
         return [event.type for event in self.published]

@@ -17,6 +17,7 @@ from minio import Minio
 
 from services.kit.pacing import Floor
 from services.scheduler import metrics as m
+from services.scheduler.aio import cancel_all, wait_event
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import Runner
@@ -29,7 +30,6 @@ from services.scheduler.engine.usage import UsageSampler
 from services.scheduler.engine.watcher import Watcher, stop_attempt
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.unit_of_work import SchedulerUnitOfWork
-from services.scheduler.aio import cancel_all, wait_event
 
 log = logging.getLogger(__name__)
 

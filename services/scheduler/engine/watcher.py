@@ -14,11 +14,11 @@ from services.kit.instrument import untraced
 from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context
 from services.scheduler import domain
 from services.scheduler import metrics as m
+from services.scheduler.aio import cancel_all, within
 from services.scheduler.core.runners.base import STOPPED, RunHandle, Runner
 from services.scheduler.engine.context import ActiveRun, Adapters, LiveRuns, Wake, record_run_end
 from services.scheduler.logs import RunLog, collect, read_json
 from services.scheduler.records import JobRecord, RunRecord
-from services.scheduler.aio import cancel_all, within
 
 log = logging.getLogger(__name__)
 

@@ -110,10 +110,3 @@ class FakeModelsUnitOfWork(FakeUnitOfWork):
 def unit_of_works(state: State) -> FakeUnitOfWorks:
     return FakeUnitOfWorks(lambda published, cause=None: FakeModelsUnitOfWork(state, published, cause=cause))
 
-
-class FakeWakeups:
-    def __init__(self) -> None:
-        self.woken: list[str] = []
-
-    def wake(self, channel: str) -> None:
-        self.woken.append(channel)

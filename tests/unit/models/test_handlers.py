@@ -12,7 +12,7 @@ from services.models.commands import MarkModelStored, MoveAlias, RecordStoreFail
 from services.models.domain import Gate, Model
 from services.models.store import NOTIFY_CHANNEL
 from tests.integration.models.helpers import completed_event, workload
-from tests.unit.models.fakes import FakeWakeups, State, unit_of_works
+from tests.unit.models.fakes import State, unit_of_works
 
 APP = "APP-1"
 OWNER = "replica-1"
@@ -24,18 +24,13 @@ def state() -> State:
 
 
 @pytest.fixture
-def wakeups() -> FakeWakeups:
-    return FakeWakeups()
-
-
-@pytest.fixture
 def uows(state):
     return unit_of_works(state)
 
 
 @pytest.fixture
-def bus(uows, wakeups) -> MessageBus:
-    return MessageBus(uows, commands=handlers.COMMANDS, events=handlers.EVENTS, dependencies={"wakeups": wakeups})
+def bus(uows) -> MessageBus:
+    return MessageBus(uows, commands=handlers.COMMANDS, events=handlers.EVENTS)
 
 
 def artifact(component_id: str = "C-agent", name: str = "rl-agent", prefix: str | None = None,
@@ -82,20 +77,20 @@ async def test_a_completed_workload_is_recorded_as_a_pending_model_under_the_app
     assert uows.published == []  # the model is announced once it is stored
 
 
-async def test_recording_a_completed_workload_wakes_a_store_worker_once_it_commits(bus, uows, wakeups):
+async def test_recording_a_completed_workload_wakes_a_store_worker_once_it_commits(bus, uows):
     await bus.handle_event(completion("WL-1"))
 
-    assert wakeups.woken == [NOTIFY_CHANNEL]
+    assert uows.woken() == [NOTIFY_CHANNEL]
     assert [uow.commits for uow in uows.made] == [1]
 
 
 async def test_a_completion_republished_under_a_new_event_id_records_no_second_model_and_wakes_nobody(
-        bus, state, wakeups):
+        bus, state, uows):
     await bus.handle_event(completion("WL-1"))
     await bus.handle_event(completion("WL-1"))
 
     assert [m.workload_id for m in state.models.values()] == ["WL-1"]
-    assert wakeups.woken == [NOTIFY_CHANNEL]
+    assert uows.woken() == [NOTIFY_CHANNEL]
 
 
 async def test_components_of_one_name_get_folders_told_apart_by_their_ids(bus, state):
@@ -105,13 +100,13 @@ async def test_components_of_one_name_get_folders_told_apart_by_their_ids(bus, s
     assert [a.folder for a in model.artifacts] == ["agent-c-1", "agent-c-2"]
 
 
-async def test_a_completion_carrying_another_workload_is_dead_lettered(bus, state, wakeups):
+async def test_a_completion_carrying_another_workload_is_dead_lettered(bus, state, uows):
     event = completion("WL-1")
     event.data.workload_id = "WL-other"
 
     with pytest.raises(PermanentError, match="carries workload WL-1"):
         await bus.handle_event(event)
-    assert state.models == {} and wakeups.woken == []
+    assert state.models == {} and uows.woken() == []
 
 
 async def test_a_completion_listing_an_artifact_outside_the_object_store_is_dead_lettered(bus, state):
