@@ -29,12 +29,34 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(url: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+# While PostgreSQL is away a request must fail in seconds, well inside a client's own timeout, so that it
+# answers 503 (services/kit/errors.py) instead of hanging: asyncpg waits 60 s for a connect by default and
+# for a pooled connection for ever. An acquire includes the connect a lost connection needs.
+CONNECT_TIMEOUT_SECONDS = 3.0
+ACQUIRE_TIMEOUT_SECONDS = 8.0
+
+
+class Pool(asyncpg.Pool):
+    """asyncpg's pool whose acquire gives up after `acquire_timeout` unless the caller says otherwise."""
+
+    def __init__(self, *args, acquire_timeout: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None):
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(url: str, schema: str, *, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+                      acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS) -> asyncpg.Pool:
     _quote_ident(schema)
-    return await asyncpg.create_pool(
-        url, min_size=1, max_size=max_size, init=_init_connection, connection_class=TracedConnection,
+    pool = Pool(
+        url, min_size=1, max_size=max_size, max_queries=50000, max_inactive_connection_lifetime=300.0,
+        init=_init_connection, loop=None, connection_class=TracedConnection, record_class=asyncpg.Record,
+        acquire_timeout=acquire_timeout, timeout=connect_timeout,
         server_settings={"search_path": f"{schema},public", "application_name": f"avatar-{schema}"},
     )
+    return await pool
 
 
 async def ensure_database(url: str) -> None:

@@ -108,6 +108,8 @@ EVENTS_CONSUMED = Counter("avatar_events_consumed_total", "Events handled by a c
 EVENTS_PUBLISHED = Counter("avatar_events_published_total", "Outbox rows published to the broker", ["service", "type"])
 CONSUMER_RETRIES = Counter("avatar_consumer_retries_total", "Handler attempts retried after an error", ["service"])
 DEAD_LETTERED = Counter("avatar_dead_lettered_total", "Messages sent to the service's DLQ", ["service"])
+EVENTS_REFUSED = Counter("avatar_events_refused_total", "Events dead-lettered because their publisher is not "
+                         "believed (producer not the validated user_id, or no user_id)", ["service", "type"])
 OUTBOX_PENDING = Gauge("avatar_outbox_pending", "Outbox rows not yet published", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("avatar_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
 RETENTION_DELETED = Counter("avatar_retention_deleted_total",
@@ -137,8 +139,15 @@ SAGA_STEP_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),
 )
 
+DEPENDENCIES = ("postgresql", "redis", "rabbitmq", "s3")  # the servers a request may find away
+DEPENDENCY_UNAVAILABLE = prometheus_client.Counter(
+    "avatar_dependency_unavailable_total", "Requests answered 503 because a server they need (postgresql, redis, "
+    "rabbitmq, s3) was away", ["service", "dependency"])
+
 
 def initialise(service: str) -> None:
     """Create this service's series at start, so dashboards and alerts see 0 instead of no data."""
     for family in (CONSUMER_RETRIES, DEAD_LETTERED, OUTBOX_PENDING, OUTBOX_OLDEST_AGE, DLQ_DEPTH):
         family.labels(service)
+    for dependency in DEPENDENCIES:
+        DEPENDENCY_UNAVAILABLE.labels(service, dependency)

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # sent outbox rows, inbox records and trace contexts older than this are deleted (services/kit/retention.py)
     retention_days: float = Field(default=7.0, ge=1.0)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # a request that finds PostgreSQL, Redis, RabbitMQ or S3 away answers 503 with this Retry-After
+    # (services/kit/errors.py): about how long a restart or failover takes
+    dependency_retry_after_seconds: int = Field(default=5, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_local(self) -> "Settings":

@@ -9,9 +9,11 @@ instead wherever the engine waits.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Iterable, TypeVar
+import logging
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def within(awaitable: Awaitable[T], timeout: float) -> T:
@@ -50,3 +52,21 @@ async def cancel_all(tasks: Iterable[asyncio.Future[Any]], *, insist_after: floa
         _, pending = await asyncio.wait(pending, timeout=insist_after)
         for task in pending:
             task.cancel()
+
+
+async def until_done(attempt: Callable[[], Awaitable[T]], *, what: str, retried: tuple[type[BaseException], ...],
+                     first: float = 0.2, cap: float = 5.0) -> T:
+    """Call `attempt` until it returns, pausing `first` seconds after a `retried` error, doubled up to `cap`:
+    for a write that must not be dropped while a dependency is away (it is idempotent, so a try that
+    failed after it applied is harmless). Any other error ends the retries."""
+    delay = first
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except retried as exc:
+            failures += 1
+            (log.warning if failures in (1, 10) or failures % 50 == 0 else log.debug)(
+                "%s failed (%d times so far): %s; retrying in %.1fs", what, failures, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)

@@ -1,13 +1,23 @@
-"""Leader election: one replica runs the engine, holding a PostgreSQL session advisory lock.
+"""Leader election: one replica runs the engine, holding a lease in PostgreSQL with a fencing token.
 
-The lock lives as long as the leader's connection: a crashed leader's lock is freed by
-PostgreSQL and a standby takes over within `retry_seconds`. The same connection LISTENs for
-wake-ups: NOTIFYs from the other replicas' commits, and this replica's own directly (services/kit/listening.py).
+The lease is one row (`leadership`): the holder, an epoch bumped on every takeover, and an expiry the
+leader renews every `check_seconds`. A replica takes it only once it has expired, so a leader cut off
+from PostgreSQL (a restart, a failover, its connections terminated) goes on leading, its runs going,
+for `grace_seconds` while it tries to renew; it stands down when the lease has really run out, or at
+once when another replica holds it. The epoch is the fencing token: the engine's connections carry it
+(`avatar.leader_epoch`) and a trigger on `jobs` and `runs` refuses any write whose epoch is no longer
+the lease's (migrations/0002_leadership.sql), so a stale leader can never write after a takeover.
+
+A session advisory lock on a connection of its own decides who may try: its holder LISTENs for the
+engine's wake-ups (NOTIFYs from the other replicas' commits, this replica's own directly,
+services/kit/listening.py). Losing that connection costs wake-ups (the engine still ticks), not the lease.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from typing import Awaitable, Callable
 
 import asyncpg
@@ -19,56 +29,132 @@ from services.scheduler.aio import cancel_all, within
 from services.scheduler.store import WAKE_CHANNEL
 
 log = logging.getLogger(__name__)
+EPOCH_SETTING = "avatar.leader_epoch"  # the fencing token a connection writes under
+
+# Take the lease when it has expired (or this replica holds it): a takeover bumps the epoch; the row
+# lock (FOR UPDATE) waits for the writes in flight under the old epoch, which hold it FOR KEY SHARE.
+_TAKE = """
+WITH current AS (SELECT * FROM leadership FOR UPDATE)
+UPDATE leadership l SET
+    epoch = CASE WHEN c.holder = $1 AND c.expires_at > now() THEN c.epoch ELSE c.epoch + 1 END,
+    holder = $1, taken_at = CASE WHEN c.holder = $1 AND c.expires_at > now() THEN c.taken_at ELSE now() END,
+    expires_at = now() + make_interval(secs => $2)
+FROM current c
+WHERE c.holder = $1 OR c.expires_at <= now()
+RETURNING l.epoch"""
+# a lease that ran out is not renewed, even if nobody took it yet: its holder stands down (and may take
+# it again, under a new epoch)
+_RENEW = """UPDATE leadership SET expires_at = now() + make_interval(secs => $3)
+            WHERE epoch = $1 AND holder = $2 AND expires_at > now() RETURNING epoch"""
+_GIVE_UP = "UPDATE leadership SET expires_at = '-infinity' WHERE epoch = $1 AND holder = $2"
 
 
 def lock_key(schema: str) -> int:
     return advisory_lock_key("scheduler-leader", schema)
 
 
+class LeaseLost(Exception):
+    """Another replica holds the lease now."""
+
+
 class Leadership:
-    def __init__(self, postgres_url: str, schema: str, *, lead: Callable[[], Awaitable[None]],
-                 on_wake: Callable[..., None], wakeups: Wakeups, retry_seconds: float = 2.0,
-                 check_seconds: float = 5.0) -> None:
+    def __init__(self, postgres_url: str, schema: str, *, lead: Callable[[int], Awaitable[None]],
+                 on_wake: Callable[..., None], wakeups: Wakeups, grace_seconds: float = 30.0,
+                 retry_seconds: float = 2.0, check_seconds: float = 5.0) -> None:
+        self._connect = lambda: asyncpg.connect(postgres_url, server_settings={"search_path": f'"{schema}"'})
         # on a connection of its own, outside the pool: the lock lives exactly as long as it
-        self._listening = Listening(WAKE_CHANNEL, wakeups, connect=lambda: asyncpg.connect(postgres_url),
-                                    release=_close, lock_key=lock_key(schema), on_wake=on_wake)
+        self._listening = Listening(WAKE_CHANNEL, wakeups, connect=self._connect, release=_close,
+                                    lock_key=lock_key(schema), on_wake=on_wake)
         self._lead = lead
+        self.grace = grace_seconds
         self._retry = retry_seconds
-        self._check = check_seconds
+        self._check = min(check_seconds, grace_seconds / 3)  # several tries to renew within the grace
+        self.instance = f"{uuid.uuid4().hex[:12]}"  # this process: a restarted one is another holder
+        self.epoch: int | None = None
         self.leading = False
 
     async def run(self) -> None:
         while True:
             try:
                 if await self._listening.hold():
-                    await self._hold()
+                    epoch = await self._listening.conn.fetchval(_TAKE, self.instance, self.grace)
+                    if epoch is not None:
+                        await self._hold(epoch)
+                    else:  # another replica's lease runs on: leave the lock (and the wake-ups) to it
+                        await self._listening.drop()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL away: try again
                 log.warning("leader election: %s", exc)
+                await self._listening.drop()
             finally:
                 self.leading = False
-                await self._listening.drop()
             await asyncio.sleep(self._retry)
 
-    async def _hold(self) -> None:
-        log.info("this replica leads the scheduler")
-        self.leading = True
-        engine = asyncio.create_task(self._lead(), name="scheduler-engine")
+    async def _hold(self, epoch: int) -> None:
+        log.info("this replica leads the scheduler (epoch %d)", epoch)
+        self.epoch, self.leading = epoch, True
+        expires = time.monotonic() + self.grace  # this replica's view: never later than PostgreSQL's
+        engine = asyncio.create_task(self._lead(epoch), name="scheduler-engine")
+        clean = False
         try:
             while not engine.done():
                 done, _ = await asyncio.wait({engine}, timeout=self._check)
                 if done:
                     break
-                await within(self._listening.conn.fetchval("SELECT 1"), self._check)  # still holding the lock?
+                sent = time.monotonic()
+                try:
+                    await within(self._renew(epoch), self._check)
+                    expires = sent + self.grace
+                except LeaseLost:
+                    log.warning("another replica took the scheduler's lease (after epoch %d): standing down", epoch)
+                    return
+                except Exception as exc:
+                    await self._listening.drop()
+                    left = expires - time.monotonic()
+                    if left <= 0:
+                        log.warning("the scheduler's lease (epoch %d) ran out unrenewed: standing down", epoch)
+                        return
+                    log.warning("cannot renew the scheduler's lease (%s): leading on, %.0fs of grace left", exc, left)
             engine.result()  # surfaces the engine's error
         except asyncio.CancelledError:
+            clean = True  # this process is stopping: hand the lease on at once
             raise
         except Exception:
             log.exception("the scheduler engine stopped; leadership is given up")
+            clean = True
         finally:
-            await cancel_all([engine], insist_after=60)  # its stand-down stops local runs
-            log.info("this replica no longer leads the scheduler")
+            self.leading = False
+            await cancel_all([engine], insist_after=60)  # its stand-down leaves the runs going
+            if clean:
+                await self._give_up(epoch)
+            await self._listening.drop()
+            log.info("this replica no longer leads the scheduler (epoch %d)", epoch)
+
+    async def _renew(self, epoch: int) -> None:
+        if not self._listening.held:
+            await self._listening.hold()  # False while a standby tries the lock: renew without it
+        if self._listening.held:
+            renewed = await self._listening.conn.fetchval(_RENEW, epoch, self.instance, self.grace)
+        else:
+            conn = await self._connect()
+            try:
+                renewed = await conn.fetchval(_RENEW, epoch, self.instance, self.grace)
+            finally:
+                await _close(conn)
+        if renewed is None:
+            raise LeaseLost()
+
+    async def _give_up(self, epoch: int) -> None:
+        """Let a standby take over without waiting for the lease to run out (best effort)."""
+        try:
+            conn = await within(self._connect(), 5)
+            try:
+                await within(conn.execute(_GIVE_UP, epoch, self.instance), 5)
+            finally:
+                await _close(conn)
+        except Exception as exc:
+            log.debug("cannot hand the scheduler's lease on: %s", exc)
 
 
 async def _close(conn: asyncpg.Connection) -> None:

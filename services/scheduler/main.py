@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -58,9 +59,11 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     uow = platform.units(SchedulerUnitOfWork)
     engine = Engine(settings=settings, pool=platform.pool, uow=uow, redis=redis, allocator=allocator,
                     queue=queue, runner=setup.runner, nodes=setup.nodes, objects=objects,
-                    spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach)
+                    spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach,
+                    units_on=lambda pool: functools.partial(SchedulerUnitOfWork, pool, platform.outbox))
     leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake,
-                            wakeups=platform.wakeups)
+                            wakeups=platform.wakeups, grace_seconds=settings.scheduler_leader_grace_seconds,
+                            check_seconds=settings.scheduler_leader_renew_seconds)
     platform.message_bus(app, uow, commands=handlers.COMMANDS, events=handlers.EVENTS,
                          dependencies={"settings": settings, "queue": queue, "allocator": allocator,
                                        "sync_queue": engine.sync_queue})

@@ -22,3 +22,9 @@ ITERATION_SECONDS = Histogram("avatar_scheduler_iteration_seconds",
 REDIS_REBUILDS = Counter("avatar_scheduler_redis_rebuilds_total", "Times Redis state was rebuilt from PostgreSQL")
 LOOP_TESTS = Counter("avatar_scheduler_loop_tests_total", "Loop tests that ended, by outcome", ["outcome"])
 ORPHANS_STOPPED = Counter("avatar_scheduler_orphans_stopped_total", "Runner runs stopped because no run owned them")
+ADOPTED = Counter("avatar_scheduler_runs_adopted_total",
+                  "Live runs a new leader adopted from the runner instead of running them again")
+RERUNS = Counter("avatar_scheduler_reruns_total", "Runs started again because they died, by why", ["why"])
+DRIFT = Counter("avatar_allocation_drift_total",
+                "Disagreements between Redis allocations, PostgreSQL's live runs and the runner, repaired, by kind",
+                ["kind"])

@@ -40,6 +40,7 @@ def run_view(run: RunRecord, usage: Mapping[str, Any] | None = None) -> dict[str
         "round": run.round,
         "status": run.status,
         "attempt": run.attempt,
+        "rerun_reason": run.rerun_reason,
         "allocation": {
             "node": run.node, "gpu_type": run.gpu_type, "gpu_count": len(run.gpu_indices or []),
             "gpu_indices": list(run.gpu_indices or []), "memory_bytes": int(run.memory_bytes or 0),

@@ -26,6 +26,13 @@ class SchedulerSettings(Settings):
     # an allocation lives this long without renewal; the reconciler renews live runs' leases
     scheduler_lease_seconds: float = Field(default=30.0, ge=2)
     scheduler_reconcile_seconds: float = Field(default=5.0, gt=0)
+    # the leader's lease (services/scheduler/leader.py): a leader cut off from PostgreSQL leads on, its
+    # runs going, this long before a standby may take over; longer than a typical database failover
+    scheduler_leader_grace_seconds: float = Field(default=30.0, ge=1)
+    # how often the leader renews it (at most a third of the grace)
+    scheduler_leader_renew_seconds: float = Field(default=5.0, gt=0)
+    # how often the allocation audit compares Redis, PostgreSQL and the runner (engine/audit.py)
+    scheduler_audit_seconds: float = Field(default=30.0, gt=0)
     # the scheduling loop also runs this often without being woken
     scheduler_tick_seconds: float = Field(default=2.0, gt=0)
     # and at most this often however often it is woken: under load the wakes of many approvals and run

@@ -190,10 +190,11 @@ async def live_runs(conn: asyncpg.Connection) -> list[RunRecord]:
         "SELECT * FROM runs WHERE status IN ('starting', 'running') ORDER BY started_at NULLS LAST")]
 
 
-async def runs_with_deadlines(conn: asyncpg.Connection, run_ids: Sequence[str]) -> list[tuple[RunRecord, datetime | None]]:
-    """The runs with their job's deadline (what an allocation's expected end is)."""
+async def live_allocations(conn: asyncpg.Connection) -> list[tuple[RunRecord, datetime | None]]:
+    """Every live run holding an allocation, with its job's deadline: what Redis must hold."""
     rows = await conn.fetch("SELECT r.*, j.deadline FROM runs r JOIN jobs j USING (job_id)"
-                            " WHERE r.run_id = ANY($1::text[])", list(run_ids))
+                            " WHERE r.status IN ('starting', 'running') AND r.allocation_id IS NOT NULL"
+                            " AND r.node IS NOT NULL")
     return [(RunRecord.of(row), row["deadline"]) for row in rows]
 
 
@@ -265,12 +266,15 @@ async def finish_run(conn: asyncpg.Connection, run: RunRecord) -> RunRecord | No
     return _run(await conn.fetchrow(FINISH_RUN, *finish_run_args(run)))
 
 
-async def reset_run(conn: asyncpg.Connection, run_id: str) -> bool:
-    """A run lost with its scheduler goes back to pending; components are idempotent."""
+async def reset_run(conn: asyncpg.Connection, run_id: str, reason: str, *, attempt: str | None = None) -> bool:
+    """A run that died (its process or node gone) goes back to pending, to run again, with why on it;
+    components are idempotent. With `attempt`, only if that attempt is still the run's."""
     return bool(await conn.fetchval(
         """UPDATE runs SET status = 'pending', allocation_id = NULL, node = NULL, gpu_type = NULL,
-                  gpu_indices = '{}', memory_bytes = 0, cpu_millis = 0, runner_ref = NULL, started_at = NULL
-           WHERE run_id = $1 AND status IN ('starting', 'running') RETURNING true""", run_id))
+                  gpu_indices = '{}', memory_bytes = 0, cpu_millis = 0, runner_ref = NULL, started_at = NULL,
+                  rerun_reason = $2
+           WHERE run_id = $1 AND status IN ('starting', 'running')
+             AND ($3::text IS NULL OR allocation_id = $3) RETURNING true""", run_id, reason[:500], attempt))
 
 
 # what skipping means: the job's runs that never started (of one round, with $2), with the reason

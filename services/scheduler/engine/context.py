@@ -7,7 +7,10 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 from minio import Minio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.kit.messaging import TRANSIENT_ERRORS
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.inventory import Node
 from services.scheduler.core.queue import RedisPriorityQueue
@@ -19,11 +22,15 @@ from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
 NodeSource = Callable[[], Awaitable[list[Node]]]
 Wake = Callable[[], None]
+# PostgreSQL or Redis away (restarting, a connection terminated): what a write waits out and tries again
+DEPENDENCY_AWAY: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS, asyncpg.exceptions.OperatorInterventionError, RedisConnectionError, RedisTimeoutError)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Adapters:
-    """The I/O the engine drives, built by the composition root."""
+    """The I/O the engine drives, built by the composition root. While this replica leads, `pool` and
+    `uow` are its term's own: their connections carry the term's fencing token (leader.py)."""
 
     settings: SchedulerSettings
     pool: asyncpg.Pool  # reads; every change goes through a unit of work

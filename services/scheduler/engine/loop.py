@@ -11,23 +11,27 @@ import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from minio import Minio
 
+from services.kit.db import create_pool
 from services.kit.pacing import Floor
 from services.scheduler import metrics as m
-from services.scheduler.aio import cancel_all, wait_event
+from services.scheduler.aio import cancel_all, wait_event, within
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import Runner
+from services.scheduler.engine.audit import Audit
 from services.scheduler.engine.context import Adapters, LiveRuns, NodeSource
 from services.scheduler.engine.jobs import Jobs
 from services.scheduler.engine.reconciler import Reconciler
 from services.scheduler.engine.recovery import Recovery
 from services.scheduler.engine.starts import Starter
 from services.scheduler.engine.usage import UsageSampler
-from services.scheduler.engine.watcher import Watcher, stop_attempt
+from services.scheduler.engine.watcher import Watcher
+from services.scheduler.leader import EPOCH_SETTING
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
@@ -38,8 +42,11 @@ class Engine:
     def __init__(self, *, settings: SchedulerSettings, pool: asyncpg.Pool, uow: Callable[[], SchedulerUnitOfWork],
                  redis: Any, allocator: RedisAllocator, queue: RedisPriorityQueue, runner: Runner, nodes: NodeSource,
                  objects: Minio, spool_dir: Path, measures: frozenset[str] = frozenset(),
-                 reattach: bool = False) -> None:
+                 reattach: bool = False,
+                 units_on: Callable[[asyncpg.Pool], Callable[[], SchedulerUnitOfWork]] | None = None) -> None:
         self.settings = settings
+        self._shared = (pool, uow)  # outside a term of leadership (a standby's queue sync)
+        self._units_on = units_on  # units of work over another pool: the fenced one of a term
         self.measures = measures  # what the runner can measure: {"memory", "cpu", "gpu"}
         self.reattach = reattach  # do runs outlive the scheduler with their exit status (pods)?
         self.io = Adapters(settings, pool, uow, redis, allocator, queue, runner, nodes, objects)
@@ -48,9 +55,10 @@ class Engine:
         self.watcher = Watcher(self.io, self.live, self.wake, spool_dir=spool_dir, reattach=reattach)
         self.jobs = Jobs(self.io, self.live, self.wake)
         self.starter = Starter(self.io, self.live, self.wake, jobs=self.jobs, watcher=self.watcher)
-        self.recovery = Recovery(self.io, self.live, self.wake, watcher=self.watcher, reattach=reattach)
+        self.recovery = Recovery(self.io, self.live, self.wake, watcher=self.watcher)
         self.reconciler = Reconciler(self.io, self.live, self.wake,
                                      usage=UsageSampler(self.io, self.live, measures=measures))
+        self.audit = Audit(self.io, self.live, self.wake, recovery=self.recovery)
         self.leading = False
 
     def wake(self, *_: Any) -> None:
@@ -62,15 +70,22 @@ class Engine:
     async def reconcile_once(self) -> int:
         return await self.reconciler.reconcile_once()
 
-    async def lead(self) -> None:
-        """Run as the leader until cancelled: recover, then loop."""
+    async def lead(self, epoch: int | None = None) -> None:
+        """Run as the leader until cancelled: recover, then loop. Given the term's `epoch` (the fencing
+        token), every write of the engine is made under it, and refused once another replica took over."""
         self.leading = True
         m.LEADER.set(1)
         loops: list[asyncio.Task] = []
+        fenced = None
         try:
+            if epoch is not None and self._units_on is not None:
+                fenced = await create_pool(_with_setting(self.settings.postgres_url, EPOCH_SETTING, str(epoch)),
+                                           self.settings.schema, max_size=self.settings.postgres_pool_size)
+                self.io.pool, self.io.uow = fenced, self._units_on(fenced)
             await self.recovery.recover()
             loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
-                     asyncio.create_task(self.reconciler.loop(), name="scheduler-reconciler")]
+                     asyncio.create_task(self.reconciler.loop(), name="scheduler-reconciler"),
+                     asyncio.create_task(self.audit.loop(), name="scheduler-audit")]
             if self.settings.scheduler_runner == "kubernetes":
                 loops.append(asyncio.create_task(self._inventory_loop(), name="scheduler-inventory"))
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
@@ -81,11 +96,16 @@ class Engine:
             self.leading = False
             m.LEADER.set(0)
             await self._stand_down()
+            self.io.pool, self.io.uow = self._shared
+            if fenced is not None:
+                try:
+                    await within(fenced.close(), 10)
+                except Exception:  # a connection of the old term still busy: its writes are refused anyway
+                    fenced.terminate()
 
     async def _stand_down(self) -> None:
-        """Stop watching. Runs that cannot outlive this process (local subprocesses) are stopped;
-        PostgreSQL keeps them `running`, so the next leader re-runs them (recovery)."""
-        runner = self.io.runner
+        """Stop watching, and leave the runs going: losing leadership is no fault of theirs. The next
+        leader (this replica again, or another) adopts them from the runner (recovery)."""
         helpers = self.jobs.tasks()
         for task in helpers:
             task.cancel()
@@ -94,15 +114,9 @@ class Engine:
             if run.task:
                 run.task.cancel()
         await cancel_all([*(r.task for r in active if r.task), *helpers])
-        if not self.reattach:
-            await asyncio.gather(*(runner.stop(r.handle, 0.5) for r in active), return_exceptions=True)
-            try:  # and anything a launch interrupted by the shutdown had already started
-                for attempt in await runner.list_live():
-                    await stop_attempt(runner, attempt, 0.5)
-            except Exception as exc:
-                log.warning("cannot sweep local runs at shutdown: %s", exc)
         self.live.active.clear()
         self.live.allocations.clear()
+        self.live.starting.clear()
         self.jobs.forget()
 
     async def _inventory_loop(self) -> None:
@@ -149,3 +163,10 @@ class Engine:
         await self.sync_queue()
         m.ITERATION_SECONDS.observe(time.perf_counter() - started_at)
         return next_deadline
+
+
+def _with_setting(url: str, name: str, value: str) -> str:
+    """The URL with a server setting every connection made from it carries."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != name] + [(name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))

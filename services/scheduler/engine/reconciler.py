@@ -49,6 +49,7 @@ class Reconciler:
             if await allocator.release(allocation.allocation_id, only_if_expired=transitional):
                 released += 1
                 m.RELEASED.labels("reconciler").inc()
+                m.DRIFT.labels("allocation without a live run").inc()
                 log.warning("released allocation %s of %s on %s: its run is gone", allocation.allocation_id,
                             allocation.workload_id, allocation.node)
         await self._stop_orphans()
@@ -70,3 +71,4 @@ class Reconciler:
             log.warning("stopping run %s: no scheduled run owns it", attempt)
             await stop_attempt(self.io.runner, attempt, self.io.settings.scheduler_stop_grace_seconds)
             m.ORPHANS_STOPPED.inc()
+            m.DRIFT.labels("runner run without a live run").inc()

@@ -1,6 +1,6 @@
 """The scheduler's Redis state, rebuilt from PostgreSQL (the record) and the runner's live state.
 
-A new leader re-attaches to or resets every run PostgreSQL says is live; when the Redis keys are
+A new leader adopts or reruns every run PostgreSQL says is live; when the Redis keys are
 gone (flush, restart) the inventory and admin node status, the live allocations (same node, same
 GPUs) and the queue are put back. Changed job rows are mirrored into the Redis queue.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from services.scheduler import store
@@ -15,57 +16,63 @@ from services.scheduler import metrics as m
 from services.scheduler.core.queue import QueueStatus
 from services.scheduler.engine.context import Adapters, LiveRuns, Wake
 from services.scheduler.engine.watcher import Watcher
-from services.scheduler.records import JobRecord
+from services.scheduler.records import JobRecord, RunRecord
 
 log = logging.getLogger(__name__)
 
 
 class Recovery:
-    def __init__(self, io: Adapters, live: LiveRuns, wake: Wake, *, watcher: Watcher, reattach: bool) -> None:
+    def __init__(self, io: Adapters, live: LiveRuns, wake: Wake, *, watcher: Watcher) -> None:
         self.io = io
         self.live = live
         self.wake = wake
         self.watcher = watcher
-        # Kubernetes pods outlive the scheduler and keep their exit status: re-attach to them.
-        # A local run adopted after a restart has lost its exit status: stop it and run it again.
-        self.reattach = reattach
         self.sentinel = f"{io.settings.sched_prefix}state"
 
     async def recover(self) -> None:
-        """A new leader: reload the inventory, re-attach or reset every run PostgreSQL says is
-        live, restore the live allocations and the queue in Redis."""
+        """A new leader: reload the inventory, adopt every run PostgreSQL says is running that the
+        runner still knows (its process or pod, or the exit status it left if it ended while nobody
+        watched), run again what really died, and restore the live allocations and the queue in Redis."""
         io = self.io
         await self.load_inventory()
         async with io.pool.acquire() as conn:
             live = await store.live_runs(conn)
             jobs = await store.jobs_by_ids(conn, sorted({r.job_id for r in live}))
         for run in live:
-            job = jobs[run.job_id]
-            attempt = run.allocation_id
-            handle = None
-            if attempt:
-                try:
-                    handle = await io.runner.attach(attempt)
-                except Exception as exc:
-                    log.warning("cannot find run %s (%s) in the runner: %s", run.run_id, attempt, exc)
-            if handle is not None and self.reattach and run.status == "running":
-                log.info("re-attached to run %s (%s)", run.run_id, handle.ref)
-                self.watcher.track(job, run, handle)
-                continue
-            if handle is not None:
-                try:
-                    await io.runner.stop(handle, io.settings.scheduler_stop_grace_seconds)
-                except Exception as exc:
-                    log.warning("cannot stop orphaned run %s (%s): %s", run.run_id, handle.ref, exc)
-            if attempt and await io.allocator.release(attempt):
-                m.RELEASED.labels("recovery").inc()
-            async with io.pool.acquire() as conn:
-                await store.reset_run(conn, run.run_id)
-            log.warning("run %s was lost with the previous scheduler; it will run again", run.run_id)
+            await self.adopt(jobs[run.job_id], run)
         await self._restore_allocations()
         await self._reset_queue_sync()
         await io.redis.set(self.sentinel, str(time.time()))
         self.wake()
+
+    async def adopt(self, job: JobRecord, run: RunRecord) -> bool:
+        """Watch a live run nobody watches: adopted when the runner still knows it (True), else (it
+        really died, or its launch was cut short) recorded as such and run again."""
+        io = self.io
+        attempt = run.allocation_id
+        handle = None
+        if attempt:
+            try:
+                handle = await io.runner.attach(attempt)
+            except Exception as exc:
+                log.warning("cannot find run %s (%s) in the runner: %s", run.run_id, attempt, exc)
+        if handle is not None and run.status == "running":
+            log.info("adopted run %s (%s)", run.run_id, handle.ref)
+            m.ADOPTED.inc()
+            self.watcher.track(job, run, handle)
+            return True
+        if handle is not None:
+            try:
+                await io.runner.stop(handle, io.settings.scheduler_stop_grace_seconds)
+            except Exception as exc:
+                log.warning("cannot stop the half-started run %s (%s): %s", run.run_id, handle.ref, exc)
+        if run.status == "starting":
+            await self.watcher.rerun(run, attempt, "rerun: its start was cut short by a change of leader",
+                                     why="start interrupted")
+        else:
+            await self.watcher.rerun(run, attempt, "rerun: the runner had no trace of it when a new leader looked",
+                                     why="gone")
+        return False
 
     async def load_inventory(self) -> None:
         nodes = await self.io.nodes()
@@ -78,22 +85,24 @@ class Recovery:
                 await self.io.allocator.set_node_status(name, status)
 
     async def _restore_allocations(self) -> None:
-        """Put the allocations of the runs this leader watches back (same node, same GPUs)."""
-        if not self.live.active:
-            return
+        """Put back the allocation of every run PostgreSQL says is live (same node, same GPUs), watched
+        or not: one left out would hand its GPUs to another run while it still uses them. A run's end is
+        recorded before its release (watcher.py), so a run restored here still holds its GPUs."""
         async with self.io.pool.acquire() as conn:
-            rows = await store.runs_with_deadlines(conn, list(self.live.active))
+            rows = await store.live_allocations(conn)
         for row, deadline in rows:
-            if not row.allocation_id or not row.node:
-                continue
-            restored = await self.io.allocator.restore(
-                row.allocation_id, row.job_id, row.run_id, node=row.node, gpu_type=row.gpu_type,
-                gpu_indices=list(row.gpu_indices or []), memory_bytes=int(row.memory_bytes),
-                cpu_millis=int(row.cpu_millis), lease_seconds=self.io.settings.scheduler_lease_seconds,
-                expected_end=deadline.timestamp() if deadline else None)
-            if restored is None:
-                log.warning("run %s holds capacity on node %s, which is no longer in the inventory",
-                            row.run_id, row.node)
+            await self.restore(row, deadline)
+
+    async def restore(self, row: RunRecord, deadline: datetime | None) -> None:
+        """Record a live run's allocation in Redis again, as PostgreSQL has it (idempotent)."""
+        restored = await self.io.allocator.restore(
+            row.allocation_id, row.job_id, row.run_id, node=row.node, gpu_type=row.gpu_type,
+            gpu_indices=list(row.gpu_indices or []), memory_bytes=int(row.memory_bytes),
+            cpu_millis=int(row.cpu_millis), lease_seconds=self.io.settings.scheduler_lease_seconds,
+            expected_end=deadline.timestamp() if deadline else None)
+        if restored is None:
+            log.warning("run %s holds capacity on node %s, which is no longer in the inventory",
+                        row.run_id, row.node)
 
     async def _reset_queue_sync(self) -> None:
         async with self.io.pool.acquire() as conn:

@@ -12,11 +12,11 @@ from opentelemetry.trace import Status, StatusCode
 
 from services.kit.instrument import untraced
 from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_context
-from services.scheduler import domain
+from services.scheduler import domain, store
 from services.scheduler import metrics as m
-from services.scheduler.aio import cancel_all, within
-from services.scheduler.core.runners.base import STOPPED, RunHandle, Runner
-from services.scheduler.engine.context import ActiveRun, Adapters, LiveRuns, Wake, record_run_end
+from services.scheduler.aio import cancel_all, until_done, within
+from services.scheduler.core.runners.base import LOST, STOPPED, RunHandle, Runner
+from services.scheduler.engine.context import DEPENDENCY_AWAY, ActiveRun, Adapters, LiveRuns, Wake, record_run_end
 from services.scheduler.logs import RunLog, collect, read_json
 from services.scheduler.records import JobRecord, RunRecord
 
@@ -76,10 +76,11 @@ class Watcher:
             await runlog.finish()
             exit_code = outcome.exit_code
             stopped = run.run_id in self.live.stop_requested or outcome.reason.startswith(STOPPED)
+            if outcome.reason.startswith(LOST) and not stopped:  # it died without saying how: not its failure
+                await self.rerun(run, active.allocation_id, f"rerun: {outcome.reason}", why="lost")
+                span.set_attribute("avatar.run_status", "lost")
+                return
             status = "succeeded" if outcome.succeeded else ("stopped" if stopped else "failed")
-            if await io.allocator.release(active.allocation_id):
-                m.RELEASED.labels("run_end").inc()
-            self.live.allocations.discard(active.allocation_id)
             metrics = await self._read_metrics(run) if status == "succeeded" else None
             log_url = await self._upload_log(job, run, runlog)
             reason = None
@@ -88,8 +89,15 @@ class Watcher:
                                                          runlog.last_line, outcome.reason)
             elif status == "stopped":
                 reason = "stopped"
-            await record_run_end(io, job, run, status, exit_code=exit_code, last_line=runlog.last_line, reason=reason,
-                                 log_url=log_url, metrics=metrics)
+            # the end is recorded before the GPUs go back: until PostgreSQL has it, the run holds them (a
+            # rebuild of Redis restores the allocation of every run PostgreSQL calls live), so a GPU is never
+            # handed out while the record still says it is in use. Both are idempotent and retried until
+            # done: a dependency away for a while delays the end, never loses it.
+            await until_done(lambda: record_run_end(io, job, run, status, exit_code=exit_code,
+                                                    last_line=runlog.last_line, reason=reason,
+                                                    log_url=log_url, metrics=metrics),
+                             what=f"recording the end of run {run.run_id}", retried=DEPENDENCY_AWAY)
+            await self.release(active.allocation_id, "run_end")
             if self.reattach:  # a finished pod is kept only until its log and outcome are recorded
                 try:
                     await io.runner.stop(active.handle, 0)
@@ -118,6 +126,27 @@ class Watcher:
                 self.live.active.pop(run.run_id, None)
                 self.live.stop_requested.discard(run.run_id)
             self.wake()
+
+    async def rerun(self, run: RunRecord, attempt: str | None, reason: str, *, why: str) -> None:
+        """A run that really died (its process or pod gone, no exit status) goes back to pending with
+        `reason` on it, then its GPUs go back (the record first); the engine starts it again."""
+        async def reset() -> bool:
+            async with self.io.pool.acquire() as conn:
+                return await store.reset_run(conn, run.run_id, reason, attempt=attempt)
+
+        if await until_done(reset, what=f"resetting run {run.run_id}", retried=DEPENDENCY_AWAY):
+            m.RERUNS.labels(why).inc()
+            log.warning("run %s died (%s): it runs again", run.run_id, reason)
+        if attempt:
+            await self.release(attempt, "rerun")
+        self.wake()
+
+    async def release(self, allocation_id: str, by: str) -> None:
+        """Give an allocation back, retrying while Redis is away (release answers true once)."""
+        if await until_done(lambda: self.io.allocator.release(allocation_id),
+                            what=f"releasing allocation {allocation_id}", retried=DEPENDENCY_AWAY, cap=10.0):
+            m.RELEASED.labels(by).inc()
+        self.live.allocations.discard(allocation_id)
 
     async def _read_metrics(self, run: RunRecord) -> dict | None:
         bucket, _, prefix = run.output_prefix.removeprefix("s3://").partition("/")

@@ -75,7 +75,8 @@ async def test_store_outage_is_retried_and_the_model_is_stored_when_the_store_re
             unavailable = await svc.client.get(f"/models/{model['model_id']}/download",
                                                params={"file": "rl-agent/policy.npz"}, headers=svc.headers("viewer"))
             assert unavailable.status_code == 503 and unavailable.headers["retry-after"] == "5"
-            assert "unreachable" in unavailable.json()["detail"]
+            assert unavailable.json()["detail"]["dependency"] == "s3"
+            assert "S3" in unavailable.json()["detail"]["message"] and "unreachable" in unavailable.json()["detail"]["message"]
             flaky.up()
     finally:
         flaky.down()

@@ -154,14 +154,21 @@ async def test_a_restarted_runner_finds_and_adopts_live_runs(tmp_path, runner, l
         await fresh.close()
 
 
-async def test_adopted_run_that_ends_by_itself_is_lost(tmp_path, runner):
-    handle = await runner.start(run("short", "python", "-c", "import time; time.sleep(0.8)"))
-    await runner.close()
+async def test_an_adopted_run_reports_how_it_ended_even_when_it_ended_while_nobody_watched(tmp_path, runner):
+    live = await runner.start(run("live", "python", "-c", "import sys, time; time.sleep(0.8); sys.exit(3)"))
+    ended = await runner.start(run("ended", "python", "-c", "print('done')"))
+    killed = await runner.start(run("killed", "python", "-c", "import time; time.sleep(30)"))
+    await asyncio.sleep(0.5)
+    await runner.close()  # the scheduler "crashes": the runs go on without it
+    os.killpg(int(killed.ref), 9)  # and one dies with its wrapper: nobody can say how it ended
+    await asyncio.sleep(1.0)
     fresh = LocalRunner(state_dir=runner.state_dir, runner_id=runner.runner_id)
     try:
-        adopted = await fresh.attach(handle.run_id)
-        outcome = await asyncio.wait_for(fresh.wait(adopted), 10)
-        assert outcome.exit_code is None and outcome.reason.startswith(LOST)
+        outcomes = {handle.run_id: await asyncio.wait_for(fresh.wait(await fresh.attach(handle.run_id)), 10)
+                    for handle in (live, ended, killed)}
+        assert (outcomes[live.run_id].exit_code, outcomes[live.run_id].reason) == (3, "failed: exit code 3")
+        assert outcomes[ended.run_id].exit_code == 0 and outcomes[ended.run_id].succeeded
+        assert outcomes[killed.run_id].exit_code is None and outcomes[killed.run_id].reason.startswith(LOST)
     finally:
         await fresh.close()
 

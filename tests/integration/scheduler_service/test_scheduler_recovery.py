@@ -1,6 +1,10 @@
 """Crash/restart, resources and tracing."""
 from __future__ import annotations
 
+import os
+import signal
+
+import asyncpg
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,24 +18,58 @@ from tests.support.infra import wait_until
 from tests.support.services import running_service
 
 
-async def test_a_restarted_scheduler_reruns_the_runs_it_lost(scheduler_settings, publish, tap):
+async def test_a_restarted_scheduler_adopts_live_runs_and_collects_those_that_ended_meanwhile(
+        scheduler_settings, publish, tap):
     settings = scheduler_settings()
-    wl = workload("WL-RESTART", component("CL-PROBE", gpu_count=1, sleep_s=1.5))
+    long = workload("WL-LONG", component("CL-PROBE", gpu_count=1, sleep_s=4.0))
+    short = workload("WL-SHORT", component("CL-PROBE", gpu_count=1, sleep_s=1.0))
     async with running_service(create_app, settings) as first:
         await wait_until(lambda: first.app.state.scheduler.leadership.leading, message="leadership")
         await register(publish, first, "CL-PROBE")
-        await publish("workload.approved", WorkloadApproved(workload_id="WL-RESTART", auto=True, workload=wl))
-        await tap.wait_for("workload.started", "WL-RESTART")
-        await wait_until(lambda: component_processes("WL-RESTART"), message="the component process")
-    # the first scheduler is gone (its local component with it); PostgreSQL still says running
-    assert component_processes("WL-RESTART") == []
+        for wl in (long, short):
+            await publish("workload.approved", WorkloadApproved(workload_id=wl.workload_id, auto=True, workload=wl))
+        for wl in (long, short):
+            await tap.wait_for("workload.started", wl.workload_id)
+            await wait_until(lambda: component_processes(wl.workload_id), message="the component process")
+    # the scheduler is gone, its runs are not: the short one ends while nobody watches
+    assert component_processes("WL-LONG")
+    await wait_until(lambda: not component_processes("WL-SHORT"), timeout=10, message="the short run's end")
     async with running_service(create_app, settings) as second:
-        completed = await tap.wait_for("workload.completed", "WL-RESTART", timeout=30)
-        assert completed.data.artifacts[0].metrics["sleep_s"] == 1.5
-        detail = (await second.client.get("/workloads/WL-RESTART", headers=second.headers("viewer"))).json()
-        assert detail["components"][0]["attempt"] == 2
+        for wl in (long, short):
+            completed = await tap.wait_for("workload.completed", wl.workload_id, timeout=30)
+            assert completed.data.artifacts[0].metrics["sleep_s"] == wl.spec.tasks[0].components[0].params["sleep_s"]
+            detail = (await second.client.get(f"/workloads/{wl.workload_id}", headers=second.headers("viewer"))).json()
+            assert detail["components"][0]["attempt"] == 1  # adopted or collected, not run again
+            assert detail["components"][0]["exit_code"] == 0
+            assert tap.emitted(wl.workload_id) == ["workload.queued", "workload.started", "workload.completed"]
         assert await allocations(second) == []
-    assert tap.emitted("WL-RESTART") == ["workload.queued", "workload.started", "workload.completed"]
+        log = await second.client.get("/workloads/WL-SHORT/logs", headers=second.headers("viewer"))
+        assert "probe: done" in log.text
+
+
+async def test_a_run_that_died_while_no_scheduler_watched_runs_again_with_the_reason_recorded(
+        scheduler_settings, publish, tap, fresh):
+    settings = scheduler_settings()
+    wl = workload("WL-DIED", component("CL-PROBE", gpu_count=1, sleep_s=1.0))
+    async with running_service(create_app, settings) as first:
+        await wait_until(lambda: first.app.state.scheduler.leadership.leading, message="leadership")
+        await register(publish, first, "CL-PROBE")
+        await publish("workload.approved", WorkloadApproved(workload_id="WL-DIED", auto=True, workload=wl))
+        await tap.wait_for("workload.started", "WL-DIED")
+        await wait_until(lambda: component_processes("WL-DIED"), message="the component process")
+    for pid in component_processes("WL-DIED"):  # it dies with its machine: no exit status anywhere
+        os.kill(pid, signal.SIGKILL)
+    await wait_until(lambda: not component_processes("WL-DIED"), timeout=10, message="the run's death")
+    async with running_service(create_app, settings):
+        await tap.wait_for("workload.completed", "WL-DIED", timeout=30)
+        conn = await asyncpg.connect(fresh.postgres_url)
+        try:
+            attempt, reason = await conn.fetchrow("SELECT attempt, rerun_reason FROM scheduler.runs"
+                                                  " WHERE job_id = 'WL-DIED'")
+        finally:
+            await conn.close()
+        assert attempt == 2 and reason.startswith("rerun: ")
+    assert tap.emitted("WL-DIED") == ["workload.queued", "workload.started", "workload.completed"]
 
 
 async def test_resources_show_allocated_and_measured_use_per_gpu_type_and_workload(scheduler, publish, tap):

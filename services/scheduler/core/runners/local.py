@@ -10,8 +10,10 @@
 - stdout and stderr go to <state_dir>/<run>/output.log (so output survives a scheduler
   restart); a pump task tails that file and hands every line to the log sink.
 - list_live() finds (through psutil) the processes whose environment carries this runner id, so a
-  restarted scheduler can tell which runs still exist; attach() re-adopts one (its exit code is then
-  unknowable: the outcome is LOST once it disappears).
+  restarted scheduler can tell which runs still exist; attach() re-adopts one by its run marker (pid and
+  start time name each process). The command runs under a small sh that records its exit status in the
+  run's directory, so an adopted run, or one that ended while no scheduler watched, still reports how it
+  ended; only a run that died without a word (its machine or the wrapper killed) is LOST.
 - usage() sums RSS and CPU time of the live processes; None when nothing is measurable. Given a
   GPU probe (gpu_probe.NvidiaSmi), it adds the GPU memory of the run's processes (by pid) and the
   utilisation of the GPUs it was given; one probe sample serves a sampling round.
@@ -26,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +54,15 @@ _GPU_SAMPLE_MAX_AGE = 1.0  # seconds: long enough for one sampling round of ever
 
 Tag = tuple[str, str]  # (runner id, run id) from a process's environment
 _UNREAD = object()
+# The command runs under a small sh that writes its exit status to <run dir>/exit ($0) when it ends, so a
+# scheduler that adopts the run after a restart learns how it ended, or that it ended while nobody watched.
+# A component killed by a signal is reported by sh as 128 + the signal: sh re-raises it on itself, so the
+# status this runner sees is the signal's, as without the wrapper.
+# The sh itself holds no GPU: the command alone is given CUDA_VISIBLE_DEVICES ($1), so nothing counts the sh as
+# a GPU process.
+_RECORD_EXIT = ('gpus=$1; shift; CUDA_VISIBLE_DEVICES="$gpus" "$@"; code=$?; printf "%s" "$code" > "$0"; '
+                'if [ "$code" -gt 128 ] && [ "$code" -lt 193 ]; then kill -$((code - 128)) $$; fi; exit "$code"')
+EXIT_FILE = "exit"
 # a process this young may not have exec'd its own environment yet (3 s, not 2: psutil's create_time
 # adds the boot time in whole seconds, so an age can read up to 1 s high)
 _YOUNG_SECONDS = 3.0
@@ -217,6 +229,14 @@ class _Run:
     def log_path(self) -> Path:
         return self.directory / "output.log"
 
+    def recorded_exit(self) -> int | None:
+        """The exit status the wrapper wrote (negative: killed by that signal); None if it wrote none."""
+        try:
+            code = int((self.directory / EXIT_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return -(code - 128) if 128 < code < 193 else code
+
 
 class LocalRunner:
     def __init__(self, *, state_dir: str | Path, cwd: str | Path | None = None, log_sink: LogSink | None = None,
@@ -267,13 +287,16 @@ class LocalRunner:
 
     def _matching(self, run: _Run, scan: list[_Proc]) -> list[_Proc]:
         mine = (self.runner_id, run.run_id)
+        if run.proc is None:  # adopted: its group id may be another's by now, its run marker is its own
+            return [p for p in scan if p.tag == mine]
         return [p for p in scan if p.pgrp == run.pgid or p.tag == mine]
 
     def _signal(self, run: _Run, sig: int) -> None:
-        try:
-            os.killpg(run.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if run.proc is not None:  # an adopted run's group is signalled member by member (its marker)
+            try:
+                os.killpg(run.pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
         for member in self._members(run):
             try:
                 member.process.send_signal(sig)  # checks the start time first: never a reused pid
@@ -316,19 +339,31 @@ class LocalRunner:
             raise RunnerError(f"run {run.run_id}: no command to run")
         if command[0] in ("python", "python3"):
             command[0] = sys.executable
+        # the wrapper always starts: find what it is to run first, so a bad command fails the start
+        found = shutil.which(command[0], path=os.environ.get("PATH")) if "/" not in command[0] else (
+            command[0] if os.access(command[0], os.X_OK) and not os.path.isdir(command[0]) else None)
+        if found is None:
+            raise RunnerError(f"run {run.run_id}: cannot start {command[0]!r}: not found or not executable")
         directory = self._directory(run.run_id)
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / EXIT_FILE).unlink(missing_ok=True)
         log_file = open(directory / "output.log", "ab")
         try:
-            proc = await _Child.start(command, log_file=log_file, cwd=str(self.cwd), env=self._environment(run),
-                                      nice=self.nice)
+            env = self._environment(run)
+            gpus = env.pop("CUDA_VISIBLE_DEVICES")
+            proc = await _Child.start(["/bin/sh", "-c", _RECORD_EXIT, str(directory / EXIT_FILE), gpus, *command],
+                                      log_file=log_file, cwd=str(self.cwd), env=env, nice=self.nice)
         except OSError as exc:
             raise RunnerError(f"run {run.run_id}: cannot start {command[0]!r}: {exc}") from exc
         finally:
             log_file.close()
+        try:  # with the pid, names the process exactly (a pid is reused, a pid and its start time never)
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            created = None
         (directory / "meta.json").write_text(json.dumps({
-            "run_id": run.run_id, "pid": proc.pid, "pgid": proc.pid, "runner_id": self.runner_id,
-            "started_at": time.time(), "command": command, "node": run.node_name,
+            "run_id": run.run_id, "pid": proc.pid, "pgid": proc.pid, "created": created,
+            "runner_id": self.runner_id, "started_at": time.time(), "command": command, "node": run.node_name,
             "gpu_indices": list(run.gpu_indices)}))
         state = _Run(run.run_id, proc.pid, directory, proc, gpu_indices=run.gpu_indices)
         self._runs[run.run_id] = state
@@ -348,8 +383,14 @@ class LocalRunner:
             else:
                 while self._members(run):
                     await asyncio.sleep(max(self.poll_interval, 0.2))
-                run.outcome = RunOutcome(None, STOPPED if run.stopped else
-                                         f"{LOST}: exit status unknown (run adopted after a runner restart)")
+                code = run.recorded_exit()
+                if run.stopped:
+                    run.outcome = RunOutcome(code, STOPPED)
+                elif code is not None:  # it ended (maybe while nobody watched) and said how
+                    run.outcome = self._outcome(run, code)
+                else:
+                    run.outcome = RunOutcome(None, f"{LOST}: it died without an exit status (adopted after a"
+                                                   " runner restart)")
         except Exception as exc:  # processes unreadable or the like: the run still ends, wait() never hangs
             log.exception("reaping run %s failed", run.run_id)
             run.outcome = run.outcome or RunOutcome(None, f"{LOST}: the runner could not reap it: {exc}"[:300])

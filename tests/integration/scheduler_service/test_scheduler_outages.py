@@ -1,0 +1,265 @@
+"""The scheduler through dependency outages while runs are live: Redis lost (SHUTDOWN NOSAVE, its keys gone)
+while runs end, and PostgreSQL connections terminated under the leader. No workload stays running, no GPU
+leaks or is held by two live runs, `/resources` agrees with the live runs once healed, and no healthy run
+is run again."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import asyncpg
+import pytest
+
+from contracts.events import WorkloadApproved
+from services.scheduler.leader import EPOCH_SETTING
+from services.scheduler.main import create_app
+from tests.integration.scheduler_service.support import allocations, component, register, workload
+from tests.support.infra import wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.services import running_service
+
+NODES = """
+nodes:
+  - name: node-a
+    cpu: 16
+    memory: 64GB
+    gpus:
+      A100: {count: 4, memory: 80GB}
+"""
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def four_gpus(tmp_path):
+    path = tmp_path / "nodes-4.yaml"
+    path.write_text(NODES)
+    return path
+
+
+class Sampler:
+    """Samples PostgreSQL every 0.2 s: GPUs held by two live runs at once (double-booked)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.double_booked: list[str] = []
+        self.samples = 0
+        self._task: asyncio.Task | None = None
+
+    async def _loop(self) -> None:
+        conn = None
+        while True:
+            try:
+                conn = conn if conn is not None and not conn.is_closed() else await asyncpg.connect(self.url)
+                rows = await conn.fetch("SELECT run_id, node, gpu_indices FROM scheduler.runs"
+                                        " WHERE status IN ('starting', 'running') AND node IS NOT NULL")
+                held = collections.defaultdict(list)
+                for row in rows:
+                    for index in row["gpu_indices"] or []:
+                        held[(row["node"], index)].append(row["run_id"])
+                self.double_booked += [f"{gpu}: {runs}" for gpu, runs in held.items() if len(runs) > 1]
+                self.samples += 1
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn = None
+            await asyncio.sleep(0.2)
+
+    def __enter__(self) -> "Sampler":
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    def __exit__(self, *_) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def statuses(service, workload_ids) -> dict[str, str | None]:
+    found = {}
+    for workload_id in workload_ids:
+        response = await service.client.get(f"/workloads/{workload_id}", headers=service.headers("viewer"))
+        found[workload_id] = response.json().get("status") if response.status_code == 200 else None
+    return found
+
+
+async def attempts(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {row["job_id"]: row["attempt"] for row in await conn.fetch("SELECT job_id, max(attempt) AS attempt"
+                                                                           " FROM scheduler.runs GROUP BY job_id")}
+    finally:
+        await conn.close()
+
+
+async def allocated_gpus(service) -> int:
+    resources = (await service.client.get("/resources", headers=service.headers("viewer"))).json()
+    return sum(item["allocated"] for item in resources["gpus"])
+
+
+async def settle(service, ids, timeout: float = 60) -> float | None:
+    """Seconds until every workload is terminal and nothing is allocated any more (None: not within timeout)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        try:
+            found = await statuses(service, ids)
+            if all(status in TERMINAL for status in found.values()) and await allocations(service) == []:
+                return round(time.monotonic() - began, 1)
+        except Exception:  # a dependency still away
+            pass
+        await asyncio.sleep(0.25)
+    return None
+
+
+async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double_booked(
+        scheduler_settings, redis_server, four_gpus, publish, tap, fresh):
+    settings = scheduler_settings(redis_url=redis_server.url, scheduler_nodes_file=four_gpus)
+    ids = [f"WL-REDIS-{index}" for index in range(8)]
+    async with running_service(create_app, settings) as service:
+        await wait_until(lambda: service.app.state.scheduler.leadership.leading, message="leadership")
+        await register(publish, service, "CL-PROBE")
+        with Sampler(fresh.postgres_url) as sampler:
+            for index, workload_id in enumerate(ids):  # two rounds of four; the first ends in the outage
+                wl = workload(workload_id, component("CL-PROBE", gpu_count=1, sleep_s=2.0 + 0.2 * (index % 4)),
+                              max_runtime="10m")
+                await publish("workload.approved", WorkloadApproved(workload_id=workload_id, auto=True, workload=wl))
+            await wait_until(lambda: len(tap.of("workload.started")) >= 4, timeout=20, message="four started")
+            await asyncio.sleep(1.5)
+            redis_server.shutdown()  # its keys are gone: queue, inventory, allocations
+            await asyncio.sleep(3)
+            redis_server.start()
+
+            recovered = await settle(service, ids)
+            leaked = len(await allocations(service))
+        final = await statuses(service, ids)
+        runs = await attempts(fresh.postgres_url)
+        figures = {"stuck": sum(status != "completed" for status in final.values()),
+                   "reruns": sum(runs.get(workload_id, 0) > 1 for workload_id in ids),
+                   "double-booked samples": len(sampler.double_booked), "leaked allocations": leaked,
+                   "seconds to recover": recovered}
+        print(f"\nredis outage, 8 workloads: {figures}")
+        assert sampler.samples > 20 and sampler.double_booked == [], sampler.double_booked[:10]
+        assert final == {workload_id: "completed" for workload_id in ids}
+        assert runs == {workload_id: 1 for workload_id in ids}  # no reruns
+        assert leaked == 0 and await allocated_gpus(service) == 0  # /resources agrees with the live runs: none
+        detail = await service.client.get(f"/workloads/{ids[0]}", headers=service.headers("viewer"))
+        assert detail.status_code == 200, detail.text
+        for workload_id in ids:
+            assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
+
+
+async def terminate_connections(url: str) -> int:
+    """pg_terminate_backend on every other connection to the test's database (what a failover does)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                   " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await conn.close()
+
+
+async def test_the_leader_keeps_its_runs_through_terminated_database_connections(
+        scheduler_settings, four_gpus, publish, tap, fresh):
+    settings = scheduler_settings(scheduler_nodes_file=four_gpus, scheduler_leader_grace_seconds=30)
+    ids = [f"WL-PGBLIP-{index}" for index in range(6)]
+    async with running_service(create_app, settings) as service:
+        leadership = service.app.state.scheduler.leadership
+        await wait_until(lambda: leadership.leading, message="leadership")
+        epoch = getattr(leadership, "epoch", None)
+        await register(publish, service, "CL-PROBE")
+        with Sampler(fresh.postgres_url) as sampler:
+            for index, workload_id in enumerate(ids):
+                wl = workload(workload_id, component("CL-PROBE", gpu_count=1, sleep_s=3.0 + 0.3 * (index % 4)),
+                              max_runtime="10m")
+                await publish("workload.approved", WorkloadApproved(workload_id=workload_id, auto=True, workload=wl))
+            await wait_until(lambda: len(tap.of("workload.started")) >= 4, timeout=20, message="four started")
+            terminated = [await terminate_connections(fresh.postgres_url)]
+            await asyncio.sleep(1.0)
+            terminated.append(await terminate_connections(fresh.postgres_url))
+            recovered = await settle(service, ids)
+            leaked = len(await allocations(service))
+        final = await statuses(service, ids)
+        runs = await attempts(fresh.postgres_url)
+        figures = {"stuck": sum(status != "completed" for status in final.values()),
+                   "reruns": sum(runs.get(workload_id, 0) > 1 for workload_id in ids),
+                   "double-booked samples": len(sampler.double_booked), "leaked allocations": leaked,
+                   "seconds to recover": recovered, "connections terminated": terminated}
+        print(f"\npg_terminate_backend twice, 6 workloads: {figures}")
+        assert all(terminated)
+        assert runs == {workload_id: 1 for workload_id in ids}  # not one healthy run started again
+        assert final == {workload_id: "completed" for workload_id in ids}
+        assert sampler.double_booked == [] and leaked == 0
+        assert leadership.leading and leadership.epoch == epoch  # it never stood down
+        for workload_id in ids:
+            assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
+
+
+async def lease_epoch(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval("SELECT epoch FROM scheduler.leadership")
+    finally:
+        await conn.close()
+
+
+async def test_a_leader_that_lost_its_lease_cannot_write_after_the_takeover(scheduler_settings, publish, tap, fresh):
+    """Split brain: the leader's lease runs out unnoticed (a stalled VM, a long pause) and leadership is taken
+    again under a new epoch; whatever the old term still writes is refused, and it stands down at its next
+    renewal. The run it started is adopted, not run again."""
+    settings = scheduler_settings(scheduler_leader_grace_seconds=30, scheduler_leader_renew_seconds=1)
+    contexts = [running_service(create_app, settings), running_service(create_app, settings)]
+    replicas = [await context.__aenter__() for context in contexts]
+    try:
+        await wait_until(lambda: any(r.app.state.scheduler.leadership.leading for r in replicas), message="a leader")
+        old = next(r for r in replicas if r.app.state.scheduler.leadership.leading)
+        old_epoch = old.app.state.scheduler.leadership.epoch
+        assert old_epoch == await lease_epoch(fresh.postgres_url)
+        await register(publish, old, "CL-PROBE")
+        wl = workload("WL-SPLIT", component("CL-PROBE", gpu_count=1, sleep_s=4.0))
+        await publish("workload.approved", WorkloadApproved(workload_id="WL-SPLIT", auto=True, workload=wl))
+        await tap.wait_for("workload.started", "WL-SPLIT")
+        # a connection of the old term, as the engine's pool makes them (its fencing token in its settings),
+        # held by the stalled leader across the takeover
+        stale = await asyncpg.connect(fresh.postgres_url, server_settings={
+            EPOCH_SETTING: str(old_epoch), "search_path": "scheduler"})
+        try:
+            await stale.execute("UPDATE runs SET reason = reason WHERE job_id = 'WL-SPLIT'")  # its term: accepted
+            conn = await asyncpg.connect(fresh.postgres_url)
+            try:  # the old leader's lease runs out unnoticed
+                await conn.execute("UPDATE scheduler.leadership SET expires_at = now() - interval '1 second'")
+            finally:
+                await conn.close()
+
+            async def taken_over():
+                return await lease_epoch(fresh.postgres_url) > old_epoch
+
+            await wait_until(taken_over, timeout=15, message="a takeover under a new epoch")
+            with pytest.raises(asyncpg.PostgresError, match="fenced"):
+                await stale.execute("UPDATE runs SET status = 'failed' WHERE job_id = 'WL-SPLIT'")
+            with pytest.raises(asyncpg.PostgresError, match="fenced"):
+                await stale.execute("UPDATE jobs SET status = 'failed' WHERE job_id = 'WL-SPLIT'")
+            current = await asyncpg.connect(fresh.postgres_url, server_settings={
+                EPOCH_SETTING: str(await lease_epoch(fresh.postgres_url)), "search_path": "scheduler"})
+            try:  # the new term's writes, and those of connections outside the engine, go through
+                await current.execute("UPDATE runs SET reason = reason WHERE job_id = 'WL-SPLIT'")
+            finally:
+                await current.close()
+        finally:
+            await stale.close()
+        await wait_until(lambda: [r.app.state.scheduler.leadership.epoch for r in replicas
+                                  if r.app.state.scheduler.leadership.leading] == [old_epoch + 1],
+                         timeout=15, message="one leader, of the new epoch")
+        leader = next(r for r in replicas if r.app.state.scheduler.leadership.leading)
+        await tap.wait_for("workload.completed", "WL-SPLIT", timeout=30)
+        assert tap.emitted("WL-SPLIT") == ["workload.queued", "workload.started", "workload.completed"]
+        assert await attempts(fresh.postgres_url) == {"WL-SPLIT": 1}  # adopted, not run again
+        assert await allocations(leader) == []
+    finally:
+        for context in contexts:
+            await context.__aexit__(None, None, None)
