@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from contracts.bounded_json import ComposedJson
 from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef
 from contracts.workload import LoopTest, Priority, Workload
@@ -44,7 +45,7 @@ class ComponentSnapshot(BaseModel):
     version: str
     type: ComponentType = "other"
     resources: Resources
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: ComposedJson = Field(default_factory=dict)
     command: list[str] = Field(default_factory=list)
 
 
@@ -252,7 +253,14 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "app.deleted": (AppDeleted, "The builder deleted an App's working copy; its spec versions stay in the spec store."),
     "component.registered": (ComponentChanged, "A component was added to the global library."),
     "component.updated": (ComponentChanged, "A library component changed; the previous version is kept."),
-    "training.requested": (Workload, "A training request was submitted (by the trainer or any other system)."),
+    "training.requested": (Workload, "A training request was submitted: by the trainer, or by another system "
+                                     "(its own broker user, the AMQP user_id set, `producer` its name). Another "
+                                     "system's request is accepted only for a ready App at that `specVersion` and a "
+                                     "requester the platform knows (a user who submitted through the trainer, or "
+                                     "`producer` itself); the trainer then publishes it as its own, rebuilt from the "
+                                     "platform's spec of that version (the `spec` sent is never run), and only that "
+                                     "one goes on to approval. A refused one ends `refused`, the reason on its "
+                                     "timeline (GET /training-requests/{workloadId})."),
     "approval.required": (ApprovalRequired, "The request is above the threshold and waits for a passed loop test and an admin."),
     "looptest.requested": (LoopTestRequested, "Run the minimum run test of a workload."),
     "looptest.completed": (LoopTestCompleted, "The scheduler finished a loop test run; raw results."),

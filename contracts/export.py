@@ -58,7 +58,12 @@ def asyncapi_document() -> dict:
             "description": (
                 f"Every event is published to the durable topic exchange `{EXCHANGE}` with its type as the "
                 "routing key, persistent, as JSON with the envelope (event_id, type, version, occurred_at, "
-                "producer, correlation_id, causation_id, data). W3C `traceparent` travels in the headers."
+                "producer, correlation_id, causation_id, data). W3C `traceparent` travels in the headers. "
+                "Every publisher connects as its own RabbitMQ user and sets the AMQP `user_id` property (RabbitMQ "
+                "checks it against the connection): a service's user `avatar-<service>` publishes as producer "
+                "<service>, an outside system's `avatar-ext-<name>` only `training.requested` as producer <name>. "
+                "An event whose producer is not what its user_id may publish as is dead-lettered with the reason "
+                "(deploy/README.md: getting credentials)."
             ),
         },
         "defaultContentType": "application/json",

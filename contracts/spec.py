@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer
 
+from contracts.bounded_json import ComposedJson
 from contracts.resources import Resources, parse_memory
 
 _STRICT = ConfigDict(extra="forbid", populate_by_name=True)
@@ -29,7 +30,16 @@ class SpecComponent(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     image: ImageRef
     resources: Resources
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: ComposedJson = Field(default_factory=dict)
+    library_version: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "the library version this placement was made from (CL-05): what a run of this spec is to execute"))
+
+    @model_serializer(mode="wrap")
+    def _omit_unknown_version(self, handler):  # specs written before versions were recorded stay as they were
+        data = handler(self)
+        if data.get("library_version") is None:
+            data.pop("library_version", None)
+        return data
 
 
 class WorkflowEdge(BaseModel):
@@ -66,8 +76,8 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=1_000_000)
     gamma: float = Field(default=0.99, gt=0, le=1)
     max_steps_per_episode: int = Field(default=500, ge=1, le=10_000_000)
-    reward_params: dict[str, Any] = Field(default_factory=dict)
-    env_config: dict[str, Any] = Field(default_factory=dict)
+    reward_params: ComposedJson = Field(default_factory=dict)
+    env_config: ComposedJson = Field(default_factory=dict)
 
 
 class Storage(BaseModel):

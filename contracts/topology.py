@@ -31,3 +31,45 @@ def queue_name(service: str) -> str:
 
 def dead_letter_queue(service: str) -> str:
     return f"{service}.dlq"
+
+
+# Who may publish: every service and every outside system connects as a broker user of its own, and
+# RabbitMQ checks each message's `user_id` against it, so a consumer knows who published what.
+# `<prefix><service>` may publish as producer <service> only; `<prefix>ext-<name>`, a system outside
+# the platform, only OUTSIDE_EVENTS, as producer <name>. `guest` is believed as anyone only with
+# AVATAR_ENV=local (where it is the one user and has every permission anyway).
+USER_PREFIX = "avatar-"
+OUTSIDE = "ext-"
+OUTSIDE_EVENTS = ("training.requested",)
+LOCAL_USER = "guest"
+
+
+def service_user(service: str, prefix: str = USER_PREFIX) -> str:
+    return f"{prefix}{service}"
+
+
+def outside_user(name: str, prefix: str = USER_PREFIX) -> str:
+    if name in SUBSCRIPTIONS:
+        raise ValueError(f"an outside publisher may not be named like the platform's service {name!r}")
+    return f"{prefix}{OUTSIDE}{name}"
+
+
+def _exactly(*names: str) -> str:
+    return "^(" + "|".join(name.replace(".", r"\.") for name in names) + ")$"
+
+
+def service_permissions(service: str) -> dict[str, str]:
+    """RabbitMQ's configure/write/read patterns for a service's user: the two exchanges, its own queue and
+    its own dead-letter queue (it binds those, consumes its queue, publishes events and dead letters)."""
+    own = _exactly(EXCHANGE, DEAD_LETTER_EXCHANGE, queue_name(service), dead_letter_queue(service))
+    return {"configure": own, "write": own, "read": own}
+
+
+def outside_permissions() -> dict[str, str]:
+    """An outside publisher writes to avatar.events and nothing else (its topic permission narrows the
+    routing keys to OUTSIDE_EVENTS); it declares, binds and reads nothing."""
+    return {"configure": "^$", "write": _exactly(EXCHANGE), "read": "^$"}
+
+
+def outside_topic_permissions() -> dict[str, str]:
+    return {"exchange": EXCHANGE, "write": _exactly(*OUTSIDE_EVENTS), "read": "^$"}

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from contracts.bounded_json import ComposedJson
 from contracts.resources import Duration, GpuCount, Memory
 from contracts.spec import AppSpec, TrainingConfig
 
@@ -26,8 +27,8 @@ class WireTrainingConfig(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=1_000_000)
     gamma: float = Field(default=0.99, gt=0, le=1)
     max_steps_per_episode: int = Field(default=500, ge=1, le=10_000_000)
-    env_config: dict[str, Any] = Field(default_factory=dict)
-    reward_params: dict[str, Any] = Field(default_factory=dict)
+    env_config: ComposedJson = Field(default_factory=dict)
+    reward_params: ComposedJson = Field(default_factory=dict)
 
     @classmethod
     def from_spec(cls, config: TrainingConfig) -> "WireTrainingConfig":
@@ -68,7 +69,7 @@ class Workload(BaseModel):
     app_id: str = Field(min_length=1, max_length=64)
     spec_version: str = Field(min_length=1, max_length=32)
     name: str = Field(default="", max_length=128)
-    requester: str = Field(min_length=1, max_length=128)
+    requester: str = Field(min_length=1, max_length=255)  # a whole token subject (services/kit/auth.py MAX_SUBJECT)
     priority: Priority = "normal"
     submitted_at: datetime
     resources: RequestedResources

@@ -153,6 +153,8 @@ async def fail_overdue_tests(command: commands.FailOverdueTests, uow: ApprovalUn
 # ---------------------------------------------------------------------- events (the broker)
 
 async def on_training_requested(event: Event, uow: ApprovalUnitOfWork) -> None:
+    if event.producer != "trainer":
+        return  # another system's request: the trainer checks it and publishes what it accepts as its own
     workload: Workload = event.data  # type: ignore[assignment]
     if not workload.spec.components():
         raise PermanentError(f"workload {workload.workload_id} has no components to run")

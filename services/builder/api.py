@@ -8,12 +8,13 @@ from fastapi.responses import JSONResponse
 
 from contracts.spec import AppSpec, TrainingConfig
 from services.builder import store
-from services.builder.commands import ChangeApp, CreateApp, DeleteApp, GenerateSpec, ImportApp, RemoveImport
+from services.builder.commands import (ChangeApp, CreateApp, DeleteApp, GenerateSpec, ImportApp, RemoveImport,
+                                       TransferApp)
 from services.builder.deps import ThresholdDep
 from services.builder.domain import AppStatus, Threshold
 from services.builder.schemas import (AppCreate, AppPatch, AppRef, AppSummary, AppView, EnvVars, ImportBody,
                                       SpecSummaryView, app_view, summary)
-from services.kit.auth import Reader, Writer
+from services.kit.auth import Admin, NewOwner, Reader, Subject, Writer
 from services.kit.errors import NotFound
 from services.kit.paging import Page, Paging
 from services.kit.service import MessageBusDep, Platform, PlatformDep
@@ -38,10 +39,13 @@ async def create_app(body: AppCreate, user: Writer, bus: MessageBusDep, platform
 
 
 @router.get("/apps", response_model=Page[AppSummary], summary="List Apps, newest change first")
-async def list_apps(_: Reader, platform: PlatformDep, paging: Paging,
-                    status: Annotated[AppStatus | None, Query()] = None) -> Page[AppSummary]:
+async def list_apps(principal: Reader, platform: PlatformDep, paging: Paging,
+                    status: Annotated[AppStatus | None, Query()] = None,
+                    owner: Annotated[Subject | None, Query(description='only the Apps this user owns; "me": the '
+                                                           "caller's own")] = None) -> Page[AppSummary]:
     async with platform.snapshot() as conn:
-        infos, total = await store.list_apps(conn, status, paging.page_size, paging.offset)
+        infos, total = await store.list_apps(conn, status, principal.user if owner == "me" else owner,
+                                             paging.page_size, paging.offset)
     return Page.of([summary(info) for info in infos], total, paging)
 
 
@@ -54,22 +58,30 @@ async def get_app(app_id: str, _: Reader, platform: PlatformDep, threshold: Thre
               "storage or test run reference (null clears it)")
 async def patch_app(app_id: str, body: AppPatch, user: Writer, bus: MessageBusDep, platform: PlatformDep,
                     threshold: ThresholdDep) -> AppView:
-    await bus.handle(ChangeApp(app_id=app_id, user=user.user,
+    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin,
                                changes={name: getattr(body, name) for name in body.model_fields_set}))
     return await _view(platform, app_id, threshold)
 
 
 @router.delete("/apps/{app_id}", status_code=204, summary="Delete an App's working copy (its spec versions stay)")
 async def delete_app(app_id: str, user: Writer, bus: MessageBusDep) -> Response:
-    await bus.handle(DeleteApp(app_id=app_id, user=user.user))
+    await bus.handle(DeleteApp(app_id=app_id, user=user.user, is_admin=user.is_admin))
     return Response(status_code=204)
+
+
+@router.put("/apps/{app_id}/owner", response_model=AppView,
+            summary="Give the App to another owner (admin only); recorded in the transfer trail")
+async def transfer_app(app_id: str, body: NewOwner, admin: Admin, bus: MessageBusDep, platform: PlatformDep,
+                       threshold: ThresholdDep) -> AppView:
+    await bus.handle(TransferApp(app_id=app_id, user=admin.user, is_admin=admin.is_admin, new_owner=body.owner))
+    return await _view(platform, app_id, threshold)
 
 
 @router.put("/apps/{app_id}/env-vars", response_model=AppView,
             summary="Replace the App-level environment variables every component shares (BL-02)")
 async def put_env_vars(app_id: str, body: EnvVars, user: Writer, bus: MessageBusDep, platform: PlatformDep,
                        threshold: ThresholdDep) -> AppView:
-    await bus.handle(ChangeApp(app_id=app_id, user=user.user, changes={"env_vars": body}))
+    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin, changes={"env_vars": body}))
     return await _view(platform, app_id, threshold)
 
 
@@ -77,7 +89,8 @@ async def put_env_vars(app_id: str, body: EnvVars, user: Writer, bus: MessageBus
             summary="Replace the RL training config; omitted fields take the TR-03 defaults")
 async def put_training_config(app_id: str, body: TrainingConfig, user: Writer, bus: MessageBusDep,
                               platform: PlatformDep, threshold: ThresholdDep) -> AppView:
-    await bus.handle(ChangeApp(app_id=app_id, user=user.user, changes={"training_config": body}))
+    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin,
+                               changes={"training_config": body}))
     return await _view(platform, app_id, threshold)
 
 
@@ -85,7 +98,7 @@ async def put_training_config(app_id: str, body: TrainingConfig, user: Writer, b
              summary="Import another App: copy its Tasks here with imported_from set (BL-12)")
 async def import_app(app_id: str, body: ImportBody, user: Writer, bus: MessageBusDep, platform: PlatformDep,
                      threshold: ThresholdDep) -> AppView:
-    await bus.handle(ImportApp(app_id=app_id, user=user.user, app_ref=body.app_ref))
+    await bus.handle(ImportApp(app_id=app_id, user=user.user, is_admin=user.is_admin, app_ref=body.app_ref))
     return await _view(platform, app_id, threshold)
 
 
@@ -93,7 +106,7 @@ async def import_app(app_id: str, body: ImportBody, user: Writer, bus: MessageBu
                summary="Undo an import: remove it and every Task it brought")
 async def remove_import(app_id: str, app_ref: AppRef, user: Writer, bus: MessageBusDep, platform: PlatformDep,
                         threshold: ThresholdDep) -> AppView:
-    await bus.handle(RemoveImport(app_id=app_id, user=user.user, app_ref=app_ref))
+    await bus.handle(RemoveImport(app_id=app_id, user=user.user, is_admin=user.is_admin, app_ref=app_ref))
     return await _view(platform, app_id, threshold)
 
 
@@ -107,7 +120,7 @@ def _spec_response(spec: dict, status_code: int) -> JSONResponse:
                         422: {"description": "the App cannot run yet; `detail.problems` lists why"}},
              summary="Generate the App spec file: a new immutable version; the App becomes ready (BL-04)")
 async def generate_spec(app_id: str, user: Writer, bus: MessageBusDep) -> JSONResponse:
-    answer = await bus.handle(GenerateSpec(app_id=app_id, user=user.user))
+    answer = await bus.handle(GenerateSpec(app_id=app_id, user=user.user, is_admin=user.is_admin))
     return _spec_response(answer.spec, 201 if answer.created else 200)
 
 

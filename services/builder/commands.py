@@ -1,7 +1,7 @@
 """What the Builder can be asked to change: one command per edit of an App, its Tasks or its spec.
 
-Every edit names the App and who makes it (the App's revision records them); Task and component edits
-name their Task too."""
+Every edit names the App and who makes it (the App's revision records them), and whether they act as an
+admin (only the App's owner or an admin may edit it); Task and component edits name their Task too."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ class CreateApp(Command):
 class AppEdit(Command):
     app_id: str
     user: str
+    is_admin: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class ChangeApp(AppEdit):
 @dataclass(frozen=True)
 class DeleteApp(AppEdit):
     pass
+
+
+@dataclass(frozen=True)
+class TransferApp(AppEdit):
+    """Give the App to another owner (admin only); its content and revision stay as they are."""
+
+    new_owner: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,14 @@ class ChangeComponent(TaskEdit):
     image: ImageRef | None = None
     resources: dict[str, Any] | None = None  # resource fields to change
     params: dict[str, Any] | None = None  # replaces the component's params
+
+
+@dataclass(frozen=True)
+class UpgradeComponent(TaskEdit):
+    """Move a placed component to the library's current version (CL-05)."""
+
+    component_id: str
+    authorization: str | None = None  # the caller's own token, for a lookup at the library
 
 
 @dataclass(frozen=True)

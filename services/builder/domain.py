@@ -17,6 +17,7 @@ from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef, ImportedApp, SpecComponent, SpecTask, Storage, TrainingConfig, WorkflowEdge
 from services.builder import workflow
 from services.builder.workflow import Edge
+from services.kit import ownership
 from services.kit.errors import Conflict, Invalid, NotFound
 from services.kit.unit_of_work import Aggregate
 
@@ -72,9 +73,14 @@ class PlacedComponent:
                    image=image or found.image, resources=resources or found.resources,
                    params={**found.params, **(params or {})}, library_version=found.version)
 
+    def upgraded(self, found: ComponentSnapshot) -> "PlacedComponent":
+        """CL-05: this placement moved to the library version `found`: its image, type and resources as on
+        placement; the placement keeps its name and params (new default params join them)."""
+        return PlacedComponent.from_library(found, name=self.name, params=self.params)
+
     def to_spec(self) -> SpecComponent:
         return SpecComponent(component_id=self.component_id, name=self.name, image=self.image,
-                             resources=self.resources, params=self.params)
+                             resources=self.resources, params=self.params, library_version=self.library_version)
 
 
 @dataclass
@@ -102,6 +108,11 @@ class Task:
         if len(self.components) >= MAX_COMPONENTS_PER_TASK:
             raise Invalid(f"task {self.task_id} already has {MAX_COMPONENTS_PER_TASK} components", code="task_full")
         self.components.append(component)
+
+    def replace(self, component: PlacedComponent) -> None:
+        """The placed component of the same library id, changed, in its place in the order."""
+        self.component(component.component_id)
+        self.components = [component if c.component_id == component.component_id else c for c in self.components]
 
     def remove(self, component_id: str) -> None:
         """docs/spec.md §13.3: drop the component, every edge touching it, and close the gap in the order."""
@@ -189,6 +200,17 @@ class AppInfo:
     created_at: datetime | None = None
     updated_by: str = ""
     updated_at: datetime | None = None
+    owner: str | None = None  # None: the platform's own, only an admin changes it (services/kit/ownership.py)
+
+    def check_may_change(self, user: str, is_admin: bool) -> None:
+        """Everyone with a role reads an App; only its owner or an admin changes or deletes it."""
+        ownership.check_may_change(f"app {self.app_id}", self.owner, user, is_admin)
+
+    def transfer(self, new_owner: str, is_admin: bool) -> str | None:
+        """Give the App to another user (admin only); answers the previous owner."""
+        ownership.check_may_transfer(f"app {self.app_id}", self.owner, is_admin)
+        previous, self.owner = self.owner, new_owner
+        return previous
 
     @property
     def has_unpublished_changes(self) -> bool:
@@ -248,8 +270,9 @@ class App(Aggregate):
         self.record("app.spec_created", AppSpecCreated(app_id=self.info.app_id, version=version, spec=spec))
         return spec
 
-    def delete(self, user: str) -> None:
+    def delete(self, user: str, is_admin: bool) -> None:
         """The working copy goes; its spec versions stay."""
+        self.info.check_may_change(user, is_admin)
         self.record("app.deleted", AppDeleted(app_id=self.info.app_id, deleted_by=user))
 
 

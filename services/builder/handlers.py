@@ -6,6 +6,7 @@ Task as they left it.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, NamedTuple
 
@@ -15,16 +16,18 @@ from services.builder import domain
 from services.builder.commands import (AddTask, AppEdit, ChangeApp, ChangeComponent, ConnectComponents, CreateApp,
                                        DeleteApp, DeleteTask, DisconnectComponents, GenerateSpec, ImportApp,
                                        PlaceComponent, RemoveComponent, RemoveImport, RenameTask, ReorderComponents,
-                                       TaskEdit)
+                                       TaskEdit, TransferApp, UpgradeComponent)
 from services.builder.domain import AppInfo, PlacedComponent, Task, Threshold
 from services.builder.library import LibraryClient
 from services.builder.unit_of_work import BuilderUnitOfWork
 from services.kit.errors import DomainError, Invalid, NotFound
 from services.kit.metrics import Counter
 
+log = logging.getLogger(__name__)
 SPECS_GENERATED = Counter("avatar_builder_specs_generated_total", "App spec versions written")
 LOOKUPS = Counter("avatar_builder_library_lookups_total", "Where placed components were found",
                   ["source"])  # read_model | library | unknown_component | unavailable
+TRANSFERS = Counter("avatar_builder_owner_transfers_total", "Apps given to another owner by an admin")
 
 
 class SpecFile(NamedTuple):
@@ -34,9 +37,11 @@ class SpecFile(NamedTuple):
 
 @contextlib.asynccontextmanager
 async def _editing(uow: BuilderUnitOfWork, edit: AppEdit) -> AsyncIterator[AppInfo]:
-    """Every edit of an App: under its lock (edits of one App never interleave), and its revision moves."""
+    """Every edit of an App: by its owner or an admin, under its lock (edits of one App never interleave),
+    and its revision moves."""
     async with uow:
         info = await uow.apps.info(edit.app_id, lock=True)
+        info.check_may_change(edit.user, edit.is_admin)
         yield info
         await uow.apps.touch(edit.app_id, edit.user)
         await uow.commit()
@@ -52,7 +57,7 @@ async def create_app(cmd: CreateApp, uow: BuilderUnitOfWork) -> str:
         await uow.apps.add(AppInfo(
             app_id=app_id, name=cmd.name, version=cmd.version, description=cmd.description,
             env_vars=cmd.env_vars, training_config=cmd.training_config,
-            storage=cmd.storage or domain.default_storage(cmd.name), created_by=cmd.user))
+            storage=cmd.storage or domain.default_storage(cmd.name), created_by=cmd.user, owner=cmd.user))
         await uow.commit()
     return app_id
 
@@ -65,9 +70,23 @@ async def change_app(cmd: ChangeApp, uow: BuilderUnitOfWork) -> None:
 async def delete_app(cmd: DeleteApp, uow: BuilderUnitOfWork) -> None:
     async with uow:
         app = await uow.apps.get(cmd.app_id, lock=True)
-        app.delete(cmd.user)
+        app.delete(cmd.user, cmd.is_admin)
         await uow.apps.delete(cmd.app_id)
         await uow.commit()
+
+
+async def transfer_app(cmd: TransferApp, uow: BuilderUnitOfWork) -> None:
+    """An admin gives the App to another owner: recorded in the transfer trail and the log, not an edit of
+    its content (the revision, and so "changed since the last spec", stays)."""
+    async with uow:
+        info = await uow.apps.info(cmd.app_id, lock=True)
+        previous = info.transfer(cmd.new_owner, cmd.is_admin)
+        if previous == cmd.new_owner:
+            return
+        await uow.apps.transfer(cmd.app_id, previous, cmd.new_owner, cmd.user)
+        TRANSFERS.inc()
+        await uow.commit()
+    log.info("app %s transferred from %r to %r by %r", cmd.app_id, previous, cmd.new_owner, cmd.user)
 
 
 async def import_app(cmd: ImportApp, uow: BuilderUnitOfWork) -> None:
@@ -75,6 +94,7 @@ async def import_app(cmd: ImportApp, uow: BuilderUnitOfWork) -> None:
     async with uow:
         await uow.apps.lock([cmd.app_id, cmd.app_ref])
         target = await uow.apps.get(cmd.app_id)
+        target.info.check_may_change(cmd.user, cmd.is_admin)
         try:
             source = await uow.apps.get(cmd.app_ref)
         except NotFound:
@@ -101,6 +121,7 @@ async def generate_spec(cmd: GenerateSpec, uow: BuilderUnitOfWork, threshold: Th
     """BL-04: a new spec version unless nothing changed since the latest, which is then the answer."""
     async with uow:
         app = await uow.apps.get(cmd.app_id, lock=True)
+        app.info.check_may_change(cmd.user, cmd.is_admin)
         if app.info.spec_is_current:
             return SpecFile(await uow.apps.spec_file(cmd.app_id, app.info.latest_spec_version), created=False)
         now = datetime.now(timezone.utc)
@@ -159,23 +180,41 @@ async def _look_up(uow: BuilderUnitOfWork, library: LibraryClient, component_id:
     return found
 
 
-async def place_component(cmd: PlaceComponent, uow: BuilderUnitOfWork, library: LibraryClient) -> Task:
-    """BL-01, BL-11: the library's image and defaults unless the author gives others."""
-    async with uow.statement():  # an unknown app or task is 404 even when the library is down
-        await uow.apps.info(cmd.app_id)
-        await uow.tasks.get(cmd.app_id, cmd.task_id)
+async def _library_entry(uow: BuilderUnitOfWork, library: LibraryClient, cmd: PlaceComponent | UpgradeComponent,
+                         ) -> ComponentSnapshot:
+    """The library's current version of the component an edit places, found before the edit: a slow library
+    must not hold the App's lock."""
+    async with uow.statement():  # an unknown app or task is 404 (a stranger's 403) even when the library is down
+        (await uow.apps.info(cmd.app_id)).check_may_change(cmd.user, cmd.is_admin)
+        task = await uow.tasks.get(cmd.app_id, cmd.task_id)
+        if isinstance(cmd, UpgradeComponent):
+            task.component(cmd.component_id)  # 404 when the task holds no such placement
         found = await uow.library.get(cmd.component_id)
-    # Looked up before the edit: a slow library must not hold the App's lock.
     if found is not None:
         LOOKUPS.labels("read_model").inc()
-    else:
-        found = await _look_up(uow, library, cmd.component_id, cmd.authorization)
+        return found
+    return await _look_up(uow, library, cmd.component_id, cmd.authorization)
+
+
+async def place_component(cmd: PlaceComponent, uow: BuilderUnitOfWork, library: LibraryClient) -> Task:
+    """BL-01, BL-11: the library's image and defaults unless the author gives others."""
+    found = await _library_entry(uow, library, cmd)
     component = PlacedComponent.from_library(
         found, name=cmd.name, image=cmd.image, params=cmd.params,
         resources=found.resources.model_copy(update=cmd.resources) if cmd.resources is not None else None)
     async with _editing_task(uow, cmd) as task:
         task.place(component)
         await uow.tasks.add_component(cmd.app_id, cmd.task_id, component, position=len(task.components))
+    return task
+
+
+async def upgrade_component(cmd: UpgradeComponent, uow: BuilderUnitOfWork, library: LibraryClient) -> Task:
+    """CL-05: an App keeps the library version it placed until its owner moves it to the current one."""
+    found = await _library_entry(uow, library, cmd)
+    async with _editing_task(uow, cmd) as task:
+        component = task.component(cmd.component_id).upgraded(found)
+        task.replace(component)
+        await uow.tasks.save_component(cmd.app_id, cmd.task_id, component)
     return task
 
 
@@ -235,10 +274,12 @@ async def remember_component(event: Event, uow: BuilderUnitOfWork) -> None:
 
 
 COMMANDS = {
-    CreateApp: create_app, ChangeApp: change_app, DeleteApp: delete_app, ImportApp: import_app,
+    CreateApp: create_app, ChangeApp: change_app, DeleteApp: delete_app, TransferApp: transfer_app,
+    ImportApp: import_app,
     RemoveImport: remove_import, GenerateSpec: generate_spec,
     AddTask: add_task, RenameTask: rename_task, DeleteTask: delete_task, PlaceComponent: place_component,
-    ChangeComponent: change_component, RemoveComponent: remove_component, ConnectComponents: connect_components,
+    ChangeComponent: change_component, UpgradeComponent: upgrade_component, RemoveComponent: remove_component,
+    ConnectComponents: connect_components,
     DisconnectComponents: disconnect_components, ReorderComponents: reorder_components,
 }
 EVENTS = {"component.registered": remember_component, "component.updated": remember_component}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ class LibraryClient:
         headers = inject_headers({"Authorization": authorization} if authorization else {})
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                response = await self._client.get(f"/components/{component_id}", headers=headers)
+                response = await self._client.get(f"/components/{quote(component_id, safe='')}", headers=headers)
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contracts.bounded_json import BoundedJson
 from contracts.resources import GpuCount, Memory, Resources
 from contracts.spec import ImageRef, ImportedApp, Storage, TrainingConfig
 from services.builder.domain import App, AppInfo, AppStatus, ComponentType, PlacedComponent, Task, Threshold
@@ -18,7 +19,7 @@ AppRef = Annotated[str, StringConstraints(pattern=r"^APP-[0-9A-F]{6}$")]
 ComponentRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 EnvVars = Annotated[dict[EnvKey, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=500)]
-Params = Annotated[dict[str, Any], Field(max_length=200)]
+Params = BoundedJson
 Description = Annotated[str, StringConstraints(max_length=2000)]
 
 
@@ -124,6 +125,9 @@ class TaskView(BaseModel):
                    workflow=[EdgeView(from_=s, to=t) for s, t in task.workflow], order=task.order)
 
 
+OWNER = "who may change it besides an admin (null: the platform's own, only an admin changes it)"
+
+
 class AppSummary(BaseModel):
     app_id: str
     name: str
@@ -133,6 +137,7 @@ class AppSummary(BaseModel):
     component_count: int
     latest_spec_version: str | None
     has_unpublished_changes: bool
+    owner: str | None = Field(description=OWNER)
     updated_at: datetime | None
 
 
@@ -150,6 +155,7 @@ class AppView(BaseModel):
     tasks: list[TaskView]
     latest_spec_version: str | None
     has_unpublished_changes: bool = Field(description="edited since the latest spec was generated")
+    owner: str | None = Field(description=OWNER)
     created_by: str
     created_at: datetime | None
     updated_by: str
@@ -160,7 +166,8 @@ def summary(info: AppInfo) -> AppSummary:
     return AppSummary(app_id=info.app_id, name=info.name, version=info.version, status=info.status,
                       task_count=info.task_count, component_count=info.component_count,
                       latest_spec_version=info.latest_spec_version,
-                      has_unpublished_changes=info.has_unpublished_changes, updated_at=info.updated_at)
+                      has_unpublished_changes=info.has_unpublished_changes, owner=info.owner,
+                      updated_at=info.updated_at)
 
 
 def app_view(app: App, threshold: Threshold) -> AppView:
@@ -170,7 +177,7 @@ def app_view(app: App, threshold: Threshold) -> AppView:
                    storage=info.storage, test_run_ref=info.test_run_ref, imported_apps=app.imported_apps,
                    tasks=[TaskView.of(task, threshold) for task in app.tasks],
                    latest_spec_version=info.latest_spec_version,
-                   has_unpublished_changes=info.has_unpublished_changes, created_by=info.created_by,
+                   has_unpublished_changes=info.has_unpublished_changes, owner=info.owner, created_by=info.created_by,
                    created_at=info.created_at, updated_by=info.updated_by, updated_at=info.updated_at)
 
 

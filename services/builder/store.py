@@ -14,7 +14,7 @@ from services.kit.errors import NotFound
 
 _APP_COLUMNS = """
     a.app_id, a.name, a.description, a.version, a.status, a.env_vars, a.training_config, a.storage,
-    a.test_run_ref, a.revision, a.created_by, a.created_at, a.updated_by, a.updated_at,
+    a.test_run_ref, a.revision, a.created_by, a.created_at, a.updated_by, a.updated_at, a.owner,
     latest.revision AS spec_revision, latest.version AS latest_spec_version,
     (SELECT count(*) FROM tasks t WHERE t.app_id = a.app_id) AS task_count,
     (SELECT count(*) FROM components c WHERE c.app_id = a.app_id) AS component_count
@@ -36,6 +36,7 @@ def _info(row: asyncpg.Record) -> AppInfo:
         revision=row["revision"], spec_revision=row["spec_revision"],
         latest_spec_version=row["latest_spec_version"], created_by=row["created_by"],
         created_at=row["created_at"], updated_by=row["updated_by"], updated_at=row["updated_at"],
+        owner=row["owner"],
     )
 
 
@@ -59,9 +60,9 @@ async def app_id_taken(conn: asyncpg.Connection, app_id: str) -> bool:
 async def insert_app(conn: asyncpg.Connection, info: AppInfo) -> None:
     await conn.execute(
         "INSERT INTO apps (app_id, name, description, version, env_vars, training_config, storage, test_run_ref,"
-        " created_by, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        " created_by, updated_by, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
         info.app_id, info.name, info.description, info.version, info.env_vars,
-        info.training_config.model_dump(), info.storage.model_dump(), info.test_run_ref, info.created_by)
+        info.training_config.model_dump(), info.storage.model_dump(), info.test_run_ref, info.created_by, info.owner)
 
 
 async def app_info(conn: asyncpg.Connection, app_id: str, *, lock: bool = False) -> AppInfo:
@@ -79,11 +80,12 @@ async def lock_apps(conn: asyncpg.Connection, app_ids: list[str]) -> None:
                        sorted(app_ids))
 
 
-async def list_apps(conn: asyncpg.Connection, status: str | None, limit: int,
+async def list_apps(conn: asyncpg.Connection, status: str | None, owner: str | None, limit: int,
                     offset: int) -> tuple[list[AppInfo], int]:
-    total = await conn.fetchval("SELECT count(*) FROM apps WHERE ($1::text IS NULL OR status = $1)", status)
-    rows = await conn.fetch(f"SELECT {_APP_COLUMNS} {_APP_FROM} WHERE ($1::text IS NULL OR a.status = $1)"
-                            " ORDER BY a.updated_at DESC, a.app_id LIMIT $2 OFFSET $3", status, limit, offset)
+    where = " WHERE ($1::text IS NULL OR a.status = $1) AND ($2::text IS NULL OR a.owner = $2)"
+    total = await conn.fetchval("SELECT count(*) FROM apps a" + where, status, owner)
+    rows = await conn.fetch(f"SELECT {_APP_COLUMNS} {_APP_FROM}" + where +
+                            " ORDER BY a.updated_at DESC, a.app_id LIMIT $3 OFFSET $4", status, owner, limit, offset)
     return [_info(r) for r in rows], total
 
 
@@ -99,6 +101,13 @@ async def touch(conn: asyncpg.Connection, app_id: str, user: str) -> None:
     """Every edit of an App's content moves its revision, so "changed since the last spec" is one comparison."""
     await conn.execute("UPDATE apps SET revision = revision + 1, updated_by = $2, updated_at = now()"
                        " WHERE app_id = $1", app_id, user)
+
+
+async def transfer(conn: asyncpg.Connection, app_id: str, previous: str | None, new_owner: str, by: str) -> None:
+    """The App's new owner, and the transfer in the audit trail."""
+    await conn.execute("UPDATE apps SET owner = $2 WHERE app_id = $1", app_id, new_owner)
+    await conn.execute("INSERT INTO owner_transfers (app_id, from_owner, to_owner, transferred_by)"
+                       " VALUES ($1, $2, $3, $4)", app_id, previous, new_owner, by)
 
 
 async def delete_app(conn: asyncpg.Connection, app_id: str) -> None:
@@ -171,10 +180,10 @@ async def insert_component(conn: asyncpg.Connection, app_id: str, task_id: str, 
 
 async def update_component(conn: asyncpg.Connection, app_id: str, task_id: str, component: PlacedComponent) -> None:
     await conn.execute(
-        "UPDATE components SET name = $4, registry = $5, tag = $6, resources = $7, params = $8"
-        " WHERE app_id = $1 AND task_id = $2 AND component_id = $3",
+        "UPDATE components SET name = $4, registry = $5, tag = $6, resources = $7, params = $8, type = $9,"
+        " library_version = $10 WHERE app_id = $1 AND task_id = $2 AND component_id = $3",
         app_id, task_id, component.component_id, component.name, component.image.registry, component.image.tag,
-        component.resources.model_dump(), component.params)
+        component.resources.model_dump(), component.params, component.type, component.library_version)
 
 
 async def delete_component(conn: asyncpg.Connection, app_id: str, task_id: str, component_id: str) -> None:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request, Response
 from contracts.spec import WorkflowEdge
 from services.builder import diagram, store
 from services.builder.commands import (AddTask, ChangeComponent, ConnectComponents, DeleteTask, DisconnectComponents,
-                                       PlaceComponent, RemoveComponent, RenameTask, ReorderComponents)
+                                       PlaceComponent, RemoveComponent, RenameTask, ReorderComponents,
+                                       UpgradeComponent)
 from services.builder.deps import ThresholdDep
 from services.builder.schemas import ComponentPatch, ComponentRef, OrderBody, Placement, TaskCreate, TaskView
 from services.kit.auth import Reader, Writer
@@ -28,7 +29,7 @@ async def list_tasks(app_id: str, _: Reader, platform: PlatformDep, threshold: T
 @router.post("", status_code=201, response_model=TaskView, summary="Add an empty Task (BL-10)")
 async def create_task(app_id: str, body: TaskCreate, user: Writer, bus: MessageBusDep, threshold: ThresholdDep,
                       response: Response) -> TaskView:
-    task = await bus.handle(AddTask(app_id=app_id, user=user.user, name=body.name))
+    task = await bus.handle(AddTask(app_id=app_id, user=user.user, is_admin=user.is_admin, name=body.name))
     response.headers["Location"] = f"/apps/{app_id}/tasks/{task.task_id}"
     return TaskView.of(task, threshold)
 
@@ -43,13 +44,14 @@ async def get_task(app_id: str, task_id: str, _: Reader, platform: PlatformDep, 
 @router.patch(TASK, response_model=TaskView, summary="Rename a Task")
 async def rename_task(app_id: str, task_id: str, body: TaskCreate, user: Writer, bus: MessageBusDep,
                       threshold: ThresholdDep) -> TaskView:
-    task = await bus.handle(RenameTask(app_id=app_id, user=user.user, task_id=task_id, name=body.name))
+    task = await bus.handle(RenameTask(app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id,
+                                       name=body.name))
     return TaskView.of(task, threshold)
 
 
 @router.delete(TASK, status_code=204, summary="Delete a Task with its Components and workflow")
 async def delete_task(app_id: str, task_id: str, user: Writer, bus: MessageBusDep) -> Response:
-    await bus.handle(DeleteTask(app_id=app_id, user=user.user, task_id=task_id))
+    await bus.handle(DeleteTask(app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id))
     return Response(status_code=204)
 
 
@@ -58,7 +60,7 @@ async def delete_task(app_id: str, task_id: str, user: Writer, bus: MessageBusDe
 async def place_component(app_id: str, task_id: str, body: Placement, user: Writer, request: Request,
                           bus: MessageBusDep, threshold: ThresholdDep) -> TaskView:
     task = await bus.handle(PlaceComponent(
-        app_id=app_id, user=user.user, task_id=task_id, component_id=body.component_id,
+        app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id, component_id=body.component_id,
         authorization=request.headers.get("authorization"), name=body.name, image=body.image, params=body.params,
         resources=body.resources.model_dump(exclude_none=True) if body.resources else None))
     return TaskView.of(task, threshold)
@@ -69,9 +71,20 @@ async def place_component(app_id: str, task_id: str, body: Placement, user: Writ
 async def patch_component(app_id: str, task_id: str, component_id: str, body: ComponentPatch, user: Writer,
                           bus: MessageBusDep, threshold: ThresholdDep) -> TaskView:
     task = await bus.handle(ChangeComponent(
-        app_id=app_id, user=user.user, task_id=task_id, component_id=component_id, name=body.name, image=body.image,
-        params=body.params,
+        app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id, component_id=component_id,
+        name=body.name, image=body.image, params=body.params,
         resources=body.resources.model_dump(exclude_none=True) if body.resources else None))
+    return TaskView.of(task, threshold)
+
+
+@router.post(TASK + "/components/{component_id}/upgrade", response_model=TaskView,
+             summary="Move a placed Component to the library's current version (CL-05): image, type and resources "
+                     "from that version; name and params kept, new default params added")
+async def upgrade_component(app_id: str, task_id: str, component_id: str, user: Writer, request: Request,
+                            bus: MessageBusDep, threshold: ThresholdDep) -> TaskView:
+    task = await bus.handle(UpgradeComponent(
+        app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id, component_id=component_id,
+        authorization=request.headers.get("authorization")))
     return TaskView.of(task, threshold)
 
 
@@ -79,7 +92,7 @@ async def patch_component(app_id: str, task_id: str, component_id: str, body: Co
                summary="Remove a Component, every edge touching it, and close the gap in the order")
 async def remove_component(app_id: str, task_id: str, component_id: str, user: Writer, bus: MessageBusDep,
                            threshold: ThresholdDep) -> TaskView:
-    task = await bus.handle(RemoveComponent(app_id=app_id, user=user.user, task_id=task_id,
+    task = await bus.handle(RemoveComponent(app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id,
                                             component_id=component_id))
     return TaskView.of(task, threshold)
 
@@ -89,7 +102,7 @@ async def remove_component(app_id: str, task_id: str, component_id: str, user: W
              summary="Connect two Components (BL-07, BL-09); the order follows the new edge if it must")
 async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, bus: MessageBusDep,
                    threshold: ThresholdDep) -> TaskView:
-    task = await bus.handle(ConnectComponents(app_id=app_id, user=user.user, task_id=task_id,
+    task = await bus.handle(ConnectComponents(app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id,
                                               source=body.from_, target=body.to))
     return TaskView.of(task, threshold)
 
@@ -98,7 +111,7 @@ async def add_edge(app_id: str, task_id: str, body: WorkflowEdge, user: Writer, 
 async def remove_edge(app_id: str, task_id: str, user: Writer, bus: MessageBusDep, threshold: ThresholdDep,
                       source: Annotated[ComponentRef, Query(alias="from")],
                       target: Annotated[ComponentRef, Query(alias="to")]) -> TaskView:
-    task = await bus.handle(DisconnectComponents(app_id=app_id, user=user.user, task_id=task_id,
+    task = await bus.handle(DisconnectComponents(app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id,
                                                  source=source, target=target))
     return TaskView.of(task, threshold)
 
@@ -107,7 +120,7 @@ async def remove_edge(app_id: str, task_id: str, user: Writer, bus: MessageBusDe
             summary="Set the execution order; it must respect every edge (BL-07)")
 async def set_order(app_id: str, task_id: str, body: OrderBody, user: Writer, bus: MessageBusDep,
                     threshold: ThresholdDep) -> TaskView:
-    task = await bus.handle(ReorderComponents(app_id=app_id, user=user.user, task_id=task_id,
+    task = await bus.handle(ReorderComponents(app_id=app_id, user=user.user, is_admin=user.is_admin, task_id=task_id,
                                               order=body.order))
     return TaskView.of(task, threshold)
 

@@ -42,6 +42,9 @@ class AppRepository:
     async def touch(self, app_id: str, user: str) -> None:
         await store.touch(self._conn, app_id, user)
 
+    async def transfer(self, app_id: str, previous: str | None, new_owner: str, by: str) -> None:
+        await store.transfer(self._conn, app_id, previous, new_owner, by)
+
     async def delete(self, app_id: str) -> None:
         await store.delete_app(self._conn, app_id)
 

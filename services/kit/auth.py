@@ -1,17 +1,19 @@
 """Bearer-token auth: JWTs carrying the user id (`sub`) and role (admin | researcher | viewer).
 
 HS256 with AVATAR_JWT_SECRET for local runs; RS256 with AVATAR_JWT_PUBLIC_KEY (PEM) where an
-identity provider signs the tokens.
+identity provider signs the tokens. The user is the whole subject, exactly as signed: two subjects are two
+users however long their common prefix (ownership and "mine" compare them).
 """
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import Annotated, Literal
 
 import jwt
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.kit.settings import Settings
 
@@ -19,6 +21,20 @@ Role = Literal["admin", "researcher", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "researcher", "viewer")
 WRITERS: tuple[Role, ...] = ("admin", "researcher")
 EVERYONE: tuple[Role, ...] = ROLES
+# OpenID Connect Core §2: a subject "MUST NOT exceed 255 ASCII characters"; a longer one is refused, never cut.
+MAX_SUBJECT = 255
+
+# A user named in a request (a new owner, an ?owner= filter): what a token subject may be (`_subject`).
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"  # no control character (Unicode category Cc)
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUBJECT,
+                                           pattern=rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f-\x9f]{_NO_CONTROL}*$")]
+
+
+class NewOwner(BaseModel):
+    """The body of an ownership transfer (services/kit/ownership.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    owner: Subject = Field(description="the user (token subject) who owns it from now on")
 
 
 class Principal(BaseModel):
@@ -54,7 +70,23 @@ def verify_token(settings: Settings, token: str) -> Principal:
     role = claims.get("role")
     if role not in ROLES:
         raise HTTPException(401, f"token carries an unknown role {role!r}", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(user=str(claims["sub"])[:128], role=role)
+    return Principal(user=_subject(claims["sub"]), role=role)
+
+
+def _subject(sub: object) -> str:
+    """The token's subject as the user id, refused (401) when it cannot name one user."""
+    problem = None
+    if not isinstance(sub, str):
+        problem = "is not a string"
+    elif not sub.strip():
+        problem = "is empty or only whitespace"
+    elif len(sub) > MAX_SUBJECT:
+        problem = f"is longer than {MAX_SUBJECT} characters"
+    elif any(unicodedata.category(ch) == "Cc" for ch in sub):
+        problem = "contains control characters"
+    if problem:
+        raise HTTPException(401, f"invalid token: the subject (sub) {problem}", headers={"WWW-Authenticate": "Bearer"})
+    return sub
 
 
 _bearer = HTTPBearer(auto_error=False)

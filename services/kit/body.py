@@ -9,8 +9,13 @@ app runs and replays it, so:
   any route sees it: `NaN`, `Infinity`, a number too large for a float (`1e999` → inf) and a lone UTF-16
   surrogate escape (`"\\ud800"`). Let through, those values pass model validation wherever a field is
   unbounded, then fail later as a 500: PostgreSQL refuses them in json/jsonb/text, and the JSON
-  response encoder refuses them too (even in a 422 that merely echoes the input back).
-The JSON check costs one regex scan of the body; only a body the scan flags is parsed a second time.
+  response encoder refuses them too (even in a 422 that merely echoes the input back);
+- JSON nested deeper than `MAX_BODY_DEPTH` levels is refused with 422 naming where (`json_too_deep`, the
+  path in `loc`): no request of the platform is that deep (a free-form field may hold 32 levels, see
+  contracts/bounded_json.py), FastAPI answers a body deeper than Python's parser goes with a bare 400, and
+  a field that forgot its bound would otherwise store what no later read can serialise.
+The JSON checks cost one regex scan and two byte counts of the body; only a body they flag is parsed a
+second time.
 """
 from __future__ import annotations
 
@@ -21,10 +26,15 @@ from typing import Any, Callable
 
 from fastapi.responses import JSONResponse
 
+from contracts.bounded_json import show_path, too_deep
+
 # Cheap pre-scan: bare NaN/Infinity, a 3-digit exponent, a \uD800-\uDFFF escape or a raw UTF-8-encoded
 # surrogate (Python decodes JSON bytes with 'surrogatepass'). A match is only a
 # suspicion (the text may sit inside a string); the full parse below decides.
 _SUSPECT = re.compile(rb"NaN|Infinity|[0-9][eE][+-]?[0-9]{3}|\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# A request body's own structure plus a free-form field's 32 levels stays well within this.
+MAX_BODY_DEPTH = 64
+_KEY_SHOWN = 64  # characters of each key a refusal's `loc` repeats
 
 
 class _NotJson(ValueError):
@@ -74,6 +84,23 @@ def json_problem(body: bytes) -> str | None:
     return None
 
 
+def depth_problem(body: bytes) -> dict[str, Any] | None:
+    """The 422 error (type, loc, msg) for a JSON body nested deeper than `MAX_BODY_DEPTH`, or None."""
+    if body.count(b"{") + body.count(b"[") <= MAX_BODY_DEPTH:
+        return None  # fewer brackets than the limit has levels
+    try:
+        path = too_deep(json.loads(body), MAX_BODY_DEPTH)
+    except RecursionError:
+        path = []  # deeper than Python's parser goes: too deep, though where is not known
+    except ValueError:
+        return None  # not JSON at all: FastAPI reports that itself
+    if path is None:
+        return None
+    where = f" (at {show_path(path)})" if path else ""
+    return {"type": "json_too_deep", "msg": f"JSON nested deeper than {MAX_BODY_DEPTH} levels{where}",
+            "loc": ["body", *(key[:_KEY_SHOWN] if isinstance(key, str) else key for key in path)]}
+
+
 def _is_json(content_type: bytes | None) -> bool:
     if not content_type:
         return False
@@ -115,10 +142,9 @@ class BodyGuard:
         body = b"".join(chunks)
         if _is_json(headers.get(b"content-type")):
             problem = json_problem(body)
-            if problem is not None:
-                response = JSONResponse({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": problem}]},
-                                        status_code=422)
-                return await response(scope, receive, send)
+            error = {"type": "json_invalid", "loc": ["body"], "msg": problem} if problem else depth_problem(body)
+            if error is not None:
+                return await JSONResponse({"detail": [error]}, status_code=422)(scope, receive, send)
         pending = [{"type": "http.request", "body": body, "more_body": False}, *after]
 
         async def replay() -> dict:

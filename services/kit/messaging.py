@@ -24,7 +24,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
 from contracts.events import Event, UnknownEvent, parse_event
-from contracts.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, dead_letter_queue, queue_name
+from contracts.topology import (DEAD_LETTER_EXCHANGE, EXCHANGE, LOCAL_USER, OUTSIDE, OUTSIDE_EVENTS, SUBSCRIPTIONS,
+                                 dead_letter_queue, queue_name)
 from services.kit import inbox, metrics
 from services.kit.inbox import LockKey
 from services.kit.pacing import Floor
@@ -32,6 +33,7 @@ from services.kit.telemetry import WORKLOAD_ATTRIBUTE, correlation_id, extract_c
 
 log = logging.getLogger(__name__)
 REASON_HEADER = "x-avatar-dlq-reason"
+USER_HEADER = "x-avatar-user-id"  # on a dead letter: the validated user that published it ("" when none)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
     asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
@@ -64,6 +66,46 @@ def new_broker(url: str, service: str, **options: Any) -> RabbitBroker:
     """The RabbitMQ connection an EventBus needs. apply_types=False: the bus takes each message as it is
     (`_as_message`); FastDepends' injection of a RabbitMessage argument cost a worker-thread hop per delivery."""
     return RabbitBroker(url, log_level=logging.DEBUG, app_id=f"avatar-{service}", apply_types=False, **options)
+
+
+def broker_user(url: str) -> str:
+    """The RabbitMQ user a broker URL connects as (AMQP's default when the URL names none)."""
+    return urlsplit(url).username or LOCAL_USER
+
+
+@dataclass(frozen=True)
+class Publishers:
+    """Whom a consumer believes (contracts.topology): RabbitMQ validates a message's `user_id` against the
+    publishing connection's user, and the event's `producer` must be what that user may publish as.
+
+    `prefix` is the naming the platform's broker users share (`avatar-`, or a test run's own); `local`
+    (AVATAR_ENV=local) believes `guest`, or no user_id at all, as any producer: there guest/guest is the
+    one user, with every permission, so refusing it would guard nothing."""
+
+    prefix: str
+    local: bool
+
+    def refusal(self, event: Event, routing_key: str, user_id: str | None) -> str | None:
+        """Why the event must not be believed; None when it may."""
+        if routing_key and routing_key != event.type:
+            return f"routing key {routing_key!r} is not the event's type {event.type!r}"
+        if not user_id or user_id == LOCAL_USER:
+            if self.local:
+                return None
+            return (f"user {LOCAL_USER} is believed only with AVATAR_ENV=local" if user_id
+                    else "no user_id: the publisher is unknown (set the AMQP user_id property)")
+        name = user_id.removeprefix(self.prefix) if user_id.startswith(self.prefix) else None
+        if name in SUBSCRIPTIONS:
+            producer, events = name, None
+        elif name is not None and name.startswith(OUTSIDE) and name.removeprefix(OUTSIDE) not in SUBSCRIPTIONS:
+            producer, events = name.removeprefix(OUTSIDE), OUTSIDE_EVENTS
+        else:
+            return f"user {user_id} is not a publisher the platform knows"
+        if event.producer != producer:
+            return f"producer {event.producer!r} is forged: user {user_id} publishes as {producer!r}"
+        if events is not None and event.type not in events:
+            return f"user {user_id} is outside the platform and may publish only {', '.join(events)}"
+        return None
 
 
 def service_queue(service: str) -> RabbitQueue:
@@ -245,9 +287,18 @@ class EventBus:
     def __init__(self, broker: RabbitBroker, service: str, pool: asyncpg.Pool, *,
                  max_attempts: int = 5, backoff_cap: float = 5.0, broker_url: str | None = None,
                  prefetch: int | None = None, batch_size: int = 1, batch_workers: int = 2,
-                 batch_min_interval: float = 0.0, consume: bool = True) -> None:
+                 batch_min_interval: float = 0.0, consume: bool = True, local: bool = False) -> None:
         self.broker = broker
         self.service = service
+        # the user this process connects as, set as the user_id of all it publishes, and the naming of
+        # the platform's users it shares (`<prefix><service>`)
+        self.user = broker_user(broker_url or str(broker._connection_kwargs.get("url", "")))
+        if self.user == LOCAL_USER and not local:
+            raise ValueError(f"the broker user {LOCAL_USER} is for AVATAR_ENV=local only: connect {service} as "
+                             f"its own user (avatar-{service}, deploy/README.md)")
+        if self.user != LOCAL_USER and not self.user.endswith(service):
+            raise ValueError(f"{service} connects as broker user {self.user!r}: its user is named <prefix>{service}")
+        self.publishers = Publishers(self.user.removesuffix(service) if self.user != LOCAL_USER else "avatar-", local)
         self.pool = pool
         self.max_attempts = max_attempts
         self.backoff_cap = backoff_cap
@@ -291,9 +342,14 @@ class EventBus:
         return self._together.get(event_type)
 
     async def declare_topology(self) -> None:
+        """As guest (local), every queue, so that events wait for a consumer that has not started yet; as
+        its own user, only its own queues (all it may configure): the broker's definitions
+        (deploy/rabbitmq) declare the whole topology before any service starts."""
         exchange = await self.broker.declare_exchange(EVENTS_EXCHANGE)
         dlx = await self.broker.declare_exchange(DLX_EXCHANGE)
         for service, keys in SUBSCRIPTIONS.items():
+            if self.user != LOCAL_USER and service != self.service:
+                continue
             queue = await self.broker.declare_queue(service_queue(service))
             for key in keys:
                 await queue.bind(exchange, routing_key=key)
@@ -339,7 +395,7 @@ class EventBus:
             ):
                 await self.broker.publish(body, exchange=EVENTS_EXCHANGE, routing_key=routing_key, persist=True,
                                           mandatory=False, headers=inject_headers(headers),
-                                          content_type="application/json")
+                                          content_type="application/json", user_id=self.user)
         finally:
             otel_context.detach(token)
 
@@ -351,7 +407,8 @@ class EventBus:
     async def _dead_letter(self, message: RabbitMessage, reason: str) -> None:
         headers = dict(message.headers or {})
         headers.update({REASON_HEADER: reason[:1000], "x-avatar-service": self.service,
-                        "x-avatar-original-routing-key": message.raw_message.routing_key or ""})
+                        "x-avatar-original-routing-key": message.raw_message.routing_key or "",
+                        USER_HEADER: message.raw_message.user_id or ""})
         with self.tracer.start_as_current_span(
             f"send {DEAD_LETTER_EXCHANGE}", kind=SpanKind.PRODUCER,
             attributes={**self._broker_attributes(), "messaging.operation.type": "send",
@@ -360,7 +417,8 @@ class EventBus:
                         "avatar.dlq_reason": reason[:300]},
         ):
             await self.broker.publish(message.body, exchange=DLX_EXCHANGE, routing_key=self.service, persist=True,
-                                      mandatory=False, headers=headers, content_type=message.content_type)
+                                      mandatory=False, headers=headers, content_type=message.content_type,
+                                      user_id=self.user)
         metrics.DEAD_LETTERED.labels(self.service).inc()
         log.warning("dead-lettered a message on %s: %s", self.service, reason)
 
@@ -371,6 +429,13 @@ class EventBus:
             await self._dead_letter(message, f"invalid event: {exc}")
             await message.ack()
             metrics.EVENTS_CONSUMED.labels(self.service, "invalid", "dead_lettered").inc()
+            return
+        refusal = self.publishers.refusal(event, message.raw_message.routing_key or "", message.raw_message.user_id)
+        if refusal is not None:
+            await self._dead_letter(message, f"untrusted event: {refusal}")
+            await message.ack()
+            metrics.EVENTS_REFUSED.labels(self.service, event.type).inc()
+            metrics.EVENTS_CONSUMED.labels(self.service, event.type, "refused").inc()
             return
         handler = self._handlers.get(event.type)
         if handler is None:

@@ -1,4 +1,4 @@
-"""`?page=&page_size=` for list endpoints, and the page they answer with."""
+"""`?page=&page_size=` for list endpoints, the page they answer with, and their `?q=` search pattern."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +9,12 @@ from pydantic import BaseModel
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
+
+
+def contains_pattern(text: str) -> str:
+    """An ILIKE pattern matching `text` literally anywhere: its own `%`, `_` and `\\` are not wildcards
+    (PostgreSQL's LIKE escape character is the backslash)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 @dataclass(frozen=True)

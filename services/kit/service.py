@@ -132,7 +132,8 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         bus = EventBus(broker, name, pool, broker_url=settings.rabbitmq_url,
                        prefetch=settings.consumer_prefetch, batch_size=settings.consumer_batch_size,
                        batch_workers=settings.consumer_batch_workers,
-                       batch_min_interval=settings.consumer_min_batch_seconds, consume=settings.handles_events)
+                       batch_min_interval=settings.consumer_min_batch_seconds, consume=settings.handles_events,
+                       local=settings.env == "local")
         platform = Platform(settings=settings, pool=pool, bus=bus, outbox=outbox)
         platform.checks["postgres"] = lambda: pool.fetchval("SELECT count(*) FROM schema_migrations")
         platform.checks["rabbitmq"] = lambda: _ping(broker)

@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from contracts.events import ComponentSnapshot, ComponentType
-from services.kit.auth import Reader, Writer
+from services.kit.auth import Admin, NewOwner, Reader, Subject, Writer
 from services.kit.paging import Page, Paging
 from services.kit.service import MessageBusDep, Platform, PlatformDep
 from services.library import store
-from services.library.commands import RegisterComponent, UpdateComponent
+from services.library.commands import RegisterComponent, TransferComponent, UpdateComponent
 from services.library.schemas import (ComponentDetail, ComponentPatch, ComponentRegistration, ComponentSummary,
                                       VersionSummary, VersionView)
 
@@ -38,11 +38,14 @@ async def register(body: ComponentRegistration, user: Writer, bus: MessageBusDep
 
 @router.get("", response_model=Page[ComponentSummary],
             summary="Search by name or description, filter by type (CL-02)")
-async def search(_: Reader, platform: PlatformDep, paging: Paging,
+async def search(principal: Reader, platform: PlatformDep, paging: Paging,
                  q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-                 type: Annotated[ComponentType | None, Query()] = None) -> Page[ComponentSummary]:
+                 type: Annotated[ComponentType | None, Query()] = None,
+                 owner: Annotated[Subject | None, Query(description='only the components this user owns; "me": '
+                                                        "the caller's own")] = None) -> Page[ComponentSummary]:
     async with platform.snapshot() as conn:
-        rows, total = await store.search(conn, q, type, paging.page_size, paging.offset)
+        rows, total = await store.search(conn, q, type, principal.user if owner == "me" else owner,
+                                         paging.page_size, paging.offset)
     return Page.of([ComponentSummary.of(row) for row in rows], total, paging)
 
 
@@ -56,7 +59,15 @@ async def detail(component_id: str, _: Reader, platform: PlatformDep) -> Compone
               summary="Update a component; the previous version is kept (CL-04, CL-05)")
 async def update(component_id: str, body: ComponentPatch, user: Writer, bus: MessageBusDep,
                  platform: PlatformDep) -> ComponentDetail:
-    await bus.handle(UpdateComponent(component_id, body.model_dump(exclude_none=True), user.user))
+    await bus.handle(UpdateComponent(component_id, body.model_dump(exclude_none=True), user.user, user.is_admin))
+    return await _committed(platform, component_id)
+
+
+@router.put("/{component_id}/owner", response_model=ComponentDetail,
+            summary="Give the component to another owner (admin only); recorded in the transfer trail")
+async def transfer(component_id: str, body: NewOwner, admin: Admin, bus: MessageBusDep,
+                   platform: PlatformDep) -> ComponentDetail:
+    await bus.handle(TransferComponent(component_id, body.owner, admin.user, admin.is_admin))
     return await _committed(platform, component_id)
 
 
@@ -66,5 +77,19 @@ async def versions(component_id: str, _: Reader, platform: PlatformDep) -> list[
     async with platform.snapshot() as conn:
         current = (await store.component(conn, component_id))["version"]
         rows = await store.versions(conn, component_id)
-    return [VersionView(**VersionSummary.of(row).model_dump(), current=row["version"] == current,
-                        component=ComponentSnapshot.model_validate(row["snapshot"])) for row in rows]
+    return [_version_view(row, current) for row in rows]
+
+
+@router.get("/{component_id}/versions/{version}", response_model=VersionView,
+            summary="One version of a component exactly as published: what a spec naming it runs (CL-05)")
+async def one_version(component_id: str, version: Annotated[str, Path(max_length=64)], _: Reader,
+                      platform: PlatformDep) -> VersionView:
+    async with platform.snapshot() as conn:
+        current = (await store.component(conn, component_id))["version"]
+        row = await store.version(conn, component_id, version)
+    return _version_view(row, current)
+
+
+def _version_view(row: asyncpg.Record, current: str) -> VersionView:
+    return VersionView(**VersionSummary.of(row).model_dump(), current=row["version"] == current,
+                       component=ComponentSnapshot.model_validate(row["snapshot"]))

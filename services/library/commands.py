@@ -16,9 +16,22 @@ class RegisterComponent(Command):
 
 @dataclass(frozen=True)
 class UpdateComponent(Command):
+    """Only the component's owner or an admin may change it."""
+
     component_id: str
     changes: dict[str, Any]  # only the fields given
     user: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class TransferComponent(Command):
+    """Give the component to another owner (admin only)."""
+
+    component_id: str
+    new_owner: str
+    user: str
+    is_admin: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from contracts.events import ComponentChanged, ComponentSnapshot
 from contracts.spec import AppSpec
+from services.kit import ownership
 from services.kit.errors import Conflict
 from services.kit.unit_of_work import Aggregate
 
@@ -64,10 +65,12 @@ def revise(current: ComponentSnapshot, changes: dict[str, Any], used_versions: s
 
 @dataclass
 class Component(Aggregate):
-    """A library component: its current snapshot and every version string it ever had."""
+    """A library component: its current snapshot, every version string it ever had, and its owner (None:
+    the platform's own, like the seed catalog; only an admin changes it)."""
 
     snapshot: ComponentSnapshot
     used_versions: set[str] = field(default_factory=set)
+    owner: str | None = None
     changed: list[str] = field(default_factory=list)  # what the latest revision changed
 
     @property
@@ -75,15 +78,16 @@ class Component(Aggregate):
         return self.snapshot.component_id
 
     @classmethod
-    def register(cls, number: int, fields: dict[str, Any]) -> "Component":
+    def register(cls, number: int, fields: dict[str, Any], owner: str | None) -> "Component":
         """CL-01: a new component, its first version."""
         snapshot = ComponentSnapshot(component_id=component_id(number), **fields)
-        component = cls(snapshot, {snapshot.version})
+        component = cls(snapshot, {snapshot.version}, owner)
         component.record("component.registered", ComponentChanged(component=snapshot))
         return component
 
-    def update(self, changes: dict[str, Any]) -> bool:
-        """CL-04/CL-05: the changes as a new version; False when they change nothing."""
+    def update(self, changes: dict[str, Any], user: str, is_admin: bool) -> bool:
+        """CL-04/CL-05: the changes as a new version, by the owner or an admin; False when they change nothing."""
+        ownership.check_may_change(f"component {self.correlation_id}", self.owner, user, is_admin)
         revision = revise(self.snapshot, changes, self.used_versions)
         if revision is None:
             return False
@@ -92,10 +96,11 @@ class Component(Aggregate):
         self.record("component.updated", ComponentChanged(component=revision.component))
         return True
 
-
-def search_pattern(query: str) -> str:
-    """An ILIKE pattern matching `query` literally anywhere (its own % and _ are not wildcards)."""
-    return "%" + re.sub(r"([\\%_])", r"\\\1", query) + "%"
+    def transfer(self, new_owner: str, is_admin: bool) -> str | None:
+        """Give the component to another user (admin only); answers the previous owner."""
+        ownership.check_may_transfer(f"component {self.correlation_id}", self.owner, is_admin)
+        previous, self.owner = self.owner, new_owner
+        return previous
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,10 @@ class Usage:
     component_id: str
     task_id: str
     task_name: str
+    library_version: str | None = None  # the version the placement uses (CL-05)
 
 
 def usages(spec: AppSpec) -> list[Usage]:
-    """CL-03 `used_in`: each (component, task) pair the spec places."""
-    return [Usage(c.component_id, task.task_id, task.name) for task in spec.tasks for c in task.components]
+    """CL-03 `used_in`: each (component, task) pair the spec places, with the version it uses."""
+    return [Usage(c.component_id, task.task_id, task.name, c.library_version)
+            for task in spec.tasks for c in task.components]

@@ -5,19 +5,20 @@ import logging
 
 from contracts.events import Event
 from services.kit.metrics import Counter
-from services.library.commands import RegisterComponent, SeedCatalog, UpdateComponent
+from services.library.commands import RegisterComponent, SeedCatalog, TransferComponent, UpdateComponent
 from services.library.domain import Component
 from services.library.schemas import ComponentRegistration
 from services.library.unit_of_work import LibraryUnitOfWork
 
 log = logging.getLogger(__name__)
-SEED_USER = "library-seed"
+SEED_USER = "library-seed"  # who created the seed catalog; its components belong to the platform (owner None)
 CATALOG_CHANGES = Counter("avatar_library_changes_total", "Components registered or updated", ["event"])
+TRANSFERS = Counter("avatar_library_owner_transfers_total", "Components given to another owner by an admin")
 
 
 async def _register(uow: LibraryUnitOfWork, registration: ComponentRegistration, user: str) -> Component:
     number = await uow.components.next_number()
-    component = Component.register(number, registration.model_dump())
+    component = Component.register(number, registration.model_dump(), None if user == SEED_USER else user)
     await uow.components.add(number, component, user)
     return component
 
@@ -35,10 +36,24 @@ async def update_component(cmd: UpdateComponent, uow: LibraryUnitOfWork) -> None
     """CL-04, CL-05: a new version, the previous one kept; nothing when the changes change nothing."""
     async with uow:
         component = await uow.components.get(cmd.component_id, lock=True)
-        if component.update(cmd.changes):
+        if component.update(cmd.changes, cmd.user, cmd.is_admin):
             await uow.components.save(component, cmd.user)
             CATALOG_CHANGES.labels("updated").inc()
         await uow.commit()
+
+
+async def transfer_component(cmd: TransferComponent, uow: LibraryUnitOfWork) -> None:
+    """An admin gives the component to another owner: recorded in the transfer trail and the log; no new
+    version (nothing a run uses changes)."""
+    async with uow:
+        component = await uow.components.get(cmd.component_id, lock=True)
+        previous = component.transfer(cmd.new_owner, cmd.is_admin)
+        if previous == cmd.new_owner:
+            return
+        await uow.components.transfer(cmd.component_id, previous, cmd.new_owner, cmd.user)
+        TRANSFERS.inc()
+        await uow.commit()
+    log.info("component %s transferred from %r to %r by %r", cmd.component_id, previous, cmd.new_owner, cmd.user)
 
 
 async def seed_catalog(cmd: SeedCatalog, uow: LibraryUnitOfWork) -> int:
@@ -69,5 +84,6 @@ async def app_deleted(event: Event, uow: LibraryUnitOfWork) -> None:
         await uow.commit()
 
 
-COMMANDS = {RegisterComponent: register_component, UpdateComponent: update_component, SeedCatalog: seed_catalog}
+COMMANDS = {RegisterComponent: register_component, UpdateComponent: update_component,
+            TransferComponent: transfer_component, SeedCatalog: seed_catalog}
 EVENTS = {"app.spec_created": spec_created, "app.deleted": app_deleted}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contracts.bounded_json import BoundedJson
 from contracts.events import ComponentSnapshot, ComponentType
 from contracts.resources import Resources
 from contracts.spec import ImageRef
@@ -17,7 +18,7 @@ _FORBID = ConfigDict(extra="forbid")
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 Description = Annotated[str, StringConstraints(max_length=4000)]
-Params = Annotated[dict[str, Any], Field(max_length=200)]
+Params = BoundedJson
 Command = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=1024)]], Field(max_length=64)]
 
 
@@ -56,6 +57,7 @@ class Usage(BaseModel):
     spec_version: str
     task_id: str
     task_name: str
+    library_version: str | None = Field(description="the version of the component this App's spec uses")
 
 
 class VersionSummary(BaseModel):
@@ -77,6 +79,8 @@ class VersionView(VersionSummary):
 
 class _Stamped(ComponentSnapshot):
     model_config = ConfigDict(extra="forbid")
+    owner: str | None = Field(description="who may change it besides an admin (null: the platform's own, like the "
+                              "seed catalog; only an admin changes it)")
     created_by: str
     created_at: datetime
     updated_by: str
@@ -84,7 +88,8 @@ class _Stamped(ComponentSnapshot):
 
     @staticmethod
     def fields_of(row: asyncpg.Record) -> dict[str, Any]:
-        return {**row["snapshot"], **{k: row[k] for k in ("created_by", "created_at", "updated_by", "updated_at")}}
+        return {**row["snapshot"],
+                **{k: row[k] for k in ("owner", "created_by", "created_at", "updated_by", "updated_at")}}
 
 
 class ComponentSummary(_Stamped):

@@ -23,13 +23,16 @@ class ComponentRepository:
         return await store.next_number(self._conn)
 
     async def add(self, number: int, component: Component, user: str) -> None:
-        await store.insert(self._conn, number, component.snapshot, user)
+        await store.insert(self._conn, number, component.snapshot, user, component.owner)
         self._track(component)
 
     async def get(self, component_id: str, *, lock: bool = False) -> Component:
-        snapshot = store.snapshot(await store.component(self._conn, component_id, lock=lock))
-        used = {row["version"] for row in await store.versions(self._conn, component_id)}
-        return self._track(Component(snapshot, used))
+        row = await store.component(self._conn, component_id, lock=lock)
+        used = {version["version"] for version in await store.versions(self._conn, component_id)}
+        return self._track(Component(store.snapshot(row), used, row["owner"]))
+
+    async def transfer(self, component_id: str, previous: str | None, new_owner: str, by: str) -> None:
+        await store.transfer(self._conn, component_id, previous, new_owner, by)
 
     async def save(self, component: Component, user: str) -> None:
         await store.save(self._conn, component.snapshot, component.changed, user)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.kit.auth import Reader
-from services.kit.errors import Conflict, Invalid, NotFound
+from services.kit.errors import Conflict, DependencyUnavailable, Invalid, NotFound
 from services.kit.objectstore import split_s3_url
 from services.kit.paging import Page, Paging
 from services.models import metrics, store
@@ -57,8 +57,8 @@ async def _stored_model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record:
     return row
 
 
-def _unavailable(exc: StoreUnavailable) -> HTTPException:
-    return HTTPException(503, f"cannot download now: {exc}", headers={"Retry-After": "5"})
+def _unavailable(exc: StoreUnavailable) -> DependencyUnavailable:
+    return DependencyUnavailable("s3", f"cannot download now from S3: {exc}")
 
 
 def _lost(model_id: str, exc: MissingObject) -> HTTPException:

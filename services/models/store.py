@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from services.kit.paging import contains_pattern
 from services.kit.telemetry import recalled_trace_sql
 from services.models.domain import Alias, AliasTarget, Model, NewModel, StagedArtifact, UndoableMove
 from services.models.objects import StoredObject
@@ -144,15 +145,11 @@ async def save_model(conn: asyncpg.Connection, model: Model) -> None:
 
 # ---------------------------------------------------------------- reads
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 async def list_models(pool: asyncpg.Pool, *, app_id: str | None, q: str | None, status: str | None,
                       limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
     where = ("($1::text IS NULL OR app_id = $1) AND ($3::text IS NULL OR status = $3) AND ($2::text IS NULL"
              " OR name ILIKE $2 OR app_name ILIKE $2 OR workload_id ILIKE $2 OR workload->>'name' ILIKE $2)")
-    args = (app_id, _like(q) if q else None, status)
+    args = (app_id, contains_pattern(q) if q else None, status)
     rows = await pool.fetch(f"SELECT {SUMMARY_COLUMNS} FROM models WHERE {where}"
                             " ORDER BY created_at DESC, model_id LIMIT $4 OFFSET $5", *args, limit, offset)
     total = await pool.fetchval(f"SELECT count(*) FROM models WHERE {where}", *args)

@@ -8,6 +8,7 @@ A request's status is never stored as a fact of its own; it is derived from that
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -22,11 +23,15 @@ from services.kit.errors import Conflict, Forbidden, Invalid
 from services.kit.unit_of_work import Aggregate
 
 DEFAULT_MAX_RUNTIME = "2h"
+# The timeline entry of an outside request the trainer refused: not an event on the broker, the trainer's own
+# record of why (the outside system reads it at GET /training-requests/{id}).
+REFUSED = "training.refused"
 
 # The progress a workload makes, in order; a later step never moves back to an earlier one.
 PROGRESS = ("waiting", "awaiting approval", "approved", "queued", "running",
             "completed", "completed (model not stored yet)", "model stored")
-ENDINGS = ("rejected", "failed", "cancelled")
+# refused: an outside system's request the trainer did not accept (`TrainingRequest.receive`); nothing ran
+ENDINGS = ("rejected", "failed", "cancelled", "refused")
 FINAL = frozenset(ENDINGS) | {"model stored"}
 STATUSES = PROGRESS + ENDINGS
 STATUS_LABELS = {
@@ -41,6 +46,7 @@ STATUS_LABELS = {
     "rejected": "반려",
     "failed": "실패",
     "cancelled": "취소",
+    "refused": "접수 거부",
 }
 CANCELLABLE = frozenset({"waiting", "awaiting approval", "approved", "queued", "running"})
 
@@ -60,6 +66,7 @@ _STATUS_OF = {
     "workload.rejected": "rejected",
     "workload.failed": "failed",
     "workload.cancelled": "cancelled",
+    REFUSED: "refused",
 }
 
 
@@ -171,7 +178,9 @@ def describe(event: Event) -> tuple[str, dict[str, Any]]:
     if event.type == "training.requested":
         workload: Workload = data  # type: ignore[assignment]
         details = workload.model_dump(mode="json", by_alias=True, exclude={"spec"})
-        return f"submitted by {workload.requester} ({workload.priority} priority)", details
+        # the trainer's own, caused by another system's request: the request it accepted, as it runs
+        accepted = "accepted for approval: " if event.producer == "trainer" and event.causation_id else ""
+        return f"{accepted}submitted by {workload.requester} ({workload.priority} priority)", details
     details = data.model_dump(mode="json", by_alias=True, exclude={"workload"})
     summary = _SUMMARIES.get(event.type, lambda d: event.type)(details)
     return summary, details
@@ -275,6 +284,7 @@ class TrainingRequest(Aggregate):
     workload: Workload | None = None
     cancel_requested_by: str | None = None
     cancel_requested_at: datetime | None = None
+    refusal: str | None = None  # why an outside request was not accepted (`receive`)
 
     @property
     def correlation_id(self) -> str:
@@ -287,6 +297,43 @@ class TrainingRequest(Aggregate):
         request = cls(workload_id=workload_id, requester=workload.requester, workload=workload)
         request.record("training.requested", workload)
         return request
+
+    @classmethod
+    def receive(cls, outside: Workload, *, producer: str, spec: AppSpec | None, requester_known: bool,
+                cause: Event | None = None) -> "TrainingRequest":
+        """A request another system published (as `producer`, validated by the broker). Accepted only for a
+        ready App at that spec version and a requester the platform knows; then it is rebuilt from the
+        platform's own spec (what the outside snapshot says would run is never trusted) and goes on to
+        approval with the trainer's `training.requested`. Otherwise `refusal` says why, and nothing runs."""
+        request = cls(workload_id=outside.workload_id, requester=outside.requester, workload=outside)
+        if spec is None:
+            request.refusal = (f"version {outside.spec_version} of app {outside.app_id} is not a ready app "
+                               "on the platform")
+        elif not requester_known:
+            request.refusal = (f"requester {outside.requester!r} is not known to the platform: name a user who has "
+                               f"submitted through the trainer, or the publishing system itself ({producer!r})")
+        else:
+            submission = Submission(
+                spec=spec, requester=outside.requester, resources=outside.resources,
+                training_config=outside.training_config, env_vars=dict(outside.spec.env_vars),
+                priority=outside.priority, name=outside.name, is_training_request=outside.is_training_request,
+                test_run_ref=outside.test_run_ref)
+            try:
+                request.workload = build_workload(submission, workload_id=outside.workload_id,
+                                                  submitted_at=outside.submitted_at)
+            except Invalid as exc:
+                request.refusal = exc.message
+            else:
+                request.record("training.requested", request.workload, cause=cause)
+        return request
+
+    def refusal_entry(self, cause: Event, now: datetime) -> TimelineEntry:
+        """The timeline's record of the refusal (one per outside event, however often it is handled)."""
+        assert self.refusal is not None
+        return TimelineEntry(type=REFUSED, producer="trainer", occurred_at=max(now, cause.occurred_at),
+                             summary=f"refused: {self.refusal}",
+                             details={"reason": self.refusal, "published_by": cause.producer},
+                             event_id=str(uuid.uuid5(cause.event_id, REFUSED)))
 
     def request_cancel(self, by: str, *, admin: bool) -> bool:
         """Its requester or an admin asks to cancel it while it has not ended; True when this is the first

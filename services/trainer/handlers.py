@@ -106,7 +106,7 @@ async def add_to_timelines(events: Sequence[Event], uow: TrainerUnitOfWork) -> N
                 (event.data.workload_id, entry, domain.transitions(entry))  # type: ignore[attr-defined]
                 for event, entry in together])
             for (event, entry), result in zip(together, appended):
-                await _folded(uow, event, entry, result, recorded=False)
+                await _folded(uow, event, entry, result)
         for event in after:
             await _add_to_timeline(event, uow)
         await uow.commit()
@@ -117,22 +117,24 @@ def _published_elsewhere(event: Event) -> bool:
 
 
 async def _add_to_timeline(event: Event, uow: TrainerUnitOfWork) -> None:
+    if _published_elsewhere(event):
+        await _receive_outside_request(event, uow)
+        return
     workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
-    recorded = _published_elsewhere(event) and await _record_published_request(event, uow)
     entry = domain.timeline_entry(event)
     [appended] = await uow.timelines.append([(workload_id, entry, domain.transitions(entry))])
-    await _folded(uow, event, entry, appended, recorded=recorded)
+    await _folded(uow, event, entry, appended)
 
 
-async def _folded(uow: TrainerUnitOfWork, event: Event, entry: domain.TimelineEntry, appended: store.Appended, *,
-                  recorded: bool) -> None:
+async def _folded(uow: TrainerUnitOfWork, event: Event, entry: domain.TimelineEntry,
+                  appended: store.Appended) -> None:
     """What follows an append: re-derive the status when the event could not simply be folded in, and
     time the saga step it ends."""
     workload_id: str = event.data.workload_id  # type: ignore[attr-defined]
-    if not appended.known or not (appended.added or recorded):
+    if not appended.known or not appended.added:
         return  # the request is not known yet (it is folded when recorded), or the event was seen before
     previous = appended.previous
-    if recorded or not appended.folded:  # events before this one arrived first, or this one is late
+    if not appended.folded:  # events before this one arrived first, or this one is late
         entries = await uow.timelines.entries(workload_id)
         await uow.timelines.set_status(workload_id, domain.derive_status(entries),
                                        max((item.occurred_at for item in entries), default=None))
@@ -141,14 +143,33 @@ async def _folded(uow: TrainerUnitOfWork, event: Event, entry: domain.TimelineEn
         metrics.SAGA_STEP_SECONDS.labels(entry.type).observe((entry.occurred_at - previous).total_seconds())
 
 
-async def _record_published_request(event: Event, uow: TrainerUnitOfWork) -> bool:
-    # A request another system published is recorded here (ours are stored with their event's outbox row).
-    workload: Workload = event.data  # type: ignore[assignment]
-    if not await uow.requests.add_published(workload, source=event.producer):
-        return False
-    metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
-    log.info("recorded training request %s published by %s", workload.workload_id, event.producer)
-    return True
+async def _receive_outside_request(event: Event, uow: TrainerUnitOfWork) -> None:
+    """The trainer is the gate for requests other systems publish (its timeline consumer sees them all):
+    recorded with their timeline either way, and only an accepted one goes on to approval, as the
+    trainer's own `training.requested` (approval acts on no other). A refused one ends at once."""
+    outside: Workload = event.data  # type: ignore[assignment]
+    spec = await uow.apps.ready_spec(outside.app_id, outside.spec_version, fresh=True)
+    known = outside.requester == event.producer or await uow.requests.requester_known(outside.requester)
+    request = domain.TrainingRequest.receive(outside, producer=event.producer, spec=spec, requester_known=known,
+                                             cause=event)
+    if not await uow.requests.add_published(request, source=event.producer):
+        # the workload id is taken (by a request of ours, or another outside one): never touch its timeline
+        log.warning("training request %s published by %s ignored: its workload id is already known",
+                    outside.workload_id, event.producer)
+        metrics.WORKLOADS.labels(SERVICE, "outside_duplicate").inc()
+        return
+    entries = [domain.timeline_entry(event)]
+    if request.refusal is not None:
+        entries.append(request.refusal_entry(event, datetime.now(timezone.utc)))
+    for entry in entries:  # a workload's entries are appended one at a time (store.append)
+        await uow.timelines.append([(outside.workload_id, entry, domain.transitions(entry))])
+    timeline = await uow.timelines.entries(outside.workload_id)  # events about it may have come first
+    await uow.timelines.set_status(outside.workload_id, domain.derive_status(timeline),
+                                   max((item.occurred_at for item in timeline), default=None))
+    outcome = "outside_refused" if request.refusal is not None else "submitted"
+    metrics.WORKLOADS.labels(SERVICE, outcome).inc()
+    log.info("training request %s published by %s: %s", outside.workload_id, event.producer,
+             f"refused: {request.refusal}" if request.refusal else "accepted")
 
 
 COMMANDS = {

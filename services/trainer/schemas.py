@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contracts.bounded_json import BoundedJson
 from contracts.resources import Duration, GpuCount, Memory
 from contracts.workload import Priority
 from services.trainer import domain
@@ -36,8 +37,8 @@ class TrainingParams(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
     gamma: float | None = Field(default=None, gt=0, le=1)
     max_steps_per_episode: int | None = Field(default=None, ge=1, le=10_000_000)
-    env_config: dict[str, Any] | None = Field(default=None, max_length=200, description="simulator parameters (TR-04)")
-    reward_params: dict[str, Any] | None = Field(default=None, max_length=200, description="reward weights (TR-05)")
+    env_config: BoundedJson | None = Field(default=None, description="simulator parameters (TR-04)")
+    reward_params: BoundedJson | None = Field(default=None, description="reward weights (TR-05)")
     simulation_seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="stored as env_config.simulation_seed")
 
     def given(self) -> dict[str, Any]:

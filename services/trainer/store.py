@@ -10,6 +10,7 @@ import asyncpg
 
 from contracts.spec import AppSpec
 from contracts.workload import Workload
+from services.kit.paging import contains_pattern
 from services.kit.unit_of_work import Statement
 from services.trainer.domain import TimelineEntry
 
@@ -37,13 +38,13 @@ async def record_deleted(conn: asyncpg.Connection, app_id: str) -> None:
 
 async def list_apps(conn: Conn, *, query: str | None, limit: int,
                     offset: int) -> tuple[list[asyncpg.Record], int]:
-    where = ("a.deleted_at IS NULL AND ($1::text IS NULL OR a.name ILIKE '%' || $1 || '%'"
-             " OR a.app_id ILIKE '%' || $1 || '%')")
+    pattern = contains_pattern(query) if query else None
+    where = "a.deleted_at IS NULL AND ($1::text IS NULL OR a.name ILIKE $1 OR a.app_id ILIKE $1)"
     rows = await conn.fetch(
         "SELECT a.app_id, a.latest_version, s.spec, (SELECT count(*) FROM app_specs v WHERE v.app_id = a.app_id)"
         " AS versions FROM apps a JOIN app_specs s ON s.app_id = a.app_id AND s.version = a.latest_version"
-        f" WHERE {where} ORDER BY a.updated_at DESC, a.app_id LIMIT $2 OFFSET $3", query, limit, offset)
-    total = await conn.fetchval(f"SELECT count(*) FROM apps a WHERE {where}", query)
+        f" WHERE {where} ORDER BY a.updated_at DESC, a.app_id LIMIT $2 OFFSET $3", pattern, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM apps a WHERE {where}", pattern)
     return rows, total
 
 
@@ -72,6 +73,12 @@ async def insert_request(conn: asyncpg.Connection, workload: Workload, *, source
         workload.workload_id, workload.app_id, workload.spec_version, workload.name, workload.requester,
         workload.priority, workload.submitted_at, source, workload.to_wire())
     return bool(inserted)
+
+
+async def requester_seen(conn: Conn, requester: str) -> bool:
+    """The platform has seen this user: they submitted a request through the trainer's API."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM training_requests WHERE requester = $1"
+                                    " AND source = 'trainer')", requester))
 
 
 def submitted_request(workload: Workload, requested_version: str | None) -> Statement:

@@ -47,9 +47,17 @@ class TrainingRequests:
         self._track(request)
         return store.submitted_request(request.workload, requested_version)
 
-    async def add_published(self, workload: Workload, *, source: str) -> bool:
-        """Record a request another system published; False when it was already known."""
-        return await store.insert_request(self._conn, workload, source=source)
+    async def add_published(self, request: domain.TrainingRequest, *, source: str) -> bool:
+        """Record a request another system published (accepted or refused); False when its workload id was
+        already known. An accepted one's `training.requested` goes out on commit."""
+        assert request.workload is not None
+        if not await store.insert_request(self._conn, request.workload, source=source):
+            return False
+        self._track(request)
+        return True
+
+    async def requester_known(self, requester: str) -> bool:
+        return await store.requester_seen(self._conn, requester)
 
     async def get(self, workload_id: str) -> domain.TrainingRequest | None:
         """The request, locked with its timeline for the rest of the unit, its status folded from it."""

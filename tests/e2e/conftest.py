@@ -20,10 +20,13 @@ from tests.support.proxy import TcpProxy
 @contextlib.asynccontextmanager
 async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None = None,
                         redis_prefix: str | None = None,
-                        service_env: dict[str, dict[str, str]] | None = None) -> AsyncIterator[Stack]:
+                        service_env: dict[str, dict[str, str]] | None = None,
+                        postgres_port: int | None = None, rabbitmq_port: int | None = None) -> AsyncIterator[Stack]:
     """The six services as real processes (python -m services.<name>) on a database and vhost of their
     own; `redis_prefix` gives a second stack its own scheduler state, `extra_env` e.g. an OTLP endpoint,
-    `service_env` settings of one service only (e.g. the S3 endpoint the models service reaches)."""
+    `service_env` settings of one service only (e.g. the S3 endpoint the models service reaches),
+    `postgres_port` / `rabbitmq_port` where every service reaches PostgreSQL / RabbitMQ (e.g. a proxy the
+    test can cut)."""
     await infra.fresh_database()
     infra.fresh_vhost()
     ports = {name: free_port() for name in SERVICES}
@@ -31,6 +34,10 @@ async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None =
                    if k.startswith("AVATAR_S3") or k in ("AVATAR_REDIS_PREFIX", "AVATAR_OUTBOX_POLL_SECONDS")}
     if redis_prefix is not None:
         passthrough["AVATAR_REDIS_PREFIX"] = redis_prefix
+    if postgres_port is not None:
+        passthrough["AVATAR_POSTGRES_URL"] = f"postgresql://postgres@127.0.0.1:{postgres_port}/{infra.database}"
+    if rabbitmq_port is not None:
+        passthrough["AVATAR_RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/{infra.vhost}"
     stack = Stack(run_dir=run_dir, s3_port=int(infra.s3_endpoint.rsplit(":", 1)[1]), ports=ports,
                   database=infra.database, vhost=infra.vhost, extra_env={**passthrough, **(extra_env or {})},
                   service_env=service_env or {})

@@ -5,7 +5,8 @@
   can read (the `refusal_has_a_message` check in tests/e2e/schemathesis_hooks.py). Nothing is excluded: no
   endpoint streams forever on generated input (a log `follow=true` only streams for a run that exists).
 - what schemathesis does not send: bodies over the limit (413, with and without Content-Length) and JSON
-  that only Python accepts (NaN, Infinity, 1e999, lone surrogates → 422), on a POST of every service.
+  that only Python accepts (NaN, Infinity, 1e999, lone surrogates → 422), and JSON nested deeper than any
+  request is (422 naming where), on a POST of every service.
 
 Bounded for CI: AVATAR_FUZZ_MAX_EXAMPLES (default 20) test cases per operation and phase; all six services
 take about a minute here. AVATAR_FUZZ_SEED replays a run (schemathesis prints its seed).
@@ -103,6 +104,17 @@ def test_oversized_body_is_refused_with_413(service, base, admin):
         assert f"larger than {LIMIT} bytes" in response.json()["detail"]
 
 
+def _refusals(base: dict[str, str], admin: dict[str, str], raw: bytes | str) -> dict[str, dict]:
+    """POST `raw` as JSON to one route of every service; each must be a 422 with one error, returned."""
+    refusals = {}
+    with httpx.Client(timeout=10, headers={**admin, "Content-Type": "application/json"}) as http:
+        for service in SERVICES:
+            response = http.post(f"{base[service]}{POSTS[service]}", content=raw)
+            assert response.status_code == 422, (service, response.status_code, response.text[:300])
+            [refusals[service]] = response.json()["detail"]
+    return refusals
+
+
 @pytest.mark.parametrize("raw", [
     b'{"name": "bad", "params": {"lr": NaN}}',
     b'{"name": "bad", "params": {"lr": Infinity}}',
@@ -110,10 +122,14 @@ def test_oversized_body_is_refused_with_413(service, base, admin):
     b'{"name": "\\ud800", "comment": "\\udfff"}',
 ], ids=["NaN", "Infinity", "1e999", "lone-surrogate"])
 def test_json_that_only_python_accepts_is_refused_with_422(raw, base, admin):
-    headers = {**admin, "Content-Type": "application/json"}
-    with httpx.Client(timeout=10, headers=headers) as http:
-        for service in SERVICES:
-            response = http.post(f"{base[service]}{POSTS[service]}", content=raw)
-            assert response.status_code == 422, (service, response.status_code, response.text[:300])
-            [error] = response.json()["detail"]
-            assert error["type"] == "json_invalid" and error["msg"], (service, error)
+    for service, error in _refusals(base, admin, raw).items():
+        assert error["type"] == "json_invalid" and error["msg"], (service, error)
+
+
+@pytest.mark.parametrize("levels", [300, 100_000])
+def test_json_nested_deeper_than_any_request_is_refused_with_422_naming_where(levels, base, admin):
+    raw = '{"name": "deep", "params": ' + '{"a": ' * levels + "1" + "}" * levels + "}"
+    for service, error in _refusals(base, admin, raw).items():
+        assert error["type"] == "json_too_deep", (service, error)
+        if levels < 1000:  # within what Python's parser reads, the refusal says where
+            assert error["loc"][:3] == ["body", "params", "a"] and "(at params.a.a" in error["msg"], error

@@ -141,7 +141,7 @@ async def test_training_requested_from_another_system_runs_the_whole_saga(demo, 
         "occurred_at": datetime.now(timezone.utc).isoformat(), "producer": "other-system",
         "correlation_id": workload_id, "causation_id": None,
         "data": {"workloadId": workload_id, "appId": app_id, "specVersion": spec["version"],
-                 "name": "from outside", "requester": "partner-system", "priority": "normal",
+                 "name": "from outside", "requester": "other-system", "priority": "normal",
                  "submittedAt": datetime.now(timezone.utc).isoformat(),
                  "resources": {"gpuType": "V100", "gpuCount": 1, "memory": "8GB", "maxRuntime": "10m"},
                  "isTrainingRequest": True,
@@ -156,7 +156,9 @@ async def test_training_requested_from_another_system_runs_the_whole_saga(demo, 
         f"{demo.base['trainer']}/training-requests/{workload_id}", headers=demo.researcher).status_code == 200, 30)
     detail = demo.wait_status(workload_id, {"model stored"}, "the external workload's model")
     assert detail["source"] == "other-system"
-    assert [item["type"] for item in detail["timeline"]][:2] == ["training.requested", "workload.approved"]
+    # the trainer accepted it (a ready App, the system requesting for itself) and published it as its own
+    assert [(item["type"], item["producer"]) for item in detail["timeline"]][:3] == [
+        ("training.requested", "other-system"), ("training.requested", "trainer"), ("workload.approved", "approval")]
 
     connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{stack.vhost}")
     async with connection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import aio_pika
 
@@ -13,19 +14,28 @@ from contracts.topology import EXCHANGE, dead_letter_queue
 Message = aio_pika.abc.AbstractIncomingMessage
 
 
+_CONNECTING_USER = object()
+
+
 async def publish(url: str, routing_key: str, body: bytes | dict[str, Any] | Event,
-                  headers: dict[str, Any] | None = None) -> None:
-    """Put one message straight onto avatar.events (persistent, with publisher confirms)."""
+                  headers: dict[str, Any] | None = None, user_id: Any = _CONNECTING_USER) -> None:
+    """Put one message straight onto avatar.events (persistent, with publisher confirms), its `user_id`
+    the connecting user's as a well-behaved publisher sets it (None: no user_id at all). Only guest
+    declares the exchange: any other user looks it up (an outside publisher may not declare it)."""
     if isinstance(body, Event):
         body = body.to_wire()
     if isinstance(body, dict):
         body = json.dumps(body).encode()
+    if user_id is _CONNECTING_USER:
+        user_id = urlsplit(url).username or "guest"
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = (await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+                    if (urlsplit(url).username or "guest") == "guest" else await channel.get_exchange(EXCHANGE, ensure=False))
         await exchange.publish(aio_pika.Message(body, content_type="application/json", headers=headers or {},
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key)
+                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=user_id),
+                               routing_key)
 
 
 async def dead_letters(url: str, service: str) -> list[Message]:

@@ -4,7 +4,9 @@ database, RabbitMQ vhost, Redis key prefix and S3 server, so runs never see each
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from services.kit import broker_users
 from services.kit.db import ensure_database
 from services.kit.s3server import S3Server as StandInS3
 from services.kit.settings import Settings
@@ -35,8 +38,8 @@ def _with_path(url: str, path: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=path))
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def rabbitmqctl(*args: str, input: str | None = None) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60, input=input, text=True)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Infra:
     vhost: str = ""
     _databases: list[str] = field(default_factory=list)
     _vhosts: list[str] = field(default_factory=list)
+    _users: list[str] = field(default_factory=list)
     _counter: int = 0
 
     @property
@@ -99,6 +103,27 @@ class Infra:
         self.vhost = name
         return self.rabbitmq_url
 
+    @property
+    def user_prefix(self) -> str:
+        """This run's broker users are `<prefix><service>` and `<prefix>ext-<name>` (users are per node,
+        not per vhost: runs sharing a broker must not share them)."""
+        return f"avatar-t{self.run_id}-"
+
+    def broker_users(self, services: tuple[str, ...] = (), outside: tuple[str, ...] = ()) -> dict[str, str]:
+        """The real per-user path: each service's and each outside publisher's own RabbitMQ user, with the
+        permissions deploy/rabbitmq gives them, in the current vhost (one `import_definitions`);
+        returns name -> its AMQP URL (outside publishers as `ext-<name>`)."""
+        passwords = {name: secrets.token_hex(12) for name in (*services, *(f"ext-{n}" for n in outside))}
+        names = {name: f"{self.user_prefix}{name}" for name in passwords}
+        defs = broker_users.users(self.vhost, {names[n]: broker_users.password_hash(p) for n, p in passwords.items()},
+                                  services=services, outside=outside, prefix=self.user_prefix)
+        rabbitmqctl("import_definitions", input=json.dumps(defs))  # from stdin
+        self._users += [user for user in names.values() if user not in self._users]
+        base = urlsplit(self.rabbitmq_base)
+        return {name: urlunsplit(base._replace(netloc=f"{names[name]}:{password}@{base.hostname}:{base.port or 5672}",
+                                               path=f"/{self.vhost}"))
+                for name, password in passwords.items()}
+
     async def cleanup(self) -> None:
         admin = await asyncpg.connect(_with_path(self.postgres_base, "/postgres"))
         try:
@@ -109,6 +134,11 @@ class Infra:
         for name in self._vhosts:
             try:
                 rabbitmqctl("delete_vhost", name)
+            except subprocess.CalledProcessError:
+                pass
+        for user in self._users:
+            try:
+                rabbitmqctl("delete_user", user)
             except subprocess.CalledProcessError:
                 pass
 

@@ -198,8 +198,8 @@ async def _run_status(svc, test_run_id: str, status: str) -> bool:
 
 async def test_a_duplicate_training_request_creates_one_approval_request(fresh):
     wl = workload(workload_id="WL-D0B1E001")
-    event = make_event("training.requested", wl, producer="mes", correlation_id=wl.workload_id)
-    republished = make_event("training.requested", wl, producer="mes", correlation_id=wl.workload_id)
+    event = make_event("training.requested", wl, producer="trainer", correlation_id=wl.workload_id)
+    republished = make_event("training.requested", wl, producer="trainer", correlation_id=wl.workload_id)
     async with approval_service(fresh) as svc, tapped(fresh.rabbitmq_url) as tap:
         for body in (event, event, republished):
             await publish(fresh.rabbitmq_url, "training.requested", body)

@@ -8,8 +8,8 @@ from tests.support.services import RunningService
 
 
 async def call(svc: RunningService, method: str, url: str, expect: int = 200, role: str = "researcher",
-               **kwargs: Any) -> Any:
-    response = await svc.client.request(method, url, headers=svc.headers(role), **kwargs)
+               user: str | None = None, **kwargs: Any) -> Any:
+    response = await svc.client.request(method, url, headers=svc.headers(role, user), **kwargs)
     assert response.status_code == expect, f"{method} {url}: {response.status_code} {response.text}"
     return response.json() if response.content and "json" in response.headers.get("content-type", "") else response
 

@@ -43,15 +43,17 @@ def kit_service(fresh):
     @contextlib.asynccontextmanager
     async def make(service: str, handlers: dict | None = None, locks: dict | None = None, *, batch_size: int = 1,
                    prefetch: int | None = None, together: dict | None = None, min_batch_seconds: float = 0.0,
-                   messagebus: Callable[[KitService], MessageBus] | None = None):
+                   messagebus: Callable[[KitService], MessageBus] | None = None, url: str | None = None,
+                   local: bool = True):
         """`messagebus`: builds the service's MessageBus from its kit pieces; its consumers are subscribed
-        before the bus starts, as a service's setup does."""
+        before the bus starts, as a service's setup does. `url`: connect as another broker user than
+        guest (tests.support.infra.Infra.broker_users); `local`: AVATAR_ENV=local's trust in guest."""
         pool = await create_pool(fresh.postgres_url, service)
         await apply_migrations(pool, service, {"kit": KIT_MIGRATIONS})
         outbox = Outbox(service, Wakeups(pool, service))
-        bus = EventBus(new_broker(fresh.rabbitmq_url, service), service, pool,
+        bus = EventBus(new_broker(url or fresh.rabbitmq_url, service), service, pool,
                        backoff_cap=0.2, batch_size=batch_size, prefetch=prefetch,
-                       batch_min_interval=min_batch_seconds)
+                       batch_min_interval=min_batch_seconds, local=local)
         kit = KitService(pool, bus, outbox)
         for event_type, handler in (handlers or {}).items():
             bus.on(event_type, handler, lock=(locks or {}).get(event_type), together=(together or {}).get(event_type))

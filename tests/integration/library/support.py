@@ -78,6 +78,15 @@ async def publish(rabbitmq_url: str, event) -> None:
 
 
 @pytest.fixture(scope="module")
+async def library(infra):
+    """One library without the seed catalog for a whole module."""
+    await infra.fresh_database()
+    await purge_queues(infra.rabbitmq_url)
+    async with running_service(create_library, unseeded(infra.settings())) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="module")
 async def stack(infra):
     """One library and one builder for a whole module: each test works on Apps and components of its own.
     (Never beside a second builder or library on the same broker: they would compete for its queue.)"""

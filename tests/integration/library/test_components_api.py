@@ -3,19 +3,9 @@ import uuid
 
 import pytest
 
-from services.library.main import create_app
 from tests.integration.builder.support import call
-from tests.integration.library.support import component_body, register, unseeded, watching
+from tests.integration.library.support import component_body, library, register, watching  # noqa: F401
 from tests.support.infra import wait_until
-from tests.support.services import purge_queues, running_service
-
-
-@pytest.fixture(scope="module")
-async def library(infra):
-    await infra.fresh_database()
-    await purge_queues(infra.rabbitmq_url)
-    async with running_service(create_app, unseeded(infra.settings())) as svc:
-        yield svc
 
 
 async def test_registering_gives_consecutive_cl_ref_ids_and_a_first_version(library):

@@ -27,7 +27,7 @@ async def test_an_empty_library_seeds_the_reference_catalog_once_and_announces_i
             (f"CL-REF-{i:03d}", entry["name"]) for i, entry in enumerate(CATALOG, start=1)]
         rl_agent = listed["items"][1]
         assert {k: rl_agent[k] for k in CATALOG[1]} == CATALOG[1]
-        assert rl_agent["created_by"] == "library-seed"
+        assert (rl_agent["created_by"], rl_agent["owner"]) == ("library-seed", None)  # the platform's own
 
         async def builder_knows_them() -> bool:
             return await builder.platform.pool.fetchval("SELECT count(*) FROM library_components") == len(CATALOG)

@@ -32,7 +32,7 @@ async def test_used_in_lists_the_app_and_tasks_once_a_spec_is_generated(stack):
     await eventually_used_in(library, cid, [(app_id, first, "1.0.0"), (app_id, second, "1.0.0")])
     detail = await call(library, "GET", f"/components/{cid}")
     assert detail["used_in"][0] == {"app_id": app_id, "app_name": "user-of-it", "spec_version": "1.0.0",
-                                    "task_id": first, "task_name": "first"}
+                                    "task_id": first, "task_name": "first", "library_version": "1.0.0"}
     listed = await call(library, "GET", "/components", params={"q": detail["name"]})
     assert listed["items"][0]["used_in_count"] == 2
 

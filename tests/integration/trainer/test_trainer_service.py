@@ -8,6 +8,7 @@ import jsonschema
 from contracts.events import (AppDeleted, AppSpecCreated, ComponentAllocation, ComponentArtifacts,
                               LoopTestCompleted, ModelStored, WorkloadCancelled, WorkloadCompleted, WorkloadQueued,
                               WorkloadFailed, WorkloadStarted, make_event)
+from contracts.spec import AppSpec
 from contracts.workload import Workload
 from tests.integration.approval.saga import (approval_service, approval_status, emit, publish, tapped,
                                              trainer_service)
@@ -43,6 +44,11 @@ async def _timeline_of(svc, workload_id: str, entries: int) -> dict | None:
     """The request once its timeline holds `entries` entries."""
     response = await svc.client.get(f"/training-requests/{workload_id}", headers=svc.headers("viewer"))
     return response.json() if response.status_code == 200 and len(response.json()["timeline"]) >= entries else None
+
+
+def _published_elsewhere(view: dict) -> list[str]:
+    """The timeline's types but the trainer's own acceptance of the outside request (at its own time)."""
+    return [entry["type"] for entry in view["timeline"] if entry["producer"] != "trainer"]
 
 
 async def _has_entry(svc, workload_id: str, event_type: str) -> bool:
@@ -250,12 +256,17 @@ async def test_an_external_training_request_is_processed_and_shows_in_the_histor
                "causation_id": None, "data": data}
     jsonschema.validate(message, json.loads((SCHEMAS / "training.requested.json").read_text()))
     async with trainer_service(fresh) as trainer, approval_service(fresh):
+        # a known App at a ready version, and the system requesting on its own behalf: accepted
+        await spec_created(fresh.rabbitmq_url, AppSpec.model_validate(data["spec"]))
+        await ready(trainer, "APP-5MA11A", "1.0.0")
         await publish(fresh.rabbitmq_url, "training.requested", json.dumps(message).encode())
         view = await request_status(trainer, "EXT-MES-0042", "approved")
         history = await trainer.client.get("/training-requests", params={"app_id": "APP-5MA11A"},
                                            headers=trainer.headers("viewer"))
-    assert [entry["type"] for entry in view["timeline"]] == ["training.requested", "workload.approved"]
-    assert view["timeline"][1]["summary"] == "approved automatically (below the approval threshold)"
+    assert [(entry["type"], entry["producer"]) for entry in view["timeline"]] == [
+        ("training.requested", "mes-system"), ("training.requested", "trainer"), ("workload.approved", "approval")]
+    assert view["timeline"][1]["summary"] == "accepted for approval: submitted by mes-system (low priority)"
+    assert view["timeline"][2]["summary"] == "approved automatically (below the approval threshold)"
     assert (view["source"], view["requester"], view["priority"]) == ("mes-system", "mes-system", "low")
     assert view["training_config"]["episodes"] == 300 and view["training_config"]["gamma"] == 0.99
     [item] = history.json()["items"]
@@ -296,9 +307,11 @@ async def test_events_before_their_request_still_make_the_timeline(fresh):
     spec = small_spec((1, "8GB"))
     early = WorkloadCancelled(workload_id="WL-0E4A1101", cancelled_by="admin", was_running=False)
     async with trainer_service(fresh) as trainer:
+        await spec_created(fresh.rabbitmq_url, spec)
+        await ready(trainer, spec.app_id, spec.version)
         await emit(fresh.rabbitmq_url, "workload.cancelled", early)
-        await emit(fresh.rabbitmq_url, "training.requested", workload(spec, workload_id="WL-0E4A1101"),
-                   producer="other")
+        await emit(fresh.rabbitmq_url, "training.requested",
+                   workload(spec, workload_id="WL-0E4A1101", requester="other"), producer="other")
         view = await request_status(trainer, "WL-0E4A1101", "cancelled")
         listed = await trainer.client.get("/training-requests", params={"status": "cancelled"},
                                           headers=trainer.headers("viewer"))
@@ -311,8 +324,8 @@ async def test_a_late_event_is_folded_in_time_order(fresh):
     """The status is the timeline folded in time order, whatever order the events arrive in: a failure
     that happened before the model was stored, delivered after it, makes the request failed."""
     spec = small_spec((1, "8GB"))
-    request = make_event("training.requested", workload(spec, workload_id="WL-1A7E0001"), producer="other",
-                         correlation_id="WL-1A7E0001")
+    request = make_event("training.requested", workload(spec, workload_id="WL-1A7E0001", requester="other"),
+                         producer="other", correlation_id="WL-1A7E0001")
     stored = make_event("model.stored", ModelStored(workload_id="WL-1A7E0001", model_id="MD-00000009", app_id=spec.app_id,
                                                     version=1, size_bytes=1, files=1),
                         producer="models", correlation_id="WL-1A7E0001")
@@ -321,6 +334,8 @@ async def test_a_late_event_is_folded_in_time_order(fresh):
     stored = stored.model_copy(update={"occurred_at": request.occurred_at + timedelta(seconds=2)})
     failed = failed.model_copy(update={"occurred_at": request.occurred_at + timedelta(seconds=1)})
     async with trainer_service(fresh) as trainer:
+        await spec_created(fresh.rabbitmq_url, spec)
+        await ready(trainer, spec.app_id, spec.version)
         await publish(fresh.rabbitmq_url, "training.requested", request)
         await request_status(trainer, "WL-1A7E0001", "waiting")
         await publish(fresh.rabbitmq_url, "model.stored", stored)
@@ -329,7 +344,7 @@ async def test_a_late_event_is_folded_in_time_order(fresh):
         view = await request_status(trainer, "WL-1A7E0001", "failed")
         listed = await trainer.client.get("/training-requests", params={"status": "failed"},
                                           headers=trainer.headers("viewer"))
-    assert [entry["type"] for entry in view["timeline"]] == ["training.requested", "workload.failed", "model.stored"]
+    assert _published_elsewhere(view) == ["training.requested", "workload.failed", "model.stored"]
     assert [item["workload_id"] for item in listed.json()["items"]] == ["WL-1A7E0001"]
 
 
@@ -344,8 +359,8 @@ async def test_a_backlog_of_saga_events_handled_in_batches_makes_the_same_timeli
     backlog, expected = [], {}
     for i in range(24):
         workload_id = f"WL-BA7C{i:04d}"
-        request = make_event("training.requested", workload(spec, workload_id=workload_id), producer="other",
-                             correlation_id=workload_id)
+        request = make_event("training.requested", workload(spec, workload_id=workload_id, requester="other"),
+                             producer="other", correlation_id=workload_id)
         at = request.occurred_at
         steps = [make_event(t, data, producer="scheduler", correlation_id=workload_id) for t, data in (
             ("workload.queued", WorkloadQueued(workload_id=workload_id, priority="normal")),
@@ -361,8 +376,9 @@ async def test_a_backlog_of_saga_events_handled_in_batches_makes_the_same_timeli
             order = [request, queued, started, failed]
         backlog.append(order)
         expected[workload_id] = ["training.requested", "workload.queued", "workload.started", "workload.failed"]
-    async with trainer_service(fresh):  # the topology: the events wait in the trainer's queue
-        pass
+    async with trainer_service(fresh) as trainer:  # the topology: the events wait in the trainer's queue
+        await spec_created(fresh.rabbitmq_url, spec)
+        await ready(trainer, spec.app_id, spec.version)
     for round_ in range(5):  # interleaved, as many producers would deliver them
         for order in backlog:
             if round_ < len(order):
@@ -372,9 +388,10 @@ async def test_a_backlog_of_saga_events_handled_in_batches_makes_the_same_timeli
         views = {workload_id: await request_status(trainer, workload_id, "failed") for workload_id in expected}
         # a start delivered after the failure is appended after the status is already failed
         for workload_id, view in views.items():
-            if len(view["timeline"]) < len(expected[workload_id]):
-                views[workload_id] = await wait_until(lambda: _timeline_of(trainer, workload_id, len(expected[workload_id])),
+            if len(view["timeline"]) < len(expected[workload_id]) + 1:  # with the trainer's acceptance
+                views[workload_id] = await wait_until(lambda: _timeline_of(trainer, workload_id,
+                                                                           len(expected[workload_id]) + 1),
                                                       message=f"the whole timeline of {workload_id}")
-    assert {workload_id: [entry["type"] for entry in view["timeline"]] for workload_id, view in views.items()} == expected
+    assert {workload_id: _published_elsewhere(view) for workload_id, view in views.items()} == expected
     assert all(view["status"] == "failed" for view in views.values())
     assert metrics.BATCHED_EVENTS.labels("trainer")._value.get() - batched > 24, "the backlog was not batched"

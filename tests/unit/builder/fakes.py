@@ -31,6 +31,7 @@ class BuilderState:
     next_task_number: dict[str, int] = field(default_factory=dict)
     specs: dict[str, list[StoredSpec]] = field(default_factory=dict)  # oldest first; they outlive their App
     library: dict[str, tuple[ComponentSnapshot, datetime]] = field(default_factory=dict)
+    transfers: list[tuple[str, str | None, str, str]] = field(default_factory=list)  # app, from, to, by
 
     def app(self, app_id: str) -> App:
         try:
@@ -86,6 +87,10 @@ class FakeApps:
         info = self._state.app(app_id).info
         info.revision += 1
         info.updated_by = user
+
+    async def transfer(self, app_id: str, previous: str | None, new_owner: str, by: str) -> None:
+        self._state.app(app_id).info.owner = new_owner
+        self._state.transfers.append((app_id, previous, new_owner, by))
 
     async def delete(self, app_id: str) -> None:
         self._state.apps.pop(app_id, None)

@@ -1,6 +1,7 @@
 """The Builder's handlers through its message bus, on an in-memory unit of work (no servers)."""
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,10 +12,11 @@ from contracts.spec import ImageRef, Storage
 from services.builder import domain, handlers
 from services.builder.commands import (AddTask, ChangeApp, ChangeComponent, ConnectComponents, CreateApp, DeleteApp,
                                        DeleteTask, DisconnectComponents, GenerateSpec, ImportApp, PlaceComponent,
-                                       RemoveComponent, RemoveImport, RenameTask, ReorderComponents)
+                                       RemoveComponent, RemoveImport, RenameTask, ReorderComponents, TransferApp,
+                                       UpgradeComponent)
 from services.builder.domain import Threshold
 from services.builder.workflow import WorkflowRejected
-from services.kit.errors import Conflict, Invalid, NotFound, Unavailable
+from services.kit.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from services.kit.messagebus import MessageBus
 from tests.unit.builder.fakes import BuilderState, FakeLibrary, unit_of_works
 
@@ -97,7 +99,7 @@ async def test_changing_an_app_with_null_clears_only_the_test_run_reference():
     builder = Builder()
     app_id = await builder.app()
     await builder.handle(ChangeApp(app_id=app_id, user=USER, changes={"test_run_ref": "RUN-1", "description": "first"}))
-    await builder.handle(ChangeApp(app_id=app_id, user="lee",
+    await builder.handle(ChangeApp(app_id=app_id, user="lee", is_admin=True,
                                    changes={"test_run_ref": None, "description": None, "name": "renamed"}))
     info = builder.stored(app_id).info
     assert (info.test_run_ref, info.description, info.name) == (None, "first", "renamed")
@@ -410,6 +412,86 @@ async def test_an_order_against_an_edge_is_refused_and_the_stored_order_stays():
     assert builder.stored_task(app_id, task_id).order == ["CL-A", "CL-B"]
 
 
+# ---------------------------------------------------------------- ownership
+
+STRANGER = "lee"
+
+
+def edits_by(user: str, app_id: str, task_id: str, *, is_admin: bool = False):
+    """Every change of an App, its Tasks and its placed components, made by `user`."""
+    who = {"app_id": app_id, "user": user, "is_admin": is_admin}
+    return [ChangeApp(**who, changes={"name": "taken"}), ChangeApp(**who, changes={"env_vars": {"A": "1"}}),
+            GenerateSpec(**who), AddTask(**who, name="mine now"), RenameTask(**who, task_id=task_id, name="mine"),
+            PlaceComponent(**who, task_id=task_id, component_id="CL-C"),
+            ChangeComponent(**who, task_id=task_id, component_id="CL-A", params={"lr": 9}),
+            UpgradeComponent(**who, task_id=task_id, component_id="CL-A"),
+            DisconnectComponents(**who, task_id=task_id, source="CL-A", target="CL-B"),
+            ConnectComponents(**who, task_id=task_id, source="CL-B", target="CL-A"),
+            ReorderComponents(**who, task_id=task_id, order=["CL-C", "CL-B", "CL-A"]),
+            RemoveComponent(**who, task_id=task_id, component_id="CL-B"), DeleteTask(**who, task_id=task_id),
+            DeleteApp(**who)]
+
+
+async def test_an_app_is_owned_by_its_creator():
+    builder = Builder()
+    app_id = await builder.app()
+    assert builder.stored(app_id).info.owner == USER
+
+
+async def test_nobody_but_the_owner_changes_or_deletes_an_app_and_the_refusal_names_the_owner():
+    builder = Builder(snapshot("CL-A"), snapshot("CL-B"), snapshot("CL-C"))
+    app_id = await builder.app()
+    task_id = await builder.task(app_id, "CL-A", "CL-B", edges=[("CL-A", "CL-B")])
+    before = copy.deepcopy(builder.stored(app_id))
+    for edit in edits_by(STRANGER, app_id, task_id):
+        with pytest.raises(Forbidden, match=f"app {app_id} belongs to 'kim'; only its owner or an admin"):
+            await builder.handle(edit)
+    assert builder.stored(app_id) == before and builder.published() == []
+    with pytest.raises(Forbidden, match="belongs to 'kim'"):  # nor import into it
+        await builder.handle(ImportApp(app_id=app_id, app_ref=await builder.app("other"), user=STRANGER))
+
+
+async def test_an_admin_changes_and_deletes_anyones_app():
+    builder = Builder(snapshot("CL-A"), snapshot("CL-B"), snapshot("CL-C"))
+    app_id = await builder.app()
+    task_id = await builder.task(app_id, "CL-A", "CL-B", edges=[("CL-A", "CL-B")])
+    for edit in edits_by("admin", app_id, task_id, is_admin=True):
+        await builder.handle(edit)
+    assert app_id not in builder.state.apps
+    assert builder.published() == ["app.spec_created", "app.deleted"]
+
+
+async def test_an_app_without_an_owner_is_changed_by_admins_only():
+    builder = Builder()
+    app_id = await builder.app()
+    builder.stored(app_id).info.owner = None  # an App migrated without a recorded creator
+    with pytest.raises(Forbidden, match="belongs to the platform"):
+        await builder.handle(ChangeApp(app_id=app_id, user=USER, changes={"name": "x"}))
+    await builder.handle(ChangeApp(app_id=app_id, user="admin", is_admin=True, changes={"name": "x"}))
+
+
+async def test_an_admin_transfers_an_app_and_the_new_owner_may_change_it_the_old_one_not():
+    builder = Builder()
+    app_id = await builder.app()
+    revision = builder.revision(app_id)
+    await builder.handle(TransferApp(app_id=app_id, user="admin", is_admin=True, new_owner=STRANGER))
+    assert builder.stored(app_id).info.owner == STRANGER
+    assert builder.state.transfers == [(app_id, USER, STRANGER, "admin")]
+    assert builder.revision(app_id) == revision  # not an edit of its content
+    await builder.handle(ChangeApp(app_id=app_id, user=STRANGER, changes={"name": "lee's now"}))
+    with pytest.raises(Forbidden, match=f"belongs to '{STRANGER}'"):
+        await builder.handle(ChangeApp(app_id=app_id, user=USER, changes={"name": "mine again"}))
+
+
+async def test_only_an_admin_transfers_an_app_not_even_its_owner():
+    builder = Builder()
+    app_id = await builder.app()
+    for user in (USER, STRANGER):
+        with pytest.raises(Forbidden, match=f"only an admin may transfer app {app_id}"):
+            await builder.handle(TransferApp(app_id=app_id, user=user, new_owner=STRANGER))
+    assert builder.stored(app_id).info.owner == USER and builder.state.transfers == []
+
+
 # ---------------------------------------------------------------- events
 
 def component_event(event_type: str, component: ComponentSnapshot, occurred_at: datetime):
@@ -428,3 +510,37 @@ async def test_a_component_event_keeps_the_newest_snapshot_in_the_read_model_eve
                                                    now + timedelta(seconds=1)))
     assert builder.state.library["CL-A"][0].version == "1.0.2"
     assert builder.published() == []
+
+
+# ---------------------------------------------------------------- library versions (CL-05)
+
+async def test_an_app_keeps_the_library_version_it_placed_until_its_owner_upgrades_it():
+    builder = Builder(snapshot("CL-A", tag="1.0"))
+    app_id = await builder.app()
+    task_id = await builder.task(app_id, "CL-A")
+    await builder.handle(ChangeComponent(app_id=app_id, task_id=task_id, component_id="CL-A", user=USER,
+                                         params={"lr": 0.5}))
+    first = await builder.handle(GenerateSpec(app_id=app_id, user=USER))
+    [placed] = first.spec["tasks"][0]["components"]
+    assert (placed["library_version"], placed["image"]["tag"]) == ("1.0.0", "1.0")
+
+    newer = snapshot("CL-A", version="1.0.1", tag="2.0").model_copy(update={"params": {"lr": 0.1, "seed": 7}})
+    await builder.bus.handle_event(component_event("component.updated", newer, datetime.now(timezone.utc)))
+    await builder.handle(ChangeApp(app_id=app_id, user=USER, changes={"description": "an unrelated edit"}))
+    second = await builder.handle(GenerateSpec(app_id=app_id, user=USER))
+    assert second.spec["tasks"][0]["components"][0]["library_version"] == "1.0.0"  # not moved by the library
+    assert second.spec["tasks"][0]["components"][0]["image"]["tag"] == "1.0"
+
+    task = await builder.handle(UpgradeComponent(app_id=app_id, task_id=task_id, component_id="CL-A", user=USER))
+    [moved] = task.components
+    assert (moved.library_version, moved.image.tag, moved.params) == ("1.0.1", "2.0", {"lr": 0.5, "seed": 7})
+    third = await builder.handle(GenerateSpec(app_id=app_id, user=USER))
+    assert third.spec["tasks"][0]["components"][0]["library_version"] == "1.0.1"
+
+
+async def test_upgrading_a_component_not_placed_in_the_task_is_not_found():
+    builder = Builder(snapshot("CL-A"), snapshot("CL-B"))
+    app_id = await builder.app()
+    task_id = await builder.task(app_id, "CL-A")
+    with pytest.raises(NotFound, match="component CL-B is not placed in task"):
+        await builder.handle(UpgradeComponent(app_id=app_id, task_id=task_id, component_id="CL-B", user=USER))

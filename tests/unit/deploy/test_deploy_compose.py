@@ -102,7 +102,7 @@ def compose(raw, env_example):
 @pytest.fixture(scope="module")
 def avatar_services(compose):
     return {name: svc for name, svc in compose["services"].items()
-            if svc.get("build", {}).get("dockerfile") == "deploy/Dockerfile"}
+            if svc.get("build", {}).get("dockerfile") == "deploy/Dockerfile" and name != "rabbitmq-definitions"}
 
 
 def test_vendored_schema_is_the_recorded_version():
@@ -186,7 +186,8 @@ def test_service_environment(avatar_services):
     for name, svc in avatar_services.items():
         env = svc["environment"]
         assert env["AVATAR_POSTGRES_URL"].startswith("postgresql://") and env["AVATAR_POSTGRES_URL"].endswith("@postgres:5432/avatar")
-        assert env["AVATAR_RABBITMQ_URL"].startswith("amqp://") and "@rabbitmq:5672/" in env["AVATAR_RABBITMQ_URL"]
+        assert env["AVATAR_RABBITMQ_URL"].startswith(f"amqp://avatar-{name.removesuffix('-events')}:")
+        assert "@rabbitmq:5672/" in env["AVATAR_RABBITMQ_URL"], "each service connects as its own broker user"
         assert env["AVATAR_S3_ENDPOINT"] == "http://minio:9000"
         assert env["AVATAR_ENV"] != "local", "compose runs with real secrets, not the local defaults"
     assert avatar_services["scheduler"]["environment"]["AVATAR_REDIS_URL"].endswith("@redis:6379/0")
@@ -229,6 +230,9 @@ def test_dependencies_start_in_order(compose, avatar_services):
         assert "urllib" in test and "AVATAR_PORT" in test
     assert avatar_services["scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert avatar_services["builder"]["depends_on"]["library"]["condition"] == "service_healthy"
+    # the broker boots with the users, permissions and topology rendered from deploy/rabbitmq
+    assert services["rabbitmq"]["depends_on"]["rabbitmq-definitions"]["condition"] == "service_completed_successfully"
+    assert "render" in services["rabbitmq-definitions"]["command"]
 
 
 def test_infrastructure_is_all_there(compose):

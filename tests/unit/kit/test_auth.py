@@ -3,9 +3,10 @@ import time
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from pydantic import TypeAdapter, ValidationError
 
-from services.kit.auth import Admin, Reader, mint_token
+from services.kit.auth import Admin, Reader, Subject, mint_token, verify_token
 from services.kit.settings import LOCAL_JWT_SECRET, Settings
 
 
@@ -65,6 +66,41 @@ async def test_wrong_role_is_403_with_the_needed_role(client, settings):
     response = await client.post("/things/approve", headers=bearer(mint_token(settings, "lee", "researcher")))
     assert response.status_code == 403
     assert response.json()["detail"] == "role 'researcher' may not do this; requires admin"
+
+
+async def test_the_whole_subject_is_the_user_so_a_long_common_prefix_is_two_users(client, settings):
+    first, second = "u" * 200 + "-first", "u" * 200 + "-second"
+    seen = [(await client.get("/things", headers=bearer(mint_token(settings, sub, "viewer")))).json()["user"]
+            for sub in (first, second, "u" * 255)]
+    assert seen == [first, second, "u" * 255]
+
+
+@pytest.mark.parametrize("sub,problem", [("", "is empty or only whitespace"), ("   ", "is empty or only whitespace"),
+                                         ("\t\n", "is empty or only whitespace"),
+                                         ("u" * 256, "is longer than 255 characters"),
+                                         ("kim\x00", "contains control characters")])
+async def test_a_subject_that_cannot_name_one_user_is_401(client, settings, sub, problem):
+    response = await client.get("/things", headers=bearer(mint_token(settings, sub, "admin")))
+    assert response.status_code == 401
+    assert response.json()["detail"] == f"invalid token: the subject (sub) {problem}"
+
+
+@pytest.mark.parametrize("name,accepted", [("kim", True), (" kim ", True), ("김", True), ("u" * 255, True),
+                                           ("", False), ("   ", False), ("\t", False), ("u" * 256, False),
+                                           ("kim\x00", False), ("k\x01m", False)])
+def test_a_user_named_in_a_request_is_what_a_token_subject_may_be(name, accepted, settings):
+    """`Subject` (a new owner, an ?owner= filter) accepts exactly the subjects verify_token accepts."""
+    try:
+        TypeAdapter(Subject).validate_python(name)
+        valid = True
+    except ValidationError:
+        valid = False
+    try:
+        verify_token(settings, mint_token(settings, name, "viewer"))
+        verified = True
+    except HTTPException:
+        verified = False
+    assert valid is verified is accepted
 
 
 async def test_rs256_tokens_verify_with_the_public_key(client):

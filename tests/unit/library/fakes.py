@@ -32,6 +32,8 @@ class AppUsage:
 class LibraryState:
     components: dict[str, ComponentSnapshot] = field(default_factory=dict)
     versions: dict[str, list[StoredVersion]] = field(default_factory=dict)  # oldest first
+    owners: dict[str, str | None] = field(default_factory=dict)
+    transfers: list[tuple[str, str | None, str, str]] = field(default_factory=list)  # component, from, to, by
     last_number: int = 0
     locked_for_seeding: int = 0
     apps: dict[str, AppUsage] = field(default_factory=dict)
@@ -60,13 +62,18 @@ class FakeComponents:
         self._check_name(component.snapshot)
         self._state.components[component.snapshot.component_id] = component.snapshot
         self._state.versions[component.snapshot.component_id] = [StoredVersion(component.snapshot, [], user)]
+        self._state.owners[component.snapshot.component_id] = component.owner
         self._track(component)
 
     async def get(self, component_id: str, *, lock: bool = False) -> Component:
         if component_id not in self._state.components:
             raise NotFound(f"component {component_id} not found")
         used = {v.snapshot.version for v in self._state.versions[component_id]}
-        return self._track(Component(self._state.components[component_id], used))
+        return self._track(Component(self._state.components[component_id], used, self._state.owners[component_id]))
+
+    async def transfer(self, component_id: str, previous: str | None, new_owner: str, by: str) -> None:
+        self._state.owners[component_id] = new_owner
+        self._state.transfers.append((component_id, previous, new_owner, by))
 
     async def save(self, component: Component, user: str) -> None:
         self._check_name(component.snapshot)

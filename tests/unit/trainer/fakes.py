@@ -79,11 +79,17 @@ class FakeTrainingRequests:
             return True
         return insert
 
-    async def add_published(self, workload: Workload, *, source: str) -> bool:
-        if workload.workload_id in self._uow.tables.requests:
+    async def add_published(self, request: domain.TrainingRequest, *, source: str) -> bool:
+        assert request.workload is not None
+        if request.workload_id in self._uow.tables.requests:
             return False
-        self._uow.tables.requests[workload.workload_id] = Row(workload, source=source)
+        self._uow.tables.requests[request.workload_id] = Row(request.workload, source=source)
+        self._uow.track(request)
         return True
+
+    async def requester_known(self, requester: str) -> bool:
+        return any(row.source == "trainer" and row.workload.requester == requester
+                   for row in self._uow.tables.requests.values())
 
     async def get(self, workload_id: str) -> domain.TrainingRequest | None:
         row = self._uow.tables.requests.get(workload_id)

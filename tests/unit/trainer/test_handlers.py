@@ -214,14 +214,82 @@ async def test_an_event_delivered_twice_is_added_once(bus, uows, tables):
 
 
 async def test_a_request_another_system_published_is_recorded_with_the_steps_that_came_before_it(bus, uows, tables):
-    wl = workload(small_spec((1, "16GB")), workload_id="EXT-MES-0042")
+    spec = small_spec((1, "16GB"))
+    await ready(bus, spec)
+    wl = workload(spec, workload_id="EXT-MES-0042", requester="mes-system")
     counted = submissions_counted()
     await bus.handle_event(queued(wl.workload_id, 2))  # before the request it is about
-    await bus.handle_event(event("training.requested", wl, seconds=1, producer="mes-system"))
+    outside = event("training.requested", wl, seconds=1, producer="mes-system")
+    await bus.handle_event(outside)
     row = tables.requests["EXT-MES-0042"]
     assert (row.source, row.status) == ("mes-system", "queued")
     assert timeline(tables, "EXT-MES-0042") == ["training.requested", "workload.queued"]
-    assert uows.published == [] and submissions_counted() == counted + 1
+    # accepted: it goes on to approval as the trainer's own request, caused by the outside one
+    [accepted] = uows.published
+    assert (accepted.type, accepted.cause) == ("training.requested", outside)
+    assert submissions_counted() == counted + 1
+
+
+# ---------------------------------------------------------------------- outside requests: the trainer's gate
+
+async def test_an_outside_request_for_an_app_that_is_not_ready_is_refused_with_the_reason(bus, uows, tables):
+    wl = workload(small_spec((1, "16GB"), app_id="APP-N0PE00"), workload_id="EXT-0000N0PE", requester="mes")
+    await bus.handle_event(event("training.requested", wl, seconds=1, producer="mes"))
+    row = tables.requests["EXT-0000N0PE"]
+    assert (row.source, row.status) == ("mes", "refused")
+    assert timeline(tables, "EXT-0000N0PE") == ["training.requested", "training.refused"]
+    refusal = tables.timelines["EXT-0000N0PE"][-1]
+    assert refusal.summary == "refused: version 1.0.0 of app APP-N0PE00 is not a ready app on the platform"
+    assert (refusal.producer, refusal.details["published_by"]) == ("trainer", "mes")
+    assert uows.published == []  # nothing goes on to approval
+
+
+async def test_an_outside_request_needs_a_requester_the_platform_knows(bus, uows, tables):
+    spec = small_spec((1, "16GB"))
+    await ready(bus, spec)
+    await bus.handle_event(event("training.requested", workload(spec, workload_id="EXT-00000001", requester="eve"),
+                                 producer="mes"))
+    assert tables.requests["EXT-00000001"].status == "refused"
+    assert "requester 'eve' is not known to the platform" in tables.timelines["EXT-00000001"][-1].summary
+    assert uows.published == []
+    # kim has submitted through the trainer: a user the platform has seen
+    await bus.handle(SubmitTrainingRequest(app_id=spec.app_id, requester="kim"))
+    uows.published.clear()
+    await bus.handle_event(event("training.requested", workload(spec, workload_id="EXT-00000002", requester="kim"),
+                                 producer="mes"))
+    assert tables.requests["EXT-00000002"].status == "waiting"
+    assert [item.type for item in uows.published] == ["training.requested"]
+
+
+async def test_an_accepted_outside_request_runs_the_platforms_spec_not_its_snapshot(bus, uows, tables):
+    spec = small_spec((1, "16GB"))
+    await ready(bus, spec)
+    wl = workload(spec, workload_id="EXT-00000003", requester="mes")
+    tampered = wl.spec.model_copy(deep=True)
+    tampered.tasks[0].components[0].image.registry = "evil.example/miner"
+    await bus.handle_event(event("training.requested", wl.model_copy(update={"spec": tampered}), producer="mes"))
+    [accepted] = uows.published
+    assert accepted.data.spec.tasks[0].components[0].image == spec.tasks[0].components[0].image
+    assert tables.requests["EXT-00000003"].workload.spec.tasks[0].components[0].image.registry != "evil.example/miner"
+
+
+async def test_an_outside_request_too_small_for_its_app_is_refused(bus, uows, tables):
+    spec = small_spec((2, "16GB"))
+    await ready(bus, spec)
+    wl = workload(spec, workload_id="EXT-00000004", requester="mes", envelope=(1, "16GB"))
+    await bus.handle_event(event("training.requested", wl, producer="mes"))
+    assert tables.requests["EXT-00000004"].status == "refused"
+    assert "gpu_count 1 is below the 2 GPUs" in tables.timelines["EXT-00000004"][-1].summary
+    assert uows.published == []
+
+
+async def test_an_outside_request_reusing_a_known_workload_id_never_touches_its_timeline(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    before = list(tables.timelines[workload_id])
+    await bus.handle_event(event("training.requested", workload(small_spec((1, "8GB")), workload_id=workload_id,
+                                                                requester="mes"), producer="mes"))
+    assert tables.timelines[workload_id] == before and tables.requests[workload_id].source == "trainer"
+    assert uows.published == []
 
 
 async def test_a_delivered_batch_makes_the_same_timelines_and_statuses_as_one_event_at_a_time(uows, tables):
@@ -229,13 +297,16 @@ async def test_a_delivered_batch_makes_the_same_timelines_and_statuses_as_one_ev
     backlog = []
     for n in range(3):
         workload_id = f"WL-BA7C{n:04d}"
-        request = event("training.requested", workload(spec, workload_id=workload_id), producer="other")
+        request = event("training.requested", workload(spec, workload_id=workload_id, requester="other"),
+                        producer="other")
         backlog.append([request, queued(workload_id, 1), failed(workload_id, 3), started(workload_id, 2)])
     batch = [step for steps in zip(*backlog) for step in steps]  # interleaved, the second step delivered twice
     batch.insert(4, batch[3])
+    tables.specs[(spec.app_id, spec.version)] = spec
     await handlers.add_to_timelines(batch, uows())
-    one_at_a_time = Tables()
-    alone = MessageBus(trainer_units(one_at_a_time), events=handlers.EVENTS)
+    one_at_a_time = Tables(specs={(spec.app_id, spec.version): spec})
+    alone_units = trainer_units(one_at_a_time)
+    alone = MessageBus(alone_units, events=handlers.EVENTS)
     for step in batch:
         await alone.handle_event(step)
     for n in range(3):
@@ -243,7 +314,9 @@ async def test_a_delivered_batch_makes_the_same_timelines_and_statuses_as_one_ev
         assert timeline(tables, workload_id) == timeline(one_at_a_time, workload_id) == [
             "training.requested", "workload.queued", "workload.started", "workload.failed"]
         assert tables.requests[workload_id].status == one_at_a_time.requests[workload_id].status == "failed"
-    assert uows.published == []
+    # each outside request accepted once, either way
+    assert [e.correlation_id for e in uows.published] == [e.correlation_id for e in alone_units.published] == [
+        f"WL-BA7C{n:04d}" for n in range(3)]
 
 
 def test_every_saga_event_is_handled_under_its_workloads_lock_and_batched_with_the_others():

@@ -22,6 +22,21 @@ else
     --from-literal=AVATAR_JWT_SECRET="$(rand)"
 fi
 
+if kubectl -n "$ns" get secret avatar-broker-users >/dev/null 2>&1; then
+  echo "secret/avatar-broker-users exists in $ns: kept"
+else
+  # each service's own RabbitMQ user avatar-<service> (deploy/rabbitmq); add outside publishers with
+  # AVATAR_BROKER_OUTSIDE="<name> ..." and AVATAR_BROKER_PASSWORD_EXT_<NAME> (deploy/README.md)
+  kubectl -n "$ns" create secret generic avatar-broker-users \
+    --from-literal=AVATAR_BROKER_PASSWORD_BUILDER="$(rand)" \
+    --from-literal=AVATAR_BROKER_PASSWORD_LIBRARY="$(rand)" \
+    --from-literal=AVATAR_BROKER_PASSWORD_TRAINER="$(rand)" \
+    --from-literal=AVATAR_BROKER_PASSWORD_APPROVAL="$(rand)" \
+    --from-literal=AVATAR_BROKER_PASSWORD_SCHEDULER="$(rand)" \
+    --from-literal=AVATAR_BROKER_PASSWORD_MODELS="$(rand)" \
+    --from-literal=AVATAR_BROKER_OUTSIDE=""
+fi
+
 if kubectl -n "$ns" get secret avatar-component-s3 >/dev/null 2>&1; then
   echo "secret/avatar-component-s3 exists in $ns: kept"
 else
