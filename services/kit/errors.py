@@ -141,6 +141,8 @@ def dependency_away(exc: BaseException) -> str | None:
             return dependency
     if isinstance(exc, asyncpg.exceptions.InterfaceError) and str(exc) == "connection is closed":
         return "postgresql"  # a connection the server cut, used before the pool noticed
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return "postgresql"  # the same, caught between the server's FATAL (pg_terminate_backend) and the close
     if isinstance(exc, OSError):  # TimeoutError and ConnectionError included
         return _library_of(exc.__traceback__)
     return None
@@ -180,6 +182,6 @@ def install(app: FastAPI) -> FastAPI:
     for error in _UNSTORABLE_TEXT:
         app.add_exception_handler(error, _unstorable_text)
     for error in (DependencyUnavailable, OSError, asyncpg.exceptions.InterfaceError,
-                  *(error for errors in _AWAY.values() for error in errors)):
+                  asyncpg.exceptions.InternalClientError, *(error for errors in _AWAY.values() for error in errors)):
         app.add_exception_handler(error, _dependency_unavailable)
     return app

@@ -109,6 +109,9 @@ class Stack:
     # service (the S3 server included): on one machine, its requests are answered first and the saga's
     # background work takes the cores left (0: every process alike)
     background_nice: int = 0
+    # more processes of a service, by process name (e.g. a second scheduler "scheduler-2" standing by):
+    # each on a port of its own, with the service's settings (add_replica)
+    replicas: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in self.split:
@@ -119,6 +122,13 @@ class Stack:
         """The processes that run `services`: one per service, two for a split one."""
         return tuple(process for name in services
                      for process in ((name, event_side(name)) if name in self.split else (name,)))
+
+    def add_replica(self, service: str) -> str:
+        """Name (and give a port to) one more process of `service`; start it with start_service(name)."""
+        name = f"{service}-{sum(s == service for s in self.replicas.values()) + 2}"
+        self.replicas[name] = service
+        self.ports[name] = free_port()
+        return name
 
     @property
     def logs(self) -> Path:
@@ -134,6 +144,8 @@ class Stack:
             "AVATAR_S3_ACCESS_KEY": "avatar-local",
             "AVATAR_S3_SECRET_KEY": "avatar-local-secret",
             "AVATAR_LIBRARY_URL": f"http://127.0.0.1:{self.ports['library']}",
+            "AVATAR_BUILDER_URL": f"http://127.0.0.1:{self.ports['builder']}",
+            "AVATAR_TRAINER_URL": f"http://127.0.0.1:{self.ports['trainer']}",
             "AVATAR_STACK_DIR": str(self.run_dir),
         }
         env.update(self.extra_env)
@@ -172,8 +184,9 @@ class Stack:
         """Start one process of `processes()`: a service, or one part of a split service."""
         if self._alive(name):
             return
-        service = name.removesuffix(EVENTS_SUFFIX)
-        role = "events" if service != name else "api" if service in self.split else "all"
+        service = self.replicas.get(name) or name.removesuffix(EVENTS_SUFFIX)
+        role = "events" if service != name and name not in self.replicas else \
+            "api" if service in self.split and name not in self.replicas else "all"
         env = {**self.environment(), **self.service_env.get(service, {}), "AVATAR_PORT": str(self.ports[name]),
                "AVATAR_ROLE": role}
         if self.background_nice and role != "api":
@@ -243,7 +256,7 @@ class Stack:
 
     def down(self) -> None:
         # every part a split may have started, split now or not (a pidfile that is absent is skipped)
-        for name in (*SERVICES, *map(event_side, SERVICES), "s3"):
+        for name in (*SERVICES, *map(event_side, SERVICES), *self.replicas, "s3"):
             self.stop(name)
 
     def status(self) -> dict[str, str]:

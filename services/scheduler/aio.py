@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
@@ -55,16 +56,20 @@ async def cancel_all(tasks: Iterable[asyncio.Future[Any]], *, insist_after: floa
 
 
 async def until_done(attempt: Callable[[], Awaitable[T]], *, what: str, retried: tuple[type[BaseException], ...],
-                     first: float = 0.2, cap: float = 5.0) -> T:
+                     first: float = 0.2, cap: float = 5.0, give_up_after: float | None = None) -> T:
     """Call `attempt` until it returns, pausing `first` seconds after a `retried` error, doubled up to `cap`:
     for a write that must not be dropped while a dependency is away (it is idempotent, so a try that
-    failed after it applied is harmless). Any other error ends the retries."""
+    failed after it applied is harmless). Any other error ends the retries; so does a `retried` one once
+    `give_up_after` seconds have passed (it is raised)."""
     delay = first
     failures = 0
+    deadline = None if give_up_after is None else time.monotonic() + give_up_after
     while True:
         try:
             return await attempt()
         except retried as exc:
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise
             failures += 1
             (log.warning if failures in (1, 10) or failures % 50 == 0 else log.debug)(
                 "%s failed (%d times so far): %s; retrying in %.1fs", what, failures, exc, delay)

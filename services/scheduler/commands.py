@@ -56,9 +56,11 @@ class SetNodeStatus(Command):
 
 @dataclass(frozen=True)
 class RecordComponent(Command):
-    """The library registered or changed a component: what a spec component runs."""
+    """The library published a version of a component (registered or changed): what a spec component of
+    that version runs, kept beside the versions before it (CL-05)."""
 
     component: ComponentSnapshot
+    published_at: datetime
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from contracts.events import LoopTestRequested, WorkloadCancelled, WorkloadFailed, WorkloadQueued, WorkloadStarted
 from contracts.resources import parse_duration
-from contracts.spec import AppSpec, SpecComponent, SpecTask
+from contracts.spec import AppSpec, SecretRef, SpecComponent, SpecTask
 from contracts.workload import Workload
 from services.kit.unit_of_work import Aggregate
 from services.scheduler.core.demand import ComponentDemand
@@ -205,6 +205,13 @@ def training_config(workload: Workload, *, episodes: int | None = None) -> dict[
 def user_env(env_vars: Mapping[str, str]) -> dict[str, str]:
     return {k: str(v) for k, v in env_vars.items()
             if not k.startswith(RESERVED_ENV_PREFIXES) and k not in RESERVED_ENV}
+
+
+def component_secrets(workload: Workload) -> dict[str, SecretRef]:
+    """The secret env vars a component gets, as references its runner resolves when it starts it; like
+    plain ones, they never override what the platform sets."""
+    return {name: ref for name, ref in workload.spec.secret_env_vars.items()
+            if not name.startswith(RESERVED_ENV_PREFIXES) and name not in RESERVED_ENV}
 
 
 def component_env(*, workload: Workload, task_id: str, component: SpecComponent, output_prefix: str,

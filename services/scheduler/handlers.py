@@ -185,7 +185,7 @@ async def set_node_status(command: SetNodeStatus, uow: SchedulerUnitOfWork, allo
 
 async def record_component(command: RecordComponent, uow: SchedulerUnitOfWork) -> None:
     async with uow:
-        await uow.tables.upsert_component(command.component)
+        await uow.tables.record_component(command.component, command.published_at)
         await uow.commit()
 
 
@@ -210,7 +210,7 @@ async def on_cancel_requested(event: Event, uow: SchedulerUnitOfWork) -> None:
 
 async def on_component_changed(event: Event, uow: SchedulerUnitOfWork) -> None:
     changed: ComponentChanged = event.data
-    await record_component(RecordComponent(changed.component), uow)
+    await record_component(RecordComponent(changed.component, event.occurred_at), uow)
 
 
 COMMANDS = {

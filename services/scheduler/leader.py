@@ -3,8 +3,10 @@
 The lease is one row (`leadership`): the holder, an epoch bumped on every takeover, and an expiry the
 leader renews every `check_seconds`. A replica takes it only once it has expired, so a leader cut off
 from PostgreSQL (a restart, a failover, its connections terminated) goes on leading, its runs going,
-for `grace_seconds` while it tries to renew; it stands down when the lease has really run out, or at
-once when another replica holds it. The epoch is the fencing token: the engine's connections carry it
+while it tries to renew; it stands down one renewal interval before the lease runs out (its own clock
+starts before PostgreSQL's, and no renewal try outlasts what is left), or at once when another replica
+holds it. Before what no trigger can fence (stopping a runner's run, changing Redis) the engine checks
+that its term still holds (STILL_LEADING). The epoch is the fencing token: the engine's connections carry it
 (`avatar.leader_epoch`) and a trigger on `jobs` and `runs` refuses any write whose epoch is no longer
 the lease's (migrations/0002_leadership.sql), so a stale leader can never write after a takeover.
 
@@ -19,10 +21,11 @@ import logging
 import time
 import uuid
 from typing import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from services.kit.db import advisory_lock_key
+from services.kit.db import advisory_lock_key, create_pool
 from services.kit.listening import Listening
 from services.kit.wakeups import Wakeups
 from services.scheduler.aio import cancel_all, within
@@ -30,6 +33,7 @@ from services.scheduler.store import WAKE_CHANNEL
 
 log = logging.getLogger(__name__)
 EPOCH_SETTING = "avatar.leader_epoch"  # the fencing token a connection writes under
+FENCED = "P0L01"  # the SQLSTATE of a write refused under a term that is over (migrations/0002_leadership.sql)
 
 # Take the lease when it has expired (or this replica holds it): a takeover bumps the epoch; the row
 # lock (FOR UPDATE) waits for the writes in flight under the old epoch, which hold it FOR KEY SHARE.
@@ -47,6 +51,24 @@ RETURNING l.epoch"""
 _RENEW = """UPDATE leadership SET expires_at = now() + make_interval(secs => $3)
             WHERE epoch = $1 AND holder = $2 AND expires_at > now() RETURNING epoch"""
 _GIVE_UP = "UPDATE leadership SET expires_at = '-infinity' WHERE epoch = $1 AND holder = $2"
+# on a connection of the engine: does its term's lease still hold? (true on one outside a term)
+STILL_LEADING = f"""
+SELECT coalesce(current_setting('{EPOCH_SETTING}', true), '') = ''
+    OR EXISTS (SELECT 1 FROM leadership WHERE expires_at > now()
+               AND epoch = nullif(current_setting('{EPOCH_SETTING}', true), '')::bigint)"""
+
+
+async def fenced_pool(postgres_url: str, schema: str, epoch: int, *, max_size: int) -> asyncpg.Pool:
+    """A pool for a term of leadership: every connection carries the term's fencing token, so each write
+    made on it is refused once another replica has taken over."""
+    return await create_pool(_with_setting(postgres_url, EPOCH_SETTING, str(epoch)), schema, max_size=max_size)
+
+
+def _with_setting(url: str, name: str, value: str) -> str:
+    """The URL with a server setting every connection made from it carries."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != name] + [(name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def lock_key(schema: str) -> int:
@@ -77,9 +99,11 @@ class Leadership:
         while True:
             try:
                 if await self._listening.hold():
+                    # before the request: PostgreSQL's lease starts later than this, never earlier
+                    sent = time.monotonic()
                     epoch = await self._listening.conn.fetchval(_TAKE, self.instance, self.grace)
                     if epoch is not None:
-                        await self._hold(epoch)
+                        await self._hold(epoch, expires=sent + self.grace)
                     else:  # another replica's lease runs on: leave the lock (and the wake-ups) to it
                         await self._listening.drop()
             except asyncio.CancelledError:
@@ -91,20 +115,30 @@ class Leadership:
                 self.leading = False
             await asyncio.sleep(self._retry)
 
-    async def _hold(self, epoch: int) -> None:
+    async def _hold(self, epoch: int, *, expires: float) -> None:
+        """Lead until the engine ends, the lease is lost, or it is about to run out unrenewed. `expires` is
+        this replica's view of the lease's end (monotonic), never later than PostgreSQL's."""
         log.info("this replica leads the scheduler (epoch %d)", epoch)
         self.epoch, self.leading = epoch, True
-        expires = time.monotonic() + self.grace  # this replica's view: never later than PostgreSQL's
         engine = asyncio.create_task(self._lead(epoch), name="scheduler-engine")
         clean = False
         try:
             while not engine.done():
-                done, _ = await asyncio.wait({engine}, timeout=self._check)
+                # one check interval before the lease's end the engine is stopped: standing down takes a
+                # moment, and a standby may take the lease the instant it runs out
+                left = expires - time.monotonic()
+                if left <= self._check:
+                    log.warning("the scheduler's lease (epoch %d) runs out unrenewed: standing down", epoch)
+                    return
+                done, _ = await asyncio.wait({engine}, timeout=min(self._check, left - self._check))
                 if done:
                     break
                 sent = time.monotonic()
+                left = expires - sent
+                if left <= self._check:
+                    continue
                 try:
-                    await within(self._renew(epoch), self._check)
+                    await within(self._renew(epoch), min(self._check, left - self._check))
                     expires = sent + self.grace
                 except LeaseLost:
                     log.warning("another replica took the scheduler's lease (after epoch %d): standing down", epoch)
@@ -112,10 +146,8 @@ class Leadership:
                 except Exception as exc:
                     await self._listening.drop()
                     left = expires - time.monotonic()
-                    if left <= 0:
-                        log.warning("the scheduler's lease (epoch %d) ran out unrenewed: standing down", epoch)
-                        return
-                    log.warning("cannot renew the scheduler's lease (%s): leading on, %.0fs of grace left", exc, left)
+                    log.warning("cannot renew the scheduler's lease (%s): leading on, %.0fs of grace left",
+                                exc or type(exc).__name__, left - self._check)
             engine.result()  # surfaces the engine's error
         except asyncio.CancelledError:
             clean = True  # this process is stopping: hand the lease on at once

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from pathlib import Path
 from typing import AsyncIterator
 
+import asyncpg
 import urllib3
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -24,7 +24,8 @@ from services.scheduler import adapters, api, handlers
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.engine import Engine
-from services.scheduler.leader import Leadership
+from services.scheduler.engine.context import Term
+from services.scheduler.leader import FENCED, Leadership, fenced_pool
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.state import SchedulerState
 from services.scheduler.unit_of_work import SchedulerUnitOfWork
@@ -36,7 +37,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = build_service("scheduler", settings_for(SchedulerSettings, settings), routers=[api.router], migrations=MIGRATIONS,
                         setup=_setup, description=__doc__ or "")
     app.add_exception_handler(RedisError, _redis_unavailable)
+    app.add_exception_handler(asyncpg.PostgresError, _fenced)
     return app
+
+
+async def _fenced(_: Request, exc: Exception) -> JSONResponse:
+    """A write refused because this replica's term of leadership just ended: the successor answers a retry."""
+    if getattr(exc, "sqlstate", None) != FENCED:
+        raise exc  # anything else keeps its own answer
+    return JSONResponse({"detail": "the scheduler's leadership changed; retry"}, status_code=503,
+                        headers={"Retry-After": "1"})
 
 
 async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -57,16 +67,21 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     queue = RedisPriorityQueue(redis, settings.sched_prefix)
 
     uow = platform.units(SchedulerUnitOfWork)
+
+    async def open_term(epoch: int) -> Term:  # the engine's writes while it leads: fenced by the term's epoch
+        pool = await fenced_pool(settings.postgres_url, settings.schema, epoch, max_size=settings.postgres_pool_size)
+        return Term(pool, platform.units(SchedulerUnitOfWork, pool=pool))
+
     engine = Engine(settings=settings, pool=platform.pool, uow=uow, redis=redis, allocator=allocator,
                     queue=queue, runner=setup.runner, nodes=setup.nodes, objects=objects,
                     spool_dir=settings.state_dir / "spool", measures=setup.measures, reattach=setup.reattach,
-                    units_on=lambda pool: functools.partial(SchedulerUnitOfWork, pool, platform.outbox))
+                    open_term=open_term)
     leadership = Leadership(settings.postgres_url, settings.schema, lead=engine.lead, on_wake=engine.wake,
                             wakeups=platform.wakeups, grace_seconds=settings.scheduler_leader_grace_seconds,
                             check_seconds=settings.scheduler_leader_renew_seconds)
     platform.message_bus(app, uow, commands=handlers.COMMANDS, events=handlers.EVENTS,
                          dependencies={"settings": settings, "queue": queue, "allocator": allocator,
-                                       "sync_queue": engine.sync_queue})
+                                       "sync_queue": engine.sync_queue_shared})
     platform.checks["redis"] = redis.ping
     platform.checks["s3"] = lambda: asyncio.gather(check_bucket(objects, settings.staging_bucket),
                                                    check_bucket(objects, settings.logs_bucket))

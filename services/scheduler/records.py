@@ -98,7 +98,7 @@ class RunRecord:
     reason: str | None = None
     log_url: str | None = None
     metrics: dict[str, Any] | None = None
-    rerun_reason: str | None = None  # why its last attempt before this one died (None: never rerun)
+    rerun_reason: str | None = None  # why its earlier attempts died, oldest first (None: never rerun)
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "RunRecord":

@@ -22,6 +22,10 @@ class SchedulerSettings(Settings):
     scheduler_k8s_kubeconfig: Path | None = None
     scheduler_k8s_namespace: str = "avatar"
     scheduler_k8s_s3_secret: str = "avatar-s3"  # Secret with the components' S3 credentials
+    # where the services that store secret env vars answer the runner's resolve calls (services/scheduler/secrets.py)
+    builder_url: str = "http://127.0.0.1:8001"
+    trainer_url: str = "http://127.0.0.1:8003"
+    scheduler_secrets_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     scheduler_k8s_inventory_seconds: float = Field(default=30.0, gt=0)
     # an allocation lives this long without renewal; the reconciler renews live runs' leases
     scheduler_lease_seconds: float = Field(default=30.0, ge=2)
@@ -31,6 +35,12 @@ class SchedulerSettings(Settings):
     scheduler_leader_grace_seconds: float = Field(default=30.0, ge=1)
     # how often the leader renews it (at most a third of the grace)
     scheduler_leader_renew_seconds: float = Field(default=5.0, gt=0)
+    # a run whose process or node died without an exit status (lost) runs again at most this many times;
+    # then it fails, with the reasons of its deaths
+    scheduler_max_reruns: int = Field(default=3, ge=0)
+    # a run's metrics and log reach S3 through a blip this long (retried with backoff) before its end
+    # is recorded without them
+    scheduler_s3_retry_seconds: float = Field(default=60.0, ge=0)
     # how often the allocation audit compares Redis, PostgreSQL and the runner (engine/audit.py)
     scheduler_audit_seconds: float = Field(default=30.0, gt=0)
     # the scheduling loop also runs this often without being woken

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import asyncpg
 
@@ -10,6 +10,14 @@ from contracts.events import ComponentSnapshot
 from services.scheduler.core.allocator import Allocation
 from services.scheduler.domain import PlannedRun
 from services.scheduler.records import JobRecord, RunRecord
+
+
+class LibraryEntry(NamedTuple):
+    """One library version as the scheduler heard of it: what a component of that version runs."""
+
+    version: str
+    command: tuple[str, ...]
+
 
 WAKE_CHANNEL = "scheduler_wake"  # the leading replica's engine listens (services/kit/wakeups.py wakes it)
 
@@ -267,12 +275,13 @@ async def finish_run(conn: asyncpg.Connection, run: RunRecord) -> RunRecord | No
 
 
 async def reset_run(conn: asyncpg.Connection, run_id: str, reason: str, *, attempt: str | None = None) -> bool:
-    """A run that died (its process or node gone) goes back to pending, to run again, with why on it;
+    """A run that died (its process or node gone) goes back to pending, to run again, with why on it (after
+    the reasons of its earlier deaths);
     components are idempotent. With `attempt`, only if that attempt is still the run's."""
     return bool(await conn.fetchval(
         """UPDATE runs SET status = 'pending', allocation_id = NULL, node = NULL, gpu_type = NULL,
                   gpu_indices = '{}', memory_bytes = 0, cpu_millis = 0, runner_ref = NULL, started_at = NULL,
-                  rerun_reason = $2
+                  rerun_reason = left(concat_ws('; ', rerun_reason, $2::text), 2000)
            WHERE run_id = $1 AND status IN ('starting', 'running')
              AND ($3::text IS NULL OR allocation_id = $3) RETURNING true""", run_id, reason[:500], attempt))
 
@@ -304,28 +313,40 @@ async def allocation_owners(conn: asyncpg.Connection, allocation_ids: Sequence[s
 
 # ---------------------------------------------------------------- library read model
 
-async def upsert_component(conn: asyncpg.Connection, component: ComponentSnapshot) -> None:
+async def record_component(conn: asyncpg.Connection, component: ComponentSnapshot, published_at: datetime) -> None:
+    """Keep this version beside the others heard of; a version is never changed, so hearing it again
+    (a redelivery) changes nothing."""
     await conn.execute(
-        """INSERT INTO library_components (component_id, name, type, image_registry, image_tag, version, command)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (component_id) DO UPDATE SET name = $2, type = $3, image_registry = $4, image_tag = $5,
-               version = $6, command = $7, updated_at = now()""",
-        component.component_id, component.name, component.type, component.image.registry, component.image.tag,
-        component.version, list(component.command))
+        """INSERT INTO library_components (component_id, version, name, type, image_registry, image_tag, command,
+                                           published_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (component_id, version) DO NOTHING""",
+        component.component_id, component.version, component.name, component.type, component.image.registry,
+        component.image.tag, list(component.command), published_at)
 
 
-async def library_command(conn: asyncpg.Connection, component_id: str, registry: str, tag: str) -> list[str] | None:
-    """The command of the library entry a spec component came from: by id, else by exact image, else by
-    repository (None: the library has no such entry)."""
-    return await conn.fetchval(
-        """SELECT command FROM library_components
-           WHERE component_id = $1 OR image_registry = $2
-           ORDER BY (component_id = $1) DESC, (image_tag = $3) DESC, updated_at DESC LIMIT 1""",
-        component_id, registry, tag)
+async def library_entry(conn: asyncpg.Connection, component_id: str, library_version: str | None, registry: str,
+                        tag: str) -> LibraryEntry | None:
+    """CL-05: the library version a spec component names, exactly (None: never heard of). A component
+    of a spec that names no version (written before placements recorded it) gets the latest version of
+    its id with the spec's image (what it most likely placed), else the latest of its id; a spec component
+    the library does not know by id, the latest entry with its image, else its repository (None: none)."""
+    if library_version is not None:
+        row = await conn.fetchrow("SELECT version, command FROM library_components"
+                                  " WHERE component_id = $1 AND version = $2", component_id, library_version)
+    else:
+        row = await conn.fetchrow(
+            """SELECT version, command FROM library_components
+               WHERE component_id = $1 OR image_registry = $2
+               ORDER BY (component_id = $1) DESC, (image_registry = $2 AND image_tag = $3) DESC,
+                        published_at DESC LIMIT 1""",
+            component_id, registry, tag)
+    return None if row is None else LibraryEntry(row["version"], tuple(row["command"]))
 
 
 async def component_types(conn: asyncpg.Connection, component_ids: Sequence[str]) -> dict[str, str]:
-    rows = await conn.fetch("SELECT component_id, type FROM library_components WHERE component_id = ANY($1::text[])",
+    """Each component's type as its latest version has it."""
+    rows = await conn.fetch("SELECT DISTINCT ON (component_id) component_id, type FROM library_components"
+                            " WHERE component_id = ANY($1::text[]) ORDER BY component_id, published_at DESC",
                             list(component_ids))
     return {row["component_id"]: row["type"] for row in rows}
 

@@ -124,8 +124,8 @@ class SchedulerTables:
         for job_id, priority, rank in positions:
             await store.set_queue_position(self.conn, job_id, priority, rank)
 
-    async def upsert_component(self, component: ComponentSnapshot) -> None:
-        await store.upsert_component(self.conn, component)
+    async def record_component(self, component: ComponentSnapshot, published_at: datetime) -> None:
+        await store.record_component(self.conn, component, published_at)
 
     async def set_node_override(self, name: str, status: str, set_by: str) -> None:
         await store.set_node_override(self.conn, name, status, set_by)

@@ -56,3 +56,9 @@ class RedisServer:
 
     def stop(self) -> None:
         self.shutdown()
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *_) -> None:
+        self.stop()

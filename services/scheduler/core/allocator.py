@@ -153,6 +153,10 @@ def _node_payload(node: Node) -> dict[str, Any]:
     }
 
 
+class AllocationConflict(Exception):
+    """An allocation cannot be restored as it was: another one holds some of its GPUs now."""
+
+
 class RedisAllocator:
     """Atomic allocation of node capacity, shared by all scheduler replicas through Redis."""
 
@@ -211,7 +215,9 @@ class RedisAllocator:
                       lease_seconds: float = 60.0, expected_end: float | None = None) -> Allocation | None:
         """Re-record an allocation exactly as it was (same node and GPU indices), e.g. after Redis
         lost its data while runs kept going. Works on Drain/Down nodes too (running work stays);
-        None when the node or its GPU type is not in the inventory. Idempotent per id."""
+        None when the node or its GPU type is not in the inventory. Idempotent per id. Raises
+        AllocationConflict, changing nothing, when another allocation holds one of the GPUs: restored
+        anyway, the GPU would be booked twice."""
         result = await self._restore(keys=[], args=[
             self.prefix, allocation_id, workload_id, component_id, node, gpu_type or "",
             ",".join(str(int(i)) for i in gpu_indices), str(int(memory_bytes)), str(int(cpu_millis)),
@@ -220,6 +226,8 @@ class RedisAllocator:
         status = _s(result[0])
         if status == "none":
             return None
+        if status == "conflict":
+            raise AllocationConflict(f"GPU {_s(result[1])} of {gpu_type} on {node} is held by another allocation")
         return _allocation(_pairs(result[1]), reused=(status == "existing"))
 
     async def release(self, allocation_id: str, *, only_if_expired: bool = False) -> bool:

@@ -3,7 +3,8 @@ compared in the background, drift repaired and counted (`avatar_allocation_drift
 
 PostgreSQL is the record and the runner the truth about a run, so:
 - a live run whose allocation Redis lacks (or holds on other GPUs) gets it back as PostgreSQL has it:
-  left out, its GPUs would be handed to a second run (double-booked);
+  left out, its GPUs would be handed to a second run (double-booked); when another allocation holds them
+  by now, nothing is restored and the drift is counted as a "conflict";
 - a live run this leader does not watch is adopted (or, really gone, run again): left alone, it would
   stay `running` forever;
 - an allocation no live run owns is given back, and a runner run no live run owns is stopped (the
@@ -16,7 +17,8 @@ import logging
 
 from services.scheduler import store
 from services.scheduler import metrics as m
-from services.scheduler.engine.context import Adapters, LiveRuns, Wake
+from services.scheduler.engine.context import Adapters, LiveRuns, Wake, confirm_leading
+from services.scheduler.records import RunRecord
 from services.scheduler.engine.recovery import Recovery
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class Audit:
         async with io.pool.acquire() as conn:
             live = await store.live_allocations(conn)
         allocations = {a.allocation_id: a for a in await io.allocator.allocations()}
-        drift = {"missing in redis": 0, "other gpus in redis": 0, "unwatched run": 0}
+        drift = {"missing in redis": 0, "other gpus in redis": 0, "unwatched run": 0, "conflict": 0}
         suspects = []
         for run, deadline in live:
             held = allocations.get(run.allocation_id)
@@ -69,16 +71,30 @@ class Audit:
                 continue
             if run.run_id in self.live.active and kind == "unwatched run":
                 continue
-            if kind == "other gpus in redis":
-                await io.allocator.release(run.allocation_id)
+            await confirm_leading(io)  # a stale leader would change what its successor now owns
             if kind in ("missing in redis", "other gpus in redis"):
-                await self.recovery.restore(now, deadline)
+                now = await self._still_live(now)  # it may have ended (and been released) since
+                if now is None:
+                    continue
+                if kind == "other gpus in redis":
+                    await io.allocator.release(run.allocation_id)
+                if not await self.recovery.restore(now, deadline):
+                    kind = "conflict"  # another allocation holds its GPUs: left for a person to look at
             if kind == "unwatched run" or (now.status == "running" and run.run_id not in self.live.active
                                            and run.run_id not in self.live.starting):
                 await self.recovery.adopt(jobs[run.job_id], now)
             drift[kind] += 1
             m.DRIFT.labels(kind).inc()
-            log.warning("allocation audit: run %s of %s: %s, repaired", run.run_id, run.job_id, kind)
+            log.warning("allocation audit: run %s of %s: %s, %s", run.run_id, run.job_id, kind,
+                        "left as it is" if kind == "conflict" else "repaired")
         if any(drift.values()):
             self.wake()
         return drift
+
+    async def _still_live(self, run: RunRecord) -> RunRecord | None:
+        """The run as PostgreSQL has it now, if it is still live with the same allocation."""
+        async with self.io.pool.acquire() as conn:
+            now = (await store.runs_by_ids(conn, [run.run_id])).get(run.run_id)
+        if now is None or now.status not in ("starting", "running") or now.allocation_id != run.allocation_id:
+            return None
+        return now

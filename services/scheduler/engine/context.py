@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import asyncpg
 from minio import Minio
@@ -16,11 +16,23 @@ from services.scheduler.core.inventory import Node
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import RunHandle, Runner
 from services.scheduler.domain import Job
+from services.scheduler.leader import STILL_LEADING
 from services.scheduler.records import JobRecord, RunRecord
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
 NodeSource = Callable[[], Awaitable[list[Node]]]
+
+
+class Term(NamedTuple):
+    """What the engine writes through while it leads: a pool whose connections carry the term's fencing
+    token (leader.py) and units of work over it."""
+
+    pool: asyncpg.Pool
+    units: Callable[[], SchedulerUnitOfWork]
+
+
+OpenTerm = Callable[[int], Awaitable[Term]]  # a term's Term, given its epoch
 Wake = Callable[[], None]
 # PostgreSQL or Redis away (restarting, a connection terminated): what a write waits out and tries again
 DEPENDENCY_AWAY: tuple[type[BaseException], ...] = (
@@ -41,6 +53,18 @@ class Adapters:
     runner: Runner
     nodes: NodeSource
     objects: Minio
+
+
+class LeadershipOver(Exception):
+    """This replica's term of leadership is over: what it was about to change is its successor's now."""
+
+
+async def confirm_leading(io: Adapters) -> None:
+    """Before an action no fencing trigger guards (stopping a runner run, changing Redis): does this term's
+    lease still hold? A leader that lost it must never stop or release what its successor started."""
+    async with io.pool.acquire() as conn:
+        if not await conn.fetchval(STILL_LEADING):
+            raise LeadershipOver("this replica's term of leadership is over")
 
 
 @dataclass
@@ -67,8 +91,20 @@ class LiveRuns:
 
 async def record_run_end(io: Adapters, job: JobRecord, run: RunRecord, status: str, **end: Any) -> bool:
     """A run of `job` ended (`end`: its exit code, last line, reason, log, metrics): recorded once, in
-    one statement; False when its end was already recorded."""
+    one statement; False when its end was already recorded. PostgreSQL's text cannot hold U+0000: what a
+    component printed or wrote is recorded without it."""
+    end = {name: _without_nul(value) for name, value in end.items()}
     ended = Job(job).end_run(run, status, **{"reason": None, **end})
     uow = io.uow()
     async with uow.statement():
         return await uow.commit_guarded(uow.jobs.run_end(ended))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value

@@ -11,12 +11,10 @@ import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from minio import Minio
 
-from services.kit.db import create_pool
 from services.kit.pacing import Floor
 from services.scheduler import metrics as m
 from services.scheduler.aio import cancel_all, wait_event, within
@@ -24,14 +22,13 @@ from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import Runner
 from services.scheduler.engine.audit import Audit
-from services.scheduler.engine.context import Adapters, LiveRuns, NodeSource
+from services.scheduler.engine.context import Adapters, LiveRuns, NodeSource, OpenTerm
 from services.scheduler.engine.jobs import Jobs
 from services.scheduler.engine.reconciler import Reconciler
 from services.scheduler.engine.recovery import Recovery
 from services.scheduler.engine.starts import Starter
 from services.scheduler.engine.usage import UsageSampler
 from services.scheduler.engine.watcher import Watcher
-from services.scheduler.leader import EPOCH_SETTING
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.unit_of_work import SchedulerUnitOfWork
 
@@ -42,11 +39,10 @@ class Engine:
     def __init__(self, *, settings: SchedulerSettings, pool: asyncpg.Pool, uow: Callable[[], SchedulerUnitOfWork],
                  redis: Any, allocator: RedisAllocator, queue: RedisPriorityQueue, runner: Runner, nodes: NodeSource,
                  objects: Minio, spool_dir: Path, measures: frozenset[str] = frozenset(),
-                 reattach: bool = False,
-                 units_on: Callable[[asyncpg.Pool], Callable[[], SchedulerUnitOfWork]] | None = None) -> None:
+                 reattach: bool = False, open_term: OpenTerm | None = None) -> None:
         self.settings = settings
-        self._shared = (pool, uow)  # outside a term of leadership (a standby's queue sync)
-        self._units_on = units_on  # units of work over another pool: the fenced one of a term
+        self._shared = (pool, uow)  # outside a term of leadership (a standby's queue sync, the API's)
+        self._open_term = open_term  # the fenced pool and units of a term (without: writes are not fenced)
         self.measures = measures  # what the runner can measure: {"memory", "cpu", "gpu"}
         self.reattach = reattach  # do runs outlive the scheduler with their exit status (pods)?
         self.io = Adapters(settings, pool, uow, redis, allocator, queue, runner, nodes, objects)
@@ -67,6 +63,11 @@ class Engine:
     async def sync_queue(self) -> None:
         await self.recovery.sync_queue()
 
+    async def sync_queue_shared(self) -> None:
+        """The queue sync an API command makes, on the shared pool: a term of leadership ending in the middle
+        of a request (its writes refused) is no fault of the request."""
+        await self.recovery.sync_queue(pool=self._shared[0])
+
     async def reconcile_once(self) -> int:
         return await self.reconciler.reconcile_once()
 
@@ -78,10 +79,10 @@ class Engine:
         loops: list[asyncio.Task] = []
         fenced = None
         try:
-            if epoch is not None and self._units_on is not None:
-                fenced = await create_pool(_with_setting(self.settings.postgres_url, EPOCH_SETTING, str(epoch)),
-                                           self.settings.schema, max_size=self.settings.postgres_pool_size)
-                self.io.pool, self.io.uow = fenced, self._units_on(fenced)
+            if epoch is not None and self._open_term is not None:
+                term = await self._open_term(epoch)
+                fenced = term.pool
+                self.io.pool, self.io.uow = term.pool, term.units
             await self.recovery.recover()
             loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
                      asyncio.create_task(self.reconciler.loop(), name="scheduler-reconciler"),
@@ -164,9 +165,3 @@ class Engine:
         m.ITERATION_SECONDS.observe(time.perf_counter() - started_at)
         return next_deadline
 
-
-def _with_setting(url: str, name: str, value: str) -> str:
-    """The URL with a server setting every connection made from it carries."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != name] + [(name, value)]
-    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -7,7 +7,7 @@ import logging
 
 from services.scheduler import domain, store
 from services.scheduler import metrics as m
-from services.scheduler.engine.context import Adapters, LiveRuns, Wake
+from services.scheduler.engine.context import Adapters, LeadershipOver, LiveRuns, Wake, confirm_leading
 from services.scheduler.engine.usage import UsageSampler
 from services.scheduler.engine.watcher import stop_attempt
 
@@ -28,6 +28,8 @@ class Reconciler:
                 await self.reconcile_once()
             except asyncio.CancelledError:
                 raise
+            except LeadershipOver as exc:  # standing down any moment now
+                log.warning("reconcile skipped: %s", exc)
             except Exception:
                 log.exception("reconcile failed")
 
@@ -46,6 +48,7 @@ class Reconciler:
                 continue
             owner = owners.get(allocation.allocation_id)
             transitional = owner is not None and owner.status in domain.RUN_LIVE
+            await confirm_leading(self.io)  # a stale leader would take a successor's allocation away
             if await allocator.release(allocation.allocation_id, only_if_expired=transitional):
                 released += 1
                 m.RELEASED.labels("reconciler").inc()
@@ -68,6 +71,7 @@ class Reconciler:
         for attempt in live - self.live.allocations:
             if attempt in self.live.allocations:  # started while we were listing
                 continue
+            await confirm_leading(self.io)  # a stale leader would stop its successor's runs
             log.warning("stopping run %s: no scheduled run owns it", attempt)
             await stop_attempt(self.io.runner, attempt, self.io.settings.scheduler_stop_grace_seconds)
             m.ORPHANS_STOPPED.inc()

@@ -11,8 +11,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from services.scheduler import store
 from services.scheduler import metrics as m
+from services.scheduler.core.allocator import AllocationConflict
 from services.scheduler.core.queue import QueueStatus
 from services.scheduler.engine.context import Adapters, LiveRuns, Wake
 from services.scheduler.engine.watcher import Watcher
@@ -47,7 +50,9 @@ class Recovery:
 
     async def adopt(self, job: JobRecord, run: RunRecord) -> bool:
         """Watch a live run nobody watches: adopted when the runner still knows it (True), else (it
-        really died, or its launch was cut short) recorded as such and run again."""
+        really died, or its launch was cut short) recorded as such and run again. Only the runner's
+        answer that it has no such run means gone: when it cannot answer (its API away, an error), the
+        run is left as it is, allocation and all, and the audit's next round asks again (False)."""
         io = self.io
         attempt = run.allocation_id
         handle = None
@@ -55,7 +60,9 @@ class Recovery:
             try:
                 handle = await io.runner.attach(attempt)
             except Exception as exc:
-                log.warning("cannot find run %s (%s) in the runner: %s", run.run_id, attempt, exc)
+                log.warning("cannot look for run %s (%s) in the runner: %s; left as it is for now",
+                            run.run_id, attempt, exc)
+                return False
         if handle is not None and run.status == "running":
             log.info("adopted run %s (%s)", run.run_id, handle.ref)
             m.ADOPTED.inc()
@@ -67,10 +74,10 @@ class Recovery:
             except Exception as exc:
                 log.warning("cannot stop the half-started run %s (%s): %s", run.run_id, handle.ref, exc)
         if run.status == "starting":
-            await self.watcher.rerun(run, attempt, "rerun: its start was cut short by a change of leader",
+            await self.watcher.rerun(job, run, attempt, "rerun: its start was cut short by a change of leader",
                                      why="start interrupted")
         else:
-            await self.watcher.rerun(run, attempt, "rerun: the runner had no trace of it when a new leader looked",
+            await self.watcher.rerun(job, run, attempt, "rerun: the runner had no trace of it when a new leader looked",
                                      why="gone")
         return False
 
@@ -91,18 +98,25 @@ class Recovery:
         async with self.io.pool.acquire() as conn:
             rows = await store.live_allocations(conn)
         for row, deadline in rows:
-            await self.restore(row, deadline)
+            if not await self.restore(row, deadline):
+                m.DRIFT.labels("conflict").inc()
 
-    async def restore(self, row: RunRecord, deadline: datetime | None) -> None:
-        """Record a live run's allocation in Redis again, as PostgreSQL has it (idempotent)."""
-        restored = await self.io.allocator.restore(
-            row.allocation_id, row.job_id, row.run_id, node=row.node, gpu_type=row.gpu_type,
-            gpu_indices=list(row.gpu_indices or []), memory_bytes=int(row.memory_bytes),
-            cpu_millis=int(row.cpu_millis), lease_seconds=self.io.settings.scheduler_lease_seconds,
-            expected_end=deadline.timestamp() if deadline else None)
+    async def restore(self, row: RunRecord, deadline: datetime | None) -> bool:
+        """Record a live run's allocation in Redis again, as PostgreSQL has it (idempotent). False, with
+        nothing changed, when another allocation holds one of its GPUs (never booked twice)."""
+        try:
+            restored = await self.io.allocator.restore(
+                row.allocation_id, row.job_id, row.run_id, node=row.node, gpu_type=row.gpu_type,
+                gpu_indices=list(row.gpu_indices or []), memory_bytes=int(row.memory_bytes),
+                cpu_millis=int(row.cpu_millis), lease_seconds=self.io.settings.scheduler_lease_seconds,
+                expected_end=deadline.timestamp() if deadline else None)
+        except AllocationConflict as exc:
+            log.error("cannot restore the allocation of run %s: %s", row.run_id, exc)
+            return False
         if restored is None:
             log.warning("run %s holds capacity on node %s, which is no longer in the inventory",
                         row.run_id, row.node)
+        return True
 
     async def _reset_queue_sync(self) -> None:
         async with self.io.pool.acquire() as conn:
@@ -119,10 +133,12 @@ class Recovery:
         await self._reset_queue_sync()
         await self.io.redis.set(self.sentinel, str(time.time()))
 
-    async def sync_queue(self) -> None:
-        """Mirror changed job rows into the Redis queue (PostgreSQL is the record)."""
+    async def sync_queue(self, *, pool: asyncpg.Pool | None = None) -> None:
+        """Mirror changed job rows into the Redis queue (PostgreSQL is the record), through the engine's pool
+        or `pool`."""
         io = self.io
-        async with io.pool.acquire() as conn:
+        pool = pool or io.pool
+        async with pool.acquire() as conn:
             rows = await store.unsynced_jobs(conn)
         if not rows:
             return
@@ -141,7 +157,7 @@ class Recovery:
                 await io.queue.reprioritise(job_id, job.priority)
             if entry.status != QueueStatus.WAITING:
                 await io.queue.set_status(job_id, QueueStatus.WAITING)
-        async with io.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             await store.mark_synced(conn, rows)
 
     def _entry(self, job: JobRecord) -> dict[str, Any]:

@@ -185,7 +185,7 @@ class Starter:
         the runner references in one statement."""
         io, live = self.io, self.live
         slots = asyncio.Semaphore(io.settings.scheduler_start_concurrency)
-        library: dict[tuple[str, str, str], Any] = {}  # the round's library lookups, each made once
+        library: dict[tuple[str, str | None, str, str], Any] = {}  # the round's library lookups, each made once
 
         async def launch(run: RunRecord) -> str | None:
             job = jobs[run.job_id]
@@ -217,14 +217,14 @@ class Starter:
                        status: str = "pending") -> None:
         """Undo a claim whose start could not be recorded: back to pending, or skipped when
         the job ended meanwhile."""
-        try:
-            if allocation is not None and await self.io.allocator.release(allocation.allocation_id):
-                m.RELEASED.labels("start_aborted").inc()
+        try:  # the record first: until PostgreSQL has it, the run holds its GPUs (a rebuild restores them)
             if status == "pending":
                 async with self.io.pool.acquire() as conn:
                     await store.unclaim_runs(conn, [row.run_id])
             else:
                 await record_run_end(self.io, job, row, status, reason="the job ended before it started")
+            if allocation is not None and await self.io.allocator.release(allocation.allocation_id):
+                m.RELEASED.labels("start_aborted").inc()
         except Exception:
             log.exception("cannot undo the claim of run %s; the reconciler will release it", row.run_id)
         finally:
@@ -232,22 +232,27 @@ class Starter:
             self.live.starting.discard(row.run_id)
 
     async def _component_run(self, job: JobRecord, run: RunRecord,
-                             library: dict[tuple[str, str, str], Any]) -> ComponentRun:
+                             library: dict[tuple[str, str | None, str, str], Any]) -> ComponentRun:
         """What the runner needs to start one attempt of a run: image or command, env, placement
         (`library`: the library entries this round already looked up)."""
         settings = self.io.settings
         workload = self._workload(job)
         task, component = domain.find_component(workload.spec, run.task_id, run.component_id)
         upstream = domain.predecessors(task)[component.component_id]
-        entry_key = (component.component_id, component.image.registry, component.image.tag)
+        entry_key = (component.component_id, component.library_version, component.image.registry,
+                     component.image.tag)
         prefixes: dict[str, str] = {}
         if upstream or entry_key not in library:
             async with self.io.pool.acquire() as conn:
                 if upstream:
                     prefixes = await store.output_prefixes(conn, run, upstream)
                 if entry_key not in library:
-                    library[entry_key] = await store.library_command(conn, *entry_key)
-        library_command = library[entry_key]
+                    library[entry_key] = await store.library_entry(conn, *entry_key)
+        entry: store.LibraryEntry | None = library[entry_key]
+        if entry is None and component.library_version is not None:
+            # CL-05: the spec names this version; running any other one (the latest, say) would not be it
+            raise RuntimeError(f"the scheduler has not heard of version {component.library_version} of library "
+                               f"component {component.component_id}; it runs no other version in its place")
         local = settings.scheduler_runner == "local"
         env = domain.component_env(
             workload=workload, task_id=task.task_id, component=component, output_prefix=run.output_prefix,
@@ -255,17 +260,23 @@ class Starter:
             training=domain.training_config(workload, episodes=job.episodes),
             s3_endpoint=settings.s3_endpoint,
             s3_credentials=(settings.s3_access_key, settings.s3_secret_key) if local else None)
-        # locally the library's command is what runs; a pod runs its image's entrypoint
-        command = tuple(library_command) if library_command and local else ()
+        # Locally the library's command is what runs. A pod runs the spec's image with the command of the
+        # version the spec names (a version may change the command alone); a spec naming no version runs
+        # its image's entrypoint.
+        command = entry.command if entry and (local or component.library_version is not None) else ()
+        labels = {"avatar-kind": job.kind, "avatar-task": task.task_id}
+        if entry is not None:
+            labels["avatar-library-version"] = entry.version
         return ComponentRun(
             workload_id=job.workload_id, component_id=component.component_id, name=component.name,
             image=ImageRef(component.image.registry, component.image.tag), command=command, env=env,
+            secret_env=domain.component_secrets(workload),
             gpu_indices=tuple(run.gpu_indices or ()), node_name=run.node or "",
             memory_bytes=int(run.memory_bytes or 0), cpu=(run.cpu_millis or 0) / 1000,
-            labels={"avatar-kind": job.kind, "avatar-task": task.task_id}, run_id=run.allocation_id)
+            labels=labels, run_id=run.allocation_id)
 
     async def _launch(self, job: JobRecord, run: RunRecord,
-                      library: dict[tuple[str, str, str], Any]) -> str | None:
+                      library: dict[tuple[str, str | None, str, str], Any]) -> str | None:
         """Start one run and watch it; its runner reference, or None when it did not start (its end
         is recorded). The caller records the reference (one statement for the round)."""
         io = self.io

@@ -6,6 +6,8 @@ import logging
 import time
 from pathlib import Path
 
+import urllib3.exceptions
+from minio.error import ServerError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -17,10 +19,13 @@ from services.scheduler import metrics as m
 from services.scheduler.aio import cancel_all, until_done, within
 from services.scheduler.core.runners.base import LOST, STOPPED, RunHandle, Runner
 from services.scheduler.engine.context import DEPENDENCY_AWAY, ActiveRun, Adapters, LiveRuns, Wake, record_run_end
+from services.scheduler.leader import FENCED
 from services.scheduler.logs import RunLog, collect, read_json
 from services.scheduler.records import JobRecord, RunRecord
 
 log = logging.getLogger(__name__)
+# S3 away for a moment (a restart, a reset connection, a 5xx): a run's metrics and log are tried again
+S3_AWAY: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, ServerError, ConnectionError, TimeoutError)
 
 
 class Watcher:
@@ -77,7 +82,7 @@ class Watcher:
             exit_code = outcome.exit_code
             stopped = run.run_id in self.live.stop_requested or outcome.reason.startswith(STOPPED)
             if outcome.reason.startswith(LOST) and not stopped:  # it died without saying how: not its failure
-                await self.rerun(run, active.allocation_id, f"rerun: {outcome.reason}", why="lost")
+                await self.rerun(job, run, active.allocation_id, f"rerun: {outcome.reason}", why="lost")
                 span.set_attribute("avatar.run_status", "lost")
                 return
             status = "succeeded" if outcome.succeeded else ("stopped" if stopped else "failed")
@@ -93,10 +98,24 @@ class Watcher:
             # rebuild of Redis restores the allocation of every run PostgreSQL calls live), so a GPU is never
             # handed out while the record still says it is in use. Both are idempotent and retried until
             # done: a dependency away for a while delays the end, never loses it.
-            await until_done(lambda: record_run_end(io, job, run, status, exit_code=exit_code,
-                                                    last_line=runlog.last_line, reason=reason,
-                                                    log_url=log_url, metrics=metrics),
-                             what=f"recording the end of run {run.run_id}", retried=DEPENDENCY_AWAY)
+            try:
+                await until_done(lambda: record_run_end(io, job, run, status, exit_code=exit_code,
+                                                        last_line=runlog.last_line, reason=reason,
+                                                        log_url=log_url, metrics=metrics),
+                                 what=f"recording the end of run {run.run_id}", retried=DEPENDENCY_AWAY)
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) == FENCED:
+                    raise  # another leader's now: it adopts the run
+                # PostgreSQL refuses this end (e.g. metrics it cannot store): a plain failure is recorded
+                # instead, or the run would stay live, its GPUs held, and be adopted again and again
+                log.error("PostgreSQL refused the end of run %s (%s: %s): recorded as failed", run.run_id,
+                          type(exc).__name__, exc)
+                reason = (f"its end ({status}, exit code {exit_code}) could not be recorded: PostgreSQL refused it"
+                          f" ({type(exc).__name__})")
+                status = "failed"
+                await until_done(lambda: record_run_end(io, job, run, status, exit_code=exit_code, reason=reason,
+                                                        log_url=log_url),
+                                 what=f"recording the end of run {run.run_id}", retried=DEPENDENCY_AWAY)
             await self.release(active.allocation_id, "run_end")
             if self.reattach:  # a finished pod is kept only until its log and outcome are recorded
                 try:
@@ -127,14 +146,22 @@ class Watcher:
                 self.live.stop_requested.discard(run.run_id)
             self.wake()
 
-    async def rerun(self, run: RunRecord, attempt: str | None, reason: str, *, why: str) -> None:
+    async def rerun(self, job: JobRecord, run: RunRecord, attempt: str | None, reason: str, *, why: str) -> None:
         """A run that really died (its process or pod gone, no exit status) goes back to pending with
-        `reason` on it, then its GPUs go back (the record first); the engine starts it again."""
+        `reason` on it, then its GPUs go back (the record first); the engine starts it again. One that
+        was run again `scheduler_max_reruns` times already fails instead, with the reasons of its deaths."""
         async def reset() -> bool:
             async with self.io.pool.acquire() as conn:
                 return await store.reset_run(conn, run.run_id, reason, attempt=attempt)
 
-        if await until_done(reset, what=f"resetting run {run.run_id}", retried=DEPENDENCY_AWAY):
+        reruns = max(run.attempt - 1, 0)
+        if reruns >= self.io.settings.scheduler_max_reruns:
+            reasons = "; ".join(r for r in (run.rerun_reason, reason) if r)
+            ended = f"rerun {reruns} times: {reasons}"
+            if await until_done(lambda: record_run_end(self.io, job, run, "failed", reason=ended),
+                                what=f"recording the end of run {run.run_id}", retried=DEPENDENCY_AWAY):
+                log.warning("run %s died again (%s): it fails, %s", run.run_id, reason, ended)
+        elif await until_done(reset, what=f"resetting run {run.run_id}", retried=DEPENDENCY_AWAY):
             m.RERUNS.labels(why).inc()
             log.warning("run %s died (%s): it runs again", run.run_id, reason)
         if attempt:
@@ -151,7 +178,9 @@ class Watcher:
     async def _read_metrics(self, run: RunRecord) -> dict | None:
         bucket, _, prefix = run.output_prefix.removeprefix("s3://").partition("/")
         try:
-            return await read_json(self.io.objects, bucket, f"{prefix}metrics.json")
+            return await until_done(lambda: read_json(self.io.objects, bucket, f"{prefix}metrics.json"),
+                                    what=f"reading the metrics of run {run.run_id}", retried=S3_AWAY,
+                                    give_up_after=self.io.settings.scheduler_s3_retry_seconds)
         except Exception as exc:
             log.warning("cannot read metrics.json of run %s: %s", run.run_id, exc)
             return None
@@ -160,7 +189,9 @@ class Watcher:
         key = domain.log_key(job.workload_id, run.task_id, run.component_id, test_run_id=job.test_run_id,
                              round_=run.round if job.kind == "looptest" else None)
         try:
-            return await runlog.upload(self.io.objects, self.io.settings.logs_bucket, key)
+            return await until_done(lambda: runlog.upload(self.io.objects, self.io.settings.logs_bucket, key),
+                                    what=f"uploading the log of run {run.run_id}", retried=S3_AWAY,
+                                    give_up_after=self.io.settings.scheduler_s3_retry_seconds)
         except Exception as exc:
             log.warning("cannot upload the log of run %s: %s", run.run_id, exc)
             return None

@@ -37,6 +37,7 @@ def _matches(pod: dict, label_selector: str | None, field_selector: str | None) 
 class FakeKubeApi:
     def __init__(self) -> None:
         self.pods: dict[tuple[str, str], dict] = {}
+        self.secrets: dict[tuple[str, str], dict] = {}
         self.nodes: list[dict] = []
         self.logs: dict[tuple[str, str], list[str]] = {}
         self.events: list[tuple[int, str, dict]] = []  # (resourceVersion, type, object)
@@ -90,6 +91,38 @@ class FakeKubeApi:
         self.pods[(ns, name)] = body
         await self._emit("ADDED", body)
         return web.json_response(body, status=201)
+
+    async def create_secret(self, request: web.Request) -> web.Response:
+        ns = request.match_info["ns"]
+        body = await request.json()
+        name = body["metadata"]["name"]
+        if (ns, name) in self.secrets:
+            return _status(409, "AlreadyExists", f'secrets "{name}" already exists')
+        body["metadata"].update({"namespace": ns, "uid": str(uuid.uuid4())})
+        self.secrets[(ns, name)] = body
+        return web.json_response(body, status=201)
+
+    async def replace_secret(self, request: web.Request) -> web.Response:
+        key = (request.match_info["ns"], request.match_info["name"])
+        if key not in self.secrets:
+            return _status(404, "NotFound", f'secrets "{key[1]}" not found')
+        self.secrets[key] = await request.json()
+        return web.json_response(self.secrets[key])
+
+    async def patch_secret(self, request: web.Request) -> web.Response:
+        key = (request.match_info["ns"], request.match_info["name"])
+        if key not in self.secrets:
+            return _status(404, "NotFound", f'secrets "{key[1]}" not found')
+        patch = await request.json()
+        self.secrets[key]["metadata"].update(patch.get("metadata") or {})
+        return web.json_response(self.secrets[key])
+
+    async def delete_secret(self, request: web.Request) -> web.Response:
+        key = (request.match_info["ns"], request.match_info["name"])
+        secret = self.secrets.pop(key, None)
+        if secret is None:
+            return _status(404, "NotFound", f'secrets "{key[1]}" not found')
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
     async def get_pod(self, request: web.Request) -> web.Response:
         pod = self.pods.get((request.match_info["ns"], request.match_info["name"]))
@@ -177,6 +210,10 @@ class FakeKubeApi:
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.get_pod)
         app.router.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.delete_pod)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log)
+        app.router.add_post("/api/v1/namespaces/{ns}/secrets", self.create_secret)
+        app.router.add_put("/api/v1/namespaces/{ns}/secrets/{name}", self.replace_secret)
+        app.router.add_patch("/api/v1/namespaces/{ns}/secrets/{name}", self.patch_secret)
+        app.router.add_delete("/api/v1/namespaces/{ns}/secrets/{name}", self.delete_secret)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         with socket.socket() as s:

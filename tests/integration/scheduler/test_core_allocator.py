@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from services.scheduler.core.allocator import Order, RedisAllocator
+from services.scheduler.core.allocator import AllocationConflict, Order, RedisAllocator
 from services.scheduler.core.demand import ComponentDemand, best_fit
 from services.scheduler.core.inventory import GpuPool, Node, NodeStatus, load_nodes_file
 
@@ -155,6 +155,18 @@ async def test_restore_puts_an_allocation_back_exactly(allocator):
     assert set(nxt.gpu_indices) == {0, 1, 2, 3, 4, 7}
     assert await allocator.restore("x", "w", "c", node="nope", gpu_type="A100", gpu_indices=[0],
                                    memory_bytes=0, cpu_millis=0) is None
+
+
+async def test_restore_refuses_gpus_another_allocation_holds_and_changes_nothing(allocator):
+    held = await allocator.allocate("held", "w1", "c", ComponentDemand("A100", 2), nodes=["node-a100-1"])
+    before = await allocator.snapshot()
+    with pytest.raises(AllocationConflict, match=f"GPU {held.gpu_indices[1]}"):
+        await allocator.restore("stale", "w2", "c", node="node-a100-1", gpu_type="A100",
+                                gpu_indices=[7, held.gpu_indices[1]], memory_bytes=GB, cpu_millis=100)
+    assert await allocator.get("stale") is None
+    assert await allocator.snapshot() == before  # GPU 7 not taken either: all or nothing
+    nxt = await allocator.allocate("n", "w", "c", ComponentDemand("A100", 6), nodes=["node-a100-1"])
+    assert set(nxt.gpu_indices).isdisjoint(held.gpu_indices) and len(nxt.gpu_indices) == 6
 
 
 async def test_two_replicas_hammering_never_over_allocate(redis_client, second_redis_client, prefix):

@@ -2,6 +2,7 @@
 import os
 import time
 
+import psutil
 import pytest
 
 from services.scheduler.core.runners.base import ComponentRun, GpuUsage
@@ -68,7 +69,7 @@ async def test_the_local_runner_measures_the_gpus_it_gave_a_run(fake, tmp_path):
     runner = LocalRunner(state_dir=tmp_path / "runs", runner_id=f"gpu-test-{os.getpid()}", gpu_probe=NvidiaSmi())
     handle = await runner.start(ComponentRun("wl-gpu", "c1", "c1", command=("sleep", "30"), gpu_indices=(1, 3)))
     try:
-        usage = await _sample_after_exec(runner, handle)
+        usage = await _sample_after_exec(runner, handle, gpu=True)
         # 300 MiB on each of its two GPUs; GPUs 1 and 3 are 40% and 60% busy
         assert usage.gpu == GpuUsage(memory_bytes=600 * MIB, utilization=50.0, busy=2)
         assert usage.memory_rss_bytes > 0
@@ -89,11 +90,27 @@ async def test_the_local_runner_without_a_probe_or_nvidia_smi_measures_no_gpu(mo
         await runner.close()
 
 
-async def _sample_after_exec(runner: LocalRunner, handle):
-    """A usage sample of the command itself: one taken while the child is still inside execve reads an RSS of 0."""
+async def _sample_after_exec(runner: LocalRunner, handle, *, gpu: bool = False):
+    """A usage sample of the command itself. It runs as a child of the run's wrapper sh, which forks it: until
+    the child has exec'd (its environment the command's, CUDA_VISIBLE_DEVICES set) nvidia-smi cannot list it,
+    and a GPU sample taken before that is reused for up to a second (one per sampling round)."""
+    wrapper = psutil.Process(int(handle.ref))
+
+    def execed() -> bool:
+        try:
+            return any(child.name() == "sleep" for child in wrapper.children())
+        except psutil.Error:
+            return False
+
+    await wait_until(execed, message="the command started by the wrapper")
+
     async def sampled():
         usage = await runner.usage(handle)
-        return usage if usage is not None and usage.memory_rss_bytes > 0 else None
+        if usage is None or usage.memory_rss_bytes == 0:
+            return None
+        if gpu and (usage.gpu is None or usage.gpu.memory_bytes == 0):  # a GPU sample from before the exec
+            return None
+        return usage
     return await wait_until(sampled, message="a usage sample of the running command")
 
 

@@ -1,12 +1,14 @@
 import asyncio
+import json
+from dataclasses import replace
 
 import pytest
 from kubernetes_asyncio import client
 
 from services.scheduler.core.inventory import GpuPool, NodeStatus
-from services.scheduler.core.runners.base import LOST, STOPPED, SUCCEEDED, ComponentRun, ImageRef
+from services.scheduler.core.runners.base import LOST, STOPPED, SUCCEEDED, ComponentRun, ImageRef, RunnerError
 from services.scheduler.core.runners.kubernetes import (ANNOTATION_RUN_ID, KubernetesRunner, KubernetesRunnerConfig,
-                                                         pod_manifest, pod_name)
+                                                         pod_manifest, pod_name, secret_name)
 
 GB = 10**9
 
@@ -167,3 +169,45 @@ async def test_nodes_parse_into_the_inventory(kube, runner):
     assert nodes["gpu-1"].memory_bytes == 1056589612 * 1024 and nodes["gpu-1"].cpu == 63.5
     assert nodes["gpu-2"].status is NodeStatus.DRAIN and nodes["gpu-2"].gpus == {"V100": GpuPool(4, 32768 * 2**20)}
     assert nodes["cpu-1"].status is NodeStatus.DOWN and nodes["cpu-1"].gpus == {}
+
+
+async def test_secret_env_vars_go_into_a_secret_of_the_run_never_into_the_pod(kube, api_client):
+    asked = []
+
+    async def resolve(run):
+        asked.append(dict(run.secret_env))
+        return {"HF_TOKEN": "hf-value-1", "DB_PASSWORD": "pw-value-2"}
+
+    runner = KubernetesRunner(api_client, KubernetesRunnerConfig(namespace="avatar", watch_timeout_seconds=1),
+                              secrets=resolve)
+    try:
+        run = replace(component(), secret_env={"HF_TOKEN": {"ref": 1}, "DB_PASSWORD": {"ref": 2}})
+        handle = await runner.start(run)
+        assert asked == [{"HF_TOKEN": {"ref": 1}, "DB_PASSWORD": {"ref": 2}}]  # resolved once, at start
+        pod = kube.pods[("avatar", handle.ref)]
+        assert "hf-value-1" not in json.dumps(pod) and "pw-value-2" not in json.dumps(pod)
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        secret = kube.secrets[("avatar", secret_name(run.run_id))]
+        assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": secret["metadata"]["name"], "key": "HF_TOKEN"}}}
+        assert secret["stringData"] == {"HF_TOKEN": "hf-value-1", "DB_PASSWORD": "pw-value-2"}
+        # the pod owns it (Kubernetes deletes it with the pod), and it goes when the run ends
+        assert secret["metadata"]["ownerReferences"] == [
+            {"apiVersion": "v1", "kind": "Pod", "name": handle.ref, "uid": pod["metadata"]["uid"]}]
+        await kube.set_phase(handle.ref, "Succeeded", exit_code=0)
+        assert (await runner.wait(handle)).reason == SUCCEEDED
+        assert ("avatar", secret_name(run.run_id)) not in kube.secrets
+    finally:
+        await runner.close()
+
+
+async def test_a_run_with_secrets_does_not_start_without_their_values(kube, api_client):
+    async def resolve(run):
+        return {}
+
+    for resolver in (None, resolve):
+        runner = KubernetesRunner(api_client, KubernetesRunnerConfig(namespace="avatar"), secrets=resolver)
+        with pytest.raises(RunnerError, match="HF_TOKEN|cannot resolve"):
+            await runner.start(replace(component(), secret_env={"HF_TOKEN": {"ref": 1}}))
+        await runner.close()
+    assert kube.pods == {} and kube.secrets == {}

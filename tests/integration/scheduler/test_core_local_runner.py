@@ -1,11 +1,12 @@
 import asyncio
+import hashlib
 import os
 import sys
 import time
 
 import pytest
 
-from services.scheduler.core.runners.base import LOST, STOPPED, SUCCEEDED, ComponentRun
+from services.scheduler.core.runners.base import LOST, STOPPED, SUCCEEDED, ComponentRun, RunnerError
 from services.scheduler.core.runners.local import LocalRunner
 
 
@@ -201,3 +202,27 @@ async def test_leftovers_of_runs_that_end_together_are_killed_before_the_run_is_
     for i in range(4):
         assert tagged(f"wl-1.leaver-{i}") == []
     assert not any(run_id.startswith("wl-1.leaver") for run_id in await runner.list_live())
+
+
+async def test_secret_env_vars_are_resolved_at_start_into_the_process_env_only(tmp_path, request):
+    resolved = []
+
+    async def resolve(component_run):
+        resolved.append(component_run.run_id)
+        return {"HF_TOKEN": "hf-secret-value"}
+
+    runner = LocalRunner(state_dir=tmp_path / "runs", runner_id=f"test-{os.getpid()}-{request.node.name}",
+                         secrets=resolve)
+    try:
+        code = ("import hashlib, os; print(hashlib.sha256(os.environ['HF_TOKEN'].encode()).hexdigest())")
+        component_run = ComponentRun("wl-1", "c1", "c1", command=("python", "-c", code),
+                                     secret_env={"HF_TOKEN": {"ref": 1}})
+        handle = await runner.start(component_run)
+        assert (await runner.wait(handle)).succeeded and resolved == ["wl-1.c1"]
+        assert [line async for line in runner.logs(handle)] == [hashlib.sha256(b"hf-secret-value").hexdigest()]
+        for path in (tmp_path / "runs").rglob("*"):  # meta.json, output.log, the exit file: never the value
+            assert not path.is_file() or b"hf-secret-value" not in path.read_bytes()
+        with pytest.raises(RunnerError, match="cannot resolve"):  # a runner without a resolver refuses
+            await LocalRunner(state_dir=tmp_path / "other").start(component_run)
+    finally:
+        await runner.close()

@@ -22,7 +22,8 @@ async def test_the_audit_gives_a_live_run_its_lost_allocation_back_and_adopts_a_
         await publish("workload.approved", WorkloadApproved(workload_id=workload_id, auto=True, workload=wl))
         await tap.wait_for("workload.started", workload_id)
     await wait_until(lambda: len(engine.live.active) == 2, message="both runs watched")
-    assert await engine.audit.audit_once() == {"missing in redis": 0, "other gpus in redis": 0, "unwatched run": 0}
+    assert await engine.audit.audit_once() == {"missing in redis": 0, "other gpus in redis": 0, "unwatched run": 0,
+                                            "conflict": 0}
 
     [lost] = await allocations(scheduler, "WL-AUDIT-1")
     await engine.io.allocator.release(lost.allocation_id)  # Redis forgets a live run's GPUs
@@ -31,7 +32,8 @@ async def test_the_audit_gives_a_live_run_its_lost_allocation_back_and_adopts_a_
     await wait_until(lambda: unwatched.run_id not in engine.live.active, message="the watcher gone")
     before = drift("missing in redis"), drift("unwatched run")
 
-    assert await engine.audit.audit_once() == {"missing in redis": 1, "other gpus in redis": 0, "unwatched run": 1}
+    assert await engine.audit.audit_once() == {"missing in redis": 1, "other gpus in redis": 0, "unwatched run": 1,
+                                            "conflict": 0}
     assert (drift("missing in redis"), drift("unwatched run")) == (before[0] + 1, before[1] + 1)
     [restored] = await allocations(scheduler, "WL-AUDIT-1")
     assert (restored.node, restored.gpu_indices) == (lost.node, lost.gpu_indices)

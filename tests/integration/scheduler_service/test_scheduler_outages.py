@@ -5,8 +5,6 @@ is run again."""
 from __future__ import annotations
 
 import asyncio
-import collections
-import time
 
 import asyncpg
 import pytest
@@ -15,6 +13,7 @@ from contracts.events import WorkloadApproved
 from services.scheduler.leader import EPOCH_SETTING
 from services.scheduler.main import create_app
 from tests.integration.scheduler_service.support import allocations, component, register, workload
+from tests.support.chaos import Sampler, attempts, figures, report, settle
 from tests.support.infra import wait_until
 from tests.support.redis_server import RedisServer
 from tests.support.services import running_service
@@ -32,11 +31,8 @@ TERMINAL = {"completed", "failed", "cancelled"}
 
 @pytest.fixture
 def redis_server():
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -44,41 +40,6 @@ def four_gpus(tmp_path):
     path = tmp_path / "nodes-4.yaml"
     path.write_text(NODES)
     return path
-
-
-class Sampler:
-    """Samples PostgreSQL every 0.2 s: GPUs held by two live runs at once (double-booked)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.double_booked: list[str] = []
-        self.samples = 0
-        self._task: asyncio.Task | None = None
-
-    async def _loop(self) -> None:
-        conn = None
-        while True:
-            try:
-                conn = conn if conn is not None and not conn.is_closed() else await asyncpg.connect(self.url)
-                rows = await conn.fetch("SELECT run_id, node, gpu_indices FROM scheduler.runs"
-                                        " WHERE status IN ('starting', 'running') AND node IS NOT NULL")
-                held = collections.defaultdict(list)
-                for row in rows:
-                    for index in row["gpu_indices"] or []:
-                        held[(row["node"], index)].append(row["run_id"])
-                self.double_booked += [f"{gpu}: {runs}" for gpu, runs in held.items() if len(runs) > 1]
-                self.samples += 1
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                conn = None
-            await asyncio.sleep(0.2)
-
-    def __enter__(self) -> "Sampler":
-        self._task = asyncio.create_task(self._loop())
-        return self
-
-    def __exit__(self, *_) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 async def statuses(service, workload_ids) -> dict[str, str | None]:
@@ -89,32 +50,18 @@ async def statuses(service, workload_ids) -> dict[str, str | None]:
     return found
 
 
-async def attempts(url: str) -> dict[str, int]:
-    conn = await asyncpg.connect(url)
-    try:
-        return {row["job_id"]: row["attempt"] for row in await conn.fetch("SELECT job_id, max(attempt) AS attempt"
-                                                                           " FROM scheduler.runs GROUP BY job_id")}
-    finally:
-        await conn.close()
-
-
 async def allocated_gpus(service) -> int:
     resources = (await service.client.get("/resources", headers=service.headers("viewer"))).json()
     return sum(item["allocated"] for item in resources["gpus"])
 
 
-async def settle(service, ids, timeout: float = 60) -> float | None:
-    """Seconds until every workload is terminal and nothing is allocated any more (None: not within timeout)."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        try:
-            found = await statuses(service, ids)
-            if all(status in TERMINAL for status in found.values()) and await allocations(service) == []:
-                return round(time.monotonic() - began, 1)
-        except Exception:  # a dependency still away
-            pass
-        await asyncio.sleep(0.25)
-    return None
+async def healed(service, ids) -> float | None:
+    """Seconds until every workload is terminal and nothing is allocated any more (None: not within 60 s)."""
+    async def done() -> bool:
+        found = await statuses(service, ids)
+        return all(status in TERMINAL for status in found.values()) and await allocations(service) == []
+
+    return await settle(done)
 
 
 async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double_booked(
@@ -124,7 +71,7 @@ async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double
     async with running_service(create_app, settings) as service:
         await wait_until(lambda: service.app.state.scheduler.leadership.leading, message="leadership")
         await register(publish, service, "CL-PROBE")
-        with Sampler(fresh.postgres_url) as sampler:
+        with Sampler(fresh.postgres_url, redis_url=redis_server.url, sched_prefix=settings.sched_prefix) as sampler:
             for index, workload_id in enumerate(ids):  # two rounds of four; the first ends in the outage
                 wl = workload(workload_id, component("CL-PROBE", gpu_count=1, sleep_s=2.0 + 0.2 * (index % 4)),
                               max_runtime="10m")
@@ -135,15 +82,12 @@ async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double
             await asyncio.sleep(3)
             redis_server.start()
 
-            recovered = await settle(service, ids)
+            recovered = await healed(service, ids)
             leaked = len(await allocations(service))
         final = await statuses(service, ids)
         runs = await attempts(fresh.postgres_url)
-        figures = {"stuck": sum(status != "completed" for status in final.values()),
-                   "reruns": sum(runs.get(workload_id, 0) > 1 for workload_id in ids),
-                   "double-booked samples": len(sampler.double_booked), "leaked allocations": leaked,
-                   "seconds to recover": recovered}
-        print(f"\nredis outage, 8 workloads: {figures}")
+        report("redis outage, 8 workloads",
+               figures(final, runs, sampler, done="completed", leaked=leaked, recovered=recovered))
         assert sampler.samples > 20 and sampler.double_booked == [], sampler.double_booked[:10]
         assert final == {workload_id: "completed" for workload_id in ids}
         assert runs == {workload_id: 1 for workload_id in ids}  # no reruns
@@ -182,15 +126,12 @@ async def test_the_leader_keeps_its_runs_through_terminated_database_connections
             terminated = [await terminate_connections(fresh.postgres_url)]
             await asyncio.sleep(1.0)
             terminated.append(await terminate_connections(fresh.postgres_url))
-            recovered = await settle(service, ids)
+            recovered = await healed(service, ids)
             leaked = len(await allocations(service))
         final = await statuses(service, ids)
         runs = await attempts(fresh.postgres_url)
-        figures = {"stuck": sum(status != "completed" for status in final.values()),
-                   "reruns": sum(runs.get(workload_id, 0) > 1 for workload_id in ids),
-                   "double-booked samples": len(sampler.double_booked), "leaked allocations": leaked,
-                   "seconds to recover": recovered, "connections terminated": terminated}
-        print(f"\npg_terminate_backend twice, 6 workloads: {figures}")
+        report("pg_terminate_backend twice, 6 workloads", figures(
+            final, runs, sampler, done="completed", leaked=leaked, recovered=recovered, terminated=terminated))
         assert all(terminated)
         assert runs == {workload_id: 1 for workload_id in ids}  # not one healthy run started again
         assert final == {workload_id: "completed" for workload_id in ids}

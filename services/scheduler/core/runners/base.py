@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 # Called with (run_id, line) for every output line; may be sync or async.
 LogSink = Callable[[str, str], "Awaitable[None] | None"]
+# The values of a run's secret env vars (name -> value), from the references in `ComponentRun.secret_env`:
+# called by the runner as it starts the run and nowhere else, so a value lives only in the component.
+SecretResolver = Callable[["ComponentRun"], Awaitable[Mapping[str, str]]]
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -37,6 +40,8 @@ class ComponentRun:
     image: ImageRef | None = None
     command: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # env var name -> where its secret value is (opaque to the runner; its SecretResolver reads them)
+    secret_env: Mapping[str, Any] = field(default_factory=dict)
     gpu_indices: tuple[int, ...] = ()
     node_name: str = ""
     memory_bytes: int = 0
@@ -112,6 +117,18 @@ def safe_name(text: str, limit: int = 63) -> str:
     """Lower-case DNS-1123-ish token for file and object names."""
     cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     return cleaned[:limit].strip("-") or "run"
+
+
+async def resolve_secrets(resolver: SecretResolver | None, run: ComponentRun) -> dict[str, str]:
+    if not run.secret_env:
+        return {}
+    if resolver is None:
+        raise RunnerError(f"run {run.run_id} has secret env vars and this runner cannot resolve them")
+    values = dict(await resolver(run))
+    missing = sorted(set(run.secret_env) - set(values))
+    if missing:
+        raise RunnerError(f"run {run.run_id}: no value for the secret env var(s) {', '.join(missing)}")
+    return values
 
 
 async def deliver(sink: LogSink | None, run_id: str, line: str) -> None:

@@ -7,6 +7,9 @@ The composition root builds the ApiClient (in-cluster or kubeconfig) and passes 
   scheduler has already placed it), restartPolicy Never, labels avatar.io/workload-id,
   avatar.io/component-id, avatar.io/run (hash) and avatar.io/managed-by; the exact run id
   is in the annotation avatar.io/run-id.
+- Secret env vars: their values are resolved at start into a Kubernetes Secret of the run (named like
+  its pod, owned by the pod so that it goes when the pod goes, deleted when the run ends); the pod's env
+  names them through valueFrom.secretKeyRef, so the pod spec never holds a value.
 - CUDA_VISIBLE_DEVICES is NOT set in pods (a user-supplied one is dropped): the NVIDIA
   device plugin chooses the physical GPUs and exposes exactly those to the container.
 - wait: read the pod, then watch it (field selector on its name) until phase Succeeded or
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Mapping
@@ -30,8 +34,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..inventory import Node, node_from_k8s
 from .base import (FAILED, LOST, RUN_ID_ENV, STOPPED, SUCCEEDED, ComponentRun, LogSink, RunHandle,
-                   RunnerError, RunOutcome, Usage, deliver, safe_name)
+                   RunnerError, RunOutcome, SecretResolver, Usage, deliver, resolve_secrets, safe_name)
 
+log = logging.getLogger(__name__)
 LABEL_WORKLOAD = "avatar.io/workload-id"
 LABEL_COMPONENT = "avatar.io/component-id"
 LABEL_RUN = "avatar.io/run"
@@ -78,6 +83,19 @@ def pod_name(run_id: str) -> str:
     return f"avatar-{safe_name(run_id, 43)}-{run_hash(run_id)}"
 
 
+def secret_name(run_id: str) -> str:
+    """The run's own Secret (its secret env vars' values): named like its pod."""
+    return pod_name(run_id)
+
+
+def secret_manifest(run: ComponentRun, values: Mapping[str, str], config: KubernetesRunnerConfig) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret_name(run.run_id), "namespace": config.namespace,
+                         "labels": {LABEL_RUN: run_hash(run.run_id), LABEL_MANAGED_BY: config.managed_by},
+                         "annotations": {ANNOTATION_RUN_ID: run.run_id}},
+            "stringData": {str(k): str(v) for k, v in values.items()}}
+
+
 def _cpu_quantity(cores: float) -> str:
     return f"{int(round(cores * 1000))}m"
 
@@ -87,6 +105,8 @@ def pod_manifest(run: ComponentRun, config: KubernetesRunnerConfig) -> dict[str,
     if run.image is None:
         raise RunnerError(f"run {run.run_id}: a Kubernetes run needs an image")
     env = [{"name": str(k), "value": str(v)} for k, v in run.env.items() if k != "CUDA_VISIBLE_DEVICES"]
+    env += [{"name": str(name), "valueFrom": {"secretKeyRef": {"name": secret_name(run.run_id), "key": str(name)}}}
+            for name in sorted(run.secret_env)]
     env += [{"name": RUN_ID_ENV, "value": run.run_id},
             {"name": "AVATAR_WORKLOAD_ID", "value": run.workload_id},
             {"name": "AVATAR_COMPONENT_ID", "value": run.component_id}]
@@ -149,7 +169,7 @@ def outcome_of(pod: Mapping[str, Any]) -> RunOutcome | None:
 class KubernetesRunner:
     def __init__(self, api_client: client.ApiClient, config: KubernetesRunnerConfig | None = None, *,
                  log_sink: LogSink | None = None, namespace: str | None = None,
-                 s3_secret: str | None = None) -> None:
+                 s3_secret: str | None = None, secrets: SecretResolver | None = None) -> None:
         """`namespace` / `s3_secret` are shortcuts overriding those fields of `config`."""
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
@@ -160,6 +180,7 @@ class KubernetesRunner:
             config = replace(config, s3_secret_name=s3_secret)
         self.config = config
         self.log_sink = log_sink
+        self.secrets = secrets
         self._stopped: set[str] = set()
         self._pumps: dict[str, asyncio.Task] = {}
 
@@ -179,15 +200,50 @@ class KubernetesRunner:
     async def start(self, run: ComponentRun) -> RunHandle:
         body = pod_manifest(run, self.config)
         name = body["metadata"]["name"]
+        values = await resolve_secrets(self.secrets, run)
+        if values:
+            await self._create_secret(run, values)
         try:
-            await self._core.create_namespaced_pod(self.namespace, body)
+            created = await self._core.create_namespaced_pod(self.namespace, body)
         except ApiException as exc:
             if exc.status != 409:  # 409: already created by an earlier attempt of this run
+                if values:
+                    await self._delete_secret(run.run_id)
                 raise RunnerError(f"run {run.run_id}: pod creation refused: {exc.status} {exc.reason}") from exc
+        else:
+            if values:
+                await self._own_secret(run.run_id, name, created.metadata.uid)
         handle = RunHandle(run.run_id, name)
         if self.log_sink is not None and run.run_id not in self._pumps:
             self._pumps[run.run_id] = asyncio.create_task(self._pump(handle))
         return handle
+
+    async def _create_secret(self, run: ComponentRun, values: Mapping[str, str]) -> None:
+        body = secret_manifest(run, values, self.config)
+        try:
+            await self._core.create_namespaced_secret(self.namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise RunnerError(f"run {run.run_id}: secret creation refused: {exc.status} {exc.reason}") from exc
+            await self._core.replace_namespaced_secret(secret_name(run.run_id), self.namespace, body)
+
+    async def _own_secret(self, run_id: str, pod: str, uid: str | None) -> None:
+        """The pod owns its Secret: Kubernetes deletes the Secret with the pod, whoever deletes the pod."""
+        if not uid:
+            return
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid}
+        try:
+            await self._core.patch_namespaced_secret(secret_name(run_id), self.namespace,
+                                                     {"metadata": {"ownerReferences": [owner]}})
+        except ApiException as exc:  # it still goes when the run ends (_finish)
+            log.warning("run %s: cannot make pod %s own its secret: %s %s", run_id, pod, exc.status, exc.reason)
+
+    async def _delete_secret(self, run_id: str) -> None:
+        try:
+            await self._core.delete_namespaced_secret(secret_name(run_id), self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("run %s: cannot delete its secret: %s %s", run_id, exc.status, exc.reason)
 
     async def _pump(self, handle: RunHandle) -> None:
         async for line in self.logs(handle, follow=True):
@@ -226,6 +282,7 @@ class KubernetesRunner:
         pump = self._pumps.pop(handle.run_id, None)
         if pump is not None:
             await asyncio.gather(pump, return_exceptions=True)
+        await self._delete_secret(handle.run_id)  # the values are not needed once the component has ended
         if handle.run_id in self._stopped:
             return RunOutcome(outcome.exit_code, STOPPED)
         return outcome

@@ -5,13 +5,13 @@
   components run); stop sends SIGTERM to the group, then SIGKILL after a grace period. Processes that left the group
   (setsid) are still found through their environment tag and killed too.
 - Environment: a few inherited variables (PATH, HOME, …; never the scheduler's secrets),
-  then the run's env, then CUDA_VISIBLE_DEVICES = the allocated GPU indices ("" for none),
+  then the run's env and its secret env vars' values (resolved at start, kept nowhere else), then CUDA_VISIBLE_DEVICES = the allocated GPU indices ("" for none),
   AVATAR_RUN_ID / AVATAR_RUNNER_ID tags and PYTHONUNBUFFERED=1.
 - stdout and stderr go to <state_dir>/<run>/output.log (so output survives a scheduler
   restart); a pump task tails that file and hands every line to the log sink.
 - list_live() finds (through psutil) the processes whose environment carries this runner id, so a
-  restarted scheduler can tell which runs still exist; attach() re-adopts one by its run marker (pid and
-  start time name each process). The command runs under a small sh that records its exit status in the
+  restarted scheduler can tell which runs still exist; attach() re-adopts one: it watches the run's
+  wrapper by pid and start time (meta.json), and once that ends stops what is left with the run's marker. The command runs under a small sh that records its exit status in the
   run's directory, so an adopted run, or one that ended while no scheduler watched, still reports how it
   ended; only a run that died without a word (its machine or the wrapper killed) is LOST.
 - usage() sums RSS and CPU time of the live processes; None when nothing is measurable. Given a
@@ -42,7 +42,7 @@ import psutil
 from services.kit.priority import lower_priority
 
 from .base import (FAILED, LOST, RUN_ID_ENV, STOPPED, SUCCEEDED, ComponentRun, LogSink, RunHandle,
-                   RunnerError, RunOutcome, Usage, deliver, safe_name)
+                   RunnerError, RunOutcome, SecretResolver, Usage, deliver, resolve_secrets, safe_name)
 from .gpu_probe import GpuProbe, GpuSample, attribute
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,15 @@ Tag = tuple[str, str]  # (runner id, run id) from a process's environment
 _UNREAD = object()
 # The command runs under a small sh that writes its exit status to <run dir>/exit ($0) when it ends, so a
 # scheduler that adopts the run after a restart learns how it ended, or that it ended while nobody watched.
-# A component killed by a signal is reported by sh as 128 + the signal: sh re-raises it on itself, so the
-# status this runner sees is the signal's, as without the wrapper.
+# A component killed by a signal is reported by sh as 128 + the signal; the runner reads that back as the signal
+# (_exit_status). The sh does not re-raise it on itself: 128 + SIGSTOP (an exit code a program may choose)
+# would stop the sh instead of ending it, and the run would never end.
 # The sh itself holds no GPU: the command alone is given CUDA_VISIBLE_DEVICES ($1), so nothing counts the sh as
 # a GPU process.
-_RECORD_EXIT = ('gpus=$1; shift; CUDA_VISIBLE_DEVICES="$gpus" "$@"; code=$?; printf "%s" "$code" > "$0"; '
-                'if [ "$code" -gt 128 ] && [ "$code" -lt 193 ]; then kill -$((code - 128)) $$; fi; exit "$code"')
+_RECORD_EXIT = 'gpus=$1; shift; CUDA_VISIBLE_DEVICES="$gpus" "$@"; code=$?; printf "%s" "$code" > "$0"; exit "$code"'
+# signals whose default action does not end a process: sh's 128 + one of them is a plain exit code
+_NOT_FATAL = frozenset({signal.SIGCHLD, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN,
+                        signal.SIGTTOU, signal.SIGURG, signal.SIGWINCH})
 EXIT_FILE = "exit"
 # a process this young may not have exec'd its own environment yet (3 s, not 2: psutil's create_time
 # adds the boot time in whole seconds, so an age can read up to 1 s high)
@@ -76,6 +79,24 @@ class _Proc(NamedTuple):
     @property
     def pid(self) -> int:
         return self.process.pid
+
+
+def _exit_status(code: int) -> int:
+    """The status of the wrapper's command from sh's: 128 + N is death by signal N (negative, as subprocess
+    reports it) when N's default action ends a process; anything else is an exit code."""
+    return -(code - 128) if 128 < code < 193 and (code - 128) not in _NOT_FATAL else code
+
+
+def _wrapper(pid: object, created: object) -> psutil.Process | None:
+    """The run's wrapper sh, if the process with that pid is still the one started then (a pid is reused,
+    a pid and its start time never)."""
+    try:
+        process = psutil.Process(int(pid))  # type: ignore[call-overload]
+        if abs(process.create_time() - float(created)) < 0.01:  # type: ignore[arg-type]
+            return process
+    except (psutil.Error, TypeError, ValueError):
+        pass
+    return None
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -218,6 +239,9 @@ class _Run:
     pgid: int
     directory: Path
     proc: _Child | None = None  # None when adopted after a restart
+    # adopted: its wrapper sh, named by pid and start time (None once it ended); watched=False: not known
+    wrapper: psutil.Process | None = None
+    wrapper_known: bool = False
     gpu_indices: tuple[int, ...] = ()
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: RunOutcome | None = None
@@ -235,15 +259,16 @@ class _Run:
             code = int((self.directory / EXIT_FILE).read_text())
         except (OSError, ValueError):
             return None
-        return -(code - 128) if 128 < code < 193 else code
+        return _exit_status(code)
 
 
 class LocalRunner:
     def __init__(self, *, state_dir: str | Path, cwd: str | Path | None = None, log_sink: LogSink | None = None,
                  runner_id: str = "local", stop_grace_seconds: float = 10.0, poll_interval: float = 0.05,
                  inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV, nice: int = 0,
-                 gpu_probe: GpuProbe | None = None) -> None:
+                 gpu_probe: GpuProbe | None = None, secrets: SecretResolver | None = None) -> None:
         self.state_dir = Path(state_dir)
+        self.secrets = secrets
         self.cwd = Path(cwd) if cwd is not None else REPO_ROOT
         self.log_sink = log_sink
         self.runner_id = runner_id
@@ -262,9 +287,10 @@ class LocalRunner:
         digest = hashlib.sha1(run_id.encode()).hexdigest()[:10]
         return self.state_dir / f"{safe_name(run_id, 40)}-{digest}"
 
-    def _environment(self, run: ComponentRun) -> dict[str, str]:
+    def _environment(self, run: ComponentRun, secret_values: dict[str, str]) -> dict[str, str]:
         env = {k: os.environ[k] for k in self.inherit_env if k in os.environ}
         env.update({str(k): str(v) for k, v in run.env.items()})
+        env.update(secret_values)
         env.update({
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in run.gpu_indices),
             # CUDA's default order (fastest first) may differ from nvidia-smi's: in PCI bus order
@@ -344,12 +370,13 @@ class LocalRunner:
             command[0] if os.access(command[0], os.X_OK) and not os.path.isdir(command[0]) else None)
         if found is None:
             raise RunnerError(f"run {run.run_id}: cannot start {command[0]!r}: not found or not executable")
+        secret_values = await resolve_secrets(self.secrets, run)  # into the process env only, nowhere on disk
         directory = self._directory(run.run_id)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / EXIT_FILE).unlink(missing_ok=True)
         log_file = open(directory / "output.log", "ab")
         try:
-            env = self._environment(run)
+            env = self._environment(run, secret_values)
             gpus = env.pop("CUDA_VISIBLE_DEVICES")
             proc = await _Child.start(["/bin/sh", "-c", _RECORD_EXIT, str(directory / EXIT_FILE), gpus, *command],
                                       log_file=log_file, cwd=str(self.cwd), env=env, nice=self.nice)
@@ -376,25 +403,35 @@ class LocalRunner:
         try:
             if run.proc is not None:
                 code = await run.proc.wait()
+                code = _exit_status(code) if code > 0 else code  # negative: the sh itself was killed
                 exited = time.monotonic()
                 # the leader is done: nothing of the run may outlive it (GPUs go back to the pool)
                 await self._terminate(run, grace=min(2.0, self.stop_grace_seconds), since=exited)
                 run.outcome = self._outcome(run, code)
-            else:
+            elif run.wrapper_known:
+                # adopted: watched through its wrapper alone (a status read, no process scan); when the wrapper
+                # is done its exit status is written, and nothing of the run may outlive it
+                while run.wrapper is not None and run.wrapper.is_running() and _alive(run.wrapper):
+                    await asyncio.sleep(max(self.poll_interval, 0.2))
+                await self._terminate(run, grace=min(2.0, self.stop_grace_seconds), since=time.monotonic())
+                run.outcome = self._adopted_outcome(run)
+            else:  # adopted, its wrapper unknown (a run directory without its start time): by its marker
                 while self._members(run):
                     await asyncio.sleep(max(self.poll_interval, 0.2))
-                code = run.recorded_exit()
-                if run.stopped:
-                    run.outcome = RunOutcome(code, STOPPED)
-                elif code is not None:  # it ended (maybe while nobody watched) and said how
-                    run.outcome = self._outcome(run, code)
-                else:
-                    run.outcome = RunOutcome(None, f"{LOST}: it died without an exit status (adopted after a"
-                                                   " runner restart)")
+                run.outcome = self._adopted_outcome(run)
         except Exception as exc:  # processes unreadable or the like: the run still ends, wait() never hangs
             log.exception("reaping run %s failed", run.run_id)
             run.outcome = run.outcome or RunOutcome(None, f"{LOST}: the runner could not reap it: {exc}"[:300])
         run.finished.set()
+
+    def _adopted_outcome(self, run: _Run) -> RunOutcome:
+        """How an adopted run ended: the exit status its wrapper wrote, else it died without a word (LOST)."""
+        code = run.recorded_exit()
+        if run.stopped:
+            return RunOutcome(code, STOPPED)
+        if code is not None:  # it ended (maybe while nobody watched) and said how
+            return self._outcome(run, code)
+        return RunOutcome(None, f"{LOST}: it died without an exit status (adopted after a runner restart)")
 
     @staticmethod
     def _outcome(run: _Run, code: int) -> RunOutcome:
@@ -499,7 +536,9 @@ class LocalRunner:
             meta = json.loads((directory / "meta.json").read_text())
         except (OSError, ValueError):
             return None
-        run = _Run(run_id, int(meta["pgid"]), directory, gpu_indices=tuple(meta.get("gpu_indices") or ()))
+        known = meta.get("created") is not None  # meta.json names the wrapper by pid and start time
+        run = _Run(run_id, int(meta["pgid"]), directory, gpu_indices=tuple(meta.get("gpu_indices") or ()),
+                   wrapper=_wrapper(meta.get("pid"), meta.get("created")) if known else None, wrapper_known=known)
         self._runs[run_id] = run
         run.tasks.append(asyncio.create_task(self._reap(run)))
         if self.log_sink is not None and run.log_path.exists():
