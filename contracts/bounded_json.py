@@ -6,8 +6,10 @@ be serialised again (pydantic stops at its serialisation depth), so every later 
 - `BoundedJson`: what a client sends in one field: at most `MAX_KEYS` keys, `MAX_DEPTH` levels and
   `MAX_BYTES` as JSON.
 - `ComposedJson`: what the platform builds from checked parts (a library component's default params
-  merged with a placement's own, an App's env_config plus the simulation seed) and what the broker
-  carries: the same depth, a size no composition of request bodies reaches, so composing never fails.
+  merged with a placement's own, an App's env_config plus the simulation seed), what it stored before
+  these bounds, and what the broker carries: a depth and a size no composition of request bodies
+  reaches, so composing never fails and what was readable stays readable, yet below the depth
+  (about 250 levels with the envelope around it) at which pydantic can no longer serialise it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pydantic_core import PydanticCustomError
 MAX_DEPTH = 32
 MAX_KEYS = 200
 MAX_BYTES = 64 * 1024
+MAX_COMPOSED_DEPTH = 200
 MAX_COMPOSED_BYTES = 4 * 1024 * 1024
 _SHOWN_PATH = 120  # characters of the offending path a message quotes
 
@@ -59,12 +62,12 @@ def show_path(path: list[str | int]) -> str:
     return text if len(text) <= _SHOWN_PATH else text[:_SHOWN_PATH] + "…"
 
 
-def _bounded(max_bytes: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _bounded(max_depth: int, max_bytes: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def check(value: dict[str, Any]) -> dict[str, Any]:
-        path = too_deep(value, MAX_DEPTH)
+        path = too_deep(value, max_depth)
         if path is not None:
             raise PydanticCustomError("json_too_deep", "JSON nested deeper than {max_depth} levels (at {at})",
-                                      {"max_depth": MAX_DEPTH, "at": show_path(path)})
+                                      {"max_depth": max_depth, "at": show_path(path)})
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
         if size > max_bytes:
             raise PydanticCustomError("json_too_large", "JSON of {size} bytes is larger than {max_bytes} bytes",
@@ -73,13 +76,13 @@ def _bounded(max_bytes: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return check
 
 
-def _documented(max_bytes: int) -> Any:
+def _documented(max_depth: int, max_bytes: int) -> Any:
     """The bounds in the JSON Schema too (its own keywords cannot say "depth"), so a client can read them."""
-    return Field(json_schema_extra={"x-max-depth": MAX_DEPTH, "x-max-bytes": max_bytes})
+    return Field(json_schema_extra={"x-max-depth": max_depth, "x-max-bytes": max_bytes})
 
 
 # The key count comes before the validator: after it, pydantic would document it as a string's maxLength.
-BoundedJson = Annotated[dict[str, Any], Field(max_length=MAX_KEYS), AfterValidator(_bounded(MAX_BYTES)),
-                        _documented(MAX_BYTES)]
-ComposedJson = Annotated[dict[str, Any], AfterValidator(_bounded(MAX_COMPOSED_BYTES)),
-                         _documented(MAX_COMPOSED_BYTES)]
+BoundedJson = Annotated[dict[str, Any], Field(max_length=MAX_KEYS), AfterValidator(_bounded(MAX_DEPTH, MAX_BYTES)),
+                        _documented(MAX_DEPTH, MAX_BYTES)]
+ComposedJson = Annotated[dict[str, Any], AfterValidator(_bounded(MAX_COMPOSED_DEPTH, MAX_COMPOSED_BYTES)),
+                         _documented(MAX_COMPOSED_DEPTH, MAX_COMPOSED_BYTES)]

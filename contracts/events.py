@@ -256,8 +256,8 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "training.requested": (Workload, "A training request was submitted: by the trainer, or by another system "
                                      "(its own broker user, the AMQP user_id set, `producer` its name). Another "
                                      "system's request is accepted only for a ready App at that `specVersion` and a "
-                                     "requester the platform knows (a user who submitted through the trainer, or "
-                                     "`producer` itself); the trainer then publishes it as its own, rebuilt from the "
+                                     "requester it may name (`producer` itself, or `<producer>:<name>` for whom it "
+                                     "acts, never a platform user); the trainer then publishes it as its own, rebuilt from the "
                                      "platform's spec of that version (the `spec` sent is never run), and only that "
                                      "one goes on to approval. A refused one ends `refused`, the reason on its "
                                      "timeline (GET /training-requests/{workloadId})."),

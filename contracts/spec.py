@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer
 
@@ -93,6 +93,17 @@ def format_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+class SecretRef(BaseModel):
+    """Where a secret env var's value is (never the value): the service that stores it, the App or workload
+    it belongs to, and the version of its value; the scheduler's runner resolves it when a component starts."""
+
+    model_config = _STRICT
+
+    service: Literal["builder", "trainer"]
+    owner: str = _ID
+    version: int = Field(ge=1)
+
+
 class AppSpec(BaseModel):
     model_config = _STRICT
 
@@ -100,6 +111,8 @@ class AppSpec(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     version: str = Field(min_length=1, max_length=32)
     env_vars: dict[str, str] = Field(default_factory=dict, max_length=500)
+    secret_env_vars: dict[str, SecretRef] = Field(default_factory=dict, max_length=500, description=(
+        "env vars whose values are secrets: a reference each, resolved only when a component starts"))
     tasks: list[SpecTask] = Field(default_factory=list, max_length=200)
     imported_apps: list[ImportedApp] = Field(default_factory=list)
     training_config: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -121,6 +134,8 @@ class AppSpec(BaseModel):
         data = handler(self)
         if data.get("test_run_ref") is None:
             data.pop("test_run_ref", None)
+        if not data.get("secret_env_vars"):  # a spec without secrets is the file docs/spec.md §2.2 shows
+            data.pop("secret_env_vars", None)
         return data
 
     def to_wire(self) -> dict[str, Any]:

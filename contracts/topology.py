@@ -24,6 +24,20 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
 
 SERVICES = tuple(SUBSCRIPTIONS)
 
+# What each service publishes, and nothing else: a consumer believes an event only from a producer that
+# publishes its type (services/kit/messaging.py), each service's broker user may write only these routing
+# keys (its topic permission), and its outbox refuses to record any other (services/kit/outbox.py).
+PUBLISHES: dict[str, tuple[str, ...]] = {
+    "builder": ("app.spec_created", "app.deleted"),
+    "library": ("component.registered", "component.updated"),
+    "trainer": ("training.requested", "workload.cancel_requested"),
+    "approval": ("approval.required", "looptest.requested", "looptest.passed", "looptest.failed",
+                 "workload.approved", "workload.rejected", "workload.cancelled"),
+    "scheduler": ("looptest.completed", "workload.queued", "workload.started", "workload.completed",
+                  "workload.failed", "workload.cancelled"),
+    "models": ("model.stored", "model.store_failed", "model.alias_moved"),
+}
+
 
 def queue_name(service: str) -> str:
     return f"{service}.events"
@@ -56,6 +70,11 @@ def outside_user(name: str, prefix: str = USER_PREFIX) -> str:
 
 def _exactly(*names: str) -> str:
     return "^(" + "|".join(name.replace(".", r"\.") for name in names) + ")$"
+
+
+def service_topic_permissions(service: str) -> dict[str, str]:
+    """A service's user writes to avatar.events only the routing keys it publishes (PUBLISHES)."""
+    return {"exchange": EXCHANGE, "write": _exactly(*PUBLISHES[service]), "read": ".*"}
 
 
 def service_permissions(service: str) -> dict[str, str]:

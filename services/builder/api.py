@@ -13,9 +13,12 @@ from services.builder.commands import (ChangeApp, CreateApp, DeleteApp, Generate
 from services.builder.deps import ThresholdDep
 from services.builder.domain import AppStatus, Threshold
 from services.builder.schemas import (AppCreate, AppPatch, AppRef, AppSummary, AppView, EnvVars, ImportBody,
+                                      TrainingConfigBody,
                                       SpecSummaryView, app_view, summary)
 from services.kit.auth import Admin, NewOwner, Reader, Subject, Writer
+from services.kit import secrets
 from services.kit.errors import NotFound
+from services.kit.secrets import SecretChange
 from services.kit.paging import Page, Paging
 from services.kit.service import MessageBusDep, Platform, PlatformDep
 
@@ -85,9 +88,17 @@ async def put_env_vars(app_id: str, body: EnvVars, user: Writer, bus: MessageBus
     return await _view(platform, app_id, threshold)
 
 
+@router.get("/apps/{app_id}/env-vars/changes", response_model=list[SecretChange],
+            summary="The audit trail of the App's secret env vars: who set or removed which, when (never a value)")
+async def secret_changes(app_id: str, _: Reader, platform: PlatformDep) -> list[SecretChange]:
+    async with platform.snapshot() as conn:
+        await store.app_info(conn, app_id)  # 404 for an unknown App
+        return [SecretChange(**row) for row in await secrets.changes(conn, app_id)]
+
+
 @router.put("/apps/{app_id}/training-config", response_model=AppView,
             summary="Replace the RL training config; omitted fields take the TR-03 defaults")
-async def put_training_config(app_id: str, body: TrainingConfig, user: Writer, bus: MessageBusDep,
+async def put_training_config(app_id: str, body: TrainingConfigBody, user: Writer, bus: MessageBusDep,
                               platform: PlatformDep, threshold: ThresholdDep) -> AppView:
     await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin,
                                changes={"training_config": body}))

@@ -17,9 +17,15 @@ class CreateApp(Command):
     version: str
     user: str
     description: str = ""
-    env_vars: dict[str, str] = field(default_factory=dict)
+    env_vars: dict[str, Any] = field(default_factory=dict)  # name -> value or EnvVarInput (services/kit/secrets.py)
     training_config: TrainingConfig = field(default_factory=TrainingConfig)
     storage: Storage | None = None  # None: derived from the name
+
+
+@dataclass(frozen=True)
+class SealSecretEnvVars(Command):
+    """Move the values of plain env vars whose names say they are secrets (Apps written before secrets
+    existed) into encrypted storage, as the platform; at every start, a no-op once none are left."""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from services.builder import workflow
 from services.builder.workflow import Edge
 from services.kit import ownership
 from services.kit.errors import Conflict, Invalid, NotFound
+from services.kit.secrets import refs as secret_refs
 from services.kit.unit_of_work import Aggregate
 
+SERVICE = "builder"  # the owner a spec's secret references name
 AppStatus = Literal["draft", "ready"]
 ComponentType = Literal["trainer", "data_loader", "preprocessor", "evaluator", "other"]
 
@@ -188,6 +190,9 @@ class AppInfo:
     status: AppStatus = "draft"
     description: str = ""
     env_vars: dict[str, str] = field(default_factory=dict)
+    # the secret env vars: name -> the version of its value (None: declared, no value yet); the values
+    # are only in `secret_values`, encrypted (services/kit/secrets.py)
+    secret_env_vars: dict[str, int | None] = field(default_factory=dict)
     training_config: TrainingConfig = field(default_factory=TrainingConfig)
     storage: Storage = field(default_factory=Storage)
     test_run_ref: str | None = None
@@ -246,9 +251,11 @@ class App(Aggregate):
         raise NotFound(f"task {task_id} not found in app {self.info.app_id}")
 
     def problems(self) -> list[str]:
+        unset = [f"secret env var {name} has no value" for name, version in sorted(self.info.secret_env_vars.items())
+                 if version is None]
         if not self.tasks:
-            return [f"app {self.info.app_id} has no tasks"]
-        return [problem for task in self.tasks for problem in task.problems()]
+            return [f"app {self.info.app_id} has no tasks", *unset]
+        return [problem for task in self.tasks for problem in task.problems()] + unset
 
     def to_spec(self, version: str, created_at: datetime) -> AppSpec:
         """BL-04: the spec file, exactly docs/spec.md §2.2; refuses an App that cannot run."""
@@ -258,6 +265,7 @@ class App(Aggregate):
                           code="app_not_ready", problems=problems)
         info = self.info
         return AppSpec(app_id=info.app_id, name=info.name, version=version, env_vars=info.env_vars,
+                       secret_env_vars=secret_refs(SERVICE, info.app_id, info.secret_env_vars),
                        tasks=[t.to_spec() for t in self.tasks], imported_apps=self.imported_apps,
                        training_config=info.training_config, storage=info.storage, created_at=created_at,
                        test_run_ref=info.test_run_ref)

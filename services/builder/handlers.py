@@ -16,17 +16,20 @@ from services.builder import domain
 from services.builder.commands import (AddTask, AppEdit, ChangeApp, ChangeComponent, ConnectComponents, CreateApp,
                                        DeleteApp, DeleteTask, DisconnectComponents, GenerateSpec, ImportApp,
                                        PlaceComponent, RemoveComponent, RemoveImport, RenameTask, ReorderComponents,
-                                       TaskEdit, TransferApp, UpgradeComponent)
+                                       SealSecretEnvVars, TaskEdit, TransferApp, UpgradeComponent)
 from services.builder.domain import AppInfo, PlacedComponent, Task, Threshold
 from services.builder.library import LibraryClient
 from services.builder.unit_of_work import BuilderUnitOfWork
+from services.kit import secrets
 from services.kit.errors import DomainError, Invalid, NotFound
 from services.kit.metrics import Counter
+from services.kit.secrets import SecretCipher
 
 log = logging.getLogger(__name__)
 SPECS_GENERATED = Counter("avatar_builder_specs_generated_total", "App spec versions written")
 LOOKUPS = Counter("avatar_builder_library_lookups_total", "Where placed components were found",
                   ["source"])  # read_model | library | unknown_component | unavailable
+PLATFORM = "platform"  # who the audit trail names for a change the builder makes by itself
 TRANSFERS = Counter("avatar_builder_owner_transfers_total", "Apps given to another owner by an admin")
 
 
@@ -49,22 +52,66 @@ async def _editing(uow: BuilderUnitOfWork, edit: AppEdit) -> AsyncIterator[AppIn
 
 # ---------------------------------------------------------------- apps
 
-async def create_app(cmd: CreateApp, uow: BuilderUnitOfWork) -> str:
+async def create_app(cmd: CreateApp, uow: BuilderUnitOfWork, cipher: SecretCipher | None = None) -> str:
+    plan = secrets.plan_env(cmd.env_vars)
     async with uow:
         app_id = domain.new_app_id()
         while await uow.apps.id_taken(app_id):
             app_id = domain.new_app_id()
-        await uow.apps.add(AppInfo(
+        info = AppInfo(
             app_id=app_id, name=cmd.name, version=cmd.version, description=cmd.description,
-            env_vars=cmd.env_vars, training_config=cmd.training_config,
-            storage=cmd.storage or domain.default_storage(cmd.name), created_by=cmd.user, owner=cmd.user))
+            env_vars=plan.plain, training_config=cmd.training_config,
+            storage=cmd.storage or domain.default_storage(cmd.name), created_by=cmd.user, owner=cmd.user)
+        if plan.secret_names:
+            info.secret_env_vars = await uow.secrets.apply(plan, cipher, owner=app_id, by=cmd.user)
+        await uow.apps.add(info)
         await uow.commit()
     return app_id
 
 
-async def change_app(cmd: ChangeApp, uow: BuilderUnitOfWork) -> None:
+async def change_app(cmd: ChangeApp, uow: BuilderUnitOfWork, cipher: SecretCipher | None = None) -> None:
+    """BL-02: given env vars replace the App's; a secret's new value is stored encrypted and audited."""
+    changes = dict(cmd.changes)
+    given_env = changes.pop("env_vars", None)
     async with _editing(uow, cmd) as info:
-        await uow.apps.save(info.edited(cmd.changes))
+        info = info.edited(changes)
+        if given_env is not None:
+            plan = secrets.plan_env(given_env, info.secret_env_vars)
+            info.env_vars = plan.plain
+            info.secret_env_vars = {}
+            if plan.secret_names or plan.removed:  # only then is there a value to store or a removal to audit
+                info.secret_env_vars = await uow.secrets.apply(plan, cipher, owner=info.app_id, by=cmd.user)
+        await uow.apps.save(info)
+
+
+async def seal_secret_env_vars(cmd: SealSecretEnvVars, uow: BuilderUnitOfWork,
+                               cipher: SecretCipher | None = None) -> list[str]:
+    """The Apps whose secret-looking plain values it moved into encrypted storage (audited as the platform's
+    change; the App counts as changed, so its next spec names them by reference)."""
+    sealed = []
+    async with uow:
+        pending = await uow.apps.to_seal()
+    for app_id in pending:
+        async with uow:
+            await uow.apps.sealed(app_id)
+            try:
+                info = await uow.apps.info(app_id, lock=True)
+            except NotFound:  # deleted meanwhile
+                await uow.commit()
+                continue
+            given: dict[str, Any] = {**info.env_vars,
+                                     **{name: secrets.EnvVarInput(secret=True) for name in info.secret_env_vars}}
+            plan = secrets.plan_env(given, info.secret_env_vars)
+            if plan.new_values:
+                info.env_vars = plan.plain
+                info.secret_env_vars = await uow.secrets.apply(plan, cipher, owner=app_id, by=PLATFORM)
+                await uow.apps.save(info)
+                await uow.apps.touch(app_id, PLATFORM)
+                sealed.append(app_id)
+                log.info("app %s: the values of %s moved into encrypted storage", app_id,
+                         ", ".join(sorted(plan.new_values)))
+            await uow.commit()
+    return sealed
 
 
 async def delete_app(cmd: DeleteApp, uow: BuilderUnitOfWork) -> None:
@@ -274,7 +321,7 @@ async def remember_component(event: Event, uow: BuilderUnitOfWork) -> None:
 
 
 COMMANDS = {
-    CreateApp: create_app, ChangeApp: change_app, DeleteApp: delete_app, TransferApp: transfer_app,
+    CreateApp: create_app, ChangeApp: change_app, SealSecretEnvVars: seal_secret_env_vars, DeleteApp: delete_app, TransferApp: transfer_app,
     ImportApp: import_app,
     RemoveImport: remove_import, GenerateSpec: generate_spec,
     AddTask: add_task, RenameTask: rename_task, DeleteTask: delete_task, PlaceComponent: place_component,

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 from services import builder
 from services.builder import api, handlers, task_api
+from services.builder.commands import SealSecretEnvVars
 from services.builder.library import LibraryClient
 from services.builder.settings import BuilderSettings
 from services.builder.unit_of_work import BuilderUnitOfWork
-from services.kit import errors
+from services.kit import errors, secrets
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings, settings_for
 
@@ -29,11 +30,16 @@ def create_app(settings: Settings | None = None, *,
     async def setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(base_url=settings.library_url, transport=library_transport,
                                      timeout=settings.library_timeout_seconds) as client:
-            platform.message_bus(app, platform.units(BuilderUnitOfWork), commands=handlers.COMMANDS,
+            bus = platform.message_bus(app, platform.units(BuilderUnitOfWork), commands=handlers.COMMANDS,
                                  events=handlers.EVENTS,
-                                 dependencies={"library": LibraryClient(client), "threshold": settings.threshold})
+                                 dependencies={"library": LibraryClient(client), "threshold": settings.threshold,
+                                               "cipher": app.state.secret_cipher})
+            if settings.serves_api:  # values written before secrets existed: encrypted before any GET
+                await bus.handle(SealSecretEnvVars())
             yield
 
-    app = build_service("builder", settings, routers=[api.router, task_api.router], migrations=MIGRATIONS,
-                        setup=setup, description=builder.__doc__ or "")
+    app = build_service("builder", settings, routers=[api.router, task_api.router, secrets.resolve_router()],
+                        migrations=MIGRATIONS, setup=setup, description=builder.__doc__ or "")
+    # the API side stores and resolves secret values; an events-only process never needs the key
+    app.state.secret_cipher = secrets.cipher_for(settings) if settings.serves_api else None
     return errors.install(app)

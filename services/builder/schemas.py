@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from contracts.bounded_json import BoundedJson
 from contracts.resources import GpuCount, Memory, Resources
 from contracts.spec import ImageRef, ImportedApp, Storage, TrainingConfig
+from services.kit.secrets import EnvValue, SecretView, views
 from services.builder.domain import App, AppInfo, AppStatus, ComponentType, PlacedComponent, Task, Threshold
 
 _FORBID = ConfigDict(extra="forbid")
@@ -18,9 +19,19 @@ SemVer = Annotated[str, StringConstraints(pattern=r"^\d{1,6}\.\d{1,6}\.\d{1,6}$"
 AppRef = Annotated[str, StringConstraints(pattern=r"^APP-[0-9A-F]{6}$")]
 ComponentRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-EnvVars = Annotated[dict[EnvKey, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=500)]
+EnvVars = Annotated[dict[EnvKey, EnvValue], Field(max_length=500, description=(
+    "name -> value, or {value, secret}: a secret's value is stored encrypted and never shown; by default a "
+    "name with SECRET, TOKEN, PASSWORD or KEY is a secret (services/kit/secrets.py); a secret given without "
+    "a value keeps the one it has"))]
 Params = BoundedJson
 Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class TrainingConfigBody(TrainingConfig):
+    """The training parameters as a client sends them: its free-form parts bounded as every request's are."""
+
+    reward_params: BoundedJson = Field(default_factory=dict)
+    env_config: BoundedJson = Field(default_factory=dict)
 
 
 class AppCreate(BaseModel):
@@ -29,7 +40,7 @@ class AppCreate(BaseModel):
     description: Description = ""
     version: SemVer = "1.0.0"
     env_vars: EnvVars = Field(default_factory=dict)
-    training_config: TrainingConfig = Field(default_factory=TrainingConfig)
+    training_config: TrainingConfigBody = Field(default_factory=TrainingConfigBody)
     storage: Storage | None = Field(default=None, description="default: distributed, /training-data/<app name>")
 
 
@@ -147,7 +158,8 @@ class AppView(BaseModel):
     description: str
     version: str
     status: AppStatus
-    env_vars: dict[str, str]
+    env_vars: dict[str, str] = Field(description="the plain env vars with their values")
+    secret_env_vars: list[SecretView] = Field(description="the secret env vars: set or not, never their values")
     training_config: TrainingConfig
     storage: Storage
     test_run_ref: str | None
@@ -173,7 +185,8 @@ def summary(info: AppInfo) -> AppSummary:
 def app_view(app: App, threshold: Threshold) -> AppView:
     info = app.info
     return AppView(app_id=info.app_id, name=info.name, description=info.description, version=info.version,
-                   status=info.status, env_vars=info.env_vars, training_config=info.training_config,
+                   status=info.status, env_vars=info.env_vars,
+                   secret_env_vars=views(info.secret_env_vars), training_config=info.training_config,
                    storage=info.storage, test_run_ref=info.test_run_ref, imported_apps=app.imported_apps,
                    tasks=[TaskView.of(task, threshold) for task in app.tasks],
                    latest_spec_version=info.latest_spec_version,

@@ -13,7 +13,7 @@ from services.builder.domain import App, AppInfo, PlacedComponent, SpecSummary, 
 from services.kit.errors import NotFound
 
 _APP_COLUMNS = """
-    a.app_id, a.name, a.description, a.version, a.status, a.env_vars, a.training_config, a.storage,
+    a.app_id, a.name, a.description, a.version, a.status, a.env_vars, a.secret_env_vars, a.training_config, a.storage,
     a.test_run_ref, a.revision, a.created_by, a.created_at, a.updated_by, a.updated_at, a.owner,
     latest.revision AS spec_revision, latest.version AS latest_spec_version,
     (SELECT count(*) FROM tasks t WHERE t.app_id = a.app_id) AS task_count,
@@ -29,7 +29,7 @@ _APP_FROM = """
 def _info(row: asyncpg.Record) -> AppInfo:
     return AppInfo(
         app_id=row["app_id"], name=row["name"], description=row["description"], version=row["version"],
-        status=row["status"], env_vars=row["env_vars"],
+        status=row["status"], env_vars=row["env_vars"], secret_env_vars=row["secret_env_vars"],
         training_config=TrainingConfig.model_validate(row["training_config"]),
         storage=Storage.model_validate(row["storage"]), test_run_ref=row["test_run_ref"],
         task_count=row["task_count"], component_count=row["component_count"],
@@ -60,9 +60,10 @@ async def app_id_taken(conn: asyncpg.Connection, app_id: str) -> bool:
 async def insert_app(conn: asyncpg.Connection, info: AppInfo) -> None:
     await conn.execute(
         "INSERT INTO apps (app_id, name, description, version, env_vars, training_config, storage, test_run_ref,"
-        " created_by, updated_by, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        " created_by, updated_by, owner, secret_env_vars) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
         info.app_id, info.name, info.description, info.version, info.env_vars,
-        info.training_config.model_dump(), info.storage.model_dump(), info.test_run_ref, info.created_by, info.owner)
+        info.training_config.model_dump(), info.storage.model_dump(), info.test_run_ref, info.created_by, info.owner,
+        info.secret_env_vars)
 
 
 async def app_info(conn: asyncpg.Connection, app_id: str, *, lock: bool = False) -> AppInfo:
@@ -89,12 +90,21 @@ async def list_apps(conn: asyncpg.Connection, status: str | None, owner: str | N
     return [_info(r) for r in rows], total
 
 
+async def apps_to_seal(conn: asyncpg.Connection) -> list[str]:
+    """Apps from before secrets existed with a plain env var whose name has a secret word (migration 0004)."""
+    return [row["app_id"] for row in await conn.fetch("SELECT app_id FROM secret_seal_pending ORDER BY app_id")]
+
+
+async def sealed(conn: asyncpg.Connection, app_id: str) -> None:
+    await conn.execute("DELETE FROM secret_seal_pending WHERE app_id = $1", app_id)
+
+
 async def save_app(conn: asyncpg.Connection, info: AppInfo) -> None:
     await conn.execute(
         "UPDATE apps SET name = $2, description = $3, version = $4, status = $5, env_vars = $6,"
-        " training_config = $7, storage = $8, test_run_ref = $9 WHERE app_id = $1",
+        " training_config = $7, storage = $8, test_run_ref = $9, secret_env_vars = $10 WHERE app_id = $1",
         info.app_id, info.name, info.description, info.version, info.status, info.env_vars,
-        info.training_config.model_dump(), info.storage.model_dump(), info.test_run_ref)
+        info.training_config.model_dump(), info.storage.model_dump(), info.test_run_ref, info.secret_env_vars)
 
 
 async def touch(conn: asyncpg.Connection, app_id: str, user: str) -> None:

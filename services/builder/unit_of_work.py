@@ -10,6 +10,7 @@ from contracts.events import ComponentSnapshot
 from contracts.spec import AppSpec, ImportedApp
 from services.builder import store
 from services.builder.domain import App, AppInfo, PlacedComponent, SpecSummary, Task
+from services.kit.secrets import SecretValues
 from services.kit.unit_of_work import UnitOfWork
 
 
@@ -35,6 +36,12 @@ class AppRepository:
 
     async def lock(self, app_ids: list[str]) -> None:
         await store.lock_apps(self._conn, app_ids)
+
+    async def to_seal(self) -> list[str]:
+        return await store.apps_to_seal(self._conn)
+
+    async def sealed(self, app_id: str) -> None:
+        await store.sealed(self._conn, app_id)
 
     async def save(self, info: AppInfo) -> None:
         await store.save_app(self._conn, info)
@@ -124,8 +131,10 @@ class BuilderUnitOfWork(UnitOfWork):
     apps: AppRepository
     tasks: TaskRepository
     library: LibraryReadModel
+    secrets: SecretValues
 
     def bind(self, conn: asyncpg.Connection) -> None:
+        self.secrets = SecretValues(conn)
         self.apps = AppRepository(conn, self.track)
         self.tasks = TaskRepository(conn)
         self.library = LibraryReadModel(conn)

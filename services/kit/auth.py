@@ -21,6 +21,9 @@ Role = Literal["admin", "researcher", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "researcher", "viewer")
 WRITERS: tuple[Role, ...] = ("admin", "researcher")
 EVERYONE: tuple[Role, ...] = ROLES
+# A platform service calling another's internal route (services/kit/secrets.py): never a user's role, so no
+# user route accepts it and no user token passes `require_service`.
+SERVICE_ROLE = "service"
 # OpenID Connect Core §2: a subject "MUST NOT exceed 255 ASCII characters"; a longer one is refused, never cut.
 MAX_SUBJECT = 255
 
@@ -57,16 +60,27 @@ def mint_token(settings: Settings, user: str, role: Role, *, ttl_seconds: int = 
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
-def verify_token(settings: Settings, token: str) -> Principal:
+def mint_service_token(settings: Settings, service: str, *, ttl_seconds: int = 3600) -> str:
+    """A local service identity (role "service"); outside local runs the identity provider issues it."""
+    now = int(time.time())
+    claims = {"sub": service, "role": SERVICE_ROLE, "iss": settings.jwt_issuer, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def _claims(settings: Settings, token: str) -> dict:
     key, algorithm = ((settings.jwt_public_key, "RS256") if settings.jwt_public_key
                       else (settings.jwt_secret, "HS256"))
     try:
-        claims = jwt.decode(token, key, algorithms=[algorithm], issuer=settings.jwt_issuer,
-                            options={"require": ["sub", "exp", "iss"]})
+        return jwt.decode(token, key, algorithms=[algorithm], issuer=settings.jwt_issuer,
+                          options={"require": ["sub", "exp", "iss"]})
     except jwt.ExpiredSignatureError:
         raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from None
     except jwt.PyJWTError as exc:
         raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    claims = _claims(settings, token)
     role = claims.get("role")
     if role not in ROLES:
         raise HTTPException(401, f"token carries an unknown role {role!r}", headers={"WWW-Authenticate": "Bearer"})
@@ -106,6 +120,20 @@ def require_roles(*roles: Role):
         if principal.role not in roles:
             raise HTTPException(403, f"role '{principal.role}' may not do this; requires {' or '.join(roles)}")
         return principal
+
+    return dependency
+
+
+def require_service(*services: str):
+    """Only these services' own identity (role "service", subject the service's name): a user is 403."""
+    async def dependency(request: Request,
+                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        claims = _claims(request.app.state.settings, credentials.credentials)
+        if claims.get("role") != SERVICE_ROLE or claims.get("sub") not in services:
+            raise HTTPException(403, f"only the {' or '.join(services)} service may do this")
+        return str(claims["sub"])
 
     return dependency
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from contracts.topology import (DEAD_LETTER_EXCHANGE, EXCHANGE, SUBSCRIPTIONS, USER_PREFIX, dead_letter_queue,
                                 outside_permissions, outside_topic_permissions, outside_user, queue_name,
-                                service_permissions, service_user)
+                                service_permissions, service_topic_permissions, service_user)
 
 HASHING = "rabbit_password_hashing_sha256"
 _PLACEHOLDER = re.compile(r"^\$\{(AVATAR_BROKER_PASSWORD_[A-Z0-9_]+)\}$")
@@ -51,6 +51,7 @@ def users(vhost: str, hashes: dict[str, str], *, services: tuple[str, ...] = tup
         user = service_user(service, prefix)
         defs["users"].append({"name": user, "password_hash": hashes[user], "hashing_algorithm": HASHING, "tags": []})
         defs["permissions"].append({"user": user, "vhost": vhost, **service_permissions(service)})
+        defs["topic_permissions"].append({"user": user, "vhost": vhost, **service_topic_permissions(service)})
     for name in outside:
         user = outside_user(name, prefix)
         defs["users"].append({"name": user, "password_hash": hashes[user], "hashing_algorithm": HASHING, "tags": []})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
+import secrets
 import sys
 import tarfile
 import time
@@ -36,6 +38,7 @@ class Demo:
         self.episodes = episodes
         self.admin = {"Authorization": f"Bearer {mint_token(settings, 'admin', 'admin')}"}
         self.researcher = {"Authorization": f"Bearer {mint_token(settings, 'kim', 'researcher')}"}
+        self.secret_value = "demo-" + secrets.token_urlsafe(16)  # the demo App's secret env var's value
         self.http = httpx.Client(timeout=30)
         self.step_no = 0
         self.started = time.monotonic()
@@ -97,8 +100,10 @@ class Demo:
         return self.wait("the library to seed the reference components", seeded, 60)
 
     def build_app(self, name: str, tasks: list[tuple[str, list[str | tuple[str, dict]]]], components: dict[str, dict], *,
-                  training_config: dict | None = None, imports: tuple[str, ...] = ()) -> str:
-        body: dict[str, Any] = {"name": name, "env_vars": {"NCCL_DEBUG": "INFO", "CUDA_VISIBLE_DEVICES": "all"}}
+                  training_config: dict | None = None, imports: tuple[str, ...] = (),
+                  secret_env: dict[str, str] | None = None) -> str:
+        body: dict[str, Any] = {"name": name, "env_vars": {"NCCL_DEBUG": "INFO", "CUDA_VISIBLE_DEVICES": "all",
+                                                           **(secret_env or {})}}
         if training_config:
             body["training_config"] = training_config
         app = self.call("POST", "builder", "/apps", json=body, expect=201)
@@ -118,6 +123,18 @@ class Demo:
             self.call("POST", "builder", f"/apps/{app_id}/imports", json={"app_ref": app_ref}, expect=201)
         self.call("POST", "builder", f"/apps/{app_id}/spec", expect=201)
         return app_id
+
+    def show_env(self, app_id: str) -> None:
+        """BL-02: the App's env vars as everyone sees them; a secret is set / not set, never its value."""
+        response = self.http.get(f"{self.base['builder']}/apps/{app_id}", headers=self.researcher)
+        app = response.json()
+        shown = [f"{name}={value}" for name, value in app["env_vars"].items()]
+        shown += [f"{item['name']}=******** (secret, {'set' if item['set'] else 'not set'})"
+                  for item in app["secret_env_vars"]]
+        print(f"     env vars: {', '.join(shown)}")
+        for where in (response.text, json.dumps(self.call("GET", "builder", f"/apps/{app_id}/spec"))):
+            if self.secret_value in where:
+                raise StepFailed(f"the builder shows the value of {app_id}'s secret env var")
 
     def ready_in_trainer(self, app_id: str) -> dict:
         return self.wait(f"{app_id} to be ready in the trainer", lambda: self._trainer_app(app_id), 30)
@@ -197,9 +214,10 @@ class Demo:
                                                 "reward_params": {"efficiency_weight": 0.6, "safety_weight": 0.4},
                                                 "env_config": {"simulation_seed": 42, "max_temp": 850,
                                                                "min_pressure": 10}},
-                               imports=(source_app,)))
+                               imports=(source_app,), secret_env={"WANDB_API_KEY": self.secret_value}))
         spec = self.call("GET", "builder", f"/apps/{app_id}/spec")
         print(f"     {app_id}: tasks {[t['name'] for t in spec['tasks']]}, imported {spec['imported_apps']}")
+        self.step("its secret env var is stored encrypted and shown masked", lambda: self.show_env(app_id))
         self.step("the trainer lists the App as ready", lambda: self.ready_in_trainer(app_id))
         defaults = self.step("resource defaults come from the largest component",
                              lambda: self.call("GET", "trainer", f"/apps/{app_id}/resource-defaults"))

@@ -24,8 +24,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
 from contracts.events import Event, UnknownEvent, parse_event
-from contracts.topology import (DEAD_LETTER_EXCHANGE, EXCHANGE, LOCAL_USER, OUTSIDE, OUTSIDE_EVENTS, SUBSCRIPTIONS,
-                                 dead_letter_queue, queue_name)
+from contracts.topology import (DEAD_LETTER_EXCHANGE, EXCHANGE, LOCAL_USER, OUTSIDE, OUTSIDE_EVENTS, PUBLISHES,
+                                 SUBSCRIPTIONS, dead_letter_queue, queue_name)
 from services.kit import inbox, metrics
 from services.kit.inbox import LockKey
 from services.kit.pacing import Floor
@@ -38,6 +38,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
     asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.CannotConnectNowError, asyncpg.InterfaceError,
+    # a connection the server terminated, used between its FATAL message and the close: nothing was sent
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -95,16 +97,17 @@ class Publishers:
             return (f"user {LOCAL_USER} is believed only with AVATAR_ENV=local" if user_id
                     else "no user_id: the publisher is unknown (set the AMQP user_id property)")
         name = user_id.removeprefix(self.prefix) if user_id.startswith(self.prefix) else None
-        if name in SUBSCRIPTIONS:
-            producer, events = name, None
+        if name in PUBLISHES:
+            producer, events = name, PUBLISHES[name]
         elif name is not None and name.startswith(OUTSIDE) and name.removeprefix(OUTSIDE) not in SUBSCRIPTIONS:
             producer, events = name.removeprefix(OUTSIDE), OUTSIDE_EVENTS
         else:
             return f"user {user_id} is not a publisher the platform knows"
         if event.producer != producer:
             return f"producer {event.producer!r} is forged: user {user_id} publishes as {producer!r}"
-        if events is not None and event.type not in events:
-            return f"user {user_id} is outside the platform and may publish only {', '.join(events)}"
+        if event.type not in events:
+            return (f"user {user_id} may publish only {', '.join(events)}, not {event.type}"
+                    + ("" if producer in PUBLISHES else " (it is outside the platform)"))
         return None
 
 

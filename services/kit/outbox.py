@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import asyncpg
 
 from contracts.events import Event
+from contracts.topology import PUBLISHES
 from services.kit import metrics
 from services.kit.db import advisory_lock_key
 from services.kit.listening import Backoff, Listening
@@ -38,10 +39,19 @@ class Outbox:
         # replica's or the event side's by a NOTIFY sent after the commit (services/kit/wakeups.py)
         self.wakeups = wakeups
 
+    def _check(self, events: Sequence[tuple[Event, dict[str, Any]]]) -> None:
+        """A service records only the events it publishes, as itself: consumers would refuse any other."""
+        allowed = PUBLISHES.get(self.service)
+        for event, _ in events:
+            if allowed is not None and (event.type not in allowed or event.producer != self.service):
+                raise ValueError(f"{self.service} does not publish {event.type} as {event.producer!r} "
+                                 "(contracts/topology.py PUBLISHES)")
+
     async def add_many(self, conn: asyncpg.Connection, events: Sequence[tuple[Event, dict[str, Any]]]) -> None:
         """Record events, each with the trace headers it carries, in the caller's transaction."""
         if not events:
             return
+        self._check(events)
         # one round trip for the rows; payloads go as the JSON text pydantic writes (no dict built only
         # to be serialised again)
         await conn.execute(
@@ -60,6 +70,7 @@ class Outbox:
         `change` is one INSERT, UPDATE or DELETE with a RETURNING clause, its parameters $1..$n in `args`;
         the events are recorded only if it returned a row. False when nothing changed."""
         n = len(args)
+        self._check(events)
         if not events:
             return bool(await conn.fetchval(f"WITH change AS ({change}) SELECT count(*) FROM change", *args))
         changed = await conn.fetchval(

@@ -70,10 +70,11 @@ class Platform:
         self.background.append(task)
         return task
 
-    def units(self, unit_of_work: Callable[..., UnitOfWork]) -> Callable[..., UnitOfWork]:
-        """Units of work of the service's kind over this pool and outbox: called with nothing for a
-        command, with `conn=` and `cause=` for an event handled in the consumer's transaction."""
-        return functools.partial(unit_of_work, self.pool, self.outbox)
+    def units(self, unit_of_work: Callable[..., UnitOfWork], *, pool: asyncpg.Pool | None = None) -> Callable[..., UnitOfWork]:
+        """Units of work of the service's kind over this pool (or `pool`: one of the service's own, e.g. the
+        scheduler's fenced pool of a term of leadership) and outbox: called with nothing for a command,
+        with `conn=` and `cause=` for an event handled in the consumer's transaction."""
+        return functools.partial(unit_of_work, pool or self.pool, self.outbox)
 
     def message_bus(self, app: FastAPI, units: Callable[..., UnitOfWork], **handlers: Any) -> MessageBus:
         """The service's message bus over `units` (see `units`); `handlers` are MessageBus's maps and

@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCAL_JWT_SECRET = "avatar-local-only-jwt-secret-change-me"
 LOCAL_S3_ACCESS_KEY = "avatar-local"
 LOCAL_S3_SECRET_KEY = "avatar-local-secret"
+# a fixed Fernet key for local runs only (services/kit/secrets.py); refused elsewhere like the others
+LOCAL_SECRETS_KEY = "YXZhdGFyLWxvY2FsLW9ubHktc2VjcmV0cy1rZXktMDA="
 
 DEFAULT_PORTS = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
 
@@ -34,6 +36,11 @@ class Settings(BaseSettings):
     jwt_secret: str = LOCAL_JWT_SECRET
     jwt_public_key: str | None = None
     jwt_issuer: str = "avatar-one"
+    # the Fernet key secret env var values are encrypted with (builder, trainer: services/kit/secrets.py)
+    secrets_key: str = LOCAL_SECRETS_KEY
+    # this service's own identity towards another's internal routes (the scheduler resolving secrets): a
+    # token with role "service" and subject the service's name; with HS256 tokens minted from AVATAR_JWT_SECRET
+    service_token: str | None = None
     library_url: str = "http://127.0.0.1:8002"
     redis_prefix: str = "avatar:"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

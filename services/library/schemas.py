@@ -33,7 +33,8 @@ class ComponentRegistration(BaseModel):
     type: ComponentType = "other"
     resources: Resources = Field(description="default resources, copied when the component is placed")
     params: Params = Field(default_factory=dict)
-    command: Command = Field(default_factory=list, description="what a local run executes, e.g. "
+    command: Command = Field(default_factory=list, description="what a run of this version executes (locally, and in "
+                             "its pod when the spec names the version), e.g. "
                              '["python", "-m", "components.rl_agent"]')
 
 

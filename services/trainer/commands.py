@@ -21,7 +21,7 @@ class SubmitTrainingRequest(Command):
     resources: RequestedResources | None = None
     training_config: Mapping[str, Any] = field(default_factory=dict)  # only the fields the submission gives
     simulation_seed: int | None = None
-    env_vars: Mapping[str, str] = field(default_factory=dict)
+    env_vars: Mapping[str, Any] = field(default_factory=dict)  # name -> value or EnvVarInput (kit/secrets.py)
     priority: Priority = "normal"
     is_training_request: bool = True
     test_run_ref: str | None = None

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from contracts.events import Event, WorkloadCancelRequested
 from contracts.resources import parse_memory
-from contracts.spec import AppSpec, SpecComponent
+from contracts.spec import AppSpec, SecretRef, SpecComponent
 from contracts.workload import Priority, RequestedResources, WireTrainingConfig, Workload
 from services.kit.errors import Conflict, Forbidden, Invalid
 from services.kit.unit_of_work import Aggregate
@@ -245,6 +245,7 @@ class Submission:
     resources: RequestedResources | None
     training_config: WireTrainingConfig
     env_vars: dict[str, str] = field(default_factory=dict)
+    secret_env_vars: dict[str, SecretRef] = field(default_factory=dict)  # the request's own secrets
     priority: Priority = "normal"
     name: str = ""
     is_training_request: bool = True
@@ -262,7 +263,11 @@ def build_workload(submission: Submission, *, workload_id: str, submitted_at: da
     check_envelope(resources, spec)
     snapshot = spec.model_copy(update={
         "training_config": submission.training_config.to_spec(),
-        "env_vars": {**spec.env_vars, **submission.env_vars},
+        # a request's variable, plain or secret, takes the place of the App's of that name
+        "env_vars": {**{k: v for k, v in spec.env_vars.items() if k not in submission.secret_env_vars},
+                     **submission.env_vars},
+        "secret_env_vars": {**{k: v for k, v in spec.secret_env_vars.items() if k not in submission.env_vars},
+                            **submission.secret_env_vars},
         "test_run_ref": submission.test_run_ref,
     })
     return Workload(
@@ -271,6 +276,13 @@ def build_workload(submission: Submission, *, workload_id: str, submitted_at: da
         resources=resources, is_training_request=submission.is_training_request,
         training_config=submission.training_config, test_run_ref=submission.test_run_ref, spec=snapshot,
     )
+
+
+def outside_requester_allowed(requester: str, producer: str) -> bool:
+    """Another system requests as itself, or for someone it names under its own prefix (`mes:alice`): never
+    as a platform user, whose subject it cannot prove, so nobody is held to a request they did not make
+    (a platform user's subject is never `mes:…`, and ownership compares whole subjects)."""
+    return requester == producer or (requester.startswith(f"{producer}:") and len(requester) > len(producer) + 1)
 
 
 @dataclass
@@ -299,19 +311,19 @@ class TrainingRequest(Aggregate):
         return request
 
     @classmethod
-    def receive(cls, outside: Workload, *, producer: str, spec: AppSpec | None, requester_known: bool,
+    def receive(cls, outside: Workload, *, producer: str, spec: AppSpec | None,
                 cause: Event | None = None) -> "TrainingRequest":
         """A request another system published (as `producer`, validated by the broker). Accepted only for a
-        ready App at that spec version and a requester the platform knows; then it is rebuilt from the
+        ready App at that spec version and a requester it may name (outside_requester_allowed); then it is rebuilt from the
         platform's own spec (what the outside snapshot says would run is never trusted) and goes on to
         approval with the trainer's `training.requested`. Otherwise `refusal` says why, and nothing runs."""
         request = cls(workload_id=outside.workload_id, requester=outside.requester, workload=outside)
         if spec is None:
             request.refusal = (f"version {outside.spec_version} of app {outside.app_id} is not a ready app "
                                "on the platform")
-        elif not requester_known:
-            request.refusal = (f"requester {outside.requester!r} is not known to the platform: name a user who has "
-                               f"submitted through the trainer, or the publishing system itself ({producer!r})")
+        elif not outside_requester_allowed(outside.requester, producer):
+            request.refusal = (f"requester {outside.requester!r} is not one {producer!r} may name: the publishing "
+                               f"system itself ({producer!r}) or someone it acts for ({producer}:<name>)")
         else:
             submission = Submission(
                 spec=spec, requester=outside.requester, resources=outside.resources,

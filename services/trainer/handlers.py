@@ -7,12 +7,13 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from contracts.events import AppDeleted, AppSpecCreated, Event
-from contracts.spec import AppSpec
+from contracts.spec import AppSpec, SecretRef
 from contracts.topology import SAGA_EVENTS
 from contracts.workload import WireTrainingConfig, Workload
-from services.kit import metrics
+from services.kit import metrics, secrets
 from services.kit.errors import Invalid, NotFound
 from services.kit.inbox import lock_per_workload
+from services.kit.secrets import SecretCipher
 from services.trainer import domain, store
 from services.trainer.commands import CancelTrainingRequest, SubmitTrainingRequest
 from services.trainer.unit_of_work import TrainerUnitOfWork
@@ -23,15 +24,28 @@ SERVICE = "trainer"
 
 # ---------------------------------------------------------------------- commands
 
-async def submit_training_request(command: SubmitTrainingRequest, uow: TrainerUnitOfWork) -> Workload:
+async def submit_training_request(command: SubmitTrainingRequest, uow: TrainerUnitOfWork,
+                                  cipher: SecretCipher | None = None) -> Workload:
     """Build the workload and store the request with its `training.requested` in one statement (the
-    platform's hot path); Invalid when the App is not ready at the version asked for."""
+    platform's hot path); Invalid when the App is not ready at the version asked for. A request's own
+    secret env vars are stored (encrypted, audited) first, under its workload id; the workload names them."""
+    plan = secrets.plan_env(command.env_vars)
+    if plan.kept:
+        raise Invalid(f"secret env var {', '.join(sorted(plan.kept))} of the request has no value",
+                      code="env_no_value")
     async with uow.statement():
         for fresh in (False, True):  # the cached spec went stale meanwhile: once more from a fresh read
             spec = await uow.apps.ready_spec(command.app_id, command.spec_version, fresh=fresh)
             if spec is None:
                 break
-            request = domain.TrainingRequest.submit(_submission(command, spec), workload_id=command.workload_id,
+            secret_refs: dict[str, SecretRef] = {}
+            # stored ahead of the request's own statement, each version 1 (a retry finds them there); a
+            # request its guard then refuses leaves values that no workload names
+            if plan.new_values:
+                secret_refs = secrets.refs(SERVICE, command.workload_id, await uow.secrets.apply(
+                    plan, cipher, owner=command.workload_id, by=command.requester, version=1))
+            submission = _submission(command, spec, plan.plain, secret_refs)
+            request = domain.TrainingRequest.submit(submission, workload_id=command.workload_id,
                                                     submitted_at=datetime.now(timezone.utc))
             if await uow.commit_guarded(uow.requests.add(request, command.spec_version)):
                 metrics.WORKLOADS.labels(SERVICE, "submitted").inc()
@@ -40,11 +54,13 @@ async def submit_training_request(command: SubmitTrainingRequest, uow: TrainerUn
     raise Invalid(f"{what} is not a ready app: generate its spec in the builder first", code="app_not_ready")
 
 
-def _submission(command: SubmitTrainingRequest, spec: AppSpec) -> domain.Submission:
+def _submission(command: SubmitTrainingRequest, spec: AppSpec, env_vars: dict[str, str],
+                secret_env_vars: dict[str, SecretRef]) -> domain.Submission:
     config = domain.merge_training_config(WireTrainingConfig.from_spec(spec.training_config),
                                           dict(command.training_config), command.simulation_seed)
     return domain.Submission(
-        spec=spec, requester=command.requester, training_config=config, env_vars=dict(command.env_vars),
+        spec=spec, requester=command.requester, training_config=config, env_vars=env_vars,
+        secret_env_vars=secret_env_vars,
         resources=command.resources, priority=command.priority, name=command.name,
         is_training_request=command.is_training_request, test_run_ref=command.test_run_ref)
 
@@ -149,9 +165,7 @@ async def _receive_outside_request(event: Event, uow: TrainerUnitOfWork) -> None
     trainer's own `training.requested` (approval acts on no other). A refused one ends at once."""
     outside: Workload = event.data  # type: ignore[assignment]
     spec = await uow.apps.ready_spec(outside.app_id, outside.spec_version, fresh=True)
-    known = outside.requester == event.producer or await uow.requests.requester_known(outside.requester)
-    request = domain.TrainingRequest.receive(outside, producer=event.producer, spec=spec, requester_known=known,
-                                             cause=event)
+    request = domain.TrainingRequest.receive(outside, producer=event.producer, spec=spec, cause=event)
     if not await uow.requests.add_published(request, source=event.producer):
         # the workload id is taken (by a request of ours, or another outside one): never touch its timeline
         log.warning("training request %s published by %s ignored: its workload id is already known",

@@ -9,7 +9,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from services import trainer
-from services.kit import errors
+from services.kit import errors, secrets
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings
 from services.trainer import api, handlers
@@ -23,11 +23,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     platform.message_bus(app, platform.units(functools.partial(TrainerUnitOfWork, specs=ReadySpecs())),
                          commands=handlers.COMMANDS, events=handlers.EVENTS, locks=handlers.LOCKS,
-                         together=handlers.TOGETHER)
+                         together=handlers.TOGETHER, dependencies={"cipher": app.state.secret_cipher})
     yield
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = build_service("trainer", settings or Settings(), routers=[api.router], migrations=MIGRATIONS,
-                        setup=_setup, description=trainer.__doc__ or "")
+    settings = settings or Settings()
+    app = build_service("trainer", settings, routers=[api.router, secrets.resolve_router()],
+                        migrations=MIGRATIONS, setup=_setup, description=trainer.__doc__ or "")
+    # the API side stores and resolves secret values; an events-only process never needs the key
+    app.state.secret_cipher = secrets.cipher_for(settings) if settings.serves_api else None
     return errors.install(app)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contracts.bounded_json import BoundedJson
 from contracts.resources import Duration, GpuCount, Memory
 from contracts.workload import Priority
+from services.kit.secrets import EnvValue
 from services.trainer import domain
 
 _FORBID = ConfigDict(extra="forbid")
@@ -52,7 +53,9 @@ class SubmitTraining(BaseModel):
     name: str = Field(default="", max_length=128)
     resources: ResourceRequest | None = None
     training_config: TrainingParams = Field(default_factory=TrainingParams)
-    env_vars: dict[str, str] = Field(default_factory=dict, max_length=200, description="added to the App's env_vars")
+    env_vars: dict[str, EnvValue] = Field(default_factory=dict, max_length=200, description=(
+        "added to the App's env_vars: name -> value, or {value, secret}; a secret (by default a name with "
+        "SECRET, TOKEN, PASSWORD or KEY) is stored encrypted and reaches only the components"))
     priority: Priority = "normal"
     is_training_request: bool = Field(default=True, description="false: a general (non-RL) workload")
     test_run_ref: str | None = Field(default=None, min_length=1, max_length=64,
@@ -60,12 +63,10 @@ class SubmitTraining(BaseModel):
 
     @field_validator("env_vars")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, item in value.items():
+    def _env_names(cls, value: dict[str, EnvValue]) -> dict[str, EnvValue]:
+        for key in value:
             if not _ENV_NAME.match(key):
                 raise ValueError(f"invalid environment variable name {key!r}")
-            if len(item) > 4096:
-                raise ValueError(f"environment variable {key} is longer than 4096 characters")
         return value
 
 

@@ -75,12 +75,6 @@ async def insert_request(conn: asyncpg.Connection, workload: Workload, *, source
     return bool(inserted)
 
 
-async def requester_seen(conn: Conn, requester: str) -> bool:
-    """The platform has seen this user: they submitted a request through the trainer's API."""
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM training_requests WHERE requester = $1"
-                                    " AND source = 'trainer')", requester))
-
-
 def submitted_request(workload: Workload, requested_version: str | None) -> Statement:
     """The insert of a submitted request (guarded, for `UnitOfWork.commit_guarded`), made only while its
     App is still ready and the version asked for (None: the latest) is still the one the workload was

@@ -10,6 +10,7 @@ from contracts.events import Event
 from contracts.spec import AppSpec
 from contracts.workload import Workload
 from services.kit.outbox import Outbox
+from services.kit.secrets import SecretValues
 from services.kit.unit_of_work import Statement, UnitOfWork
 from services.trainer import domain, store
 from services.trainer.specs import ReadySpecs
@@ -56,9 +57,6 @@ class TrainingRequests:
         self._track(request)
         return True
 
-    async def requester_known(self, requester: str) -> bool:
-        return await store.requester_seen(self._conn, requester)
-
     async def get(self, workload_id: str) -> domain.TrainingRequest | None:
         """The request, locked with its timeline for the rest of the unit, its status folded from it."""
         await store.lock_workload(self._conn, workload_id)
@@ -97,6 +95,7 @@ class TrainerUnitOfWork(UnitOfWork):
     apps: ReadyApps
     requests: TrainingRequests
     timelines: Timelines
+    secrets: SecretValues
 
     def __init__(self, pool: asyncpg.Pool, outbox: Outbox, *, specs: ReadySpecs,
                  conn: asyncpg.Connection | None = None, cause: Event | None = None) -> None:
@@ -107,3 +106,4 @@ class TrainerUnitOfWork(UnitOfWork):
         self.apps = ReadyApps(conn, self._specs)
         self.requests = TrainingRequests(conn, self.track)
         self.timelines = Timelines(conn)
+        self.secrets = SecretValues(conn)

@@ -21,12 +21,14 @@ from tests.support.proxy import TcpProxy
 async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None = None,
                         redis_prefix: str | None = None,
                         service_env: dict[str, dict[str, str]] | None = None,
-                        postgres_port: int | None = None, rabbitmq_port: int | None = None) -> AsyncIterator[Stack]:
+                        postgres_port: int | None = None, rabbitmq_port: int | None = None,
+                        postgres_server: str | None = None, redis_url: str | None = None) -> AsyncIterator[Stack]:
     """The six services as real processes (python -m services.<name>) on a database and vhost of their
     own; `redis_prefix` gives a second stack its own scheduler state, `extra_env` e.g. an OTLP endpoint,
     `service_env` settings of one service only (e.g. the S3 endpoint the models service reaches),
     `postgres_port` / `rabbitmq_port` where every service reaches PostgreSQL / RabbitMQ (e.g. a proxy the
-    test can cut)."""
+    test can cut), `postgres_server` / `redis_url` a server of the test's own (tests/support/postgres_server.py,
+    redis_server.py: one it may restart), its database created there."""
     await infra.fresh_database()
     infra.fresh_vhost()
     ports = {name: free_port() for name in SERVICES}
@@ -36,6 +38,10 @@ async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None =
         passthrough["AVATAR_REDIS_PREFIX"] = redis_prefix
     if postgres_port is not None:
         passthrough["AVATAR_POSTGRES_URL"] = f"postgresql://postgres@127.0.0.1:{postgres_port}/{infra.database}"
+    if postgres_server is not None:
+        passthrough["AVATAR_POSTGRES_URL"] = f"{postgres_server.rstrip('/')}/{infra.database}"
+    if redis_url is not None:
+        passthrough["AVATAR_REDIS_URL"] = redis_url
     if rabbitmq_port is not None:
         passthrough["AVATAR_RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/{infra.vhost}"
     stack = Stack(run_dir=run_dir, s3_port=int(infra.s3_endpoint.rsplit(":", 1)[1]), ports=ports,

@@ -38,6 +38,9 @@ async def test_a_free_form_field_holds_32_levels_and_no_more(stack):
         [error] = answer["detail"]
         assert (error["type"], error["loc"]) == ("json_too_deep", ["body", field]), error
         assert f"deeper than {MAX_DEPTH} levels" in error["msg"]
+    large = await call(builder, "PUT", f"/apps/{app_id}/training-config", 422,
+                       json={"env_config": {"blob": "x" * MAX_BYTES}})
+    assert (large["detail"][0]["type"], large["detail"][0]["loc"]) == ("json_too_large", ["body", "env_config"])
     assert (await call(builder, "GET", f"/apps/{app_id}"))["training_config"]["env_config"] == {}
     await call(builder, "PUT", f"/apps/{app_id}/training-config", json={"env_config": nested(MAX_DEPTH)})
     assert (await call(builder, "GET", f"/apps/{app_id}"))["training_config"]["env_config"] == nested(MAX_DEPTH)

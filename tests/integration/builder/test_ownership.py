@@ -21,8 +21,10 @@ async def owned_app(library, builder, owner: str = ANA) -> tuple[str, str, list[
     return app_id, task_id, ids
 
 
-def changes(app_id: str, task_id: str, ids: list[str], spare: str) -> list[tuple[str, str, dict | None, dict]]:
-    """Every change of the App, its Task and its placed components: (method, url, json, params)."""
+def changes(app_id: str, task_id: str, ids: list[str], spare: str, source: str,
+            ) -> list[tuple[str, str, dict | None, dict]]:
+    """Every change of the App, its Task and its placed components (`source`: an App with a Task, to
+    import): (method, url, json, params)."""
     task, comp = f"/apps/{app_id}/tasks/{task_id}", f"/apps/{app_id}/tasks/{task_id}/components/{ids[0]}"
     return [("PATCH", f"/apps/{app_id}", {"name": "taken"}, {}),
             ("PUT", f"/apps/{app_id}/env-vars", {"A": "1"}, {}),
@@ -35,6 +37,9 @@ def changes(app_id: str, task_id: str, ids: list[str], spare: str) -> list[tuple
             ("PUT", f"{task}/order", {"order": [ids[0], ids[1], spare]}, {}),
             ("DELETE", f"{task}/edges", None, {"from": ids[0], "to": ids[1]}),
             ("POST", f"{task}/edges", {"from": ids[0], "to": ids[1]}, {}),
+            ("POST", f"{comp}/upgrade", None, {}),
+            ("POST", f"/apps/{app_id}/imports", {"app_ref": source}, {}),
+            ("DELETE", f"/apps/{app_id}/imports/{source}", None, {}),
             ("DELETE", comp, None, {}),
             ("DELETE", task, None, {}),
             ("DELETE", f"/apps/{app_id}", None, {})]
@@ -44,24 +49,28 @@ async def test_another_researcher_gets_403_naming_the_owner_for_every_change_and
     library, builder = stack
     app_id, task_id, ids = await owned_app(library, builder)
     spare = (await register(library))["component_id"]
+    source, _, _ = await owned_app(library, builder, BEN)
     before = await call(builder, "GET", f"/apps/{app_id}", user=BEN)
-    for method, url, body, params in changes(app_id, task_id, ids, spare):
+    before_tasks = await call(builder, "GET", f"/apps/{app_id}/tasks", user=BEN)
+    for method, url, body, params in changes(app_id, task_id, ids, spare, source):
         response = await builder.client.request(method, url, json=body, params=params,
                                                 headers=builder.headers("researcher", BEN))
         assert response.status_code == 403, f"{method} {url}: {response.status_code} {response.text}"
         assert response.json()["detail"] == f"app {app_id} belongs to 'ana'; only its owner or an admin may change it"
     assert await call(builder, "GET", f"/apps/{app_id}", role="viewer") == before
+    assert await call(builder, "GET", f"/apps/{app_id}/tasks", role="viewer") == before_tasks
 
 
 async def test_the_owner_and_an_admin_change_and_delete_it(stack):
     library, builder = stack
     app_id, task_id, ids = await owned_app(library, builder)
     spare = (await register(library))["component_id"]
-    for method, url, body, params in changes(app_id, task_id, ids, spare)[:7]:
+    source, _, _ = await owned_app(library, builder, BEN)
+    for method, url, body, params in changes(app_id, task_id, ids, spare, source)[:7]:
         response = await builder.client.request(method, url, json=body, params=params,
                                                 headers=builder.headers("researcher", ANA))
         assert response.status_code < 300, f"{method} {url}: {response.status_code} {response.text}"
-    for method, url, body, params in changes(app_id, task_id, ids, spare)[7:]:
+    for method, url, body, params in changes(app_id, task_id, ids, spare, source)[7:]:
         response = await builder.client.request(method, url, json=body, params=params,
                                                 headers=builder.headers("admin", "root"))
         assert response.status_code < 300, f"{method} {url}: {response.status_code} {response.text}"

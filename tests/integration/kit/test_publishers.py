@@ -7,7 +7,7 @@ import aio_pika
 import aiormq
 import pytest
 
-from contracts.events import make_event
+from contracts.events import WorkloadApproved, WorkloadCancelled, make_event
 from services.kit import metrics
 from services.kit.messaging import REASON_HEADER, USER_HEADER, EventBus, new_broker
 from tests.integration.kit.test_outbox import spec_created
@@ -20,25 +20,45 @@ def _spec_event(producer: str):
     return make_event("app.spec_created", spec_created("APP-A1B2C3"), producer=producer, correlation_id="APP-A1B2C3")
 
 
+def _cancelled(producer: str, workload_id: str = "WL-0E47C001"):
+    return make_event("workload.cancelled", WorkloadCancelled(workload_id=workload_id, cancelled_by="ada",
+                                                               was_running=False),
+                      producer=producer, correlation_id=workload_id)
+
+
 async def test_a_forged_producer_from_another_services_user_is_dead_lettered_with_the_reason(kit_service, fresh):
-    urls = fresh.broker_users(services=("library", "builder", "scheduler"))
-    refused = metrics.EVENTS_REFUSED.labels("library", "app.spec_created")
+    urls = fresh.broker_users(services=("trainer", "approval", "scheduler"))
+    refused = metrics.EVENTS_REFUSED.labels("trainer", "workload.cancelled")
     before = refused._value.get()
     handled = []
 
-    async def on_spec_created(event, ctx):
+    async def on_cancelled(event, ctx):
         handled.append(event.producer)
 
-    async with kit_service("library", {"app.spec_created": on_spec_created}, url=urls["library"], local=False):
-        await publish(urls["scheduler"], "app.spec_created", _spec_event("builder"))  # the scheduler posing
-        await publish(urls["builder"], "app.spec_created", _spec_event("builder"))
-        await wait_until(lambda: handled, message="the builder's own event")
-        [letter] = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "library"), message="the dead letter")
-    assert handled == ["builder"]
-    assert letter.headers[REASON_HEADER] == (f"untrusted event: producer 'builder' is forged: user "
+    async with kit_service("trainer", {"workload.cancelled": on_cancelled}, url=urls["trainer"], local=False):
+        # both may publish workload.cancelled; the scheduler poses as approval
+        await publish(urls["scheduler"], "workload.cancelled", _cancelled("approval"))
+        await publish(urls["approval"], "workload.cancelled", _cancelled("approval", "WL-0E47C002"))
+        await wait_until(lambda: handled, message="approval's own event")
+        [letter] = await wait_until(lambda: dead_letters(fresh.rabbitmq_url, "trainer"), message="the dead letter")
+    assert handled == ["approval"]
+    assert letter.headers[REASON_HEADER] == (f"untrusted event: producer 'approval' is forged: user "
                                              f"{fresh.user_prefix}scheduler publishes as 'scheduler'")
     assert letter.headers[USER_HEADER] == f"{fresh.user_prefix}scheduler"
     assert refused._value.get() - before == 1
+
+
+async def test_a_service_user_may_publish_only_the_events_its_service_produces(fresh):
+    """The library's credentials cannot approve a workload, register a model or rewrite an App: RabbitMQ
+    refuses those routing keys from its user (its topic permission)."""
+    urls = fresh.broker_users(services=("library",))
+    approved = make_event("workload.approved", WorkloadApproved(workload_id="WL-0E47C003", auto=True,
+                                                                 workload=workload(small_spec((1, "8GB")),
+                                                                                   workload_id="WL-0E47C003")),
+                          producer="library", correlation_id="WL-0E47C003")
+    for routing_key, event in (("workload.approved", approved), ("app.spec_created", _spec_event("library"))):
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await publish(urls["library"], routing_key, event)
 
 
 async def test_without_a_user_id_or_as_guest_nothing_is_believed_outside_local(kit_service, fresh):
@@ -90,8 +110,8 @@ async def test_the_bus_publishes_with_its_own_user_id_and_rabbitmq_refuses_anyon
         [message] = await wait_until(lambda: [m for m in tap if m.routing_key == "app.spec_created"],
                                      message="the published event")
     assert message.user_id == f"{fresh.user_prefix}builder"
-    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
-        await publish(urls["library"], "app.spec_created", _spec_event("builder"),
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):  # a routing key it may write, as another
+        await publish(urls["library"], "component.updated", _spec_event("builder"),
                       user_id=f"{fresh.user_prefix}builder")
 
 

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 from opentelemetry import trace
 
+from contracts.events import WorkloadCancelRequested
 from services.kit.instrument import redis_from_url, untraced
 from services.kit.objectstore import make_client
 from services.kit.telemetry import continue_workload_trace, extract_context, recall_trace
@@ -12,6 +13,11 @@ from tests.integration.kit.test_outbox import record, spec_created
 from tests.support.infra import wait_until
 
 WORKLOAD = "APP-A1B2C3"
+
+
+def cancelled() -> WorkloadCancelRequested:
+    """An event the consuming service (the trainer) publishes itself."""
+    return WorkloadCancelRequested(workload_id=WORKLOAD, requested_by="test")
 
 
 def parent_of(headers) -> trace.SpanContext:
@@ -24,7 +30,7 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
     async def on_spec_created(event, ctx):
         consumed.append(trace.get_current_span().get_span_context())
 
-    async with kit_service("library", {"app.spec_created": on_spec_created}) as library, \
+    async with kit_service("trainer", {"app.spec_created": on_spec_created}) as library, \
             kit_service("builder") as builder:
         with trace.get_tracer("test").start_as_current_span("POST /apps/{app_id}/spec") as origin:
             await record(builder, WORKLOAD)
@@ -40,10 +46,12 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
         with trace.get_tracer("test").start_as_current_span("POST /decide", kind=trace.SpanKind.SERVER):
             async with library.uow() as uow:
                 async with uow.continue_trace("library decide", WORKLOAD) as decision:
-                    uow.record("app.spec_created", spec_created(), correlation_id=WORKLOAD)
+                    uow.record("workload.cancel_requested", cancelled(), correlation_id=WORKLOAD)
                     await uow.commit()
         # a background loop writing an event outside any span: the remembered context is used
-        await record(library, WORKLOAD)
+        async with library.uow() as uow:
+            uow.record("workload.cancel_requested", cancelled(), correlation_id=WORKLOAD)
+            await uow.commit()
         rows = await library.pool.fetch("SELECT headers FROM outbox ORDER BY id")
 
     by_name = {s.name: s for s in spans.get_finished_spans()}
@@ -62,11 +70,11 @@ async def test_work_without_a_message_continues_the_workload_trace(kit_service, 
     assert insert.kind == trace.SpanKind.CLIENT
     assert insert.attributes["db.system.name"] == "postgresql"
     assert insert.attributes["db.operation.name"] == "INSERT" and insert.attributes["db.collection.name"] == "outbox"
-    assert insert.attributes["db.namespace"].endswith("|library")
+    assert insert.attributes["db.namespace"].endswith("|trainer")
     assert insert.attributes["avatar.workload_id"] == WORKLOAD
     process = next(s for s in spans.get_finished_spans() if s.context.span_id == consumer.span_id)
     assert process.name == "process avatar.events" and process.kind == trace.SpanKind.CONSUMER
-    assert process.attributes["messaging.destination.subscription.name"] == "library.events"
+    assert process.attributes["messaging.destination.subscription.name"] == "trainer.events"
     # the inbox claim (which also remembers the trace context, checked above) is the consumer's child
     assert "INSERT inbox" in {
         s.name for s in spans.get_finished_spans() if s.parent and s.parent.span_id == consumer.span_id}

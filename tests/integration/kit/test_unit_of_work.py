@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from contracts.events import AppDeleted, make_event
+from contracts.events import WorkloadCancelRequested, make_event
 from services.kit import metrics
 from services.kit.messagebus import Command, MessageBus
 from services.kit.unit_of_work import Aggregate, Statement
@@ -35,9 +35,9 @@ async def outbox_rows(service) -> list[dict]:
             for r in await service.pool.fetch("SELECT routing_key, payload::text FROM outbox ORDER BY id")]
 
 
-def deleted(event) -> AppDeleted:
-    """What the consuming handlers below record for an app.spec_created they handle."""
-    return AppDeleted(app_id=event.correlation_id, deleted_by="test")
+def cancel_requested(event) -> WorkloadCancelRequested:
+    """What the consuming handlers below (as the trainer, which publishes it) record for an app.spec_created."""
+    return WorkloadCancelRequested(workload_id=event.correlation_id, requested_by="test")
 
 
 def spec_event(app: str):
@@ -149,15 +149,15 @@ async def test_an_event_handlers_unit_writes_in_the_consumers_transaction_caused
 
     async def on_spec_created(event, ctx):
         attempts.append(event.event_id)
-        async with services["library"].uow(conn=ctx.conn, cause=ctx.event) as uow:
+        async with services["trainer"].uow(conn=ctx.conn, cause=ctx.event) as uow:
             await uow.conn.execute(CLAIM, event.correlation_id)
-            uow.record("app.deleted", deleted(event))
+            uow.record("workload.cancel_requested", cancel_requested(event))
             written.extend(await uow.commit())
         if len(attempts) == 1:
             raise RuntimeError("the consumer's transaction fails after the unit committed")
 
-    async with kit_service("library", {"app.spec_created": on_spec_created}) as library:
-        services["library"] = library
+    async with kit_service("trainer", {"app.spec_created": on_spec_created}) as library:
+        services["trainer"] = library
         await names_table(library)
         event = spec_event("APP-CAUSE0")
         await publish(fresh.rabbitmq_url, "app.spec_created", event)
@@ -165,13 +165,13 @@ async def test_an_event_handlers_unit_writes_in_the_consumers_transaction_caused
         assert attempts == [event.event_id] * 2
         assert await names(library) == ["APP-CAUSE0"]
         [row] = await outbox_rows(library)
-        assert row["routing_key"] == "app.deleted" and row["event_id"] == str(written[-1].event_id)
+        assert row["routing_key"] == "workload.cancel_requested" and row["event_id"] == str(written[-1].event_id)
         assert row["causation_id"] == str(event.event_id) and row["correlation_id"] == "APP-CAUSE0"
 
 
 async def test_a_batch_handlers_events_each_name_the_event_of_the_batch_that_caused_them(kit_service, fresh):
     events = [spec_event(f"APP-{i:06d}") for i in range(40)]
-    async with kit_service("library"):  # the topology, so the events wait in the queue: one backlog
+    async with kit_service("trainer"):  # the topology, so the events wait in the queue: one backlog
         pass
     for event in events:
         await publish(fresh.rabbitmq_url, "app.spec_created", event)
@@ -179,21 +179,21 @@ async def test_a_batch_handlers_events_each_name_the_event_of_the_batch_that_cau
 
     async def on_spec_created(event, uow):
         async with uow:
-            uow.record("app.deleted", deleted(event))
+            uow.record("workload.cancel_requested", cancel_requested(event))
             await uow.commit()
 
     async def on_specs_created(events, uow):
         batches.append(len(events))
         async with uow:
             for event in events:
-                uow.record("app.deleted", deleted(event), cause=event)
+                uow.record("workload.cancel_requested", cancel_requested(event), cause=event)
             await uow.commit()
 
     def messagebus(kit):
         return MessageBus(kit.uow, events={"app.spec_created": on_spec_created},
                           together={"app.spec_created": on_specs_created})
 
-    async with kit_service("library", batch_size=16, messagebus=messagebus) as library:
+    async with kit_service("trainer", batch_size=16, messagebus=messagebus) as library:
         await wait_until(lambda: library.pool.fetchval("SELECT count(*) = 40 FROM inbox"), message="the backlog")
         rows = await outbox_rows(library)
     assert any(size > 1 for size in batches), "no batch went to the batch handler"
@@ -250,13 +250,13 @@ async def test_the_message_bus_consumes_its_events_from_the_services_event_bus(k
     async def on_spec_created(event, uow):
         async with uow:
             await uow.conn.execute(CLAIM, event.correlation_id)
-            uow.record("app.deleted", deleted(event))
+            uow.record("workload.cancel_requested", cancel_requested(event))
             await uow.commit()
 
     def messagebus(kit):
         return MessageBus(kit.uow, events={"app.spec_created": on_spec_created})
 
-    async with kit_service("library", messagebus=messagebus) as library:
+    async with kit_service("trainer", messagebus=messagebus) as library:
         await names_table(library)
         event = spec_event("APP-BUSED0")
         await publish(fresh.rabbitmq_url, "app.spec_created", event)
@@ -264,4 +264,4 @@ async def test_the_message_bus_consumes_its_events_from_the_services_event_bus(k
         assert library.messagebus.event_types == ["app.spec_created"]
         assert await names(library) == ["APP-BUSED0"]
         [row] = await outbox_rows(library)
-        assert row["routing_key"] == "app.deleted" and row["causation_id"] == str(event.event_id)
+        assert row["routing_key"] == "workload.cancel_requested" and row["causation_id"] == str(event.event_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 
+from cryptography.fernet import Fernet
+
 from contracts.events import AppSpecCreated, make_event
 from services.approval.main import create_app as create_approval
 from services.approval.settings import ApprovalSettings
@@ -73,7 +75,8 @@ async def _platform_as_own_users(infra):
     """The trainer and approval outside AVATAR_ENV=local, each connected as its own RabbitMQ user with the
     permissions deploy/ gives it; the builder's user (to publish specs) and an outside system `mes`."""
     urls = infra.broker_users(services=("trainer", "approval", "builder"), outside=("mes",))
-    common = {**infra.settings().model_dump(), "env": "dev", "jwt_secret": "a-test-only-jwt-secret-of-this-run-" + infra.run_id}
+    common = {**infra.settings().model_dump(), "env": "dev", "jwt_secret": "a-test-only-jwt-secret-of-this-run-" + infra.run_id,
+              "secrets_key": Fernet.generate_key().decode()}
     trainer = running_service(create_trainer, Settings(**{**common, "rabbitmq_url": urls["trainer"]}))
     approval = running_service(create_approval, ApprovalSettings(**{**common, "rabbitmq_url": urls["approval"]}))
     async with trainer as t, approval as a, tapped(infra.rabbitmq_url) as tap:
@@ -110,13 +113,22 @@ async def test_as_real_broker_users_a_forged_trainer_request_is_dead_lettered_an
         ("training.requested", "mes"), ("training.requested", "trainer"), ("workload.approved", "approval")]
 
 
-async def test_an_unknown_requester_is_refused(fresh):
+async def test_an_outside_system_cannot_name_a_platform_user_as_its_requester(fresh):
+    """Even a user who submitted through the trainer: the outside system cannot prove it acts for them; it
+    names whom it acts for under its own prefix."""
     spec = small_spec((1, "8GB"))
-    stranger = workload(spec, workload_id="EXT-5A1A6E01", requester="nobody-we-know")
+    impostor = workload(spec, workload_id="EXT-5A1A6E01", requester="kim")
+    on_behalf = workload(spec, workload_id="EXT-5A1A6E02", requester="mes:kim")
     async with trainer_service(fresh) as trainer, approval_service(fresh), tapped(fresh.rabbitmq_url) as tap:
         await _app_ready(fresh.rabbitmq_url, trainer, spec)
-        await _request(fresh.rabbitmq_url, stranger, producer="mes")
-        view = await request_status(trainer, stranger.workload_id, "refused")
-        assert await tap.settled_count("workload.approved", stranger.workload_id) == 0
-    assert view["outcome"] == ("refused: requester 'nobody-we-know' is not known to the platform: name a user who "
-                               "has submitted through the trainer, or the publishing system itself ('mes')")
+        submitted = await trainer.client.post("/training-requests", json={"app_id": spec.app_id},
+                                              headers=trainer.headers("researcher", "kim"))
+        assert submitted.status_code == 202, submitted.text
+        await _request(fresh.rabbitmq_url, impostor, producer="mes")
+        await _request(fresh.rabbitmq_url, on_behalf, producer="mes")
+        view = await request_status(trainer, impostor.workload_id, "refused")
+        await wait_until(lambda: tap.settled_count("workload.approved", on_behalf.workload_id),
+                         message="the request on kim's behalf approved")
+        assert await tap.settled_count("workload.approved", impostor.workload_id) == 0
+    assert view["outcome"] == ("refused: requester 'kim' is not one 'mes' may name: the publishing system itself "
+                               "('mes') or someone it acts for (mes:<name>)")

@@ -314,11 +314,44 @@ def test_dashboard_queries_use_known_metrics_and_datasources(dashboard):
     ("outbox lag", "avatar_outbox_oldest_age_seconds"),
     ("event loop lag", "rate(avatar_event_loop_lag_seconds_bucket"),
     ("http request latency", "rate(avatar_http_request_duration_seconds_bucket"),
+    ("allocation drift", "increase(avatar_allocation_drift_total"),
 ])
 def test_dashboard_has_panel(dashboard, title, expr):
     panels = [p for p in dashboard["panels"] if title in p["title"].lower()]
     assert panels, f"no panel titled like {title!r}"
     assert any(expr in t["expr"] for p in panels for t in p["targets"])
+
+
+def alert_rules():
+    return [rule for group in yaml.safe_load((COMPOSE_DIR / "prometheus" / "alerts.yml").read_text())["groups"]
+            for rule in group["rules"]]
+
+
+def test_prometheus_loads_the_alert_rules_compose_mounts(compose):
+    config = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in compose["services"]["prometheus"]["volumes"]
+
+
+def test_alert_rules_are_complete_and_use_known_metrics():
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
+        assert rule.keys() >= {"alert", "expr", "labels", "annotations"}, rule
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+        names = set(re.findall(r"\b(avatar_[a-z_]+)\b", rule["expr"]))
+        assert names and names <= metrics_defined_in_code(), f"{rule['alert']}: unknown metrics in {rule['expr']}"
+
+
+def test_allocation_drift_alerts_on_any_repair_and_has_its_panel(dashboard):
+    [drift] = [rule for rule in alert_rules() if rule["alert"] == "AllocationDrift"]
+    assert "increase(avatar_allocation_drift_total[" in drift["expr"] and drift["expr"].rstrip().endswith("> 0")
+    for rule in alert_rules():  # every alert's series is on the dashboard, in a panel named after it
+        metrics = set(re.findall(r"\b(avatar_[a-z_]+)\b", rule["expr"]))
+        panels = [p for p in dashboard["panels"] if rule["alert"] in p["title"]]
+        assert panels and metrics <= {n for p in panels for t in p["targets"]
+                                      for n in re.findall(r"\b(avatar_[a-z_]+)\b", t["expr"])}, rule["alert"]
 
 
 def test_dashboard_panel_ids_are_unique(dashboard):

@@ -36,6 +36,8 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 SCHEDULER_RULES = {
     ("Role", "", "pods", frozenset({"create", "get", "list", "watch", "delete"})),
     ("Role", "", "pods/log", frozenset({"get"})),
+    # a Secret per run with its secret env vars (written and deleted, never read back or listed)
+    ("Role", "", "secrets", frozenset({"create", "update", "patch", "delete"})),
     ("ClusterRole", "", "nodes", frozenset({"get", "list", "watch"})),
 }
 VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from contracts.bounded_json import MAX_BYTES, MAX_DEPTH, BoundedJson, ComposedJson, too_deep
+from contracts.bounded_json import MAX_BYTES, MAX_COMPOSED_DEPTH, MAX_DEPTH, BoundedJson, ComposedJson, too_deep
 from contracts.spec import TrainingConfig
 from services.kit.paging import contains_pattern
 
@@ -31,12 +31,20 @@ def test_depth_counts_the_value_itself_as_level_one():
 
 def test_a_field_holds_max_depth_levels_and_no_more():
     assert Body(params=nested(MAX_DEPTH)).params == nested(MAX_DEPTH)
-    for field in ("params", "composed"):
+    for field, limit in (("params", MAX_DEPTH), ("composed", MAX_COMPOSED_DEPTH)):
         with pytest.raises(ValidationError) as caught:
-            Body(**{field: nested(MAX_DEPTH + 1)})
+            Body(**{field: nested(limit + 1)})
         [error] = caught.value.errors()
         assert (error["type"], error["loc"]) == ("json_too_deep", (field,))
-        assert f"deeper than {MAX_DEPTH} levels (at a.a.a" in error["msg"]
+        assert f"deeper than {limit} levels (at a.a.a" in error["msg"]
+
+
+def test_what_was_stored_before_the_edge_bounds_still_reads_and_serialises():
+    """An App's env_config 40 levels deep, accepted before requests were bounded, still parses from the
+    database or the broker and serialises back; only a new request is held to MAX_DEPTH."""
+    config = TrainingConfig(env_config=nested(40))
+    assert TrainingConfig.model_validate_json(config.model_dump_json()).env_config == nested(40)
+    TrainingConfig(env_config=nested(MAX_COMPOSED_DEPTH)).model_dump_json()  # the limit serialises
 
 
 def test_a_field_holds_max_bytes_and_composed_values_four_times_that():

@@ -56,6 +56,12 @@ async def postgres_terminated() -> None:
     raise asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command")
 
 
+async def postgres_terminated_between_messages() -> None:
+    # how asyncpg reports a pooled connection used after the server's FATAL (pg_terminate_backend) arrived but
+    # before the connection was closed: seen in tests/chaos/test_availability.py
+    raise asyncpg.exceptions.InternalClientError("cannot switch to state 11; another operation (2) is in progress")
+
+
 async def redis_refused() -> None:
     client = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=1)
     try:
@@ -78,6 +84,7 @@ async def s3_refused() -> None:
     (postgres_acquire_timed_out, "postgresql", "PostgreSQL"),
     (postgres_connection_lost, "postgresql", "PostgreSQL"),
     (postgres_terminated, "postgresql", "PostgreSQL"),
+    (postgres_terminated_between_messages, "postgresql", "PostgreSQL"),
     (redis_refused, "redis", "Redis"),
     (rabbitmq_gone, "rabbitmq", "RabbitMQ"),
     (s3_refused, "s3", "S3"),

@@ -152,8 +152,8 @@ class FakeTables:
             if self.t.jobs.get(job_id) is not None and self.t.jobs[job_id].status == "waiting":
                 self.t.queue_positions[job_id] = (priority, rank)
 
-    async def upsert_component(self, snapshot: ComponentSnapshot) -> None:
-        self.t.components[snapshot.component_id] = snapshot
+    async def record_component(self, snapshot: ComponentSnapshot, published_at: datetime) -> None:
+        self.t.components[snapshot.component_id] = snapshot  # the latest heard of (the type is what is read)
 
     async def set_node_override(self, name: str, status: str, set_by: str) -> None:
         self.t.node_overrides[name] = (status, set_by)

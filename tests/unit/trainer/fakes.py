@@ -87,10 +87,6 @@ class FakeTrainingRequests:
         self._uow.track(request)
         return True
 
-    async def requester_known(self, requester: str) -> bool:
-        return any(row.source == "trainer" and row.workload.requester == requester
-                   for row in self._uow.tables.requests.values())
-
     async def get(self, workload_id: str) -> domain.TrainingRequest | None:
         row = self._uow.tables.requests.get(workload_id)
         if row is None:

@@ -12,7 +12,7 @@ from contracts.workload import RequestedResources
 from services.kit import metrics
 from services.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from services.kit.messagebus import MessageBus
-from services.trainer import handlers
+from services.trainer import domain, handlers
 from services.trainer.commands import CancelTrainingRequest, SubmitTrainingRequest
 from tests.support.fakes import FakeUnitOfWorks
 from tests.unit.approval.factory import seed_spec, small_spec, workload
@@ -244,21 +244,23 @@ async def test_an_outside_request_for_an_app_that_is_not_ready_is_refused_with_t
     assert uows.published == []  # nothing goes on to approval
 
 
-async def test_an_outside_request_needs_a_requester_the_platform_knows(bus, uows, tables):
+async def test_an_outside_request_names_itself_or_whom_it_acts_for_never_a_platform_user(bus, uows, tables):
     spec = small_spec((1, "16GB"))
     await ready(bus, spec)
-    await bus.handle_event(event("training.requested", workload(spec, workload_id="EXT-00000001", requester="eve"),
+    await bus.handle(SubmitTrainingRequest(app_id=spec.app_id, requester="kim"))  # kim is a platform user
+    uows.published.clear()
+    await bus.handle_event(event("training.requested", workload(spec, workload_id="EXT-00000001", requester="kim"),
                                  producer="mes"))
     assert tables.requests["EXT-00000001"].status == "refused"
-    assert "requester 'eve' is not known to the platform" in tables.timelines["EXT-00000001"][-1].summary
+    assert "requester 'kim' is not one 'mes' may name" in tables.timelines["EXT-00000001"][-1].summary
     assert uows.published == []
-    # kim has submitted through the trainer: a user the platform has seen
-    await bus.handle(SubmitTrainingRequest(app_id=spec.app_id, requester="kim"))
-    uows.published.clear()
-    await bus.handle_event(event("training.requested", workload(spec, workload_id="EXT-00000002", requester="kim"),
-                                 producer="mes"))
-    assert tables.requests["EXT-00000002"].status == "waiting"
-    assert [item.type for item in uows.published] == ["training.requested"]
+    for number, requester in ((2, "mes:kim"), (3, "mes")):
+        await bus.handle_event(event("training.requested", workload(spec, workload_id=f"EXT-0000000{number}",
+                                                                    requester=requester), producer="mes"))
+        assert tables.requests[f"EXT-0000000{number}"].status == "waiting"
+    assert [item.type for item in uows.published] == ["training.requested"] * 2
+    for requester in ("mes:", "mesa", "other:kim"):
+        assert not domain.outside_requester_allowed(requester, "mes")
 
 
 async def test_an_accepted_outside_request_runs_the_platforms_spec_not_its_snapshot(bus, uows, tables):

@@ -19,7 +19,8 @@ else
     --from-literal=REDIS_PASSWORD="$(rand)" \
     --from-literal=AVATAR_S3_ACCESS_KEY=avatar-dev \
     --from-literal=AVATAR_S3_SECRET_KEY="$(rand)" \
-    --from-literal=AVATAR_JWT_SECRET="$(rand)"
+    --from-literal=AVATAR_JWT_SECRET="$(rand)" \
+    --from-literal=AVATAR_SECRETS_KEY="$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
 fi
 
 if kubectl -n "$ns" get secret avatar-broker-users >/dev/null 2>&1; then
