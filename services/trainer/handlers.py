@@ -154,7 +154,9 @@ async def _folded(uow: TrainerUnitOfWork, event: Event, entry: domain.TimelineEn
         entries = await uow.timelines.entries(workload_id)
         await uow.timelines.set_status(workload_id, domain.derive_status(entries),
                                        max((item.occurred_at for item in entries), default=None))
-        previous = max((item.occurred_at for item in entries if item.event_id != entry.event_id), default=None)
+        # the step it ends began at the latest entry before it, even when later ones arrived first
+        previous = max((item.occurred_at for item in entries
+                        if item.event_id != entry.event_id and item.occurred_at <= entry.occurred_at), default=None)
     if appended.added and previous is not None and entry.occurred_at >= previous:
         metrics.SAGA_STEP_SECONDS.labels(entry.type).observe((entry.occurred_at - previous).total_seconds())
 

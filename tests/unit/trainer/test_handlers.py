@@ -185,6 +185,27 @@ def failed(workload_id: str, seconds: int) -> Event:
                  seconds=seconds)
 
 
+def step_observations(step: str) -> tuple[float, float]:
+    """How many durations the trainer observed for the step, and their sum."""
+    child = metrics.SAGA_STEP_SECONDS.labels(step)
+    count = sum(sample.value for sample in metrics.SAGA_STEP_SECONDS.collect()[0].samples
+                if sample.name.endswith("_count") and sample.labels == {"step": step})
+    return count, child._sum.get()
+
+
+async def test_an_event_that_arrives_after_a_later_one_still_times_its_own_step(bus, uows, tables):
+    workload_id = await submitted(bus, uows)
+    await bus.handle_event(started(workload_id, 3_000_000_000))  # long after the request
+    before = step_observations("workload.queued")
+    requested = max(entry.occurred_at for entry in tables.timelines[workload_id]
+                    if entry.type == "training.requested")
+    late = queued(workload_id, 3_000_000_000 - 10)
+    await bus.handle_event(late)
+    count, total = step_observations("workload.queued")
+    assert count - before[0] == 1  # timed from the entry before it, not skipped for the one after it
+    assert total - before[1] == pytest.approx((late.occurred_at - requested).total_seconds())
+
+
 def timeline(tables: Tables, workload_id: str) -> list[str]:
     return [entry.type for entry in sorted(tables.timelines[workload_id], key=lambda entry: entry.occurred_at)]
 
