@@ -94,7 +94,8 @@ async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double
         assert leaked == 0 and await allocated_gpus(service) == 0  # /resources agrees with the live runs: none
         detail = await service.client.get(f"/workloads/{ids[0]}", headers=service.headers("viewer"))
         assert detail.status_code == 200, detail.text
-        for workload_id in ids:
+        for workload_id in ids:  # the record settles first; its event follows through the outbox
+            await tap.wait_for("workload.completed", workload_id, timeout=30)
             assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
 
 
@@ -137,7 +138,8 @@ async def test_the_leader_keeps_its_runs_through_terminated_database_connections
         assert final == {workload_id: "completed" for workload_id in ids}
         assert sampler.double_booked == [] and leaked == 0
         assert leadership.leading and leadership.epoch == epoch  # it never stood down
-        for workload_id in ids:
+        for workload_id in ids:  # the record settles first; its event follows through the outbox
+            await tap.wait_for("workload.completed", workload_id, timeout=30)
             assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
 
 
