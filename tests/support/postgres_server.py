@@ -100,12 +100,7 @@ class PostgresServer:
 
     async def terminate_backends(self, database: str) -> int:
         """pg_terminate_backend on every connection to `database` (what a failover does to clients)."""
-        conn = await asyncpg.connect(self.url(), timeout=5)
-        try:
-            return await conn.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                                       " WHERE datname = $1 AND pid <> pg_backend_pid()", database)
-        finally:
-            await conn.close()
+        return await terminate_backends(self.url(), database)
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -128,3 +123,15 @@ class PostgresServer:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+async def terminate_backends(url: str, database: str | None = None) -> int:
+    """pg_terminate_backend, as the server at `url`, on every other connection to `database` (default: the
+    one `url` names): what a failover does to clients. How many it ended."""
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return await conn.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                   " WHERE datname = coalesce($1, current_database()) AND pid <> pg_backend_pid()",
+                                   database)
+    finally:
+        await conn.close()

@@ -15,6 +15,7 @@ from services.scheduler.main import create_app
 from tests.integration.scheduler_service.support import allocations, component, register, workload
 from tests.support.chaos import Sampler, attempts, figures, report, settle
 from tests.support.infra import wait_until
+from tests.support.postgres_server import terminate_backends
 from tests.support.redis_server import RedisServer
 from tests.support.services import running_service
 
@@ -64,6 +65,14 @@ async def healed(service, ids) -> float | None:
     return await settle(done)
 
 
+
+async def each_completed_once(tap, ids: list[str]) -> None:
+    """Every workload published queued, started, completed once each. The record settles before its event
+    comes through the outbox, so each completion is waited for first."""
+    for workload_id in ids:
+        await tap.wait_for("workload.completed", workload_id, timeout=30)
+        assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
+
 async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double_booked(
         scheduler_settings, redis_server, four_gpus, publish, tap, fresh):
     settings = scheduler_settings(redis_url=redis_server.url, scheduler_nodes_file=four_gpus)
@@ -94,19 +103,7 @@ async def test_losing_redis_while_runs_end_leaves_nothing_stuck_leaked_or_double
         assert leaked == 0 and await allocated_gpus(service) == 0  # /resources agrees with the live runs: none
         detail = await service.client.get(f"/workloads/{ids[0]}", headers=service.headers("viewer"))
         assert detail.status_code == 200, detail.text
-        for workload_id in ids:  # the record settles first; its event follows through the outbox
-            await tap.wait_for("workload.completed", workload_id, timeout=30)
-            assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
-
-
-async def terminate_connections(url: str) -> int:
-    """pg_terminate_backend on every other connection to the test's database (what a failover does)."""
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                                   " WHERE datname = current_database() AND pid <> pg_backend_pid()")
-    finally:
-        await conn.close()
+        await each_completed_once(tap, ids)
 
 
 async def test_the_leader_keeps_its_runs_through_terminated_database_connections(
@@ -124,9 +121,9 @@ async def test_the_leader_keeps_its_runs_through_terminated_database_connections
                               max_runtime="10m")
                 await publish("workload.approved", WorkloadApproved(workload_id=workload_id, auto=True, workload=wl))
             await wait_until(lambda: len(tap.of("workload.started")) >= 4, timeout=20, message="four started")
-            terminated = [await terminate_connections(fresh.postgres_url)]
+            terminated = [await terminate_backends(fresh.postgres_url)]
             await asyncio.sleep(1.0)
-            terminated.append(await terminate_connections(fresh.postgres_url))
+            terminated.append(await terminate_backends(fresh.postgres_url))
             recovered = await healed(service, ids)
             leaked = len(await allocations(service))
         final = await statuses(service, ids)
@@ -138,9 +135,7 @@ async def test_the_leader_keeps_its_runs_through_terminated_database_connections
         assert final == {workload_id: "completed" for workload_id in ids}
         assert sampler.double_booked == [] and leaked == 0
         assert leadership.leading and leadership.epoch == epoch  # it never stood down
-        for workload_id in ids:  # the record settles first; its event follows through the outbox
-            await tap.wait_for("workload.completed", workload_id, timeout=30)
-            assert tap.emitted(workload_id) == ["workload.queued", "workload.started", "workload.completed"]
+        await each_completed_once(tap, ids)
 
 
 async def lease_epoch(url: str) -> int:
