@@ -66,7 +66,7 @@ from services.kit.auth import mint_token  # noqa: E402
 from services.kit.demo import Demo  # noqa: E402
 from services.kit.priority import lower_priority  # noqa: E402
 from services.kit.settings import Settings  # noqa: E402
-from services.kit.stack import (SERVICES, Stack, add_layout_options, ensure_local_servers, event_side,  # noqa: E402
+from services.kit.stack import (PLATFORM, SERVICES, Stack, add_layout_options, ensure_local_servers, event_side,  # noqa: E402
                                 parse_layout)
 from tests.support.infra import free_port, make_infra  # noqa: E402
 
@@ -261,8 +261,13 @@ class Environment:
         return f"amqp://guest:guest@127.0.0.1:5672/{self.stack.vhost}"
 
 
-async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = (), background_nice: int = 0) -> Environment:
-    run_dir = Path(tempfile.mkdtemp(prefix="avatar-bench-saga-"))
+async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = (), background_nice: int = 0, *,
+                   with_gateway: bool = False, service_env: dict[str, dict[str, str]] | None = None,
+                   run_prefix: str = "avatar-bench-saga-") -> Environment:
+    """The six services (and the gateway, `with_gateway`: its port known before the six start, so they verify
+    its tokens) on free ports with a fresh database, vhost and Redis prefix."""
+    processes = PLATFORM if with_gateway else SERVICES
+    run_dir = Path(tempfile.mkdtemp(prefix=run_prefix))
     s3_port = free_port()
     # a session of its own, as each service has: with Linux's autogroup scheduling a session is a CPU
     # group, and the S3 server sharing this client's would delay the client's reading of its answers
@@ -273,8 +278,8 @@ async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = (), backg
         lower_priority(s3.pid, background_nice)
     infra = make_infra(f"http://127.0.0.1:{s3_port}")
     prefix = f"avatar-bench-{infra.run_id}:"
-    stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in SERVICES}, split=split,
-                  background_nice=background_nice,
+    stack = Stack(run_dir=run_dir, s3_port=s3_port, ports={name: free_port() for name in processes}, split=split,
+                  background_nice=background_nice, service_env=service_env or {},
                   extra_env={"AVATAR_REDIS_PREFIX": prefix, "AVATAR_SCHEDULER_STATE_DIR": str(run_dir / "runs"),
                              "AVATAR_LOG_LEVEL": "WARNING", **extra_env})
     env = Environment(run_dir, s3, stack, infra, prefix)
@@ -291,7 +296,7 @@ async def bring_up(extra_env: dict[str, str], split: tuple[str, ...] = (), backg
                     raise
                 await asyncio.sleep(3)
         stack.vhost = infra.vhost
-        await asyncio.to_thread(stack.up, SERVICES, 180)
+        await asyncio.to_thread(stack.up, processes, 180)
     except BaseException:
         await tear_down(env, keep=True)
         raise

@@ -81,8 +81,13 @@ def _documented(max_depth: int, max_bytes: int) -> Any:
     return Field(json_schema_extra={"x-max-depth": max_depth, "x-max-bytes": max_bytes})
 
 
-# The key count comes before the validator: after it, pydantic would document it as a string's maxLength.
-BoundedJson = Annotated[dict[str, Any], Field(max_length=MAX_KEYS), AfterValidator(_bounded(MAX_DEPTH, MAX_BYTES)),
-                        _documented(MAX_DEPTH, MAX_BYTES)]
+def bounded_object(max_keys: int, max_depth: int, max_bytes: int) -> Any:
+    """A JSON object type of at most `max_keys` keys, `max_depth` levels and `max_bytes` bytes."""
+    # The key count comes before the validator: after it, pydantic would document it as a string's maxLength.
+    return Annotated[dict[str, Any], Field(max_length=max_keys), AfterValidator(_bounded(max_depth, max_bytes)),
+                     _documented(max_depth, max_bytes)]
+
+
+BoundedJson = bounded_object(MAX_KEYS, MAX_DEPTH, MAX_BYTES)
 ComposedJson = Annotated[dict[str, Any], AfterValidator(_bounded(MAX_COMPOSED_DEPTH, MAX_COMPOSED_BYTES)),
                          _documented(MAX_COMPOSED_DEPTH, MAX_COMPOSED_BYTES)]

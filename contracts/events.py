@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from contracts.bounded_json import ComposedJson
+from contracts.bounded_json import ComposedJson, bounded_object
 from contracts.resources import Resources
 from contracts.spec import AppSpec, ImageRef
 from contracts.workload import LoopTest, Priority, Workload
@@ -206,6 +206,36 @@ class ModelAliasMoved(BaseModel):
                                  "arrive out of order, so ignore one older than the last applied")
 
 
+# An audit record's before/after: the few fields a decision changed, never a whole spec, so a record stays
+# small enough to store and list by the thousand.
+AUDIT_STATE_MAX_KEYS = 32
+AUDIT_STATE_MAX_DEPTH = 3
+AUDIT_STATE_MAX_BYTES = 4096
+
+
+AuditState = bounded_object(AUDIT_STATE_MAX_KEYS, AUDIT_STATE_MAX_DEPTH, AUDIT_STATE_MAX_BYTES)
+
+
+class AuditRecorded(BaseModel):
+    """A domain decision as the service that made it saw it (AU-04); the gateway stores it append-only."""
+
+    model_config = _PAYLOAD
+    action: str = Field(min_length=3, max_length=64, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$",
+                        description="<service>.<verb>, e.g. approval.approve, scheduler.queue_move")
+    actor: str = Field(min_length=1, max_length=255, description="the user (token subject) who decided")
+    actor_role: str | None = Field(default=None, max_length=32)
+    target_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                             description="workload, node, app, component, model, threshold, ...")
+    target_id: str = Field(min_length=1, max_length=255)
+    before: AuditState | None = Field(default=None, description="the changed fields before the decision")
+    after: AuditState | None = Field(default=None, description="the changed fields after it")
+    comment: str | None = Field(default=None, max_length=2000)
+    request_id: str | None = Field(default=None, max_length=128, pattern=r"^[!-~]+$",
+                                   description="the X-Request-ID of the HTTP request that made the decision")
+    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$",
+                                 description="the W3C trace id of that request")
+
+
 P = TypeVar("P", bound=BaseModel)
 
 
@@ -278,6 +308,8 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "model.store_failed": (ModelStoreFailed, "Storing the model failed; it will be retried."),
     "model.alias_moved": (ModelAliasMoved, "An App's model alias (e.g. production) now points at another model; "
                                            "serving systems hot-swap to it."),
+    "audit.recorded": (AuditRecorded, "A service recorded a person's decision with what it changed (before/after); "
+                                      "the gateway keeps it in the append-only audit log."),
 }
 
 EVENT_TYPES: dict[str, type[Event]] = {key: _event(key, payload, doc) for key, (payload, doc) in CATALOGUE.items()}

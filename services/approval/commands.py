@@ -11,6 +11,7 @@ class SetThresholds(Command):
     gpu_count: int
     memory: str
     by: str
+    role: str | None = None  # the deciding user's role, for the audit record
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class RunLoopTest(Command):
     by: str
     is_admin: bool
     episodes: int | None = None
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,14 @@ class AttachTestRun(Command):
     test_run_id: str
     by: str
     is_admin: bool
+    role: str | None = None
 
 
 @dataclass(frozen=True)
 class ApproveRequest(Command):
     workload_id: str
     by: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class RejectRequest(Command):
     workload_id: str
     by: str
     comment: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from services.approval.domain import ApprovalRequest, Conflict
 from services.approval.settings import ApprovalSettings
 from services.approval.unit_of_work import ApprovalUnitOfWork
 from services.kit import metrics
+from services.kit.audit import record_decision
 from services.kit.errors import Forbidden, Invalid, NotFound
 from services.kit.messagebus import MessageBus
 from services.kit.messaging import PermanentError
@@ -64,6 +65,12 @@ def _require_developer(request: ApprovalRequest, user: str, is_admin: bool, acti
         raise Forbidden(f"only an admin or the requester ({request.workload.requester}) may {action}")
 
 
+def _loop_test_state(request: ApprovalRequest) -> dict:
+    """What an audit record shows of a request's loop test: its status and run, not its results."""
+    return {"loop_test_status": request.loop_test.status if request.loop_test else None,
+            "test_run_id": request.test_run_id}
+
+
 async def _decide(uow: ApprovalUnitOfWork, request: ApprovalRequest) -> None:
     """A person's decision: the request is written and its events published only when it changed."""
     if request.events:
@@ -75,7 +82,14 @@ async def _decide(uow: ApprovalUnitOfWork, request: ApprovalRequest) -> None:
 
 async def set_thresholds(command: commands.SetThresholds, uow: ApprovalUnitOfWork) -> None:
     async with uow:
-        await uow.thresholds.set(domain.Thresholds(gpu_count=command.gpu_count, memory=command.memory), command.by)
+        before = await uow.thresholds.get()
+        after = domain.Thresholds(gpu_count=command.gpu_count, memory=command.memory)
+        await uow.thresholds.set(after, command.by)
+        if after != before:
+            record_decision(uow, action="approval.threshold_change", actor=command.by, actor_role=command.role,
+                            target_type="threshold", target_id="approval",
+                            before={"gpu_count": before.gpu_count, "memory": before.memory},
+                            after={"gpu_count": after.gpu_count, "memory": after.memory})
         await uow.commit()
 
 
@@ -88,6 +102,7 @@ async def run_loop_test(command: commands.RunLoopTest, uow: ApprovalUnitOfWork,
     async with uow, uow.continue_trace("approval loop-test", command.workload_id):
         request = await _request(uow, command.workload_id)
         _require_developer(request, command.by, command.is_admin, "run its loop test")
+        before = _loop_test_state(request)
         rl = domain.loop_test_mode(request.workload) == "rl"
         episodes = command.episodes or (settings.loop_test_rl_episodes if rl else settings.loop_test_general_runs)
         if rl and episodes < 3:
@@ -95,6 +110,9 @@ async def run_loop_test(command: commands.RunLoopTest, uow: ApprovalUnitOfWork,
         run = request.start_loop_test(test_run_id="LT-" + secrets.token_hex(4).upper(), episodes=episodes,
                                       by=command.by, now=_now())
         await uow.test_runs.add(run)
+        record_decision(uow, action="approval.loop_test_run", actor=command.by, actor_role=command.role,
+                        target_type="workload", target_id=request.workload_id, before=before,
+                        after={**_loop_test_state(request), "mode": run.mode, "episodes": episodes})
         await _decide(uow, request)
     return request
 
@@ -106,7 +124,11 @@ async def attach_test_run(command: commands.AttachTestRun, uow: ApprovalUnitOfWo
         run = await uow.test_runs.get(command.test_run_id)
         if run is None:
             raise NotFound(f"test run {command.test_run_id} not found")
+        before = _loop_test_state(request)
         request.attach(run)
+        record_decision(uow, action="approval.loop_test_attach", actor=command.by, actor_role=command.role,
+                        target_type="workload", target_id=request.workload_id, before=before,
+                        after=_loop_test_state(request))
         await _decide(uow, request)
     return request
 
@@ -114,7 +136,11 @@ async def attach_test_run(command: commands.AttachTestRun, uow: ApprovalUnitOfWo
 async def approve_request(command: commands.ApproveRequest, uow: ApprovalUnitOfWork) -> ApprovalRequest:
     async with uow, uow.continue_trace("approval approve", command.workload_id):
         request = await _request(uow, command.workload_id)
-        request.approve(command.by, _now())
+        before = request.status
+        if request.approve(command.by, _now()):  # approving twice is one decision, recorded once
+            record_decision(uow, action="approval.approve", actor=command.by, actor_role=command.role,
+                            target_type="workload", target_id=request.workload_id,
+                            before={"status": before}, after={"status": request.status})
         await _decide(uow, request)
     return request
 
@@ -122,7 +148,11 @@ async def approve_request(command: commands.ApproveRequest, uow: ApprovalUnitOfW
 async def reject_request(command: commands.RejectRequest, uow: ApprovalUnitOfWork) -> ApprovalRequest:
     async with uow, uow.continue_trace("approval reject", command.workload_id):
         request = await _request(uow, command.workload_id)
-        request.reject(command.by, command.comment, _now())
+        before = request.status
+        if request.reject(command.by, command.comment, _now()):
+            record_decision(uow, action="approval.reject", actor=command.by, actor_role=command.role,
+                            target_type="workload", target_id=request.workload_id, comment=command.comment,
+                            before={"status": before}, after={"status": request.status})
         await _decide(uow, request)
     return request
 

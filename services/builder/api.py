@@ -76,7 +76,8 @@ async def delete_app(app_id: str, user: Writer, bus: MessageBusDep) -> Response:
             summary="Give the App to another owner (admin only); recorded in the transfer trail")
 async def transfer_app(app_id: str, body: NewOwner, admin: Admin, bus: MessageBusDep, platform: PlatformDep,
                        threshold: ThresholdDep) -> AppView:
-    await bus.handle(TransferApp(app_id=app_id, user=admin.user, is_admin=admin.is_admin, new_owner=body.owner))
+    await bus.handle(TransferApp(app_id=app_id, user=admin.user, is_admin=admin.is_admin, new_owner=body.owner,
+                                 role=admin.role))
     return await _view(platform, app_id, threshold)
 
 
@@ -84,7 +85,8 @@ async def transfer_app(app_id: str, body: NewOwner, admin: Admin, bus: MessageBu
             summary="Replace the App-level environment variables every component shares (BL-02)")
 async def put_env_vars(app_id: str, body: EnvVars, user: Writer, bus: MessageBusDep, platform: PlatformDep,
                        threshold: ThresholdDep) -> AppView:
-    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin, changes={"env_vars": body}))
+    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin, changes={"env_vars": body},
+                               role=user.role))
     return await _view(platform, app_id, threshold)
 
 

@@ -33,6 +33,7 @@ class AppEdit(Command):
     app_id: str
     user: str
     is_admin: bool = field(default=False, kw_only=True)
+    role: str | None = field(default=None, kw_only=True)  # the user's role, for the audit record
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from services.builder.domain import AppInfo, PlacedComponent, Task, Threshold
 from services.builder.library import LibraryClient
 from services.builder.unit_of_work import BuilderUnitOfWork
 from services.kit import secrets
+from services.kit.audit import list_of, record_decision
 from services.kit.errors import DomainError, Invalid, NotFound
 from services.kit.metrics import Counter
 from services.kit.secrets import SecretCipher
@@ -77,11 +78,28 @@ async def change_app(cmd: ChangeApp, uow: BuilderUnitOfWork, cipher: SecretCiphe
         info = info.edited(changes)
         if given_env is not None:
             plan = secrets.plan_env(given_env, info.secret_env_vars)
+            was_plain, was_secret = info.env_vars, set(info.secret_env_vars)
             info.env_vars = plan.plain
             info.secret_env_vars = {}
             if plan.secret_names or plan.removed:  # only then is there a value to store or a removal to audit
                 info.secret_env_vars = await uow.secrets.apply(plan, cipher, owner=info.app_id, by=cmd.user)
+            _record_env_change(uow, cmd, was_plain, was_secret, plan)
         await uow.apps.save(info)
+
+
+def _record_env_change(uow: BuilderUnitOfWork, cmd: ChangeApp, was_plain: dict[str, Any], was_secret: set[str],
+                       plan: secrets.EnvPlan) -> None:
+    """The env var names before and after, and which values changed: names only, never a value."""
+    changed = {name for name, value in plan.plain.items() if name in was_plain and was_plain[name] != value}
+    changed |= set(plan.new_values) & was_secret  # a secret given a new value
+    now_secret = set(plan.secret_names)
+    if set(was_plain) == set(plan.plain) and was_secret == now_secret and not changed:
+        return  # the same env vars again: nothing was decided
+    record_decision(uow, action="builder.env_vars_change", actor=cmd.user, actor_role=cmd.role,
+                    target_type="app", target_id=cmd.app_id,
+                    before={"env_vars": list_of(was_plain), "secrets": list_of(was_secret)},
+                    after={"env_vars": list_of(plan.plain), "secrets": list_of(now_secret),
+                           "changed": list_of(changed)})
 
 
 async def seal_secret_env_vars(cmd: SealSecretEnvVars, uow: BuilderUnitOfWork,
@@ -131,6 +149,9 @@ async def transfer_app(cmd: TransferApp, uow: BuilderUnitOfWork) -> None:
         if previous == cmd.new_owner:
             return
         await uow.apps.transfer(cmd.app_id, previous, cmd.new_owner, cmd.user)
+        record_decision(uow, action="builder.owner_transfer", actor=cmd.user, actor_role=cmd.role,
+                        target_type="app", target_id=cmd.app_id, before={"owner": previous},
+                        after={"owner": cmd.new_owner})
         TRANSFERS.inc()
         await uow.commit()
     log.info("app %s transferred from %r to %r by %r", cmd.app_id, previous, cmd.new_owner, cmd.user)

@@ -14,6 +14,8 @@ from services.kit.instrument import TracedConnection
 
 log = logging.getLogger(__name__)
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
+# beside a service's migrations: what its own runtime role may not do (see grant_runtime_role)
+RESTRICTIONS = "restrictions.sql"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -85,6 +87,8 @@ def advisory_lock_key(purpose: str, name: str) -> int:
 def migration_files(directory: Path) -> list[tuple[int, Path]]:
     found = []
     for path in sorted(directory.glob("*.sql")):
+        if path.name == RESTRICTIONS:
+            continue
         match = _MIGRATION_FILE.match(path.name)
         if not match:
             raise ValueError(f"migration file {path.name} must be named NNNN_name.sql")
@@ -126,3 +130,40 @@ async def apply_migrations(pool: asyncpg.Pool, schema: str, sources: dict[str, P
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", key)
     return applied_now
+
+
+def url_user(url: str) -> str:
+    """The role a PostgreSQL URL connects as."""
+    return urlsplit(url).username or "postgres"
+
+
+async def grant_runtime_role(admin_url: str, schema: str, role: str, *, create: bool,
+                             restrictions: Path | None = None) -> None:
+    """Let `role` (the service's own, not the schema's owner) read and write the schema's tables, then apply
+    the service's `restrictions` (SQL with `{role}` for the quoted role name: e.g. REVOKE UPDATE, DELETE on an
+    append-only table). `create`: make the role when it is missing (local runs; elsewhere it is provisioned)."""
+    quoted_schema, quoted_role = _quote_ident(schema), _quote_ident(role)
+    conn = await asyncpg.connect(admin_url, timeout=CONNECT_TIMEOUT_SECONDS)
+    try:
+        key = advisory_lock_key("grants", schema)
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        try:
+            if create and not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                try:
+                    await conn.execute(f"CREATE ROLE {quoted_role} LOGIN")
+                except asyncpg.DuplicateObjectError:
+                    pass  # created concurrently by another database's service
+            async with conn.transaction():
+                await conn.execute(f"GRANT USAGE ON SCHEMA {quoted_schema} TO {quoted_role}")
+                await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quoted_schema} "
+                                   f"TO {quoted_role}")
+                await conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {quoted_schema} "
+                                   f"TO {quoted_role}")
+                await conn.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {quoted_schema} TO {quoted_role}")
+                if restrictions is not None and restrictions.exists():
+                    await conn.execute(f"SET LOCAL search_path TO {quoted_schema}, public")
+                    await conn.execute(restrictions.read_text().replace("{role}", quoted_role))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await conn.close()

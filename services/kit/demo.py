@@ -22,6 +22,7 @@ import httpx
 
 from services.kit.auth import mint_token
 from services.kit.settings import DEFAULT_PORTS, Settings
+from services.kit.stack import GATEWAY, SERVICES, Stack
 
 EXAMPLE_COMPONENTS = ("env-simulator", "rl-agent", "reward-calc", "param-optimizer")
 TERMINAL = {"model stored", "failed", "rejected", "cancelled"}  # "completed" still waits for the model
@@ -32,12 +33,16 @@ class StepFailed(Exception):
 
 
 class Demo:
-    def __init__(self, base: dict[str, str], settings: Settings, *, timeout: float, episodes: int) -> None:
+    def __init__(self, base: dict[str, str], settings: Settings, *, timeout: float, episodes: int,
+                 identities: tuple[dict[str, str], dict[str, str]] | None = None) -> None:
+        """`base`: each service's URL; `identities`: the admin's and the researcher's headers (default:
+        tokens minted locally for `admin` and `kim`)."""
         self.base = base
         self.timeout = timeout
         self.episodes = episodes
-        self.admin = {"Authorization": f"Bearer {mint_token(settings, 'admin', 'admin')}"}
-        self.researcher = {"Authorization": f"Bearer {mint_token(settings, 'kim', 'researcher')}"}
+        self.admin, self.researcher = identities or (
+            {"Authorization": f"Bearer {mint_token(settings, 'admin', 'admin')}"},
+            {"Authorization": f"Bearer {mint_token(settings, 'kim', 'researcher')}"})
         self.secret_value = "demo-" + secrets.token_urlsafe(16)  # the demo App's secret env var's value
         self.http = httpx.Client(timeout=30)
         self.step_no = 0
@@ -274,20 +279,75 @@ class Demo:
         return test if test.get("status") == "passed" else None
 
 
+DEMO_USERS = (("kim", "Kim Researcher", "researcher"), ("park", "Park Viewer", "viewer"))
+
+
+def log_in(http: httpx.Client, gateway: str, user: str, password: str) -> str:
+    """A browser-style login at the gateway: the session cookie lands in `http`; returns the CSRF token."""
+    response = http.post(f"{gateway}/api/auth/login", json={"user": user, "password": password})
+    if response.status_code != 200:
+        raise StepFailed(f"logging in as {user} answered {response.status_code}: {response.text[:300]}")
+    return response.json()["csrf_token"]
+
+
+def api_token(http: httpx.Client, gateway: str, csrf: str, name: str) -> dict[str, str]:
+    """A personal API token of the logged-in user (shown once), as the header a script sends."""
+    response = http.post(f"{gateway}/api/tokens", json={"name": name, "expires_in_days": 1},
+                         headers={"X-CSRF-Token": csrf})
+    if response.status_code != 201:
+        raise StepFailed(f"creating an API token answered {response.status_code}: {response.text[:300]}")
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def gateway_identities(gateway: str, admin_password: str, passwords: dict[str, str]) -> tuple[dict, dict]:
+    """Log in as the first admin, create the demo users (once), log in as each and take an API token:
+    the demo then acts as `admin` and `kim` exactly as an outside script would."""
+    with httpx.Client(timeout=30) as admin:
+        csrf = log_in(admin, gateway, "admin", admin_password)
+        for user, name, role in DEMO_USERS:
+            created = admin.post(f"{gateway}/api/users", headers={"X-CSRF-Token": csrf},
+                                 json={"id": user, "display_name": name, "role": role, "kind": "person",
+                                       "email": f"{user}@avatar.local", "password": passwords[user]})
+            if created.status_code not in (201, 409):  # 409: made by an earlier demo
+                raise StepFailed(f"creating the demo user {user} answered {created.status_code}: {created.text[:300]}")
+        admin_headers = api_token(admin, gateway, csrf, "make demo")
+    with httpx.Client(timeout=30) as kim:
+        researcher_headers = api_token(kim, gateway, log_in(kim, gateway, "kim", passwords["kim"]), "make demo")
+    return admin_headers, researcher_headers
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for each saga step")
     parser.add_argument("--episodes", type=int, default=1000)
     args = parser.parse_args(argv)
-    base = {name: f"http://{args.host}:{port}" for name, port in DEFAULT_PORTS.items()}
-    demo = Demo(base, Settings(), timeout=args.timeout, episodes=args.episodes)
+    stack = Stack()
+    gateway = f"http://{args.host}:{DEFAULT_PORTS[GATEWAY]}"
+    passwords = demo_passwords(stack.run_dir / "demo-passwords.json")
     try:
+        identities = gateway_identities(gateway, stack.admin_password(), passwords)
+        demo = Demo({name: f"{gateway}/api/{name}" for name in SERVICES}, Settings(), timeout=args.timeout,
+                    episodes=args.episodes, identities=identities)
         demo.run()
     except StepFailed as failure:
         print(f"\nDEMO FAILED: {failure}", file=sys.stderr)
         return 1
+    print(f"\nthe platform is up: console and API at {gateway} (API docs {gateway}/api/docs)")
+    print(f"  admin / {stack.admin_password()}")
+    for user, _, role in DEMO_USERS:
+        print(f"  {user} / {passwords[user]}  ({role})")
+    print("  `make down` stops it")
     return 0
+
+
+def demo_passwords(path) -> dict[str, str]:
+    """The demo users' passwords: made once per run folder and kept there (mode 0600), printed at the end."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({user: secrets.token_urlsafe(12) for user, _, _ in DEMO_USERS}))
+    return json.loads(path.read_text())
 
 
 if __name__ == "__main__":

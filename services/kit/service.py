@@ -25,12 +25,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.kit import errors, metrics
 from services.kit.body import BodyGuard
-from services.kit.db import KIT_MIGRATIONS, apply_migrations, create_pool, ensure_database
+from services.kit.db import (KIT_MIGRATIONS, RESTRICTIONS, apply_migrations, create_pool, ensure_database,
+                             grant_runtime_role, url_user)
 from services.kit.messagebus import MessageBus
 from services.kit.messaging import EventBus, new_broker
 from services.kit.retention import sweep_forever
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.priority import lower_priority
+from services.kit.request_id import RequestId
 from services.kit.request_timer import RequestTimer
 from services.kit.settings import Settings
 from services.kit.telemetry import bind_workload, setup_logging, setup_tracing
@@ -120,13 +122,25 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
         setup_logging(name, settings.log_level)
         loop_module = type(asyncio.get_running_loop()).__module__.partition(".")[0]
         metrics.RUNTIME.labels(name, loop_module, getattr(app.state, "http_parser", "unknown")).set(1)
+        admin_url = settings.postgres_admin_url or settings.postgres_url
         if settings.env == "local":
-            await ensure_database(settings.postgres_url)
-        pool = await create_pool(settings.postgres_url, settings.schema, max_size=settings.postgres_pool_size)
+            await ensure_database(admin_url)
         sources = {"kit": KIT_MIGRATIONS}
         if migrations is not None:
             sources[name] = migrations
-        await apply_migrations(pool, settings.schema, sources)
+        if admin_url != settings.postgres_url:
+            # the schema's owner migrates; the service runs as its own role with the rights granted here
+            admin_pool = await create_pool(admin_url, settings.schema, max_size=1)
+            try:
+                await apply_migrations(admin_pool, settings.schema, sources)
+            finally:
+                await admin_pool.close()
+            await grant_runtime_role(admin_url, settings.schema, url_user(settings.postgres_url),
+                                     create=settings.env == "local",
+                                     restrictions=migrations / RESTRICTIONS if migrations is not None else None)
+        pool = await create_pool(settings.postgres_url, settings.schema, max_size=settings.postgres_pool_size)
+        if admin_url == settings.postgres_url:
+            await apply_migrations(pool, settings.schema, sources)
         broker = new_broker(settings.rabbitmq_url, name, graceful_timeout=10.0)
         wakeups = Wakeups(pool, name)
         outbox = Outbox(name, wakeups)
@@ -173,6 +187,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestId)  # X-Request-ID and the trace id for audit records (services/kit/audit.py)
     app.add_middleware(RequestTimer, service=name)  # added last: outermost, so it times the guard too
     errors.install(app)  # every service answers domain refusals and unstorable text as 4xx, not 500
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics",

@@ -12,7 +12,7 @@ LOCAL_S3_SECRET_KEY = "avatar-local-secret"
 # a fixed Fernet key for local runs only (services/kit/secrets.py); refused elsewhere like the others
 LOCAL_SECRETS_KEY = "YXZhdGFyLWxvY2FsLW9ubHktc2VjcmV0cy1rZXktMDA="
 
-DEFAULT_PORTS = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+DEFAULT_PORTS = {"gateway": 8000, "builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
 
 
 class Settings(BaseSettings):
@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/avatar"
+    # the role that creates the schema and runs the migrations, where the service itself connects as a
+    # role with fewer rights (the gateway: its audit log is append-only for its own role); None: postgres_url
+    postgres_admin_url: str | None = None
     postgres_pool_size: int = Field(default=10, ge=1, le=100)
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     jwt_secret: str = LOCAL_JWT_SECRET
     jwt_public_key: str | None = None
     jwt_issuer: str = "avatar-one"
+    # where the gateway publishes the keys it signs RS256 access tokens with (GET /api/auth/jwks.json): a
+    # service verifies a token whose `kid` it names against that set, cached, refetched for a new kid
+    jwt_jwks_url: str | None = None
     # the Fernet key secret env var values are encrypted with (builder, trainer: services/kit/secrets.py)
     secrets_key: str = LOCAL_SECRETS_KEY
     # this service's own identity towards another's internal routes (the scheduler resolving secrets): a

@@ -31,6 +31,10 @@ from services.kit.settings import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("library", "builder", "trainer", "approval", "scheduler", "models")
+GATEWAY = "gateway"  # the front door (services/gateway): started after the six, which it routes to
+PLATFORM = (*SERVICES, GATEWAY)
+# the gateway's own database role: its audit log is append-only for it (services/gateway/migrations/restrictions.sql)
+GATEWAY_DB_ROLE = "avatar_gateway"
 EVENTS_SUFFIX = "-events"  # the process name of a split service's event side: event_side(name)
 EVENTS_PORT_OFFSET = 100  # `make up --split`: trainer 8003, trainer-events 8103
 
@@ -118,7 +122,7 @@ class Stack:
             if event_side(name) not in self.ports:
                 self.ports[event_side(name)] = free_port()
 
-    def processes(self, services: tuple[str, ...] = SERVICES) -> tuple[str, ...]:
+    def processes(self, services: tuple[str, ...] = PLATFORM) -> tuple[str, ...]:
         """The processes that run `services`: one per service, two for a split one."""
         return tuple(process for name in services
                      for process in ((name, event_side(name)) if name in self.split else (name,)))
@@ -148,8 +152,38 @@ class Stack:
             "AVATAR_TRAINER_URL": f"http://127.0.0.1:{self.ports['trainer']}",
             "AVATAR_STACK_DIR": str(self.run_dir),
         }
+        if GATEWAY in self.ports:  # the services verify the gateway's RS256 tokens against its keys
+            env["AVATAR_JWT_JWKS_URL"] = f"{self.gateway_url}/api/auth/jwks.json"
         env.update(self.extra_env)
         return env
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[GATEWAY]}"
+
+    def gateway_environment(self) -> dict[str, str]:
+        """The gateway's own settings: where each service answers, and its database role apart from the owner's."""
+        env = self.environment()
+        owner = env["AVATAR_POSTGRES_URL"]
+        return {
+            "AVATAR_UPSTREAM_URLS": json.dumps({name: f"http://127.0.0.1:{self.ports[name]}" for name in SERVICES}),
+            "AVATAR_POSTGRES_ADMIN_URL": owner,
+            "AVATAR_POSTGRES_URL": owner.replace("://postgres@", f"://{GATEWAY_DB_ROLE}@", 1),
+            "AVATAR_PUBLIC_URL": self.gateway_url,
+            "AVATAR_BOOTSTRAP_ADMIN": "admin",
+            "AVATAR_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password(),
+        }
+
+    def admin_password(self) -> str:
+        """The local first admin's password: made once per run folder, kept in it (mode 0600)."""
+        path = self.run_dir / "admin-password"
+        if not path.exists():
+            import secrets
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(18))
+        return path.read_text().strip()
 
     def _pidfile(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -187,9 +221,9 @@ class Stack:
         service = self.replicas.get(name) or name.removesuffix(EVENTS_SUFFIX)
         role = "events" if service != name and name not in self.replicas else \
             "api" if service in self.split and name not in self.replicas else "all"
-        env = {**self.environment(), **self.service_env.get(service, {}), "AVATAR_PORT": str(self.ports[name]),
-               "AVATAR_ROLE": role}
-        if self.background_nice and role != "api":
+        env = {**self.environment(), **(self.gateway_environment() if service == GATEWAY else {}),
+               **self.service_env.get(service, {}), "AVATAR_PORT": str(self.ports[name]), "AVATAR_ROLE": role}
+        if self.background_nice and role != "api" and service != GATEWAY:  # the gateway is the front door too
             env["AVATAR_NICE"] = str(self.background_nice)
         self._spawn(name, [sys.executable, "-m", f"services.{service}"], env)
 
@@ -202,7 +236,7 @@ class Stack:
         except (urllib.error.URLError, OSError):
             return False
 
-    def up(self, services: tuple[str, ...] = SERVICES, timeout: float = 120) -> None:
+    def up(self, services: tuple[str, ...] = PLATFORM, timeout: float = 120) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ensure_local_servers()
         ensure_vhost(self.vhost)
@@ -256,7 +290,7 @@ class Stack:
 
     def down(self) -> None:
         # every part a split may have started, split now or not (a pidfile that is absent is skipped)
-        for name in (*SERVICES, *map(event_side, SERVICES), *self.replicas, "s3"):
+        for name in (GATEWAY, *SERVICES, *map(event_side, SERVICES), *self.replicas, "s3"):
             self.stop(name)
 
     def status(self) -> dict[str, str]:
@@ -291,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         print("bringing AVATAR OnE up ...", flush=True)
         stack.up()
-        print("all six services are ready", flush=True)
+        print(f"all six services and the gateway are ready: {stack.gateway_url}", flush=True)
     elif args.command == "down":
         stack.down()
         print("stopped", flush=True)

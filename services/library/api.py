@@ -59,7 +59,8 @@ async def detail(component_id: str, _: Reader, platform: PlatformDep) -> Compone
               summary="Update a component; the previous version is kept (CL-04, CL-05)")
 async def update(component_id: str, body: ComponentPatch, user: Writer, bus: MessageBusDep,
                  platform: PlatformDep) -> ComponentDetail:
-    await bus.handle(UpdateComponent(component_id, body.model_dump(exclude_none=True), user.user, user.is_admin))
+    await bus.handle(UpdateComponent(component_id, body.model_dump(exclude_none=True), user.user, user.is_admin,
+                                     role=user.role))
     return await _committed(platform, component_id)
 
 
@@ -67,7 +68,7 @@ async def update(component_id: str, body: ComponentPatch, user: Writer, bus: Mes
             summary="Give the component to another owner (admin only); recorded in the transfer trail")
 async def transfer(component_id: str, body: NewOwner, admin: Admin, bus: MessageBusDep,
                    platform: PlatformDep) -> ComponentDetail:
-    await bus.handle(TransferComponent(component_id, body.owner, admin.user, admin.is_admin))
+    await bus.handle(TransferComponent(component_id, body.owner, admin.user, admin.is_admin, role=admin.role))
     return await _committed(platform, component_id)
 
 

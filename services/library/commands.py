@@ -22,6 +22,7 @@ class UpdateComponent(Command):
     changes: dict[str, Any]  # only the fields given
     user: str
     is_admin: bool = False
+    role: str | None = None  # the user's role, for the audit record
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TransferComponent(Command):
     new_owner: str
     user: str
     is_admin: bool = False
+    role: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from contracts.events import Event
+from services.kit.audit import list_of, record_decision
 from services.kit.metrics import Counter
 from services.library.commands import RegisterComponent, SeedCatalog, TransferComponent, UpdateComponent
 from services.library.domain import Component
@@ -36,8 +37,13 @@ async def update_component(cmd: UpdateComponent, uow: LibraryUnitOfWork) -> None
     """CL-04, CL-05: a new version, the previous one kept; nothing when the changes change nothing."""
     async with uow:
         component = await uow.components.get(cmd.component_id, lock=True)
+        version = component.snapshot.version
         if component.update(cmd.changes, cmd.user, cmd.is_admin):
             await uow.components.save(component, cmd.user)
+            # the names of the fields changed, not their values (a command or params can be long)
+            record_decision(uow, action="library.component_update", actor=cmd.user, actor_role=cmd.role,
+                            target_type="component", target_id=cmd.component_id, before={"version": version},
+                            after={"version": component.snapshot.version, "changed": list_of(component.changed)})
             CATALOG_CHANGES.labels("updated").inc()
         await uow.commit()
 
@@ -51,6 +57,9 @@ async def transfer_component(cmd: TransferComponent, uow: LibraryUnitOfWork) -> 
         if previous == cmd.new_owner:
             return
         await uow.components.transfer(cmd.component_id, previous, cmd.new_owner, cmd.user)
+        record_decision(uow, action="library.owner_transfer", actor=cmd.user, actor_role=cmd.role,
+                        target_type="component", target_id=cmd.component_id, before={"owner": previous},
+                        after={"owner": cmd.new_owner})
         TRANSFERS.inc()
         await uow.commit()
     log.info("component %s transferred from %r to %r by %r", cmd.component_id, previous, cmd.new_owner, cmd.user)

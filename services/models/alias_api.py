@@ -33,14 +33,16 @@ Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 async def move_alias(app_id: str, alias: AliasName, move: AliasMove, bus: MessageBusDep,
                      principal: Writer) -> AliasMoved:
     return await bus.handle(commands.MoveAlias(app_id=app_id, alias=alias, model_id=move.model_id, by=principal.user,
-                                               gate=move.gate, expected_model_id=move.expected_model_id))
+                                               gate=move.gate, expected_model_id=move.expected_model_id,
+                                               role=principal.role))
 
 
 @router.post("/apps/{app_id}/aliases/{alias}/rollback", response_model=AliasMoved,
              summary="Return an alias to the model it pointed at before its latest move",
              responses={404: {"description": "unknown alias"}, 409: {"description": "nothing to roll back to"}})
 async def rollback_alias(app_id: str, alias: AliasName, bus: MessageBusDep, principal: Writer) -> AliasMoved:
-    return await bus.handle(commands.RollBackAlias(app_id=app_id, alias=alias, by=principal.user))
+    return await bus.handle(commands.RollBackAlias(app_id=app_id, alias=alias, by=principal.user,
+                                                   role=principal.role))
 
 
 @router.get("/apps/{app_id}/aliases", response_model=AppAliases, summary="An App's aliases with their move history")

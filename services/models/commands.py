@@ -18,6 +18,7 @@ class MoveAlias(Command):
     by: str
     gate: Gate | None = None
     expected_model_id: str | None = None
+    role: str | None = None  # the mover's role, for the audit record
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class RollBackAlias(Command):
     app_id: str
     alias: str
     by: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import logging
 
 from contracts.events import Event, WorkloadCompleted
 from services.kit import metrics as kit_metrics
+from services.kit.audit import record_decision
 from services.kit.errors import NotFound
 from services.kit.inbox import lock_per_workload
 from services.kit.messaging import PermanentError
@@ -76,6 +77,15 @@ async def record_store_failure(command: commands.RecordStoreFailure, uow: Models
 
 # ---------------------------------------------------------------------- aliases (people)
 
+def _record_move(uow: ModelsUnitOfWork, change: AliasMoved, role: str | None, *,
+                 gate: dict | None = None) -> None:
+    record_decision(uow, action=f"models.alias_{change.action}", actor=change.moved_by, actor_role=role,
+                    target_type="model_alias", target_id=f"{change.app_id}/{change.alias}",
+                    correlation_id=change.app_id, before={"model_id": change.previous_model_id},
+                    after={"model_id": change.model_id, "version": change.version,
+                           **({"gate": gate, "gate_observed": change.gate_observed} if gate else {})})
+
+
 async def move_alias(command: commands.MoveAlias, uow: ModelsUnitOfWork) -> AliasMoved:
     try:
         async with uow:
@@ -87,6 +97,8 @@ async def move_alias(command: commands.MoveAlias, uow: ModelsUnitOfWork) -> Alia
                                    expected_model_id=command.expected_model_id)
             if change.changed:
                 await uow.aliases.save(alias)
+                _record_move(uow, change, command.role,
+                             gate=command.gate.model_dump(mode="json", exclude_none=True) if command.gate else None)
             await uow.commit()
     except GateFailed:
         metrics.ALIAS_MOVES.labels("move", "refused").inc()
@@ -103,6 +115,7 @@ async def roll_back_alias(command: commands.RollBackAlias, uow: ModelsUnitOfWork
         target = await uow.models.target(alias.rollback_target())
         change = alias.roll_back(target, by=command.by)  # models are never deleted: the target exists
         await uow.aliases.save(alias)
+        _record_move(uow, change, command.role)
         await uow.commit()
     metrics.ALIAS_MOVES.labels("rollback", "moved").inc()
     return change

@@ -69,7 +69,8 @@ async def get_queue(_: Reader, platform: PlatformDep, state: StateDep, limit: in
 async def change_queue(workload_id: str, change: QueueChange, principal: Admin, bus: MessageBusDep) -> dict[str, Any]:
     with _plain_refusals():
         entry, position = await bus.handle(ReorderQueue(workload_id, priority=change.priority, before=change.before,
-                                                        after=change.after))
+                                                        after=change.after, by=principal.user,
+                                                        role=principal.role))
     return schemas.queue_item(entry, position)
 
 
@@ -174,7 +175,8 @@ async def _log_stream(platform: Platform, state: SchedulerState, runs: list[RunR
                         404: {"description": "unknown workload"}, 409: {"description": "already ended"}})
 async def cancel_workload(workload_id: str, principal: Writer, bus: MessageBusDep) -> JSONResponse:
     with _plain_refusals():
-        result = await bus.handle(CancelWorkload(workload_id, principal.user, is_admin=principal.is_admin))
+        result = await bus.handle(CancelWorkload(workload_id, principal.user, is_admin=principal.is_admin,
+                                                  role=principal.role))
     code = 200 if result.outcome == "cancelled" else 202
     return JSONResponse({"workload_id": workload_id, "status": result.status}, status_code=code)
 
@@ -261,7 +263,7 @@ async def get_nodes(_: Reader, platform: PlatformDep, state: StateDep) -> dict[s
               responses={404: {"description": "unknown node"}})
 async def change_node(name: str, change: NodeChange, principal: Admin, platform: PlatformDep, state: StateDep,
                       bus: MessageBusDep) -> dict[str, Any]:
-    await bus.handle(SetNodeStatus(name, change.status, principal.user))
+    await bus.handle(SetNodeStatus(name, change.status, principal.user, role=principal.role))
     snapshot = await state.allocator.snapshot()
     [view] = await _node_views(platform, state, [n for n in snapshot.nodes if n.name == name])
     return view

@@ -33,6 +33,7 @@ class CancelWorkload(Command):
     workload_id: str
     by: str
     is_admin: bool = False
+    role: str | None = None  # the person's role, for the audit record
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class ReorderQueue(Command):
     priority: Literal["high", "normal", "low"] | None = None
     before: str | None = None
     after: str | None = None
+    by: str | None = None  # the admin who asked (recorded in the audit log); None: not a person's decision
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class SetNodeStatus(Command):
     name: str
     status: Literal["Active", "Drain", "Down"]
     by: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)

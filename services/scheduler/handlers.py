@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from contracts.events import ComponentChanged, Event, LoopTestRequested, WorkloadApproved, WorkloadCancelRequested
 from services.kit import metrics
+from services.kit.audit import record_decision
 from services.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from services.kit.telemetry import inject_headers
 from services.scheduler import domain
@@ -79,6 +80,10 @@ async def cancel_workload(command: CancelWorkload, uow: SchedulerUnitOfWork, que
             raise Forbidden(f"only the requester ({job.state.requester}) or an admin may cancel workload {workload_id}")
         async with uow.continue_trace("scheduler cancel", workload_id):
             result = await _cancel(uow, workload_id, command.by, remember_unknown=False)
+            if result.outcome in ("cancelled", "stopping") and job.status != "stopping":  # a repeat decides nothing
+                record_decision(uow, action="scheduler.cancel", actor=command.by, actor_role=command.role,
+                                target_type="workload", target_id=workload_id,
+                                before={"status": job.status}, after={"status": result.status})
             await uow.commit()
     if result.outcome == "terminal":
         raise Conflict(f"workload {workload_id} is already {result.status}; it cannot be cancelled")
@@ -146,6 +151,7 @@ async def reorder_queue(command: ReorderQueue, uow: SchedulerUnitOfWork, queue: 
         if target is not None:
             await _require_waiting(uow.jobs, target)
     await sync_queue()  # the entry may not be mirrored into Redis yet
+    was = _place(await queue.list(), workload_id)
     if command.priority is not None and not await queue.reprioritise(workload_id, command.priority):
         raise Conflict(f"workload {workload_id} is no longer waiting")
     if target is not None and not await queue.move(workload_id, before=command.before, after=command.after):
@@ -157,9 +163,24 @@ async def reorder_queue(command: ReorderQueue, uow: SchedulerUnitOfWork, queue: 
     async with uow:
         await uow.tables.set_queue_positions(
             (other.workload_id, other.priority.value, other.rank) for other in entries if other.priority == entry.priority)
+        now = _place(entries, workload_id)
+        if command.by is not None and now != was:
+            after = {**now, **({"placed_before": command.before} if command.before else {}),
+                     **({"placed_after": command.after} if command.after else {})}
+            record_decision(uow, action="scheduler.queue_move" if target is not None else "scheduler.priority_change",
+                            actor=command.by, actor_role=command.role, target_type="workload",
+                            target_id=workload_id, before=was, after=after)
         uow.wake_engine()
         await uow.commit()
-    return entry, next(i + 1 for i, e in enumerate(entries) if e.workload_id == workload_id)
+    return entry, now["position"]
+
+
+def _place(entries: list[QueueEntry], workload_id: str) -> dict[str, Any]:
+    """A waiting workload's priority class and 1-based position in the whole queue (for the audit record)."""
+    for position, entry in enumerate(entries, start=1):
+        if entry.workload_id == workload_id:
+            return {"priority": entry.priority.value, "position": position}
+    return {"priority": None, "position": None}
 
 
 async def _require_waiting(jobs: JobRepository, workload_id: str) -> None:
@@ -171,14 +192,23 @@ async def _require_waiting(jobs: JobRepository, workload_id: str) -> None:
                        "(running work is never preempted)")
 
 
+NODE_ACTIONS = {"Active": "scheduler.node_activate", "Drain": "scheduler.node_drain", "Down": "scheduler.node_down"}
+
+
 async def set_node_status(command: SetNodeStatus, uow: SchedulerUnitOfWork, allocator: Any) -> None:
     """Durable in PostgreSQL (a rebuilt Redis inventory keeps it), applied to the allocator at once."""
     snapshot = await allocator.snapshot()
-    if command.name not in {n.name for n in snapshot.nodes}:
+    node = next((n for n in snapshot.nodes if n.name == command.name), None)
+    if node is None:
         raise NotFound(f"node {command.name} not found")
     async with uow:
         await uow.tables.set_node_override(command.name, command.status, command.by)
         await allocator.set_node_status(command.name, command.status)
+        before = getattr(node.status, "value", node.status)
+        if before != command.status:
+            record_decision(uow, action=NODE_ACTIONS[command.status], actor=command.by, actor_role=command.role,
+                            target_type="node", target_id=command.name,
+                            before={"status": before}, after={"status": command.status})
         uow.wake_engine()
         await uow.commit()
 

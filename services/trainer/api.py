@@ -128,7 +128,7 @@ async def get_request(workload_id: str, platform: PlatformDep, _: Reader) -> Req
                         409: {"description": "the request has already ended"}})
 async def cancel(workload_id: str, bus: MessageBusDep, principal: Writer) -> CancelRequested:
     request = await bus.handle(CancelTrainingRequest(workload_id=workload_id, requested_by=principal.user,
-                                                     by_admin=principal.is_admin))
+                                                     by_admin=principal.is_admin, role=principal.role))
     return CancelRequested(workload_id=workload_id, status=request.status,
                            cancel_requested_by=request.cancel_requested_by,
                            cancel_requested_at=request.cancel_requested_at)

@@ -36,3 +36,4 @@ class CancelTrainingRequest(Command):
     workload_id: str
     requested_by: str
     by_admin: bool = False
+    role: str | None = None  # the person's role, for the audit record

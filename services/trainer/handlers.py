@@ -11,6 +11,7 @@ from contracts.spec import AppSpec, SecretRef
 from contracts.topology import SAGA_EVENTS
 from contracts.workload import WireTrainingConfig, Workload
 from services.kit import metrics, secrets
+from services.kit.audit import record_decision
 from services.kit.errors import Invalid, NotFound
 from services.kit.inbox import lock_per_workload
 from services.kit.secrets import SecretCipher
@@ -72,8 +73,13 @@ async def cancel_training_request(command: CancelTrainingRequest, uow: TrainerUn
         request = await uow.requests.get(command.workload_id)
         if request is None:
             raise NotFound(f"training request {command.workload_id} not found")
+        status = request.status
         if request.request_cancel(command.requested_by, admin=command.by_admin):
             await uow.requests.save_cancel_request(request)
+            record_decision(uow, action="trainer.cancel_request", actor=command.requested_by,
+                            actor_role=command.role, target_type="workload", target_id=request.workload_id,
+                            before={"status": status, "cancel_requested_by": None},
+                            after={"status": request.status, "cancel_requested_by": command.requested_by})
         await uow.commit()
     return request
 

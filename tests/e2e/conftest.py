@@ -12,7 +12,7 @@ import pytest
 
 from services.kit.auth import mint_token
 from services.kit.settings import Settings
-from services.kit.stack import SERVICES, Stack
+from services.kit.stack import PLATFORM, SERVICES, Stack
 from tests.support.infra import free_port
 from tests.support.proxy import TcpProxy
 
@@ -31,7 +31,7 @@ async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None =
     redis_server.py: one it may restart), its database created there."""
     await infra.fresh_database()
     infra.fresh_vhost()
-    ports = {name: free_port() for name in SERVICES}
+    ports = {name: free_port() for name in PLATFORM}
     passthrough = {k: v for k, v in infra.environ().items()
                    if k.startswith("AVATAR_S3") or k in ("AVATAR_REDIS_PREFIX", "AVATAR_OUTBOX_POLL_SECONDS")}
     if redis_prefix is not None:
@@ -55,7 +55,8 @@ async def running_stack(infra, run_dir: Path, extra_env: dict[str, str] | None =
 
 
 def urls(stack: Stack) -> dict[str, str]:
-    return {name: f"http://127.0.0.1:{port}" for name, port in stack.ports.items()}
+    """The six services' own URLs (the gateway's is stack.gateway_url)."""
+    return {name: f"http://127.0.0.1:{stack.ports[name]}" for name in SERVICES}
 
 
 @pytest.fixture(scope="package")

@@ -3,7 +3,8 @@
 A service's fake subclasses `FakeUnitOfWork` and gives it in-memory repositories over a `state` object
 (the service's tables as attributes); the handlers under test cannot tell it from the real one. The
 repositories write to the state at once; a unit that ends without committing puts it back as it was. What a committed unit published is in `published` (every unit
-made by one `FakeUnitOfWorks` shares the list), what it counted after commit ran its callbacks."""
+made by one `FakeUnitOfWorks` shares the list) but its audit records, which are in `audited`; what it counted
+after commit ran its callbacks."""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,7 @@ import copy
 from typing import Any, AsyncIterator, Callable
 
 from contracts.events import Event
+from contracts.topology import AUDIT
 from services.kit.unit_of_work import AbstractUnitOfWork, Recorded
 
 
@@ -22,6 +24,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
                  state: Any = None) -> None:
         super().__init__()
         self.published = published if published is not None else []
+        self.audited: list[Recorded] = []  # audit.recorded events (services/kit/audit.py), kept apart
         self.cause = cause
         self.state = state
         self.commits = 0
@@ -63,7 +66,8 @@ class FakeUnitOfWork(AbstractUnitOfWork):
 
     async def commit(self) -> list[Recorded]:
         events = self.collect()
-        self.published.extend(events)
+        self.published.extend(event for event in events if event.type != AUDIT)
+        self.audited.extend(event for event in events if event.type == AUDIT)
         self.committed = True
         self.commits += 1
         for callback in self._after:
@@ -86,10 +90,12 @@ class FakeUnitOfWorks:
     def __init__(self, make: Callable[..., FakeUnitOfWork]) -> None:
         self._make = make
         self.published: list[Recorded] = []
+        self.audited: list[Recorded] = []
         self.made: list[FakeUnitOfWork] = []
 
     def __call__(self, conn: Any = None, cause: Event | None = None) -> FakeUnitOfWork:
         uow = self._make(self.published, cause=cause)
+        uow.audited = self.audited
         self.made.append(uow)
         return uow
 

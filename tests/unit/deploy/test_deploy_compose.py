@@ -2,12 +2,19 @@
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
 import yaml
+
+from contracts.topology import SUBSCRIPTIONS, service_user
+from services.gateway.settings import UPSTREAMS, GatewaySettings
+from services.kit.broker_users import password_variable
+from services.kit.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = REPO / "deploy" / "compose"
@@ -16,7 +23,12 @@ ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "compose-spec.json"
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 
-SERVICES = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+SERVICES = {"gateway": 8000, "builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005,
+            "models": 8006}
+GATEWAY_ROLE = "avatar_gateway"  # the gateway's own PostgreSQL role, made by the one-shot postgres-roles
+JWKS_URL = "http://gateway:8000/api/auth/jwks.json"
+ROLE_SQL = REPO / "deploy" / "k8s" / "base" / "gateway-role.sql"
+OIDC_EXAMPLE = COMPOSE_DIR / "gateway-oidc.env.example"
 # compose service → (the service it runs, AVATAR_ROLE): the trainer runs as its API and its event side
 ROLES = {"trainer": ("trainer", "api"), "trainer-events": ("trainer", "events")}
 BUCKETS = {"avatar-staging", "avatar-models", "avatar-logs"}
@@ -167,14 +179,14 @@ def test_mounted_config_files_exist(compose):
     assert {"./prometheus/prometheus.yml", "./grafana/provisioning", "./grafana/dashboards"} <= set(mounted)
 
 
-def test_runs_exactly_the_six_services(avatar_services):
+def test_runs_exactly_the_gateway_and_the_six_services(avatar_services):
     started = {svc["build"]["args"]["SERVICE"] for svc in avatar_services.values()}
     assert started == set(SERVICES)
     assert avatar_services.keys() == {*SERVICES, "trainer-events"}
     for name, svc in avatar_services.items():
         service = svc["build"]["args"]["SERVICE"]
         assert (service, svc["environment"].get("AVATAR_ROLE", "all")) == ROLES.get(name, (name, "all"))
-        assert (REPO / "services").is_dir() and service in SERVICES
+        assert (REPO / "services" / service / "__main__.py").is_file() and service in SERVICES
         port = str(SERVICES[service])
         assert svc["build"]["args"]["PORT"] == port
         assert svc["environment"]["AVATAR_PORT"] == port
@@ -191,6 +203,7 @@ def test_service_environment(avatar_services):
         assert env["AVATAR_S3_ENDPOINT"] == "http://minio:9000"
         assert env["AVATAR_ENV"] != "local", "compose runs with real secrets, not the local defaults"
     assert avatar_services["scheduler"]["environment"]["AVATAR_REDIS_URL"].endswith("@redis:6379/0")
+    assert avatar_services["gateway"]["environment"]["AVATAR_REDIS_URL"].endswith("@redis:6379/0")
     assert avatar_services["scheduler"]["environment"]["AVATAR_SCHEDULER_RUNNER"] == "local"
     assert avatar_services["builder"]["environment"]["AVATAR_LIBRARY_URL"] == "http://library:8002"
 
@@ -230,6 +243,9 @@ def test_dependencies_start_in_order(compose, avatar_services):
         assert "urllib" in test and "AVATAR_PORT" in test
     assert avatar_services["scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert avatar_services["builder"]["depends_on"]["library"]["condition"] == "service_healthy"
+    # the gateway starts once its own database role exists (and Redis, its limits and live events, answers)
+    assert avatar_services["gateway"]["depends_on"]["postgres-roles"]["condition"] == "service_completed_successfully"
+    assert avatar_services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
     # the broker boots with the users, permissions and topology rendered from deploy/rabbitmq
     assert services["rabbitmq"]["depends_on"]["rabbitmq-definitions"]["condition"] == "service_completed_successfully"
     assert "render" in services["rabbitmq-definitions"]["command"]
@@ -256,7 +272,7 @@ def test_published_ports_bind_to_the_configured_address(raw):
             assert port.startswith("${AVATAR_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
 
 
-def test_prometheus_scrapes_the_six_services():
+def test_prometheus_scrapes_the_gateway_and_the_six_services():
     config = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = {t for group in jobs["avatar"]["static_configs"] for t in group["targets"]}
@@ -315,6 +331,10 @@ def test_dashboard_queries_use_known_metrics_and_datasources(dashboard):
     ("event loop lag", "rate(avatar_event_loop_lag_seconds_bucket"),
     ("http request latency", "rate(avatar_http_request_duration_seconds_bucket"),
     ("allocation drift", "increase(avatar_allocation_drift_total"),
+    ("gateway: proxied requests", "avatar_gateway_upstream_failures_total"),
+    ("gateway: rate-limited", "avatar_gateway_rate_limited_total"),
+    ("gateway: live event clients", "avatar_gateway_sse_clients"),
+    ("audit rows lost", "increase(avatar_audit_rows_lost_total"),
 ])
 def test_dashboard_has_panel(dashboard, title, expr):
     panels = [p for p in dashboard["panels"] if title in p["title"].lower()]
@@ -357,3 +377,89 @@ def test_allocation_drift_alerts_on_any_repair_and_has_its_panel(dashboard):
 def test_dashboard_panel_ids_are_unique(dashboard):
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+# ------------------------------------------------------------------ the gateway, the front door
+
+def settings_from(env, kind, monkeypatch, extra=None):
+    """`kind` read from the environment a container gets, the way the process reads it (pydantic-settings)."""
+    for name in [n for n in os.environ if n.startswith("AVATAR_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**env, **(extra or {})}.items():
+        monkeypatch.setenv(name, str(value))
+    return kind()
+
+
+def test_gateway_is_the_one_published_front_door(compose, avatar_services):
+    gateway = avatar_services["gateway"]
+    assert [p for p in gateway["ports"] if p.endswith(":8000:8000")], "the gateway publishes 8000"
+    assert gateway["build"]["args"] == {"SERVICE": "gateway", "PORT": "8000"}
+    upstreams = json.loads(gateway["environment"]["AVATAR_UPSTREAM_URLS"])
+    assert upstreams.keys() == set(UPSTREAMS) == SERVICES.keys() - {"gateway"}
+    for service, url in upstreams.items():  # each at the compose service that answers it, on its own port
+        parts = urlsplit(url)
+        assert (parts.scheme, parts.hostname, parts.port) == ("http", service, SERVICES[service])
+        assert compose["services"][service]["environment"]["AVATAR_PORT"] == str(SERVICES[service])
+
+
+def test_gateway_settings_parse_from_its_compose_environment(avatar_services, monkeypatch):
+    env = avatar_services["gateway"]["environment"]
+    settings = settings_from(env, GatewaySettings, monkeypatch)
+    assert settings.env != "local" and settings.listen_port == 8000
+    assert {s: settings.upstream(s) for s in UPSTREAMS} == {s: f"http://{s}:{SERVICES[s]}" for s in UPSTREAMS}
+    # it runs as its own non-owner role; the owner migrates and grants that role its rights
+    runtime, owner = urlsplit(settings.postgres_url), urlsplit(settings.postgres_admin_url)
+    assert runtime.username == GATEWAY_ROLE and owner.username not in (None, GATEWAY_ROLE)
+    assert (runtime.hostname, runtime.path) == (owner.hostname, owner.path) == ("postgres", "/avatar")
+    assert urlsplit(settings.rabbitmq_url).username == "avatar-gateway"
+    assert settings.bootstrap_admin and settings.bootstrap_admin_password
+    assert settings.secrets_key == env["AVATAR_SECRETS_KEY"] and settings.public_url.startswith("http")
+    assert settings.jwt_jwks_url is None, "the gateway signs the RS256 tokens; it does not fetch its own keys"
+    assert settings.oidc_issuer is None, "no OIDC unless gateway-oidc.env configures it"
+
+
+def test_gateway_oidc_example_configures_oidc(avatar_services, monkeypatch):
+    oidc = load_env_file(OIDC_EXAMPLE)
+    assert {"AVATAR_OIDC_ISSUER", "AVATAR_OIDC_CLIENT_ID", "AVATAR_OIDC_CLIENT_SECRET", "AVATAR_OIDC_ROLE_MAP"} <= oidc.keys()
+    assert oidc["AVATAR_OIDC_CLIENT_SECRET"].startswith("change-me")
+    [entry] = avatar_services["gateway"]["env_file"]
+    assert entry == {"path": "./gateway-oidc.env", "required": False}, "optional: local login works without it"
+    assert "gateway-oidc.env" in (COMPOSE_DIR / ".gitignore").read_text().split()
+    settings = settings_from(avatar_services["gateway"]["environment"], GatewaySettings, monkeypatch, oidc)
+    assert settings.oidc_issuer.startswith("https://") and settings.oidc_role_map["avatar-admins"] == "admin"
+
+
+def test_the_six_services_verify_the_gateways_tokens(avatar_services, monkeypatch):
+    for name, svc in avatar_services.items():
+        if name == "gateway":
+            assert "AVATAR_JWT_JWKS_URL" not in svc["environment"]
+            continue
+        settings = settings_from(svc["environment"], Settings, monkeypatch)
+        assert settings.jwt_jwks_url == JWKS_URL, name
+        parts = urlsplit(JWKS_URL)
+        assert (parts.hostname, parts.port) == ("gateway", SERVICES["gateway"])
+
+
+def test_postgres_roles_provisions_the_gateway_role_with_the_shared_sql(compose, avatar_services):
+    roles = compose["services"]["postgres-roles"]
+    assert roles["restart"] == "no" and roles["image"] == compose["services"]["postgres"]["image"]
+    assert roles["depends_on"]["postgres"]["condition"] == "service_healthy"
+    [mount] = roles["volumes"]
+    source, target = mount.split(":")[:2]
+    assert (COMPOSE_DIR / source).resolve() == ROLE_SQL
+    assert roles["command"][0] == "psql" and target in roles["command"] and "ON_ERROR_STOP=1" in roles["command"]
+    # the owner makes the role; the role's password is the one the gateway connects with
+    env = roles["environment"]
+    runtime = urlsplit(avatar_services["gateway"]["environment"]["AVATAR_POSTGRES_URL"])
+    owner = urlsplit(avatar_services["gateway"]["environment"]["AVATAR_POSTGRES_ADMIN_URL"])
+    assert (env["PGUSER"], env["PGPASSWORD"]) == (owner.username, owner.password)
+    assert env["AVATAR_GATEWAY_DB_PASSWORD"] == runtime.password
+    assert "AVATAR_GATEWAY_DB_USER" not in env, "the SQL's default role is the one the gateway logs in as"
+    assert re.search(rf"\\set role {GATEWAY_ROLE}\b", ROLE_SQL.read_text())
+
+
+def test_broker_definitions_get_a_password_for_every_services_user(compose):
+    """The one-shot renders a user for each service contracts/topology.py names (the gateway too)."""
+    env = compose["services"]["rabbitmq-definitions"]["environment"]
+    for service in SUBSCRIPTIONS:
+        assert env.get(password_variable(service_user(service))), service

@@ -1,4 +1,4 @@
-"""deploy/Dockerfile: one non-root image that runs any of the six services."""
+"""deploy/Dockerfile: one non-root image that runs the gateway or any of the six services."""
 
 import re
 from pathlib import Path

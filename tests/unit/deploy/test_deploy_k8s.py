@@ -5,20 +5,32 @@ the venv's bin. `bash deploy/ci-prereqs.sh` installs one when neither is there.
 """
 
 import functools
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from contracts.topology import SUBSCRIPTIONS, service_user
+from services.gateway.settings import UPSTREAMS, GatewaySettings
+from services.kit.broker_users import password_variable
+from services.kit.settings import Settings
+
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = {"dev": "avatar-dev", "prod": "avatar"}
-SERVICES = {"builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005, "models": 8006}
+SERVICES = {"gateway": 8000, "builder": 8001, "library": 8002, "trainer": 8003, "approval": 8004, "scheduler": 8005,
+            "models": 8006}
+GATEWAY_ROLE = "avatar_gateway"
+JWKS_URL = "http://gateway:8000/api/auth/jwks.json"
+ROLE_SQL = K8S / "base" / "gateway-role.sql"
+SECRETS = {"avatar-secrets", "avatar-broker-users", "avatar-gateway"}
 # Deployment → (the service it runs, AVATAR_ROLE): the trainer runs as its API and its event side
 DEPLOYMENTS = {**{name: (name, "all") for name in SERVICES}, "trainer": ("trainer", "api"),
                "trainer-events": ("trainer", "events")}
@@ -27,7 +39,7 @@ K8S_VERSIONS = ("1.33.0", kubernetes_validate.utils.latest_version())
 API_VERSIONS = {
     "Namespace": "v1", "ConfigMap": "v1", "Service": "v1", "ServiceAccount": "v1",
     "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
-    "PodDisruptionBudget": "policy/v1",
+    "PodDisruptionBudget": "policy/v1", "Ingress": "networking.k8s.io/v1",
     "Role": "rbac.authorization.k8s.io/v1", "RoleBinding": "rbac.authorization.k8s.io/v1",
     "ClusterRole": "rbac.authorization.k8s.io/v1", "ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
 }
@@ -137,9 +149,9 @@ def test_everything_lives_in_the_overlay_namespace(objects, overlay):
             assert o["metadata"].get("namespace") == namespace, f"{o['kind']}/{o['metadata']['name']}"
 
 
-# ------------------------------------------------------------------ the six services
+# ------------------------------------------------------------------ the gateway and the six services
 
-def test_six_services_each_deployed_running_its_module_in_its_role(objects):
+def test_gateway_and_six_services_each_deployed_running_its_module_in_its_role(objects):
     deployments = service_deployments(objects)
     assert deployments.keys() == DEPLOYMENTS.keys()
     for name, deployment in deployments.items():
@@ -197,10 +209,11 @@ def test_service_pods_are_hardened(objects):
     for name, deployment in service_deployments(objects).items():
         spec = deployment["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
-        context = app_container(deployment)["securityContext"]
-        assert context["allowPrivilegeEscalation"] is False
-        assert context["readOnlyRootFilesystem"] is True
-        assert context["capabilities"]["drop"] == ["ALL"]
+        for container in containers(spec):  # init containers (the gateway's db-role) too
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert context["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert context["capabilities"]["drop"] == ["ALL"], (name, container["name"])
 
 
 # ------------------------------------------------------------------ config and secrets
@@ -236,7 +249,7 @@ def test_config_and_secret_references_resolve(objects):
                     assert ref["configMapKeyRef"]["key"] in configmaps[ref["configMapKeyRef"]["name"]]["data"]
                 if "secretKeyRef" in ref:
                     secret_names.add(ref["secretKeyRef"]["name"])
-    assert secret_names == {"avatar-secrets", "avatar-broker-users"}
+    assert secret_names == SECRETS
 
 
 def test_env_references_are_defined_before_use(objects):
@@ -271,7 +284,7 @@ def test_service_urls_are_composed_from_config_and_secret(objects):
         assert env["RABBITMQ_USER"]["value"] == f"avatar-{service}"
         assert env["RABBITMQ_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
             "name": "avatar-broker-users", "key": f"AVATAR_BROKER_PASSWORD_{service.upper()}"}
-        assert ("AVATAR_REDIS_URL" in env) == (name == "scheduler"), "only the scheduler uses Redis"
+        assert ("AVATAR_REDIS_URL" in env) == (name in {"scheduler", "gateway"}), "only these two use Redis"
     assert data["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
     assert data["AVATAR_SCHEDULER_RUNNER"] == "kubernetes"
     assert data["AVATAR_LIBRARY_URL"] == "http://library:8002"
@@ -374,3 +387,154 @@ def test_images_are_set_per_overlay():
         images = {app_container(d)["image"] for d in service_deployments(render(overlay)).values()}
         assert len(images) == 1, "one image for all six services"
     assert next(iter({app_container(d)["image"] for d in service_deployments(render("prod")).values()})).count("/") >= 1
+
+
+# ------------------------------------------------------------------ the gateway, the front door
+
+FAKE_NAMESPACE = "ns-under-test"
+
+
+def secret_value(name, key):
+    return f"{name}.{key}.value"  # URL-safe, and says where it came from
+
+
+def resolved_env(objects, container, secrets=None):
+    """The environment the kubelet gives `container`: envFrom, then env in order, $(VAR) expanded from what is
+    defined before it (an undefined reference stays as written), Secrets from `secrets` (name -> data; a
+    missing key of an optional reference is left out) or, when None, every key present."""
+    configmaps = of_kind(objects, "ConfigMap")
+    env = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for entry in container.get("env", []):
+        ref = entry.get("valueFrom")
+        if ref is None:
+            env[entry["name"]] = VAR_REF.sub(lambda m: env.get(m[1], m[0]), entry.get("value", ""))
+        elif "secretKeyRef" in ref:
+            name, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
+            if secrets is None:
+                env[entry["name"]] = secret_value(name, key)
+            elif key in secrets.get(name, {}):
+                env[entry["name"]] = secrets[name][key]
+            else:
+                assert ref["secretKeyRef"].get("optional"), f"{entry['name']}: Secret {name} lacks {key}"
+        elif "configMapKeyRef" in ref:
+            env[entry["name"]] = configmaps[ref["configMapKeyRef"]["name"]]["data"][ref["configMapKeyRef"]["key"]]
+        elif "fieldRef" in ref:
+            env[entry["name"]] = FAKE_NAMESPACE
+    return env
+
+
+def settings_from(env, kind, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("AVATAR_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return kind()
+
+
+def gateway_pod(objects):
+    return of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+
+
+def test_gateway_settings_parse_from_its_rendered_environment(objects, monkeypatch):
+    services = of_kind(objects, "Service")
+    env = resolved_env(objects, app_container(of_kind(objects, "Deployment")["gateway"]))
+    settings = settings_from(env, GatewaySettings, monkeypatch)
+    assert settings.env in {"dev", "prod"} and settings.listen_port == 8000
+    for service in UPSTREAMS:  # proxied to the in-cluster Service of each, on its port
+        parts = urlsplit(settings.upstream(service))
+        assert (parts.scheme, parts.hostname) == ("http", service)
+        assert parts.port in [p["port"] for p in services[service]["spec"]["ports"]] == [SERVICES[service]]
+    # its own non-owner role at runtime; the schema's owner (avatar-secrets) migrates and grants
+    runtime, owner = urlsplit(settings.postgres_url), urlsplit(settings.postgres_admin_url)
+    assert (runtime.username, runtime.password) == (GATEWAY_ROLE, secret_value("avatar-gateway", "POSTGRES_GATEWAY_PASSWORD"))
+    assert (owner.username, owner.password) == (secret_value("avatar-secrets", "POSTGRES_USER"),
+                                                secret_value("avatar-secrets", "POSTGRES_PASSWORD"))
+    assert (runtime.hostname, runtime.port, runtime.path, runtime.query) == (owner.hostname, owner.port, owner.path, owner.query)
+    assert urlsplit(settings.rabbitmq_url).username == "avatar-gateway"
+    assert urlsplit(settings.redis_url).password == secret_value("avatar-secrets", "REDIS_PASSWORD")
+    assert settings.secrets_key == secret_value("avatar-secrets", "AVATAR_SECRETS_KEY")
+    assert settings.bootstrap_admin == secret_value("avatar-gateway", "AVATAR_BOOTSTRAP_ADMIN")
+    assert settings.bootstrap_admin_password == secret_value("avatar-gateway", "AVATAR_BOOTSTRAP_ADMIN_PASSWORD")
+    assert settings.oidc_client_secret == secret_value("avatar-gateway", "AVATAR_OIDC_CLIENT_SECRET")
+    assert settings.jwt_jwks_url is None, "the gateway signs the RS256 tokens; it does not fetch its own keys"
+    assert "$(" not in settings.postgres_url + settings.postgres_admin_url + settings.redis_url + settings.rabbitmq_url
+
+
+def test_gateway_starts_with_only_its_required_secret_keys(objects, monkeypatch):
+    """Bootstrap admin and OIDC are optional: the pod starts without them (and without OIDC configured)."""
+    required = {"avatar-secrets": {k: secret_value("avatar-secrets", k) for k in (
+                    "POSTGRES_USER", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "AVATAR_S3_ACCESS_KEY",
+                    "AVATAR_S3_SECRET_KEY", "AVATAR_JWT_SECRET", "AVATAR_SECRETS_KEY")},
+                "avatar-broker-users": {"AVATAR_BROKER_PASSWORD_GATEWAY": "broker-password"},
+                "avatar-gateway": {"POSTGRES_GATEWAY_PASSWORD": "gateway-db-password"}}
+    env = resolved_env(objects, app_container(of_kind(objects, "Deployment")["gateway"]), required)
+    settings = settings_from(env, GatewaySettings, monkeypatch)
+    assert settings.bootstrap_admin is None and settings.oidc_issuer is None
+
+
+def test_gateway_db_role_is_provisioned_before_it_starts(objects):
+    spec = gateway_pod(objects)
+    [init] = spec["initContainers"]
+    assert init["image"].startswith("postgres:16")
+    env = resolved_env(objects, init)
+    command = [VAR_REF.sub(lambda m: env.get(m[1], m[0]), arg) for arg in init["command"]]  # as the kubelet does
+    assert command[:2] == ["psql", "-X"] and "ON_ERROR_STOP=1" in command
+    # the SQL run is the committed gateway-role.sql, mounted from its generated ConfigMap
+    script = command[command.index("-f") + 1]
+    [mount] = [m for m in init["volumeMounts"] if script.startswith(m["mountPath"] + "/")]
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    data = of_kind(objects, "ConfigMap")[volume["configMap"]["name"]]["data"]
+    assert data[script.removeprefix(mount["mountPath"] + "/")] == ROLE_SQL.read_text()
+    assert re.search(rf"\\set role {GATEWAY_ROLE}\b", ROLE_SQL.read_text())
+    # as the schema's owner, to the database the gateway uses; the password the gateway connects with
+    app = resolved_env(objects, app_container(of_kind(objects, "Deployment")["gateway"]))
+    target = urlsplit(command[command.index("-d") + 1])
+    owner, runtime = urlsplit(app["AVATAR_POSTGRES_ADMIN_URL"]), urlsplit(app["AVATAR_POSTGRES_URL"])
+    assert target.username is None and target.password is None, "credentials never on the command line"
+    assert (target.hostname, target.port, target.path, target.query) == (owner.hostname, owner.port, owner.path, owner.query)
+    assert (env["PGUSER"], env["PGPASSWORD"]) == (owner.username, owner.password)
+    assert env["AVATAR_GATEWAY_DB_PASSWORD"] == runtime.password and runtime.username == GATEWAY_ROLE
+    assert "AVATAR_GATEWAY_DB_USER" not in env
+
+
+def test_the_six_services_verify_the_gateways_tokens(objects, monkeypatch):
+    for name, deployment in service_deployments(objects).items():
+        env = resolved_env(objects, app_container(deployment))
+        if name == "gateway":
+            assert "AVATAR_JWT_JWKS_URL" not in env
+            continue
+        assert settings_from(env, Settings, monkeypatch).jwt_jwks_url == JWKS_URL, name
+    parts = urlsplit(JWKS_URL)
+    assert [p["port"] for p in of_kind(objects, "Service")[parts.hostname]["spec"]["ports"]] == [parts.port]
+
+
+def test_prod_ingress_sends_everything_to_the_gateway():
+    objects = render("prod")
+    [ingress] = of_kind(objects, "Ingress").values()
+    backends = [path["backend"]["service"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert backends == [{"name": "gateway", "port": {"name": "http"}}]
+    [rule] = ingress["spec"]["rules"]
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/", "Prefix")]
+    assert ingress["spec"]["tls"] and rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    # the gateway knows the address people use: OIDC's redirect URI and its cookies derive from it
+    public = urlsplit(resolved_env(objects, app_container(of_kind(objects, "Deployment")["gateway"]))["AVATAR_PUBLIC_URL"])
+    assert (public.scheme, public.hostname) == ("https", rule["host"])
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == "off", "SSE streams"
+    assert not of_kind(render("dev"), "Ingress"), "dev: kubectl port-forward svc/gateway 8000"
+
+
+def test_dev_secrets_script_makes_every_key_the_pods_require():
+    """create-secrets.sh makes every Secret key a pod needs (a non-optional reference), and a broker
+    password for each service contracts/topology.py names."""
+    script = (K8S / "overlays" / "dev" / "create-secrets.sh").read_text()
+    made = set(re.findall(r"--from-literal=([A-Z0-9_]+)=", script))
+    for name, spec in pod_specs(render("dev")):
+        for container in containers(spec):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional") and ref["name"] in SECRETS:
+                    assert ref["key"] in made, f"{name}/{container['name']}: {ref['name']}.{ref['key']}"
+    assert {password_variable(service_user(s)) for s in SUBSCRIPTIONS} <= made

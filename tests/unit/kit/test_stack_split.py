@@ -12,7 +12,8 @@ from services.kit.stack import SERVICES, Stack, main
 
 def test_a_split_service_is_two_processes_each_told_its_role(tmp_path, monkeypatch):
     stack = Stack(run_dir=tmp_path, split=("trainer",))
-    assert stack.processes() == ("library", "builder", "trainer", "trainer-events", "approval", "scheduler", "models")
+    assert stack.processes() == ("library", "builder", "trainer", "trainer-events", "approval", "scheduler", "models",
+                                 "gateway")
     assert stack.processes(("trainer", "models")) == ("trainer", "trainer-events", "models")
     assert stack.ports["trainer-events"] not in {stack.ports[name] for name in SERVICES}
     recorded: list[tuple[str, list[str], dict[str, str]]] = []
@@ -37,7 +38,7 @@ def test_behind_a_split_front_door_every_other_process_runs_niced(tmp_path, monk
         stack.start_service(process)
     assert {name: env.get("AVATAR_NICE") for name, env in recorded.items()} == {
         "library": "5", "builder": "5", "trainer": None, "trainer-events": "5", "approval": "5", "scheduler": "5",
-        "models": "5"}
+        "models": "5", "gateway": None}
     monkeypatch.setenv("AVATAR_NICE", "5")
     assert Settings().nice == 5
     monkeypatch.setenv("AVATAR_NICE", "20")

@@ -229,6 +229,7 @@ class FakeQueue:
 @dataclass
 class FakeNode:
     name: str
+    status: str = "Active"
 
 
 @dataclass

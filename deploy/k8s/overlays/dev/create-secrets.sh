@@ -25,6 +25,12 @@ fi
 
 if kubectl -n "$ns" get secret avatar-broker-users >/dev/null 2>&1; then
   echo "secret/avatar-broker-users exists in $ns: kept"
+  # made before the gateway existed: give it the gateway's broker user too (then restart rabbitmq)
+  if [ -z "$(kubectl -n "$ns" get secret avatar-broker-users -o jsonpath='{.data.AVATAR_BROKER_PASSWORD_GATEWAY}')" ]; then
+    kubectl -n "$ns" patch secret avatar-broker-users --type merge \
+      -p "{\"stringData\": {\"AVATAR_BROKER_PASSWORD_GATEWAY\": \"$(rand)\"}}"
+    echo "added AVATAR_BROKER_PASSWORD_GATEWAY: kubectl -n $ns rollout restart statefulset/rabbitmq"
+  fi
 else
   # each service's own RabbitMQ user avatar-<service> (deploy/rabbitmq); add outside publishers with
   # AVATAR_BROKER_OUTSIDE="<name> ..." and AVATAR_BROKER_PASSWORD_EXT_<NAME> (deploy/README.md)
@@ -35,7 +41,21 @@ else
     --from-literal=AVATAR_BROKER_PASSWORD_APPROVAL="$(rand)" \
     --from-literal=AVATAR_BROKER_PASSWORD_SCHEDULER="$(rand)" \
     --from-literal=AVATAR_BROKER_PASSWORD_MODELS="$(rand)" \
+    --from-literal=AVATAR_BROKER_PASSWORD_GATEWAY="$(rand)" \
     --from-literal=AVATAR_BROKER_OUTSIDE=""
+fi
+
+if kubectl -n "$ns" get secret avatar-gateway >/dev/null 2>&1; then
+  echo "secret/avatar-gateway exists in $ns: kept"
+else
+  # the gateway's own PostgreSQL role's password (its db-role init container makes the role) and a first
+  # admin; OIDC: add AVATAR_OIDC_CLIENT_SECRET here and the rest to the ConfigMap avatar-gateway
+  kubectl -n "$ns" create secret generic avatar-gateway \
+    --from-literal=POSTGRES_GATEWAY_PASSWORD="$(rand)" \
+    --from-literal=AVATAR_BOOTSTRAP_ADMIN=admin \
+    --from-literal=AVATAR_BOOTSTRAP_ADMIN_PASSWORD="$(rand)"
+  echo "first admin: admin; its password:" \
+    "kubectl -n $ns get secret avatar-gateway -o jsonpath='{.data.AVATAR_BOOTSTRAP_ADMIN_PASSWORD}' | base64 -d"
 fi
 
 if kubectl -n "$ns" get secret avatar-component-s3 >/dev/null 2>&1; then
