@@ -125,6 +125,23 @@ class WorkloadQueued(BaseModel):
     loop_test: bool = False
 
 
+class QueueChanged(BaseModel):
+    model_config = _PAYLOAD
+    workload_id: str
+    action: Literal["move", "priority"] = Field(description="placed before/after another, or given another class")
+    priority: Priority
+    position: int = Field(ge=1, description="its 1-based place in the whole queue after the change")
+    changed_by: str
+
+
+class NodeStatusChanged(BaseModel):
+    model_config = _PAYLOAD
+    name: str
+    status: Literal["Active", "Drain", "Down"]
+    previous: Literal["Active", "Drain", "Down"]
+    changed_by: str
+
+
 class ComponentAllocation(BaseModel):
     model_config = _PAYLOAD
     task_id: str
@@ -300,6 +317,10 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "workload.rejected": (WorkloadRejected, "An admin rejected the workload; the saga ends."),
     "workload.cancel_requested": (WorkloadCancelRequested, "Someone asked to cancel a workload."),
     "workload.queued": (WorkloadQueued, "The workload entered the scheduler's priority queue."),
+    "queue.changed": (QueueChanged, "An admin moved a waiting workload or changed its priority class (QU-03): "
+                                    "the queue's order changed."),
+    "node.status_changed": (NodeStatusChanged, "An admin drained, activated or marked down a node (RS-04): what "
+                                               "can be allocated changed."),
     "workload.started": (WorkloadStarted, "GPUs were allocated and the first components started."),
     "workload.completed": (WorkloadCompleted, "Every component finished successfully; artifacts are staged."),
     "workload.failed": (WorkloadFailed, "The run failed (component error, timeout, allocation); resources were released."),

@@ -11,6 +11,13 @@ SAGA_EVENTS = (
     "workload.failed", "workload.cancelled", "model.stored", "model.store_failed",
 )
 
+# an admin changed the queue's order or a node's status: only the console's live stream wants them
+QUEUE_CHANGED = "queue.changed"
+NODE_STATUS_CHANGED = "node.status_changed"
+CONSOLE_EVENTS = (QUEUE_CHANGED, NODE_STATUS_CHANGED)
+# the library's changes, which the console's library and builder palette redraw on
+COMPONENT_EVENTS = ("component.registered", "component.updated")
+
 # each service records the decisions people make through it (services/kit/audit.py); the gateway stores them
 AUDIT = "audit.recorded"
 
@@ -25,7 +32,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "models": ("workload.completed",),
     # the front door: every saga event for the console's live stream (GET /api/events)
     # and every service's audit records for the audit log (AU-04)
-    "gateway": SAGA_EVENTS + ("model.alias_moved", AUDIT),
+    "gateway": SAGA_EVENTS + ("model.alias_moved", *CONSOLE_EVENTS, *COMPONENT_EVENTS, AUDIT),
 }
 
 SERVICES = tuple(SUBSCRIPTIONS)
@@ -40,7 +47,7 @@ PUBLISHES: dict[str, tuple[str, ...]] = {
     "approval": ("approval.required", "looptest.requested", "looptest.passed", "looptest.failed",
                  "workload.approved", "workload.rejected", "workload.cancelled", AUDIT),
     "scheduler": ("looptest.completed", "workload.queued", "workload.started", "workload.completed",
-                  "workload.failed", "workload.cancelled", AUDIT),
+                  "workload.failed", "workload.cancelled", *CONSOLE_EVENTS, AUDIT),
     "models": ("model.stored", "model.store_failed", "model.alias_moved", AUDIT),
     "gateway": (),
 }

@@ -1,87 +1,17 @@
-// The console in real headless Chromium against a running stack (tests/e2e/test_console.py starts it and
-// builds the ready App first). Env: GATEWAY_URL, ADMIN_PASSWORD, APP_ID, ARTIFACTS_DIR, CHROMIUM.
-// Each step prints a line; a failure saves a screenshot of every open page and exits 1.
-import { chromium } from "playwright-core";
-import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+// The main flow: a training request followed through approval, the loop test's reward chart, the queue
+// and the model download, all updated live from the SSE stream; a viewer changes nothing.
+// Env (tests/e2e/test_console.py): GATEWAY_URL, ADMIN_PASSWORD, APP_ID, SMALL_APP_ID, ARTIFACTS_DIR, CHROMIUM.
+import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ARTIFACTS, BASE, ADMIN_PASSWORD, call, finish, launch, logIn, required, shot, step, suffix } from "./lib.mjs";
 
-const BASE = required("GATEWAY_URL").replace(/\/$/, "");
-const ADMIN_PASSWORD = required("ADMIN_PASSWORD");
 const APP_ID = required("APP_ID");
 const SMALL_APP_ID = required("SMALL_APP_ID");
-const ARTIFACTS = process.env.ARTIFACTS_DIR ?? ".run/console-artifacts";
 const SAGA_MS = Number(process.env.SAGA_TIMEOUT_MS ?? 120_000);
-const suffix = Math.random().toString(36).slice(2, 8);
 const RESEARCHER = { id: `res-${suffix}`, password: `researcher password ${suffix}` };
 const VIEWER = { id: `view-${suffix}`, password: `viewer password ${suffix}` };
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
-mkdirSync(ARTIFACTS, { recursive: true });
-let passed = 0;
-let failed = 0;
-const pages = {};
-
-async function step(title, action) {
-  const began = Date.now();
-  try {
-    await action();
-    passed += 1;
-    console.log(`ok   ${title} (${((Date.now() - began) / 1000).toFixed(1)}s)`);
-  } catch (error) {
-    failed += 1;
-    console.log(`FAIL ${title}: ${error?.stack ?? error}`);
-    for (const [name, page] of Object.entries(pages)) {
-      await page.screenshot({ path: join(ARTIFACTS, `failure-${name}.png`), fullPage: true }).catch(() => {});
-    }
-    throw error;
-  }
-}
-
-const shot = (page, name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-
-/** a JSON call from inside the page, as the console makes it: the session cookie and the CSRF cookie's token */
-async function call(page, method, path, body) {
-  return page.evaluate(
-    async ({ method, path, body }) => {
-      const token = document.cookie.split("; ").find((c) => c.startsWith("avatar_csrf="))?.split("=")[1];
-      const response = await fetch(path, {
-        method,
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": decodeURIComponent(token ?? "") },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: response.status, body: await response.json().catch(() => null) };
-    },
-    { method, path, body },
-  );
-}
-
-async function logIn(browser, name, user, password) {
-  const context = await browser.newContext({ acceptDownloads: true, locale: "ko-KR", viewport: { width: 1360, height: 900 } });
-  const page = await context.newPage();
-  pages[name] = page;
-  page.on("pageerror", (error) => console.log(`[${name}] page error: ${error.message}`));
-  await page.goto(`${BASE}/queue`);
-  await page.waitForURL(/\/login\?next=/);
-  await page.getByLabel("사용자 ID").fill(user);
-  await page.getByLabel("비밀번호").fill(password);
-  await page.getByRole("button", { name: "로그인" }).click();
-  await page.waitForURL(/\/queue$/);
-  await page.getByTestId("user").waitFor();
-  return page;
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 
 let workload;
 const waiting = [];
@@ -292,7 +222,5 @@ try {
 } catch {
   // reported by step()
 } finally {
-  await browser.close();
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  await finish(browser);
 }

@@ -14,7 +14,8 @@ from services.builder.deps import ThresholdDep
 from services.builder.domain import AppStatus, Threshold
 from services.builder.schemas import (AppCreate, AppPatch, AppRef, AppSummary, AppView, EnvVars, ImportBody,
                                       TrainingConfigBody,
-                                      SpecSummaryView, app_view, summary)
+                                      SpecSummaryView, app_view, largest_of, summary)
+from services.builder.revision import IfMatch
 from services.kit.auth import Admin, NewOwner, Reader, Subject, Writer
 from services.kit import secrets
 from services.kit.errors import NotFound
@@ -49,7 +50,8 @@ async def list_apps(principal: Reader, platform: PlatformDep, paging: Paging,
     async with platform.snapshot() as conn:
         infos, total = await store.list_apps(conn, status, principal.user if owner == "me" else owner,
                                              paging.page_size, paging.offset)
-    return Page.of([summary(info) for info in infos], total, paging)
+        placed = await store.placed_resources(conn, [info.app_id for info in infos])
+    return Page.of([summary(info, largest_of(placed[info.app_id])) for info in infos], total, paging)
 
 
 @router.get("/apps/{app_id}", response_model=AppView, summary="An App with its Tasks, Components and workflows")
@@ -60,15 +62,15 @@ async def get_app(app_id: str, _: Reader, platform: PlatformDep, threshold: Thre
 @router.patch("/apps/{app_id}", response_model=AppView, summary="Change an App's name, description, version, "
               "storage or test run reference (null clears it)")
 async def patch_app(app_id: str, body: AppPatch, user: Writer, bus: MessageBusDep, platform: PlatformDep,
-                    threshold: ThresholdDep) -> AppView:
-    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin,
+                    threshold: ThresholdDep, revision: IfMatch) -> AppView:
+    await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin, expected_revision=revision,
                                changes={name: getattr(body, name) for name in body.model_fields_set}))
     return await _view(platform, app_id, threshold)
 
 
 @router.delete("/apps/{app_id}", status_code=204, summary="Delete an App's working copy (its spec versions stay)")
-async def delete_app(app_id: str, user: Writer, bus: MessageBusDep) -> Response:
-    await bus.handle(DeleteApp(app_id=app_id, user=user.user, is_admin=user.is_admin))
+async def delete_app(app_id: str, user: Writer, bus: MessageBusDep, revision: IfMatch) -> Response:
+    await bus.handle(DeleteApp(app_id=app_id, user=user.user, is_admin=user.is_admin, expected_revision=revision))
     return Response(status_code=204)
 
 
@@ -84,9 +86,9 @@ async def transfer_app(app_id: str, body: NewOwner, admin: Admin, bus: MessageBu
 @router.put("/apps/{app_id}/env-vars", response_model=AppView,
             summary="Replace the App-level environment variables every component shares (BL-02)")
 async def put_env_vars(app_id: str, body: EnvVars, user: Writer, bus: MessageBusDep, platform: PlatformDep,
-                       threshold: ThresholdDep) -> AppView:
+                       threshold: ThresholdDep, revision: IfMatch) -> AppView:
     await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin, changes={"env_vars": body},
-                               role=user.role))
+                               role=user.role, expected_revision=revision))
     return await _view(platform, app_id, threshold)
 
 
@@ -101,25 +103,27 @@ async def secret_changes(app_id: str, _: Reader, platform: PlatformDep) -> list[
 @router.put("/apps/{app_id}/training-config", response_model=AppView,
             summary="Replace the RL training config; omitted fields take the TR-03 defaults")
 async def put_training_config(app_id: str, body: TrainingConfigBody, user: Writer, bus: MessageBusDep,
-                              platform: PlatformDep, threshold: ThresholdDep) -> AppView:
+                              platform: PlatformDep, threshold: ThresholdDep, revision: IfMatch) -> AppView:
     await bus.handle(ChangeApp(app_id=app_id, user=user.user, is_admin=user.is_admin,
-                               changes={"training_config": body}))
+                               changes={"training_config": body}, expected_revision=revision))
     return await _view(platform, app_id, threshold)
 
 
 @router.post("/apps/{app_id}/imports", status_code=201, response_model=AppView,
              summary="Import another App: copy its Tasks here with imported_from set (BL-12)")
 async def import_app(app_id: str, body: ImportBody, user: Writer, bus: MessageBusDep, platform: PlatformDep,
-                     threshold: ThresholdDep) -> AppView:
-    await bus.handle(ImportApp(app_id=app_id, user=user.user, is_admin=user.is_admin, app_ref=body.app_ref))
+                     threshold: ThresholdDep, revision: IfMatch) -> AppView:
+    await bus.handle(ImportApp(app_id=app_id, user=user.user, is_admin=user.is_admin, app_ref=body.app_ref,
+                               expected_revision=revision))
     return await _view(platform, app_id, threshold)
 
 
 @router.delete("/apps/{app_id}/imports/{app_ref}", response_model=AppView,
                summary="Undo an import: remove it and every Task it brought")
 async def remove_import(app_id: str, app_ref: AppRef, user: Writer, bus: MessageBusDep, platform: PlatformDep,
-                        threshold: ThresholdDep) -> AppView:
-    await bus.handle(RemoveImport(app_id=app_id, user=user.user, is_admin=user.is_admin, app_ref=app_ref))
+                        threshold: ThresholdDep, revision: IfMatch) -> AppView:
+    await bus.handle(RemoveImport(app_id=app_id, user=user.user, is_admin=user.is_admin, app_ref=app_ref,
+                                  expected_revision=revision))
     return await _view(platform, app_id, threshold)
 
 

@@ -34,6 +34,8 @@ class AppEdit(Command):
     user: str
     is_admin: bool = field(default=False, kw_only=True)
     role: str | None = field(default=None, kw_only=True)  # the user's role, for the audit record
+    # the App revision the edit was made from (If-Match); None: applied whatever the App's revision (revision.py)
+    expected_revision: int | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ class Task:
     imported_from: str | None = None
     components: list[PlacedComponent] = field(default_factory=list)  # in execution order
     workflow: list[Edge] = field(default_factory=list)  # in the order the edges were drawn
+    # the App's revision this Task was read or left at, for the client's next If-Match (not part of the spec)
+    revision: int | None = field(default=None, compare=False)
 
     @property
     def order(self) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, NamedTuple
 
 from contracts.events import ComponentSnapshot, Event
 from contracts.spec import ImportedApp
-from services.builder import domain
+from services.builder import domain, revision
 from services.builder.commands import (AddTask, AppEdit, ChangeApp, ChangeComponent, ConnectComponents, CreateApp,
                                        DeleteApp, DeleteTask, DisconnectComponents, GenerateSpec, ImportApp,
                                        PlaceComponent, RemoveComponent, RemoveImport, RenameTask, ReorderComponents,
@@ -46,9 +46,11 @@ async def _editing(uow: BuilderUnitOfWork, edit: AppEdit) -> AsyncIterator[AppIn
     async with uow:
         info = await uow.apps.info(edit.app_id, lock=True)
         info.check_may_change(edit.user, edit.is_admin)
+        revision.check(edit.app_id, info.revision, edit.expected_revision)
         yield info
         await uow.apps.touch(edit.app_id, edit.user)
         await uow.commit()
+        info.revision += 1  # touch moved it by one, under the lock
 
 
 # ---------------------------------------------------------------- apps
@@ -135,6 +137,7 @@ async def seal_secret_env_vars(cmd: SealSecretEnvVars, uow: BuilderUnitOfWork,
 async def delete_app(cmd: DeleteApp, uow: BuilderUnitOfWork) -> None:
     async with uow:
         app = await uow.apps.get(cmd.app_id, lock=True)
+        revision.check(cmd.app_id, app.info.revision, cmd.expected_revision)
         app.delete(cmd.user, cmd.is_admin)
         await uow.apps.delete(cmd.app_id)
         await uow.commit()
@@ -163,6 +166,7 @@ async def import_app(cmd: ImportApp, uow: BuilderUnitOfWork) -> None:
         await uow.apps.lock([cmd.app_id, cmd.app_ref])
         target = await uow.apps.get(cmd.app_id)
         target.info.check_may_change(cmd.user, cmd.is_admin)
+        revision.check(cmd.app_id, target.info.revision, cmd.expected_revision)
         try:
             source = await uow.apps.get(cmd.app_ref)
         except NotFound:
@@ -206,8 +210,10 @@ async def generate_spec(cmd: GenerateSpec, uow: BuilderUnitOfWork, threshold: Th
 
 @contextlib.asynccontextmanager
 async def _editing_task(uow: BuilderUnitOfWork, edit: TaskEdit) -> AsyncIterator[Task]:
-    async with _editing(uow, edit):
-        yield await uow.tasks.get(edit.app_id, edit.task_id)
+    async with _editing(uow, edit) as info:
+        task = await uow.tasks.get(edit.app_id, edit.task_id)
+        yield task
+    task.revision = info.revision
 
 
 async def add_task(cmd: AddTask, uow: BuilderUnitOfWork) -> Task:
@@ -217,6 +223,7 @@ async def add_task(cmd: AddTask, uow: BuilderUnitOfWork) -> Task:
         number = await uow.tasks.take_numbers(cmd.app_id, 1)
         task = Task(task_id=domain.task_id(number), name=cmd.name)
         await uow.tasks.add(cmd.app_id, number, task)
+    task.revision = info.revision
     return task
 
 

@@ -115,6 +115,10 @@ class ComponentView(BaseModel):
                    exceeds_threshold=threshold.exceeded_by(component.resources))
 
 
+REVISION = ('the App revision this answer shows: send it back as If-Match: "<revision>" with the next edit, '
+            "which is refused (409 edit_conflict) if someone else edited the App meanwhile")
+
+
 class EdgeView(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     from_: str = Field(alias="from")
@@ -128,12 +132,20 @@ class TaskView(BaseModel):
     components: list[ComponentView]
     workflow: list[EdgeView]
     order: list[str]
+    revision: int | None = Field(default=None, description=REVISION)
 
     @classmethod
-    def of(cls, task: Task, threshold: Threshold) -> "TaskView":
+    def of(cls, task: Task, threshold: Threshold, revision: int | None = None) -> "TaskView":
         return cls(task_id=task.task_id, name=task.name, imported_from=task.imported_from,
                    components=[ComponentView.of(c, i, threshold) for i, c in enumerate(task.components, start=1)],
-                   workflow=[EdgeView(from_=s, to=t) for s, t in task.workflow], order=task.order)
+                   workflow=[EdgeView(from_=s, to=t) for s, t in task.workflow], order=task.order,
+                   revision=task.revision if revision is None else revision)
+
+
+class LargestComponent(BaseModel):
+    component_id: str
+    name: str
+    resources: Resources
 
 
 OWNER = "who may change it besides an admin (null: the platform's own, only an admin changes it)"
@@ -150,6 +162,8 @@ class AppSummary(BaseModel):
     has_unpublished_changes: bool
     owner: str | None = Field(description=OWNER)
     updated_at: datetime | None
+    largest_component: LargestComponent | None = Field(
+        default=None, description="the single component with the most GPUs, then memory, in any Task (BL-05)")
 
 
 class AppView(BaseModel):
@@ -172,14 +186,22 @@ class AppView(BaseModel):
     created_at: datetime | None
     updated_by: str
     updated_at: datetime | None
+    revision: int = Field(description=REVISION)
 
 
-def summary(info: AppInfo) -> AppSummary:
+def summary(info: AppInfo, largest: "LargestComponent | None" = None) -> AppSummary:
     return AppSummary(app_id=info.app_id, name=info.name, version=info.version, status=info.status,
                       task_count=info.task_count, component_count=info.component_count,
                       latest_spec_version=info.latest_spec_version,
                       has_unpublished_changes=info.has_unpublished_changes, owner=info.owner,
-                      updated_at=info.updated_at)
+                      updated_at=info.updated_at, largest_component=largest)
+
+
+def largest_of(placed: list[Any]) -> LargestComponent | None:
+    """The component with the most GPUs, then the most memory (the rule of AppSpec.largest_component)."""
+    found = [LargestComponent(component_id=r["component_id"], name=r["name"],
+                              resources=Resources.model_validate(r["resources"])) for r in placed]
+    return max(found, key=lambda c: (c.resources.gpu_count, c.resources.memory_bytes), default=None)
 
 
 def app_view(app: App, threshold: Threshold) -> AppView:
@@ -188,16 +210,11 @@ def app_view(app: App, threshold: Threshold) -> AppView:
                    status=info.status, env_vars=info.env_vars,
                    secret_env_vars=views(info.secret_env_vars), training_config=info.training_config,
                    storage=info.storage, test_run_ref=info.test_run_ref, imported_apps=app.imported_apps,
-                   tasks=[TaskView.of(task, threshold) for task in app.tasks],
+                   tasks=[TaskView.of(task, threshold, info.revision) for task in app.tasks],
                    latest_spec_version=info.latest_spec_version,
                    has_unpublished_changes=info.has_unpublished_changes, owner=info.owner, created_by=info.created_by,
-                   created_at=info.created_at, updated_by=info.updated_by, updated_at=info.updated_at)
-
-
-class LargestComponent(BaseModel):
-    component_id: str
-    name: str
-    resources: Resources
+                   created_at=info.created_at, updated_by=info.updated_by, updated_at=info.updated_at,
+                   revision=info.revision)
 
 
 class SpecSummaryView(BaseModel):

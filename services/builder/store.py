@@ -90,6 +90,15 @@ async def list_apps(conn: asyncpg.Connection, status: str | None, owner: str | N
     return [_info(r) for r in rows], total
 
 
+async def placed_resources(conn: asyncpg.Connection, app_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
+    """Every placed component's id, name and resources of these Apps (for the list's largest-resource column)."""
+    found: dict[str, list[asyncpg.Record]] = {app_id: [] for app_id in app_ids}
+    for row in await conn.fetch("SELECT app_id, component_id, name, resources FROM components"
+                                " WHERE app_id = ANY($1::text[]) ORDER BY app_id, task_id, position", app_ids):
+        found[row["app_id"]].append(row)
+    return found
+
+
 async def apps_to_seal(conn: asyncpg.Connection) -> list[str]:
     """Apps from before secrets existed with a plain env var whose name has a secret word (migration 0004)."""
     return [row["app_id"] for row in await conn.fetch("SELECT app_id FROM secret_seal_pending ORDER BY app_id")]

@@ -46,6 +46,11 @@ RULES: dict[str, Fields] = {
     "workload.rejected": ("workload_id", "rejected_by", "comment"),
     "workload.cancel_requested": ("workload_id", "requested_by"),
     "workload.queued": ("workload_id", "priority", "loop_test"),
+    "queue.changed": ("workload_id", "action", "priority", "position", "changed_by"),
+    "node.status_changed": ("name", "status", "previous", "changed_by"),
+    # which component changed, not its image, params or command: the library's API answers those
+    "component.registered": (("component", ("component_id", "name", "version", "type")),),
+    "component.updated": (("component", ("component_id", "name", "version", "type")),),
     "workload.started": ("workload_id",
                          ("allocations", ("task_id", "component_id", "node", "gpu_type", "gpu_indices"))),
     "workload.completed": ("workload_id", ("artifacts", ("task_id", "component_id", "name"))),

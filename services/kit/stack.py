@@ -317,7 +317,8 @@ def parse_layout(parser: argparse.ArgumentParser, argv: list[str] | None) -> arg
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "restart"))
+    parser.add_argument("service", nargs="?", help="restart: the one service (or gateway) to stop and start again")
     add_layout_options(parser)
     args = parse_layout(parser, argv)
     stack = Stack(split=tuple(args.split), background_nice=args.background_nice, ports={
@@ -326,6 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         print("bringing AVATAR OnE up ...", flush=True)
         stack.up()
         print(f"all six services and the gateway are ready: {stack.gateway_url}", flush=True)
+    elif args.command == "restart":
+        if args.service not in PLATFORM:
+            parser.error(f"restart needs one of: {', '.join(PLATFORM)}")
+        stack.stop(args.service)
+        stack.start_service(args.service)
+        while not stack.ready(args.service):
+            time.sleep(0.3)
+        print(f"{args.service} restarted", flush=True)
     elif args.command == "down":
         stack.down()
         print("stopped", flush=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Annotated, Any, AsyncIterator, Iterator, Literal, Sequence
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.kit.auth import Admin, Reader, Writer
 from services.kit.errors import Conflict, Invalid
 from services.kit.service import MessageBusDep, Platform, PlatformDep
-from services.scheduler import domain, logs, schemas, store
+from services.scheduler import domain, figures, logs, schemas, store, wait
 from services.scheduler.commands import CancelWorkload, ReorderQueue, SetNodeStatus
 from services.scheduler.records import RunRecord
 from services.scheduler.state import SchedulerState
@@ -60,8 +61,18 @@ async def get_queue(_: Reader, platform: PlatformDep, state: StateDep, limit: in
     async with platform.pool.acquire() as conn:  # the record decides: a just-started entry is not waiting
         jobs = await store.jobs_by_ids(conn, [e.workload_id for e in entries])
     entries = [e for e in entries if e.workload_id in jobs and jobs[e.workload_id].status == "waiting"]
-    items = [schemas.queue_item(e, i + 1) for i, e in enumerate(entries)]
-    return {"items": items[offset:offset + limit], "count": len(items)}
+    reasons = await _wait_reasons(state, entries[:offset + limit])  # the work ahead decides a page's reasons
+    items = [{**schemas.queue_item(e, i + 1), **schemas.wait_fields(reasons[i])}
+             for i, e in enumerate(entries[offset:offset + limit], start=offset)]
+    return {"items": items, "count": len(entries)}
+
+
+async def _wait_reasons(state: SchedulerState, entries: Sequence[Any]) -> list[wait.WaitReason]:
+    """Each waiting entry's reason and estimated start (wait.py) from the allocator's view now."""
+    snapshot = await state.allocator.snapshot()
+    running = await state.allocator.allocations()
+    return wait.explain([wait.waiting_of(e.workload_id, e.resources) for e in entries], snapshot.free_nodes(),
+                        wait.node_capacity(snapshot.nodes), running, time.time())
 
 
 @router.patch("/queue/{workload_id}", tags=["queue"], summary="Change a waiting workload's priority or place (QU-03)",
@@ -184,23 +195,7 @@ async def cancel_workload(workload_id: str, principal: Writer, bus: MessageBusDe
 # ---------------------------------------------------------------- resources and nodes (RS-01..05)
 
 async def _usage(state: SchedulerState, runs: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
-    if not runs:
-        return {}
-    pipe = state.redis.pipeline(transaction=False)
-    for run in runs:
-        pipe.hgetall(f"{state.settings.sched_prefix}usage:{run.run_id}")
-    found = await pipe.execute()
-    out = {}
-    for run, fields in zip(runs, found):
-        if fields:
-            values = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in fields.items()}
-            out[run.run_id] = {"memory_bytes": int(values["memory_bytes"]) if "memory_bytes" in values else None,
-                               "cpu_cores": values.get("cpu_cores"),
-                               "gpus_busy": int(values["gpus_busy"]) if "gpus_busy" in values else None,
-                               "gpu_memory_bytes": int(values["gpu_memory_bytes"])
-                               if "gpu_memory_bytes" in values else None,
-                               "gpu_utilization": values.get("gpu_utilization")}
-    return out
+    return await figures.run_usage(state.redis, state.settings.sched_prefix, runs)
 
 
 async def _live(platform: Platform) -> list[RunRecord]:
@@ -211,12 +206,8 @@ async def _live(platform: Platform) -> list[RunRecord]:
 @router.get("/resources", tags=["resources"],
             summary="Cluster GPUs per type, memory and CPU: total / allocated / used / idle (RS-01..03)")
 async def get_resources(_: Reader, platform: PlatformDep, state: StateDep) -> dict[str, Any]:
-    snapshot = await state.allocator.snapshot()
-    live = await _live(platform)
-    usage = await _usage(state, live)
-    measured = [{k: v for k, v in u.items() if v is not None} for u in usage.values()]
-    gpus_used = schemas.gpus_in_use(live, usage, key=lambda run: run.gpu_type)
-    return schemas.resources(snapshot, measured, state.engine.measures, gpus_used)
+    return await figures.cluster_resources(platform.pool, state.redis, state.allocator, state.settings.sched_prefix,
+                                           state.engine.measures)
 
 
 @router.get("/resources/workloads", tags=["resources"], summary="Allocated and measured usage per running workload (RS-05)")

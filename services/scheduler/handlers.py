@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
-from contracts.events import ComponentChanged, Event, LoopTestRequested, WorkloadApproved, WorkloadCancelRequested
+from contracts.events import (ComponentChanged, Event, LoopTestRequested, NodeStatusChanged, QueueChanged,
+                             WorkloadApproved, WorkloadCancelRequested)
+from contracts.topology import NODE_STATUS_CHANGED, QUEUE_CHANGED
 from services.kit import metrics
 from services.kit.audit import record_decision
 from services.kit.errors import Conflict, Forbidden, Invalid, NotFound
@@ -170,6 +172,10 @@ async def reorder_queue(command: ReorderQueue, uow: SchedulerUnitOfWork, queue: 
             record_decision(uow, action="scheduler.queue_move" if target is not None else "scheduler.priority_change",
                             actor=command.by, actor_role=command.role, target_type="workload",
                             target_id=workload_id, before=was, after=after)
+            uow.record(QUEUE_CHANGED, QueueChanged(workload_id=workload_id, priority=entry.priority.value,
+                                                   action="move" if target is not None else "priority",
+                                                   position=now["position"], changed_by=command.by),
+                       correlation_id=workload_id)  # the console's queue redraws live
         uow.wake_engine()
         await uow.commit()
     return entry, now["position"]
@@ -209,6 +215,9 @@ async def set_node_status(command: SetNodeStatus, uow: SchedulerUnitOfWork, allo
             record_decision(uow, action=NODE_ACTIONS[command.status], actor=command.by, actor_role=command.role,
                             target_type="node", target_id=command.name,
                             before={"status": before}, after={"status": command.status})
+            uow.record(NODE_STATUS_CHANGED, NodeStatusChanged(name=command.name, status=command.status, previous=before,
+                                                              changed_by=command.by),
+                       correlation_id=command.name)  # the console's resource screen redraws live
         uow.wake_engine()
         await uow.commit()
 

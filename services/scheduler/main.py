@@ -20,7 +20,7 @@ from services.kit.instrument import redis_from_url
 from services.kit.objectstore import check_bucket, ensure_buckets, make_client
 from services.kit.service import Platform, build_service
 from services.kit.settings import Settings, settings_for
-from services.scheduler import adapters, api, handlers
+from services.scheduler import adapters, api, handlers, history_api
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.engine import Engine
@@ -34,7 +34,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = build_service("scheduler", settings_for(SchedulerSettings, settings), routers=[api.router], migrations=MIGRATIONS,
+    app = build_service("scheduler", settings_for(SchedulerSettings, settings),
+                        routers=[api.router, history_api.router], migrations=MIGRATIONS,
                         setup=_setup, description=__doc__ or "")
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(asyncpg.PostgresError, _fenced)

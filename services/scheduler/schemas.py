@@ -199,3 +199,11 @@ def node_view(node: NodeUsage, gpus_used: Mapping[Hashable, int | None] | None =
         "cpu": _section(node.cpu.total, node.cpu.allocated, cpu_used),
         "allocations": node.allocation_count,
     }
+
+
+def wait_fields(reason: Any) -> dict[str, Any]:
+    """A waiting entry's `wait_reason` (code, Korean text, the figures behind it) and `estimated_start`
+    (ISO time, null when unknown): services/scheduler/wait.py."""
+    start = reason.estimated_start
+    return {"wait_reason": reason.to_dict(),
+            "estimated_start": None if start is None else datetime.fromtimestamp(start, timezone.utc).isoformat()}

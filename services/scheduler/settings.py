@@ -70,6 +70,10 @@ class SchedulerSettings(Settings):
     scheduler_start_concurrency: int = Field(default=8, ge=1, le=64)
     # the policy examines at most this many components after the blocked head (bf_max_job_test)
     scheduler_backfill_candidates: int = Field(default=1000, ge=1)
+    # the usage history (RS-06, engine/history.py): the leader samples the cluster's figures this often and
+    # keeps them this long
+    scheduler_history_seconds: float = Field(default=30.0, ge=0.2, le=3600)
+    scheduler_history_retention_days: float = Field(default=14.0, gt=0, le=3660)
 
     @property
     def runner_id(self) -> str:

@@ -12,7 +12,7 @@ from services.kit.errors import Invalid, NotFound
 from services.kit.paging import Page, Paging
 from services.kit.service import MessageBusDep, Platform, PlatformDep
 from services.kit.telemetry import bind_workload
-from services.trainer import domain, store
+from services.trainer import curves, domain, store
 from services.trainer.commands import CancelTrainingRequest, SubmitTrainingRequest
 from services.trainer.schemas import (AppView, CancelRequested, Comparison, RequestDetail, RequestSummary,
                                     ResourceDefaults, Submitted, SubmitTraining, detail, summary)
@@ -104,10 +104,12 @@ async def compare(platform: PlatformDep, _: Reader,
         raise NotFound(f"training request(s) not found: {', '.join(missing)}")
     requests, table = [], {}
     for workload_id in wanted:
-        view = detail(rows[workload_id], await store.timeline(platform.pool, workload_id))
+        entries = await store.timeline(platform.pool, workload_id)
+        view = detail(rows[workload_id], entries)
         requests.append({"workload_id": workload_id, "app_id": view.app_id, "spec_version": view.spec_version,
-                         "status": view.status, "training_config": view.training_config,
-                         "resources": view.resources, "final_metrics": view.final_metrics})
+                         "name": view.name, "status": view.status, "status_label": view.status_label,
+                         "training_config": view.training_config, "resources": view.resources,
+                         "final_metrics": view.final_metrics, "reward_curve": curves.reward_curve(entries)})
         for metric, value in view.final_metrics.items():
             table.setdefault(metric, {})[workload_id] = value
     return Comparison(requests=requests, metrics={metric: table[metric] for metric in sorted(table)})

@@ -147,7 +147,10 @@ class RequestDetail(RequestSummary):
 
 
 class Comparison(BaseModel):
-    requests: list[dict[str, Any]]
+    requests: list[dict[str, Any]] = Field(description=(
+        "per request: workload_id, app_id, spec_version, name, status, status_label, training_config, resources, "
+        "final_metrics, reward_curve ({component, episodes, rewards, total}: the reward per episode, at most "
+        "500 points, or null)"))
     metrics: dict[str, dict[str, Any]] = Field(description="metric → workload_id → value, side by side")
 
 

@@ -220,5 +220,7 @@ def test_every_service_exports_and_an_app_spec_is_one_trace_too(traced, otlp, se
     assert {s.service for s in spans} == {"avatar-builder", "avatar-library", "avatar-trainer"}
     assert [s for s in spans if s.parent_id is None] == [generate]
     assert all(s.attributes.get("avatar.workload_id") == app_id for s in spans if s.kind in ("producer", "consumer"))
+    # the gateway too: it consumes the saga's events for the live stream and the services' audit decisions
     assert {s.service for s in otlp.snapshot()} == {
-        "avatar-builder", "avatar-library", "avatar-trainer", "avatar-approval", "avatar-scheduler", "avatar-models"}
+        "avatar-builder", "avatar-library", "avatar-trainer", "avatar-approval", "avatar-scheduler", "avatar-models",
+        "avatar-gateway"}

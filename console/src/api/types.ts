@@ -43,6 +43,9 @@ export interface QueueItem {
   requester: string;
   submitted_at: string;
   status: string;
+  /** services/scheduler/wait.py: why it waits (code, Korean text, figures) and when it may start */
+  wait_reason?: import("./runs").WaitReason;
+  estimated_start?: string | null;
 }
 
 export type Priority = "high" | "normal" | "low";
@@ -175,6 +178,11 @@ export interface ModelSummary {
 
 export interface ModelDetail extends ModelSummary {
   spec_version: string;
+  /** the App spec file (BL-04) the model was trained from */
+  spec: Record<string, unknown>;
+  /** the workload as it ran (requester, resources, …) */
+  workload: Record<string, unknown>;
+  run_logs: { component: string; task_id: string; component_id: string; url: string | null; download: string | null }[];
   training_config: Record<string, unknown>;
   metrics: Record<string, unknown>;
   files: { path: string; component: string; size_bytes: number; sha256: string; download: string }[];

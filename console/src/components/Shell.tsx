@@ -47,10 +47,15 @@ export default function Shell() {
         <span className="brand">{t("app.title")}</span>
         <nav aria-label={t("nav.main")}>
           <ul>
-            <li><NavLink to="/queue">{t("nav.queue")}</NavLink></li>
+            <li><NavLink to="/builder">{t("nav.builder")}</NavLink></li>
+            <li><NavLink to="/library">{t("nav.library")}</NavLink></li>
             <li><NavLink to="/trainer">{t("nav.trainer")}</NavLink></li>
             <li><NavLink to="/approvals">{t("nav.approvals")}</NavLink></li>
+            <li><NavLink to="/queue">{t("nav.queue")}</NavLink></li>
+            <li><NavLink to="/runs">{t("runs.title")}</NavLink></li>
+            <li><NavLink to="/resources">{t("nav.resources")}</NavLink></li>
             <li><NavLink to="/models">{t("nav.models")}</NavLink></li>
+            {me.data.role === "admin" && <li><NavLink to="/admin">{t("nav.admin")}</NavLink></li>}
           </ul>
         </nav>
         <span className={`live live-${live}`} role="status" aria-live="polite" data-live={live}>
@@ -61,6 +66,8 @@ export default function Shell() {
           <span className="badge role" data-testid="role" data-role={me.data.role}>
             {t(`role.${me.data.role}`)}
           </span>
+          {/* everyone's own API tokens (the admin area's one screen that is not admins' only) */}
+          <NavLink to="/admin/tokens" className="tokens-link">{t("admin.myTokens")}</NavLink>
           <label>
             <span className="sr-only">{t("user.language")}</span>
             <select value={i18n.language} onChange={(e) => void i18n.changeLanguage(e.target.value)}>

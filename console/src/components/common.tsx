@@ -83,9 +83,11 @@ export function GuardedButton({
   busy,
   className,
   label,
+  type = "button",
 }: {
   verdict: Verdict;
-  onClick: () => void;
+  onClick?: () => void;
+  type?: "button" | "submit";
   children: ReactNode;
   busy?: boolean;
   className?: string;
@@ -97,7 +99,7 @@ export function GuardedButton({
   return (
     <span className="guarded">
       <button
-        type="button"
+        type={type}
         className={className}
         disabled={!!verdict || busy}
         aria-disabled={!!verdict || busy}
@@ -132,5 +134,14 @@ export function Pager({ page, pageSize, total, onPage }: { page: number; pageSiz
       </button>
       <span className="muted">{t("common.total", { count: total })}</span>
     </nav>
+  );
+}
+
+/** A JSON value, pretty-printed; it scrolls, so it takes the keyboard focus (and says what it is). */
+export function JsonBlock({ value, label, testId }: { value: unknown; label: string; testId?: string }) {
+  return (
+    <pre className="json" tabIndex={0} aria-label={label} data-testid={testId}>
+      {JSON.stringify(value, null, 2)}
+    </pre>
   );
 }

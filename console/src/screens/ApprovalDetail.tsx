@@ -104,7 +104,7 @@ export default function ApprovalDetail() {
           {results.log && (
             <details>
               <summary>{t("approvals.log")}</summary>
-              <pre className="log">{results.log}</pre>
+              <pre className="log" tabIndex={0} aria-label={t("approvals.log")}>{results.log}</pre>
             </details>
           )}
         </section>

@@ -1,7 +1,6 @@
-import { render, screen, waitFor, within } from "@testing-library/react";
+import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { MemoryRouter } from "react-router";
+import { json, renderScreen, stubFetch } from "../test/serve";
 import Queue from "./Queue";
 import type { Me, QueueItem } from "../api/types";
 
@@ -10,30 +9,20 @@ function item(id: string, position: number, priority: QueueItem["priority"] = "n
     position, workload_id: id, job_id: id, kind: "workload", test_run_id: null, name: `job ${id}`, priority,
     resources: { gpu_type: "A100", gpu_count: 2, memory: "64GB" }, requester: "kim",
     submitted_at: "2026-12-07T12:00:00Z", status: "waiting",
+    wait_reason: { code: "gpus", text: "한 노드에 A100 2개 필요 · 여유 1개", gpu_type: "A100", gpu_count: 2, gpus_free: 1 },
+    estimated_start: null,
   };
 }
 
 function serve(me: Me) {
-  const sent: { method: string; url: string; body: unknown }[] = [];
-  globalThis.fetch = (async (url: string, init: RequestInit = {}) => {
-    const method = init.method ?? "GET";
-    sent.push({ method, url, body: init.body ? JSON.parse(String(init.body)) : undefined });
-    const json = (body: unknown, status = 200) =>
-      new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+  const sent = stubFetch(({ method, url }) => {
     if (url.startsWith("/api/auth/me")) return json(me);
     if (url.startsWith("/api/scheduler/queue?")) return json({ items: [item("A", 1, "high"), item("B", 2), item("C", 3)], count: 3 });
     if (url.startsWith("/api/scheduler/workloads")) return json({ items: [], count: 0 });
     if (method === "PATCH") return json({ detail: "workload A is no longer waiting" }, 409);
     return json({ detail: "unexpected" }, 500);
-  }) as typeof fetch;
-  const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
-  render(
-    <QueryClientProvider client={client}>
-      <MemoryRouter>
-        <Queue />
-      </MemoryRouter>
-    </QueryClientProvider>,
-  );
+  });
+  renderScreen(<Queue />);
   return sent;
 }
 
@@ -62,4 +51,18 @@ test("a viewer sees the queue but every control is disabled with the reason", as
   for (const button of within(table).getAllByRole("button")) expect(button).toBeDisabled();
   expect(within(table).getAllByText("뷰어는 조회만 할 수 있습니다.")).toHaveLength(3); // cancel, one per row
   expect(within(table).getByText("높음")).toBeInTheDocument();
+});
+
+test("an admin drags a row onto another to reorder; each row says why it waits", async () => {
+  const sent = serve(admin);
+  const table = await screen.findByTestId("queue-table");
+  const row = (id: string) => table.querySelector(`[data-workload="${id}"]`)!;
+  await waitFor(() => expect(row("C")).toHaveAttribute("draggable", "true"));
+  expect(within(row("A") as HTMLElement).getByTestId("wait-reason").textContent).toBe("한 노드에 A100 2개 필요 · 여유 1개");
+  expect(within(row("A") as HTMLElement).getByTestId("estimated-start").textContent).toBe("알 수 없음");
+  const data = { effectAllowed: "", setData: () => {} };
+  fireEvent.dragStart(row("C"), { dataTransfer: data });
+  fireEvent.dragOver(row("A"), { dataTransfer: data });
+  fireEvent.drop(row("A"), { dataTransfer: data });
+  await waitFor(() => expect(sent.find((s) => s.method === "PATCH")).toEqual({ method: "PATCH", url: "/api/scheduler/queue/C", body: { before: "A" } }));
 });

@@ -5,7 +5,7 @@ import { useTranslation } from "react-i18next";
 import { get, post } from "../api/client";
 import type { TrainingDetail as Detail } from "../api/types";
 import { useMe } from "../auth/session";
-import { ErrorBox, GuardedButton, Loading, PriorityBadge, ResourceText, StatusBadge, When } from "../components/common";
+import { ErrorBox, GuardedButton, JsonBlock, Loading, PriorityBadge, ResourceText, StatusBadge, When } from "../components/common";
 import { mayCancel } from "../rules/permissions";
 
 const CANCELLABLE = new Set(["waiting", "awaiting approval", "approved", "queued", "running"]);
@@ -38,7 +38,7 @@ export default function TrainerDetail() {
       <p><Link to="/trainer">← {t("common.back")}</Link></p>
       <h1 id="detail-title">{t("trainer.detail", { id: d.name || d.workload_id })}</h1>
       <dl className="facts">
-        <dt>ID</dt><dd>{d.workload_id}</dd>
+        <dt>ID</dt><dd>{d.workload_id} · <Link to={`/runs/${encodeURIComponent(d.workload_id)}`}>{t("runs.viewRun")}</Link></dd>
         <dt>{t("trainer.status")}</dt><dd data-testid="detail-status"><StatusBadge status={d.status} label={d.status_label} /></dd>
         <dt>{t("trainer.app")}</dt><dd>{d.app_id} v{d.spec_version}</dd>
         <dt>{t("trainer.requester")}</dt><dd>{d.requester}</dd>
@@ -56,11 +56,11 @@ export default function TrainerDetail() {
       )}
       <ErrorBox error={cancel.error} />
       <h2>{t("trainer.trainingConfig")}</h2>
-      <pre className="json">{JSON.stringify(d.training_config, null, 2)}</pre>
+      <JsonBlock value={d.training_config} label={t("trainer.trainingConfig")} />
       {Object.keys(d.final_metrics).length > 0 && (
         <>
           <h2>{t("trainer.finalMetrics")}</h2>
-          <pre className="json">{JSON.stringify(d.final_metrics, null, 2)}</pre>
+          <JsonBlock value={d.final_metrics} label={t("trainer.finalMetrics")} />
         </>
       )}
       <h2 id="timeline-title">{t("trainer.timeline")}</h2>

@@ -23,6 +23,7 @@ from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import Runner
 from services.scheduler.engine.audit import Audit
 from services.scheduler.engine.context import Adapters, LiveRuns, NodeSource, OpenTerm
+from services.scheduler.engine.history import HistoryRecorder
 from services.scheduler.engine.jobs import Jobs
 from services.scheduler.engine.reconciler import Reconciler
 from services.scheduler.engine.recovery import Recovery
@@ -55,6 +56,7 @@ class Engine:
         self.reconciler = Reconciler(self.io, self.live, self.wake,
                                      usage=UsageSampler(self.io, self.live, measures=measures))
         self.audit = Audit(self.io, self.live, self.wake, recovery=self.recovery)
+        self.history = HistoryRecorder(self.io, measures=measures)
         self.leading = False
 
     def wake(self, *_: Any) -> None:
@@ -86,7 +88,8 @@ class Engine:
             await self.recovery.recover()
             loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
                      asyncio.create_task(self.reconciler.loop(), name="scheduler-reconciler"),
-                     asyncio.create_task(self.audit.loop(), name="scheduler-audit")]
+                     asyncio.create_task(self.audit.loop(), name="scheduler-audit"),
+                     asyncio.create_task(self.history.loop(), name="scheduler-history")]
             if self.settings.scheduler_runner == "kubernetes":
                 loops.append(asyncio.create_task(self._inventory_loop(), name="scheduler-inventory"))
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)

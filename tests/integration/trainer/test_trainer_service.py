@@ -208,7 +208,8 @@ async def test_the_timeline_follows_the_whole_saga(fresh):
                 workload_id=target, workload=wl.model_copy(update={"workload_id": target}), artifacts=[
                     ComponentArtifacts(task_id="TASK-001", component_id="CL-REF-002", name="rl-agent",
                                        prefix=f"s3://avatar-staging/{target}/CL-REF-002/",
-                                       metrics={"final_reward": reward})]))
+                                       metrics={"final_reward": reward,
+                                                **({"rewards": CONVERGING} if target == workload_id else {})})]))
         await emit(fresh.rabbitmq_url, "model.stored", ModelStored(
             workload_id=workload_id, model_id="MD-00000001", app_id="APP-A1B2C3", version=1, size_bytes=2048, files=3),
             producer="models")
@@ -234,6 +235,9 @@ async def test_the_timeline_follows_the_whole_saga(fresh):
     assert view["final_metrics"] == {"rl-agent.final_reward": 92.1}
     assert compared.json()["metrics"] == {"rl-agent.final_reward": {workload_id: 92.1, other_id: 88.0}}
     assert [r["training_config"]["learningRate"] for r in compared.json()["requests"]] == [0.001, 0.01]
+    # TR-08's overlaid curves: the reward per episode of the run whose trainer wrote one
+    assert [r["reward_curve"] for r in compared.json()["requests"]] == [
+        {"component": "rl-agent", "episodes": list(range(1, 11)), "rewards": CONVERGING, "total": 10}, None]
     assert too_few.status_code == 422 and unknown.status_code == 404 and "WL-NOPE0000" in unknown.json()["detail"]
 
 
