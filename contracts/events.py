@@ -25,6 +25,16 @@ class AppSpecCreated(BaseModel):
     app_id: str
     version: str
     spec: AppSpec
+    owner: str | None = Field(default=None, description="the App's owner when the spec was generated (None: the "
+                              "platform's; only an admin changes it)")
+
+
+class AppOwnerChanged(BaseModel):
+    model_config = _PAYLOAD
+    app_id: str
+    owner: str = Field(description="the App's new owner")
+    previous: str | None = Field(default=None, description="its owner before (None: the platform's)")
+    changed_by: str
 
 
 class AppDeleted(BaseModel):
@@ -297,6 +307,8 @@ def _event(routing_key: str, payload: type[P], doc: str) -> type[Event]:
 # routing key → (payload, what it means). The single catalogue of the saga.
 CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "app.spec_created": (AppSpecCreated, "The builder wrote a new immutable App spec version; the App is ready."),
+    "app.owner_changed": (AppOwnerChanged, "An admin gave an App to another owner (`PUT /apps/{id}/owner`); "
+                                           "only the new owner or an admin changes it, its model aliases included."),
     "app.deleted": (AppDeleted, "The builder deleted an App's working copy; its spec versions stay in the spec store."),
     "component.registered": (ComponentChanged, "A component was added to the global library."),
     "component.updated": (ComponentChanged, "A library component changed; the previous version is kept."),

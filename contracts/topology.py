@@ -29,7 +29,8 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "approval": ("training.requested", "looptest.completed", "workload.cancel_requested"),
     "scheduler": ("workload.approved", "looptest.requested", "workload.cancel_requested",
                   "component.registered", "component.updated"),
-    "models": ("workload.completed",),
+    # an App's owner (spec_created carries it, owner_changed moves it): who may move its aliases
+    "models": ("workload.completed", "app.spec_created", "app.owner_changed"),
     # the front door: every saga event for the console's live stream (GET /api/events)
     # and every service's audit records for the audit log (AU-04)
     "gateway": SAGA_EVENTS + ("model.alias_moved", *CONSOLE_EVENTS, *COMPONENT_EVENTS, AUDIT),
@@ -41,7 +42,7 @@ SERVICES = tuple(SUBSCRIPTIONS)
 # publishes its type (services/kit/messaging.py), each service's broker user may write only these routing
 # keys (its topic permission), and its outbox refuses to record any other (services/kit/outbox.py).
 PUBLISHES: dict[str, tuple[str, ...]] = {
-    "builder": ("app.spec_created", "app.deleted", AUDIT),
+    "builder": ("app.spec_created", "app.owner_changed", "app.deleted", AUDIT),
     "library": ("component.registered", "component.updated", AUDIT),
     "trainer": ("training.requested", "workload.cancel_requested", AUDIT),
     "approval": ("approval.required", "looptest.requested", "looptest.passed", "looptest.failed",

@@ -84,6 +84,13 @@ try {
     const reject = admin.getByRole("button", { name: "반려" });
     if (!(await reject.isDisabled())) throw new Error("reject is enabled without a comment");
     await shot(admin, "05-approval-detail-test-required");
+    // the spec the request was made from, one click away
+    await admin.getByRole("link", { name: "스펙과 워크플로우 보기" }).click();
+    await admin.locator('[data-testid="spec-versions"] tr[aria-current="true"]').waitFor();
+    const spec = await admin.getByTestId("spec-json").textContent();
+    if (!spec.includes(APP_ID)) throw new Error("the approval's spec link shows another App's spec");
+    await admin.goBack();
+    await admin.getByRole("button", { name: "최소 실행 테스트 실행" }).waitFor();
   });
 
   await step("the admin runs the loop test and the reward chart appears live", async () => {

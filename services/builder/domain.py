@@ -277,7 +277,8 @@ class App(Aggregate):
         version = next_spec_version(self.info.version, used_versions)
         spec = self.to_spec(version, created_at)
         self.info.status, self.info.version = "ready", version
-        self.record("app.spec_created", AppSpecCreated(app_id=self.info.app_id, version=version, spec=spec))
+        self.record("app.spec_created", AppSpecCreated(app_id=self.info.app_id, version=version, spec=spec,
+                                                       owner=self.info.owner))
         return spec
 
     def delete(self, user: str, is_admin: bool) -> None:

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, NamedTuple
 
-from contracts.events import ComponentSnapshot, Event
+from contracts.events import AppOwnerChanged, ComponentSnapshot, Event
 from contracts.spec import ImportedApp
 from services.builder import domain, revision
 from services.builder.commands import (AddTask, AppEdit, ChangeApp, ChangeComponent, ConnectComponents, CreateApp,
@@ -152,6 +152,9 @@ async def transfer_app(cmd: TransferApp, uow: BuilderUnitOfWork) -> None:
         if previous == cmd.new_owner:
             return
         await uow.apps.transfer(cmd.app_id, previous, cmd.new_owner, cmd.user)
+        # the models service learns the owner from it: who may move the App's aliases
+        uow.record("app.owner_changed", AppOwnerChanged(app_id=cmd.app_id, owner=cmd.new_owner, previous=previous,
+                                                        changed_by=cmd.user), correlation_id=cmd.app_id)
         record_decision(uow, action="builder.owner_transfer", actor=cmd.user, actor_role=cmd.role,
                         target_type="app", target_id=cmd.app_id, before={"owner": previous},
                         after={"owner": cmd.new_owner})

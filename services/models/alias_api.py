@@ -1,6 +1,7 @@
 """Model aliases (docs/spec.md §14.2, hot swap): atomic moves behind an optional verification gate, rollback, history.
 
-Moves and rollbacks are commands (handlers.py); the reads are queries on the pool."""
+Moves and rollbacks are commands (handlers.py), made only by the App's owner or an admin (the owner as the
+builder announced it: app.spec_created, app.owner_changed); the reads are queries on the pool."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -28,7 +29,8 @@ Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 
 @router.put("/apps/{app_id}/aliases/{alias}", response_model=AliasMoved,
             summary="Point an alias at a model, atomically and behind an optional verification gate",
-            responses={404: {"description": "unknown model"}, 409: {"description": "gate failed, model not "
+            responses={403: {"description": "not the App's owner nor an admin (the refusal names the owner)"},
+                       404: {"description": "unknown model"}, 409: {"description": "gate failed, model not "
                        "stored, model of another App, or the alias moved meanwhile"}})
 async def move_alias(app_id: str, alias: AliasName, move: AliasMove, bus: MessageBusDep,
                      principal: Writer) -> AliasMoved:
@@ -39,7 +41,8 @@ async def move_alias(app_id: str, alias: AliasName, move: AliasMove, bus: Messag
 
 @router.post("/apps/{app_id}/aliases/{alias}/rollback", response_model=AliasMoved,
              summary="Return an alias to the model it pointed at before its latest move",
-             responses={404: {"description": "unknown alias"}, 409: {"description": "nothing to roll back to"}})
+             responses={403: {"description": "not the App's owner nor an admin (the refusal names the owner)"},
+                        404: {"description": "unknown alias"}, 409: {"description": "nothing to roll back to"}})
 async def rollback_alias(app_id: str, alias: AliasName, bus: MessageBusDep, principal: Writer) -> AliasMoved:
     return await bus.handle(commands.RollBackAlias(app_id=app_id, alias=alias, by=principal.user,
                                                    role=principal.role))

@@ -10,7 +10,7 @@ from services.models.domain import Gate
 @dataclass(frozen=True)
 class MoveAlias(Command):
     """Point an App's alias at one of its stored models, if it meets `gate` and the alias still points
-    at `expected_model_id` (when given)."""
+    at `expected_model_id` (when given); only the App's owner or an admin (`role`) may."""
 
     app_id: str
     alias: str
@@ -18,7 +18,7 @@ class MoveAlias(Command):
     by: str
     gate: Gate | None = None
     expected_model_id: str | None = None
-    role: str | None = None  # the mover's role, for the audit record
+    role: str | None = None  # the mover's role: an admin moves any App's aliases; also for the audit record
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.events import ComponentArtifacts, ModelAliasMoved, ModelStored, ModelStoreFailed, WorkloadCompleted
+from services.kit import ownership
 from services.kit.errors import Conflict
 from services.kit.objectstore import split_s3_url
 from services.kit.unit_of_work import Aggregate
@@ -268,6 +269,13 @@ def evaluate_gate(model_id: str, metrics: dict[str, Any], gate: Gate) -> GateOut
 
 
 # ---------------------------------------------------------------- aliases (docs/spec.md §14.2, hot swap)
+
+def check_may_move_alias(app_id: str, owner: str | None, user: str, role: str | None) -> None:
+    """Only the App's owner or an admin moves or rolls back its aliases (docs/architecture.md §2 Ownership);
+    an App whose owner is None (the platform's, or one the builder has not announced yet) only an admin.
+    Raises Forbidden (403) naming the owner."""
+    ownership.check_may_change(f"app {app_id}", owner, user, role == "admin")
+
 
 class GateFailed(Conflict):
     """The model does not meet the gate the move asked for (409 gate_failed)."""

@@ -1,6 +1,7 @@
 """The models service's handlers: one small function per command and per consumed event.
 
-The workload.completed consumer (through the message bus), the alias routes (alias_api.py) and the
+The event consumers (workload.completed; app.spec_created and app.owner_changed, which tell who owns an
+App) through the message bus, the alias routes (alias_api.py) and the
 store worker (worker.py) all come here; each handler loads what it changes through its unit of work,
 lets the domain decide, and commits: the commit publishes what the model or the alias recorded.
 """
@@ -8,14 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from contracts.events import Event, WorkloadCompleted
+from contracts.events import AppOwnerChanged, AppSpecCreated, Event, WorkloadCompleted
 from services.kit import metrics as kit_metrics
 from services.kit.audit import record_decision
 from services.kit.errors import NotFound
 from services.kit.inbox import lock_per_workload
 from services.kit.messaging import PermanentError
 from services.models import commands, metrics, store
-from services.models.domain import AliasMoved, GateFailed, Model, model_of
+from services.models.domain import AliasMoved, GateFailed, Model, check_may_move_alias, model_of
 from services.models.unit_of_work import ModelsUnitOfWork
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,23 @@ async def record_completed_workload(event: Event, uow: ModelsUnitOfWork) -> None
         await uow.commit()
     log.info("workload %s completed: model %s (%s v%d) pending storage", completed.workload_id, model.model_id,
              model.app_id, version)
+
+
+async def remember_spec_owner(event: Event, uow: ModelsUnitOfWork) -> None:
+    """app.spec_created → the App's owner when its spec was generated (who may move its aliases)."""
+    created: AppSpecCreated = event.data
+    async with uow:
+        await uow.owners.remember(created.app_id, created.owner, event.occurred_at)
+        await uow.commit()
+
+
+async def remember_new_owner(event: Event, uow: ModelsUnitOfWork) -> None:
+    """app.owner_changed → an admin gave the App to another owner: from now on they move its aliases."""
+    changed: AppOwnerChanged = event.data
+    async with uow:
+        await uow.owners.remember(changed.app_id, changed.owner, event.occurred_at)
+        await uow.commit()
+    log.info("app %s now belongs to %r (was %r)", changed.app_id, changed.owner, changed.previous)
 
 
 # ---------------------------------------------------------------------- the store worker
@@ -89,6 +107,7 @@ def _record_move(uow: ModelsUnitOfWork, change: AliasMoved, role: str | None, *,
 async def move_alias(command: commands.MoveAlias, uow: ModelsUnitOfWork) -> AliasMoved:
     try:
         async with uow:
+            check_may_move_alias(command.app_id, await uow.owners.get(command.app_id), command.by, command.role)
             alias = await uow.aliases.get(command.app_id, command.alias)
             target = await uow.models.target(command.model_id)
             if target is None:
@@ -109,6 +128,7 @@ async def move_alias(command: commands.MoveAlias, uow: ModelsUnitOfWork) -> Alia
 
 async def roll_back_alias(command: commands.RollBackAlias, uow: ModelsUnitOfWork) -> AliasMoved:
     async with uow:
+        check_may_move_alias(command.app_id, await uow.owners.get(command.app_id), command.by, command.role)
         alias = await uow.aliases.get(command.app_id, command.alias, undoable=True)
         if alias.model_id is None:
             raise NotFound(f"alias {command.alias} of app {command.app_id} not found")
@@ -127,6 +147,7 @@ COMMANDS = {
     commands.MarkModelStored: mark_model_stored,
     commands.RecordStoreFailure: record_store_failure,
 }
-EVENTS = {"workload.completed": record_completed_workload}
+EVENTS = {"workload.completed": record_completed_workload, "app.spec_created": remember_spec_owner,
+          "app.owner_changed": remember_new_owner}
 # one workload's model is recorded once: its completions queue up on this lock from their inbox claim on
 LOCKS = {"workload.completed": lock_per_workload(store.WORKLOAD_LOCK)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -179,6 +180,21 @@ async def app_models(pool: asyncpg.Pool, app_id: str) -> list[asyncpg.Record]:
 async def aliases_of_model(pool: asyncpg.Pool, model_id: str) -> list[str]:
     return [row["alias"] for row in await pool.fetch(
         "SELECT alias FROM aliases WHERE model_id = $1 ORDER BY alias", model_id)]
+
+
+# ---------------------------------------------------------------- App owners (who may move an App's aliases)
+
+async def remember_owner(conn: asyncpg.Connection, app_id: str, owner: str | None, as_of: datetime) -> None:
+    """Keep the newest owner the builder announced: a late, older event never overwrites a newer one."""
+    await conn.execute(
+        "INSERT INTO app_owners (app_id, owner, updated_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (app_id) DO UPDATE SET owner = EXCLUDED.owner, updated_at = EXCLUDED.updated_at"
+        " WHERE app_owners.updated_at <= EXCLUDED.updated_at", app_id, owner, as_of)
+
+
+async def app_owner(conn: asyncpg.Connection, app_id: str) -> str | None:
+    """The App's owner; None when it is the platform's or not heard of."""
+    return await conn.fetchval("SELECT owner FROM app_owners WHERE app_id = $1", app_id)
 
 
 # ---------------------------------------------------------------- aliases

@@ -1,6 +1,8 @@
 """The models service's unit of work and its repositories (the SQL itself is in store.py)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from services.kit.unit_of_work import AbstractUnitOfWork, UnitOfWork
@@ -43,10 +45,26 @@ class Aliases:
         await store.save_alias(self._conn, alias)
 
 
+class AppOwners:
+    """Who owns each App, as the builder announced it (who may move the App's aliases)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def remember(self, app_id: str, owner: str | None, as_of: datetime) -> None:
+        await store.remember_owner(self._conn, app_id, owner, as_of)
+
+    async def get(self, app_id: str) -> str | None:
+        """None: the platform's, or an App the builder has not announced (yet)."""
+        return await store.app_owner(self._conn, app_id)
+
+
 class ModelsUnitOfWork(UnitOfWork):
     models: Models
     aliases: Aliases
+    owners: AppOwners
 
     def bind(self, conn: asyncpg.Connection) -> None:
         self.models = Models(conn, self)
         self.aliases = Aliases(conn, self)
+        self.owners = AppOwners(conn)

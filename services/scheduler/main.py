@@ -24,6 +24,7 @@ from services.scheduler import adapters, api, handlers, history_api
 from services.scheduler.core.allocator import RedisAllocator
 from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.engine import Engine
+from services.scheduler.engine.history import HistoryRecorder
 from services.scheduler.engine.context import Term
 from services.scheduler.leader import FENCED, Leadership, fenced_pool
 from services.scheduler.settings import SchedulerSettings
@@ -90,6 +91,9 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
                                          objects=objects, engine=engine, leadership=leadership)
     if platform.handles_events:  # an API-only process never leads: it reads what the leader keeps
         platform.spawn(leadership.run(), "scheduler-leadership")
+        recorder = HistoryRecorder(pool=platform.pool, redis=redis, allocator=allocator, settings=settings,
+                                   measures=setup.measures, leading=lambda: engine.recovered)
+        platform.spawn(recorder.loop(), "scheduler-history")
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ import pytest
 from services.kit.demo import EXAMPLE_COMPONENTS, Demo
 from services.kit.settings import Settings
 from tests.e2e.conftest import urls
+from tests.support.oidc_provider import running_oidc_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "console"
@@ -181,9 +182,10 @@ def test_the_console_in_a_real_browser(stack, built, ready_apps, nodes_restored)
 
 
 def test_model_versions_aliases_and_compare_in_a_real_browser(stack, built, ready_apps):
-    """MD-03/05/06: two versions of the small App; an alias set, moved, rolled back; the versions compared."""
+    """MD-03/05/06: two versions of the small App; an alias set, moved, rolled back (by an admin: the App is
+    kim's); a researcher who does not own it refused; the versions compared."""
     run_browser_script("models.e2e.mjs", stack, {"SMALL_APP_ID": ready_apps[1]})
-    for name in ("models-01-detail", "models-02-aliases", "models-03-compare"):
+    for name in ("models-01-detail", "models-02-aliases", "models-03-compare", "models-04-refused"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 0
 
 
@@ -240,3 +242,30 @@ def test_the_builder_in_a_real_browser(stack, built, demo):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 0
     figures = json.loads((ARTIFACTS / "bench-console-canvas.json").read_text())
     assert figures["components"] == 200 and figures["edges"] == 300 and figures["layout_ms"] < 1000, figures
+
+
+def test_single_sign_on_in_a_real_browser(stack, built):
+    """AU-03 through the console: the gateway restarted with a real OIDC provider (oidc-provider-mock)
+    configured; the browser logs in there and comes back with its group's role; then the gateway goes back."""
+    sub = f"sso-{os.getpid()}-{int(time.time())}"
+    with running_oidc_provider() as provider:
+        provider.set_user(sub, name="SSO E2E", email=f"{sub}@example.com", groups=["avatar-researchers"])
+        _restart_gateway(stack, {
+            "AVATAR_OIDC_ISSUER": provider.issuer, "AVATAR_OIDC_CLIENT_ID": "avatar-console",
+            "AVATAR_OIDC_CLIENT_SECRET": "console-e2e-secret", "AVATAR_OIDC_DISPLAY_NAME": "Example SSO",
+            "AVATAR_OIDC_ROLE_MAP": json.dumps({"avatar-researchers": "researcher"})})
+        try:
+            run_browser_script("sso.e2e.mjs", stack, {"OIDC_SUB": sub})
+        finally:
+            _restart_gateway(stack, {})
+    assert (ARTIFACTS / "sso-02-logged-in.png").stat().st_size > 0
+
+
+def _restart_gateway(stack, env: dict[str, str], timeout: float = 60) -> None:
+    stack.stop("gateway")
+    stack.service_env["gateway"] = env
+    stack.start_service("gateway")
+    deadline = time.monotonic() + timeout
+    while not stack.ready("gateway"):
+        assert time.monotonic() < deadline, "the gateway did not come back:\n" + stack.tail("gateway")
+        time.sleep(0.3)

@@ -133,6 +133,7 @@ const en: Shape<typeof ko> = {
     executedBy: "Run by",
     decidedBy: "Decided by",
     spec: "Spec",
+    specLink: "the spec and its workflow",
     approved: "Approved.",
     rejected: "Rejected.",
     testStarted: "The loop test has started.",
@@ -211,6 +212,8 @@ const en: Shape<typeof ko> = {
     aliasName: "An alias starts with a lowercase letter and holds only lowercase letters, digits, - and _ (63 at most).",
     aliasHere: "Alias {{alias}} already points at this model.",
     nothingToRollBack: "There is no earlier model to roll back to.",
+    appOwnerOrAdmin: "Only the owner ({{owner}}) or an admin may do this.",
+    platformApp: "Only an admin may do this for a platform-owned App.",
   },
 };
 

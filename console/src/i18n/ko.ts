@@ -129,6 +129,7 @@ const ko = {
     executedBy: "실행자",
     decidedBy: "결정자",
     spec: "스펙",
+    specLink: "스펙과 워크플로우 보기",
     approved: "승인되었습니다.",
     rejected: "반려되었습니다.",
     testStarted: "최소 실행 테스트를 시작했습니다.",
@@ -207,6 +208,8 @@ const ko = {
     aliasName: "별칭은 영문 소문자로 시작하고 소문자·숫자·-·_ 만 쓸 수 있습니다 (최대 63자).",
     aliasHere: "{{alias}} 별칭은 이미 이 모델을 가리킵니다.",
     nothingToRollBack: "되돌릴 이전 모델이 없습니다.",
+    appOwnerOrAdmin: "소유자({{owner}}) 또는 관리자만 할 수 있습니다.",
+    platformApp: "플랫폼 소유 App은 관리자만 할 수 있습니다.",
   },
 } as const;
 

@@ -48,7 +48,13 @@ export default function ApprovalDetail() {
         <dt>ID</dt><dd>{d.workload_id}</dd>
         <dt>{t("approvals.status")}</dt>
         <dd data-testid="approval-status"><StatusBadge status={d.status} label={d.status_label} /></dd>
-        <dt>{t("approvals.app")}</dt><dd>{d.app_id} v{d.spec_version}</dd>
+        <dt>{t("approvals.app")}</dt>
+        <dd>
+          {d.app_id} v{d.spec_version} ·{" "}
+          <Link to={`/builder/${encodeURIComponent(d.app_id)}/workflow?version=${encodeURIComponent(d.spec_version)}`}>
+            {t("approvals.specLink")}
+          </Link>
+        </dd>
         <dt>{t("approvals.requester")}</dt><dd>{d.requester}</dd>
         <dt>{t("queue.priority")}</dt><dd><PriorityBadge priority={d.priority} /></dd>
         <dt>{t("approvals.resources")}</dt><dd data-testid="approval-resources"><ResourceText resources={d.resources} /></dd>

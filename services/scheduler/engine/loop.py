@@ -23,7 +23,6 @@ from services.scheduler.core.queue import RedisPriorityQueue
 from services.scheduler.core.runners.base import Runner
 from services.scheduler.engine.audit import Audit
 from services.scheduler.engine.context import Adapters, LiveRuns, NodeSource, OpenTerm
-from services.scheduler.engine.history import HistoryRecorder
 from services.scheduler.engine.jobs import Jobs
 from services.scheduler.engine.reconciler import Reconciler
 from services.scheduler.engine.recovery import Recovery
@@ -56,8 +55,8 @@ class Engine:
         self.reconciler = Reconciler(self.io, self.live, self.wake,
                                      usage=UsageSampler(self.io, self.live, measures=measures))
         self.audit = Audit(self.io, self.live, self.wake, recovery=self.recovery)
-        self.history = HistoryRecorder(self.io, measures=measures)
         self.leading = False
+        self.recovered = False  # leading, and what the last term left has been taken over
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
@@ -86,10 +85,10 @@ class Engine:
                 fenced = term.pool
                 self.io.pool, self.io.uow = term.pool, term.units
             await self.recovery.recover()
+            self.recovered = True
             loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
                      asyncio.create_task(self.reconciler.loop(), name="scheduler-reconciler"),
-                     asyncio.create_task(self.audit.loop(), name="scheduler-audit"),
-                     asyncio.create_task(self.history.loop(), name="scheduler-history")]
+                     asyncio.create_task(self.audit.loop(), name="scheduler-audit")]
             if self.settings.scheduler_runner == "kubernetes":
                 loops.append(asyncio.create_task(self._inventory_loop(), name="scheduler-inventory"))
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
@@ -97,7 +96,7 @@ class Engine:
                 task.result()  # a loop only ends by an error: surface it (leadership is given up)
         finally:
             await cancel_all(loops)
-            self.leading = False
+            self.leading = self.recovered = False
             m.LEADER.set(0)
             await self._stand_down()
             self.io.pool, self.io.uow = self._shared

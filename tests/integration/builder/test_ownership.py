@@ -3,7 +3,8 @@ import pytest
 
 from services.kit.auth import mint_token
 from tests.integration.builder.support import call
-from tests.integration.library.support import register
+from tests.integration.library.support import register, watching
+from tests.support.infra import wait_until
 
 ANA, BEN = "ana", "ben"
 
@@ -77,6 +78,20 @@ async def test_the_owner_and_an_admin_change_and_delete_it(stack):
     assert (await builder.client.get(f"/apps/{app_id}", headers=builder.headers("viewer"))).status_code == 404
 
 
+async def test_a_spec_carries_the_apps_owner_when_it_was_generated(stack):
+    library, builder = stack
+    app_id, _, _ = await owned_app(library, builder)
+    async with watching(builder.settings.rabbitmq_url, "app.spec_created") as seen:
+        await call(builder, "POST", f"/apps/{app_id}/spec", 201, user=ANA)
+        await call(builder, "PUT", f"/apps/{app_id}/owner", role="admin", json={"owner": BEN})
+        await call(builder, "PATCH", f"/apps/{app_id}", user=BEN, json={"description": "ben's now"})
+        await call(builder, "POST", f"/apps/{app_id}/spec", 201, user=BEN)
+        await wait_until(lambda: len([e for e in seen if e["correlation_id"] == app_id]) == 2,
+                         message="two app.spec_created on the broker")
+    assert sorted((e["data"]["version"], e["data"]["owner"]) for e in seen if e["correlation_id"] == app_id) == [
+        ("1.0.0", ANA), ("1.0.1", BEN)]
+
+
 async def test_an_app_shows_its_owner_and_owner_me_lists_only_mine(stack):
     library, builder = stack
     mine = (await call(builder, "POST", "/apps", 201, user="cho", json={"name": "cho's"}))["app_id"]
@@ -98,8 +113,16 @@ async def test_an_admin_transfers_an_app_and_nobody_else_may(stack):
     refused = await call(builder, "PUT", f"/apps/{app_id}/owner", 403, user=ANA, json={"owner": BEN})
     assert refused["detail"] == "role 'researcher' may not do this; requires admin"
 
-    moved = await call(builder, "PUT", f"/apps/{app_id}/owner", role="admin", json={"owner": BEN})
-    assert moved["owner"] == BEN and moved["has_unpublished_changes"] is True
+    async with watching(builder.settings.rabbitmq_url, "app.owner_changed") as seen:
+        moved = await call(builder, "PUT", f"/apps/{app_id}/owner", role="admin", json={"owner": BEN})
+        assert moved["owner"] == BEN and moved["has_unpublished_changes"] is True
+        # the models service learns of it: from now on Ben (or an admin) moves the App's aliases
+        event = await wait_until(lambda: next((e for e in seen if e["correlation_id"] == app_id), None),
+                                 message="app.owner_changed on the broker")
+        again = await call(builder, "PUT", f"/apps/{app_id}/owner", role="admin", json={"owner": BEN})
+        assert again["owner"] == BEN
+    assert (event["producer"], event["data"]) == (
+        "builder", {"app_id": app_id, "owner": BEN, "previous": ANA, "changed_by": "admin-user"})
     await call(builder, "PATCH", f"/apps/{app_id}", user=BEN, json={"description": "ben's now"})
     refused = await call(builder, "PATCH", f"/apps/{app_id}", 403, user=ANA, json={"description": "mine"})
     assert "belongs to 'ben'" in refused["detail"]
@@ -107,6 +130,7 @@ async def test_an_admin_transfers_an_app_and_nobody_else_may(stack):
         trail = await conn.fetch("SELECT from_owner, to_owner, transferred_by FROM owner_transfers WHERE app_id = $1",
                                  app_id)
     assert [tuple(r) for r in trail] == [(ANA, BEN, "admin-user")]
+    assert [e["data"]["owner"] for e in seen if e["correlation_id"] == app_id] == [BEN]  # giving it to Ben again: none
     await call(builder, "PUT", "/apps/APP-000000/owner", 404, role="admin", json={"owner": BEN})
     await call(builder, "PUT", f"/apps/{app_id}/owner", 422, role="admin", json={"owner": ""})
 

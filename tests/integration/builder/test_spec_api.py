@@ -66,7 +66,8 @@ async def test_generating_makes_the_app_ready_and_publishes_the_full_spec(stack,
         event = await wait_until(lambda: next((e for e in seen if e["correlation_id"] == app_id), None),
                                  message="app.spec_created on the broker")
     assert event["producer"] == "builder"
-    assert event["data"] == {"app_id": app_id, "version": "1.0.0", "spec": response.json()}
+    # with the App's owner: the models service lets only the owner or an admin move the App's aliases
+    assert event["data"] == {"app_id": app_id, "version": "1.0.0", "spec": response.json(), "owner": "researcher-user"}
     app = await call(builder, "GET", f"/apps/{app_id}")
     assert (app["status"], app["latest_spec_version"], app["has_unpublished_changes"]) == ("ready", "1.0.0", False)
 

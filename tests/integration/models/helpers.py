@@ -11,7 +11,7 @@ import aio_pika
 from tests.support import broker
 from minio import Minio
 
-from contracts.events import ComponentArtifacts, WorkloadCompleted, make_event
+from contracts.events import AppOwnerChanged, AppSpecCreated, ComponentArtifacts, WorkloadCompleted, make_event
 from contracts.spec import AppSpec
 from contracts.topology import EXCHANGE
 from contracts.workload import Workload
@@ -76,6 +76,36 @@ def completed_event(work: Workload, artifacts: list[ComponentArtifacts]):
     return make_event("workload.completed", WorkloadCompleted(workload_id=work.workload_id, artifacts=artifacts,
                                                               workload=work),
                       producer="scheduler", correlation_id=work.workload_id)
+
+
+def spec_created_event(app_id: str, owner: str | None):
+    """The builder generated the App's spec while `owner` owned it (None: the platform's)."""
+    return make_event("app.spec_created", AppSpecCreated(app_id=app_id, version="1.0.0", owner=owner,
+                                                          spec=workload(app_id, "WL-spec").spec),
+                      producer="builder", correlation_id=app_id)
+
+
+def owner_changed_event(app_id: str, owner: str, previous: str | None, by: str = "root"):
+    """An admin gave the App to `owner`."""
+    return make_event("app.owner_changed", AppOwnerChanged(app_id=app_id, owner=owner, previous=previous,
+                                                           changed_by=by),
+                      producer="builder", correlation_id=app_id)
+
+
+async def announce(svc, infra, event) -> None:
+    """Publish the builder's event about an App's owner and wait until the models service knows it."""
+    await publish(infra.rabbitmq_url, event)
+
+    async def known():
+        return await svc.platform.pool.fetchval(
+            "SELECT true FROM app_owners WHERE app_id = $1 AND updated_at >= $2",
+            event.data.app_id, event.occurred_at)
+    await wait_until(known, 10, interval=0.05, message=f"{event.type} of {event.data.app_id} consumed")
+
+
+async def owned_by(svc, infra, app_id: str, owner: str | None) -> None:
+    """The models service knows `owner` owns the App (from its app.spec_created)."""
+    await announce(svc, infra, spec_created_event(app_id, owner))
 
 
 async def publish(rabbitmq_url: str, event) -> None:

@@ -1,5 +1,6 @@
 from services.models.main import create_app
-from tests.integration.models.helpers import EventTap, make_model, models_settings, unique
+from tests.integration.models.helpers import (EventTap, announce, make_model, models_settings, owned_by,
+                                              owner_changed_event, unique)
 from tests.support.services import running_service
 
 
@@ -7,6 +8,7 @@ async def test_alias_moves_atomically_rolls_back_and_keeps_history(fresh, s3):
     app_id = unique("APP")
     async with running_service(create_app, models_settings(fresh)) as svc:
         tap = await EventTap.bound(fresh.rabbitmq_url, "model.alias_moved")
+        await owned_by(svc, fresh, app_id, "kim")  # kim, a researcher, owns the App: she moves its aliases
         v1, v2, v3 = [await make_model(svc, fresh, s3, app_id, metrics={"final_reward": r}) for r in (10, 20, 30)]
         researcher = svc.headers("researcher", user="kim")
         url = f"/apps/{app_id}/aliases/production"
@@ -107,6 +109,7 @@ async def test_alias_refuses_foreign_unknown_and_stale_moves(fresh, s3):
 async def test_viewers_read_and_download_but_only_researchers_and_admins_promote(fresh, s3):
     app_id = unique("APP")
     async with running_service(create_app, models_settings(fresh)) as svc:
+        await owned_by(svc, fresh, app_id, "researcher-user")  # the researcher below owns the App
         model = await make_model(svc, fresh, s3, app_id)
         viewer = svc.headers("viewer")
         for path in ("/models", f"/models/{model['model_id']}", f"/models/{model['model_id']}/download",
@@ -121,6 +124,81 @@ async def test_viewers_read_and_download_but_only_researchers_and_admins_promote
         for role in ("researcher", "admin"):
             moved = await svc.client.put(url, json={"model_id": model["model_id"]}, headers=svc.headers(role))
             assert moved.status_code == 200, role
+
+
+OWNER_ONLY = "only its owner or an admin may change it"
+
+
+async def test_another_researcher_may_not_move_nor_roll_back_the_apps_aliases_and_nothing_moves(fresh, s3):
+    app_id = unique("APP")
+    async with running_service(create_app, models_settings(fresh)) as svc:
+        tap = await EventTap.bound(fresh.rabbitmq_url, "model.alias_moved")
+        await owned_by(svc, fresh, app_id, "kim")
+        v1, v2 = [await make_model(svc, fresh, s3, app_id) for _ in range(2)]
+        url, kim, lee = f"/apps/{app_id}/aliases/production", svc.headers("researcher", "kim"), svc.headers(
+            "researcher", "lee")
+        for model in (v1, v2):
+            assert (await svc.client.put(url, json={"model_id": model["model_id"]}, headers=kim)).status_code == 200
+        before = (await svc.client.get(url, headers=lee)).json()
+
+        moved = await svc.client.put(url, json={"model_id": v1["model_id"]}, headers=lee)
+        assert moved.status_code == 403
+        assert moved.json()["detail"] == f"app {app_id} belongs to 'kim'; {OWNER_ONLY}"
+        back = await svc.client.post(f"{url}/rollback", headers=lee)
+        assert back.status_code == 403 and back.json()["detail"] == moved.json()["detail"]
+        new = await svc.client.put(f"/apps/{app_id}/aliases/staging", json={"model_id": v1["model_id"]}, headers=lee)
+        assert new.status_code == 403
+
+        assert (await svc.client.get(url, headers=lee)).json() == before
+        assert [a["alias"] for a in (await svc.client.get(f"/apps/{app_id}/aliases", headers=lee)).json()["aliases"]
+                ] == ["production"]
+        # an admin may all the same
+        admin = svc.headers("admin", "root")
+        by_admin = await svc.client.put(url, json={"model_id": v1["model_id"]}, headers=admin)
+        assert by_admin.status_code == 200 and by_admin.json()["moved_by"] == "root"
+        assert (await svc.client.post(f"{url}/rollback", headers=admin)).json()["model_id"] == v2["model_id"]
+    moves = await tap.wait_for("model.alias_moved", 4)
+    assert sorted(m["data"]["moved_by"] for m in moves) == ["kim", "kim", "root", "root"]
+
+
+async def test_an_app_whose_owner_the_service_does_not_know_has_its_aliases_moved_by_an_admin_only(fresh, s3):
+    unheard, platforms = unique("APP"), unique("APP")
+    async with running_service(create_app, models_settings(fresh)) as svc:
+        await owned_by(svc, fresh, platforms, None)  # the builder says: the platform's
+        for app_id in (unheard, platforms):
+            model = await make_model(svc, fresh, s3, app_id)
+            url = f"/apps/{app_id}/aliases/production"
+            refused = await svc.client.put(url, json={"model_id": model["model_id"]},
+                                           headers=svc.headers("researcher", "kim"))
+            assert refused.status_code == 403, app_id
+            assert refused.json()["detail"] == (f"app {app_id} belongs to the platform (no owner); "
+                                                "only an admin may change it")
+            assert (await svc.client.get(f"/apps/{app_id}/aliases", headers=svc.headers("viewer"))).json()[
+                "aliases"] == []
+            moved = await svc.client.put(url, json={"model_id": model["model_id"]}, headers=svc.headers("admin"))
+            assert moved.status_code == 200, app_id
+            back = await svc.client.post(f"{url}/rollback", headers=svc.headers("researcher", "kim"))
+            assert back.status_code == 403, app_id
+
+
+async def test_after_a_transfer_the_new_owner_moves_the_aliases_and_the_old_one_may_not(fresh, s3):
+    app_id = unique("APP")
+    async with running_service(create_app, models_settings(fresh)) as svc:
+        await owned_by(svc, fresh, app_id, "kim")
+        v1, v2 = [await make_model(svc, fresh, s3, app_id) for _ in range(2)]
+        url, kim, lee = f"/apps/{app_id}/aliases/production", svc.headers("researcher", "kim"), svc.headers(
+            "researcher", "lee")
+        assert (await svc.client.put(url, json={"model_id": v1["model_id"]}, headers=kim)).status_code == 200
+
+        await announce(svc, fresh, owner_changed_event(app_id, "lee", previous="kim"))
+
+        refused = await svc.client.put(url, json={"model_id": v2["model_id"]}, headers=kim)
+        assert refused.status_code == 403 and refused.json()["detail"] == f"app {app_id} belongs to 'lee'; {OWNER_ONLY}"
+        assert (await svc.client.post(f"{url}/rollback", headers=kim)).status_code == 403
+        moved = await svc.client.put(url, json={"model_id": v2["model_id"]}, headers=lee)
+        assert moved.status_code == 200 and moved.json()["moved_by"] == "lee"
+        back = await svc.client.post(f"{url}/rollback", headers=lee)
+        assert back.status_code == 200 and back.json()["model_id"] == v1["model_id"]
 
 
 async def test_list_searches_pages_and_compare_lines_up_metrics(fresh, s3):

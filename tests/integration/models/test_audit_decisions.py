@@ -3,7 +3,7 @@ the alias pointed before and after and the X-Request-ID of the call; a move that
 refused one leaves none (AU-04)."""
 from contracts.events import parse_event
 from services.models.main import create_app
-from tests.integration.models.helpers import make_model, models_settings, unique
+from tests.integration.models.helpers import make_model, models_settings, owned_by, unique
 from tests.support.services import running_service
 
 
@@ -16,6 +16,7 @@ async def audits(svc) -> list:
 async def test_alias_moves_and_rollbacks_are_recorded_with_before_and_after(fresh, s3):
     app_id = unique("APP")
     async with running_service(create_app, models_settings(fresh)) as svc:
+        await owned_by(svc, fresh, app_id, "kim")
         v1, v2 = [await make_model(svc, fresh, s3, app_id, metrics={"final_reward": r}) for r in (60, 70)]
         url = f"/apps/{app_id}/aliases/production"
 

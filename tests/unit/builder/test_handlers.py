@@ -195,6 +195,7 @@ async def test_generating_a_spec_makes_the_app_ready_and_publishes_app_spec_crea
     [event] = builder.uows.published
     assert (event.type, event.correlation_id, event.data.version) == ("app.spec_created", app_id, "1.0.0")
     assert event.data.spec.to_wire() == answer.spec
+    assert event.data.owner == USER  # who may move the App's model aliases (the models service keeps it)
 
 
 async def test_generating_a_spec_again_without_changes_answers_the_latest_and_publishes_nothing_more():
@@ -477,6 +478,11 @@ async def test_an_admin_transfers_an_app_and_the_new_owner_may_change_it_the_old
     await builder.handle(TransferApp(app_id=app_id, user="admin", is_admin=True, new_owner=STRANGER))
     assert builder.stored(app_id).info.owner == STRANGER
     assert builder.state.transfers == [(app_id, USER, STRANGER, "admin")]
+    [event] = builder.uows.published
+    assert (event.type, event.correlation_id, event.data.model_dump()) == (
+        "app.owner_changed", app_id, {"app_id": app_id, "owner": STRANGER, "previous": USER, "changed_by": "admin"})
+    await builder.handle(TransferApp(app_id=app_id, user="admin", is_admin=True, new_owner=STRANGER))
+    assert builder.published() == ["app.owner_changed"]  # to the owner it has: nothing happens
     assert builder.revision(app_id) == revision  # not an edit of its content
     await builder.handle(ChangeApp(app_id=app_id, user=STRANGER, changes={"name": "lee's now"}))
     with pytest.raises(Forbidden, match=f"belongs to '{STRANGER}'"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from services.kit.unit_of_work import Recorded
@@ -21,7 +22,8 @@ class StoredMove:
 
 @dataclass
 class State:
-    """What the database would hold: models (with their lease owner and metrics), aliases, their history."""
+    """What the database would hold: models (with their lease owner and metrics), aliases, their history,
+    the Apps' owners."""
 
     models: dict[str, Model] = field(default_factory=dict)
     added: dict[str, NewModel] = field(default_factory=dict)
@@ -30,6 +32,7 @@ class State:
     versions: dict[str, int] = field(default_factory=dict)
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     moves: list[StoredMove] = field(default_factory=list)
+    owners: dict[str, tuple[str | None, datetime]] = field(default_factory=dict)  # app → (owner, as of)
     sequence: Any = field(default_factory=lambda: itertools.count(1))
 
     def history(self, app_id: str, alias: str) -> list[tuple[str, str | None, str, bool]]:
@@ -96,6 +99,19 @@ class FakeAliases:
         alias.moves = []
 
 
+class FakeAppOwners:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    async def remember(self, app_id: str, owner: str | None, as_of: datetime) -> None:
+        known = self._state.owners.get(app_id)
+        if known is None or known[1] <= as_of:  # a late, older event never overwrites a newer one
+            self._state.owners[app_id] = (owner, as_of)
+
+    async def get(self, app_id: str) -> str | None:
+        return self._state.owners.get(app_id, (None, None))[0]
+
+
 class FakeModelsUnitOfWork(FakeUnitOfWork):
     """Writes go to the shared State at once and are undone when the unit ends without committing."""
 
@@ -105,6 +121,7 @@ class FakeModelsUnitOfWork(FakeUnitOfWork):
         super().__init__(published, cause=cause, state=state)
         self.models = FakeModels(state, self)
         self.aliases = FakeAliases(state, self)
+        self.owners = FakeAppOwners(state)
 
 
 def unit_of_works(state: State) -> FakeUnitOfWorks:

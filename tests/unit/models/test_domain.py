@@ -5,8 +5,9 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.events import ComponentArtifacts
+from services.kit.errors import Forbidden
 from services.models.domain import (Alias, AliasTarget, ByteRange, Gate, Model, RangeNotSatisfiable, UndoableMove,
-                                    compare, etag_is_md5, evaluate_gate, merge_metrics, metric_value,
+                                    check_may_move_alias, compare, etag_is_md5, evaluate_gate, merge_metrics, metric_value,
                                     model_name_prefix, model_path, multipart_etag, new_model_id, object_key,
                                     parse_range, part_size_for, plan_artifacts, retry_delay)
 
@@ -165,3 +166,25 @@ def test_an_alias_rolls_back_only_to_the_model_its_newest_move_came_from():
     alias.roll_back(AliasTarget("MDL-1", "APP-1", 1, "stored", {}), by="kim")
     [move] = alias.moves
     assert (move.action, move.from_model_id, move.to_model_id, move.undoes) == ("rollback", "MDL-2", "MDL-1", 8)
+
+
+# ---------------------------------------------------------------- who may move an App's aliases
+
+def test_the_apps_owner_and_an_admin_may_move_its_aliases():
+    check_may_move_alias("APP-1", "kim", "kim", "researcher")
+    check_may_move_alias("APP-1", "kim", "root", "admin")
+
+
+@pytest.mark.parametrize("user, role", [("lee", "researcher"), ("lee", None), ("kim-2", "researcher"),
+                                        ("KIM", "researcher")])
+def test_anyone_else_is_refused_by_a_message_naming_the_owner(user, role):
+    with pytest.raises(Forbidden) as refused:
+        check_may_move_alias("APP-1", "kim", user, role)
+    assert refused.value.message == "app APP-1 belongs to 'kim'; only its owner or an admin may change it"
+
+
+@pytest.mark.parametrize("user", ["kim", "None", ""])
+def test_an_app_without_a_known_owner_is_moved_by_an_admin_only(user):
+    with pytest.raises(Forbidden, match=r"app APP-1 belongs to the platform \(no owner\); only an admin"):
+        check_may_move_alias("APP-1", None, user, "researcher")
+    check_may_move_alias("APP-1", None, "root", "admin")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.events import ComponentArtifacts
-from services.kit.errors import Conflict, NotFound
+from datetime import datetime, timedelta, timezone
+
+from contracts.events import AppOwnerChanged, AppSpecCreated, ComponentArtifacts, make_event
+from services.kit.errors import Conflict, Forbidden, NotFound
 from services.kit.messagebus import MessageBus
 from services.kit.messaging import PermanentError
 from services.models import handlers, metrics
@@ -179,12 +181,42 @@ async def test_a_failure_reported_after_losing_the_lease_changes_nothing(bus, st
 
 # ---------------------------------------------------------------------- aliases
 
-def move(model_id: str, alias: str = "production", **options) -> MoveAlias:
-    return MoveAlias(app_id=APP, alias=alias, model_id=model_id, by="kim", **options)
+APP_OWNER = "kim"
+
+
+def spec_created(app_id: str = APP, owner: str | None = APP_OWNER, occurred_at: datetime | None = None):
+    """The builder generated the App's spec while `owner` owned it."""
+    event = make_event("app.spec_created", AppSpecCreated(app_id=app_id, version="1.0.0", owner=owner,
+                                                          spec=workload(app_id, "WL-spec").spec),
+                       producer="builder", correlation_id=app_id)
+    return event.model_copy(update={"occurred_at": occurred_at}) if occurred_at else event
+
+
+def owner_changed(owner: str, previous: str | None, app_id: str = APP, occurred_at: datetime | None = None):
+    event = make_event("app.owner_changed", AppOwnerChanged(app_id=app_id, owner=owner, previous=previous,
+                                                            changed_by="root"),
+                       producer="builder", correlation_id=app_id)
+    return event.model_copy(update={"occurred_at": occurred_at}) if occurred_at else event
+
+
+@pytest.fixture
+async def owned(bus):
+    """APP belongs to kim, as the builder announced when it generated the App's spec."""
+    await bus.handle_event(spec_created())
+
+
+def move(model_id: str, alias: str = "production", *, by: str = APP_OWNER, role: str = "researcher",
+         app_id: str = APP, **options) -> MoveAlias:
+    return MoveAlias(app_id=app_id, alias=alias, model_id=model_id, by=by, role=role, **options)
+
+
+def rollback(alias: str = "production", *, by: str = APP_OWNER, role: str = "researcher",
+             app_id: str = APP) -> RollBackAlias:
+    return RollBackAlias(app_id=app_id, alias=alias, by=by, role=role)
 
 
 async def test_moving_an_alias_to_a_stored_model_publishes_alias_moved_with_its_number_in_the_history(
-        bus, state, uows):
+        owned, bus, state, uows):
     v1, v2 = stored(state, "MDL-1", version=1), stored(state, "MDL-2", version=2)
     await bus.handle(move(v1))
 
@@ -201,7 +233,7 @@ async def test_moving_an_alias_to_a_stored_model_publishes_alias_moved_with_its_
     assert state.history(APP, "production") == [("move", None, v1, False), ("move", v1, v2, False)]
 
 
-async def test_moving_an_alias_where_it_already_points_publishes_nothing_and_adds_no_history(bus, state, uows):
+async def test_moving_an_alias_where_it_already_points_publishes_nothing_and_adds_no_history(owned, bus, state, uows):
     v1 = stored(state, "MDL-1")
     await bus.handle(move(v1))
 
@@ -212,14 +244,15 @@ async def test_moving_an_alias_where_it_already_points_publishes_nothing_and_add
     assert len(state.history(APP, "production")) == 1
 
 
-async def test_moving_an_alias_to_an_unknown_model_is_not_found(bus, uows):
+async def test_moving_an_alias_to_an_unknown_model_is_not_found(owned, bus, uows):
     with pytest.raises(NotFound, match="model MDL-x not found"):
         await bus.handle(move("MDL-x"))
     assert uows.published == []
 
 
 @pytest.mark.parametrize("code", ["other_app", "not_stored", "alias_moved"])
-async def test_a_move_the_alias_may_not_make_is_refused_and_leaves_the_alias_where_it_was(bus, state, uows, code):
+async def test_a_move_the_alias_may_not_make_is_refused_and_leaves_the_alias_where_it_was(owned, bus, state, uows,
+                                                                                           code):
     current = stored(state, "MDL-1")
     await bus.handle(move(current))
     candidate = {"other_app": stored(state, "MDL-9", app_id="APP-other"),
@@ -234,14 +267,14 @@ async def test_a_move_the_alias_may_not_make_is_refused_and_leaves_the_alias_whe
     assert state.aliases[(APP, "production")] == current and len(uows.published) == 1
 
 
-async def test_a_stale_move_names_where_the_alias_points_now(bus, state):
+async def test_a_stale_move_names_where_the_alias_points_now(owned, bus, state):
     with pytest.raises(Conflict) as refused:
         await bus.handle(move(stored(state, "MDL-1"), expected_model_id="MDL-0"))
     assert refused.value.extra == {"current_model_id": None}
     assert "points at nothing, not MDL-0" in refused.value.message
 
 
-async def test_a_gate_the_model_fails_refuses_the_move_and_counts_it_refused(bus, state, uows):
+async def test_a_gate_the_model_fails_refuses_the_move_and_counts_it_refused(owned, bus, state, uows):
     good, weak = stored(state, "MDL-1", final_reward=80.0), stored(state, "MDL-2", version=2, final_reward=12.5)
     await bus.handle(move(good))
     refused_before = metrics.ALIAS_MOVES.labels("move", "refused")._value.get()
@@ -255,7 +288,7 @@ async def test_a_gate_the_model_fails_refuses_the_move_and_counts_it_refused(bus
     assert state.aliases[(APP, "production")] == good and uows.types() == ["model.alias_moved"]
 
 
-async def test_a_gate_the_model_meets_moves_the_alias_and_keeps_the_gate_and_observed_value(bus, state):
+async def test_a_gate_the_model_meets_moves_the_alias_and_keeps_the_gate_and_observed_value(owned, bus, state):
     model = stored(state, "MDL-1", final_reward=80.0)
 
     change = await bus.handle(move(model, gate=Gate(metric="final_reward", min=50)))
@@ -266,41 +299,109 @@ async def test_a_gate_the_model_meets_moves_the_alias_and_keeps_the_gate_and_obs
 
 
 async def test_rolling_back_returns_the_alias_to_the_model_before_its_newest_move_and_publishes_it(
-        bus, state, uows):
+        owned, bus, state, uows):
     v1, v2 = stored(state, "MDL-1", version=1), stored(state, "MDL-2", version=2)
     await bus.handle(move(v1))
     await bus.handle(move(v2))
 
-    change = await bus.handle(RollBackAlias(app_id=APP, alias="production", by="lee"))
+    change = await bus.handle(rollback(by="root", role="admin"))
 
     assert (change.model_id, change.previous_model_id, change.action, change.version) == (v1, v2, "rollback", 1)
     event = uows.published[-1]
-    assert event.type == "model.alias_moved" and event.data.action == "rollback" and event.data.moved_by == "lee"
+    assert event.type == "model.alias_moved" and event.data.action == "rollback" and event.data.moved_by == "root"
     assert event.data.sequence > uows.published[-2].data.sequence
     assert state.aliases[(APP, "production")] == v1
     assert state.history(APP, "production") == [("move", None, v1, False), ("move", v1, v2, True),
                                                 ("rollback", v2, v1, False)]
 
 
-async def test_repeated_rollbacks_walk_back_through_the_history_until_nothing_is_left(bus, state):
+async def test_repeated_rollbacks_walk_back_through_the_history_until_nothing_is_left(owned, bus, state):
     v1, v2, v3 = (stored(state, f"MDL-{n}", version=n) for n in (1, 2, 3))
     for model in (v1, v2, v3):
         await bus.handle(move(model))
-    rollback = RollBackAlias(app_id=APP, alias="production", by="kim")
+    back = rollback()
 
-    assert [(await bus.handle(rollback)).model_id for _ in range(2)] == [v2, v1]
+    assert [(await bus.handle(back)).model_id for _ in range(2)] == [v2, v1]
     with pytest.raises(Conflict) as nothing:
-        await bus.handle(rollback)
+        await bus.handle(back)
     assert nothing.value.code == "nothing_to_roll_back" and "no earlier model" in nothing.value.message
     assert state.aliases[(APP, "production")] == v1
 
 
-async def test_rolling_back_an_alias_that_does_not_exist_is_not_found(bus, uows):
+async def test_rolling_back_an_alias_that_does_not_exist_is_not_found(owned, bus, uows):
     with pytest.raises(NotFound, match="alias staging of app APP-1 not found"):
-        await bus.handle(RollBackAlias(app_id=APP, alias="staging", by="kim"))
+        await bus.handle(rollback("staging"))
     assert uows.published == []
+
+
+# ---------------------------------------------------------------------- who may move an App's aliases
+
+async def test_another_researcher_may_not_move_nor_roll_back_the_apps_aliases_and_the_refusal_names_the_owner(
+        owned, bus, state, uows):
+    v1, v2 = stored(state, "MDL-1", version=1), stored(state, "MDL-2", version=2)
+    await bus.handle(move(v1))
+    await bus.handle(move(v2))
+    published, history = list(uows.published), state.history(APP, "production")
+
+    for refused in (move(v1, by="lee"), rollback(by="lee")):
+        with pytest.raises(Forbidden) as forbidden:
+            await bus.handle(refused)
+        assert forbidden.value.message == f"app {APP} belongs to 'kim'; only its owner or an admin may change it"
+
+    assert state.aliases[(APP, "production")] == v2 and state.history(APP, "production") == history
+    assert uows.published == published and uows.audited[-1].data.actor == "kim"
+
+
+async def test_an_admin_moves_and_rolls_back_any_apps_aliases(owned, bus, state):
+    v1, v2 = stored(state, "MDL-1", version=1), stored(state, "MDL-2", version=2)
+    await bus.handle(move(v1))
+
+    assert (await bus.handle(move(v2, by="root", role="admin"))).moved_by == "root"
+    assert (await bus.handle(rollback(by="root", role="admin"))).model_id == v1
+
+
+@pytest.mark.parametrize("announced", [False, True], ids=["not-heard-of", "the-platforms"])
+async def test_an_app_whose_owner_is_unknown_has_its_aliases_moved_by_an_admin_only(bus, state, uows, announced):
+    if announced:  # the builder says it is the platform's (no owner)
+        await bus.handle_event(spec_created(owner=None))
+    v1 = stored(state, "MDL-1")
+
+    with pytest.raises(Forbidden, match=f"app {APP} belongs to the platform \\(no owner\\); only an admin"):
+        await bus.handle(move(v1))
+    assert (APP, "production") not in state.aliases and uows.published == []
+
+    await bus.handle(move(v1, by="root", role="admin"))
+    with pytest.raises(Forbidden, match="belongs to the platform"):
+        await bus.handle(rollback())
+    assert state.aliases[(APP, "production")] == v1
+
+
+async def test_after_a_transfer_the_new_owner_moves_the_aliases_and_the_old_one_may_not(owned, bus, state):
+    v1, v2 = stored(state, "MDL-1", version=1), stored(state, "MDL-2", version=2)
+    await bus.handle(move(v1))
+
+    await bus.handle_event(owner_changed("lee", previous="kim"))
+
+    with pytest.raises(Forbidden, match=f"app {APP} belongs to 'lee'"):
+        await bus.handle(move(v2))
+    with pytest.raises(Forbidden, match="belongs to 'lee'"):
+        await bus.handle(rollback())
+    assert (await bus.handle(move(v2, by="lee"))).changed
+    assert (await bus.handle(rollback(by="lee"))).model_id == v1
+
+
+async def test_a_late_older_owner_event_does_not_overwrite_a_newer_one(bus, state):
+    now = datetime.now(timezone.utc)
+    await bus.handle_event(owner_changed("lee", previous="kim", occurred_at=now))
+    await bus.handle_event(spec_created(owner="kim", occurred_at=now - timedelta(seconds=5)))  # arrived late
+    assert state.owners[APP][0] == "lee"
+
+    await bus.handle_event(spec_created(owner="lee", occurred_at=now + timedelta(seconds=5)))
+    await bus.handle_event(owner_changed("ana", previous="lee", occurred_at=now + timedelta(seconds=9)))
+    assert state.owners[APP][0] == "ana"
 
 
 def test_every_command_and_event_of_the_service_has_a_handler():
     assert set(handlers.COMMANDS) == {MoveAlias, RollBackAlias, MarkModelStored, RecordStoreFailure}
-    assert set(handlers.EVENTS) == set(handlers.LOCKS) == {"workload.completed"}
+    assert set(handlers.EVENTS) == {"workload.completed", "app.spec_created", "app.owner_changed"}
+    assert set(handlers.LOCKS) == {"workload.completed"}

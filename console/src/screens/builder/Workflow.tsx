@@ -1,7 +1,7 @@
 // 워크플로우 시각화 (BL-08, BL-04): the builder's own SVG of each Task (redrawn whenever the App's revision
 // moves), and the App spec file: generate it, read and download its JSON, every version it had.
 import { useState } from "react";
-import { Link, useParams } from "react-router";
+import { Link, useParams, useSearchParams } from "react-router";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { builderApi } from "../../api/builder";
@@ -18,7 +18,9 @@ export default function Workflow() {
   const me = useMe();
   const client = useQueryClient();
   const { query, app } = useApp(appId);
-  const [version, setVersion] = useState<string | null>(null);
+  // ?version= opens one spec version (the approval screen links to the one a request was made from)
+  const [params] = useSearchParams();
+  const [version, setVersion] = useState<string | null>(params.get("version"));
   const specs = useQuery({ queryKey: ["builder", "specs", appId], queryFn: () => builderApi.listSpecs(appId) });
   const shownVersion = version ?? specs.data?.items[0]?.version ?? null;
   const spec = useQuery({

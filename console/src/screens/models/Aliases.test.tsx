@@ -4,7 +4,7 @@ import { json, renderScreen, stubFetch } from "../../test/serve";
 import Aliases from "./Aliases";
 import type { Me, ModelDetail } from "../../api/types";
 import type { AliasView } from "../../api/models";
-import { bestOf, mayRollBack } from "../../rules/aliases";
+import { bestOf, mayPromote, mayRollBack } from "../../rules/aliases";
 
 const model = {
   model_id: "MDL-2", name: "RL-DesignOpt", app_id: "APP-1", app_name: "RL-DesignOpt", version: 2, workload_id: "WL-2",
@@ -19,11 +19,15 @@ const production: AliasView = {
   gate_observed: null, undone: false, moved_by: "kim", moved_at: "2026-12-07T11:00:00Z" }],
 };
 
-function serve(me: Me, moveAnswer: { status: number; body: unknown }) {
+// the App as the builder answers it: owned by kim (null: the platform's; "gone": the builder answers 404)
+function serve(me: Me, moveAnswer: { status: number; body: unknown }, owner: string | null | "gone" = "kim") {
   const sent = stubFetch(({ method, url }) => {
     if (url.startsWith("/api/auth/me")) return json(me);
     if (url === "/api/models/apps/APP-1/aliases") return json({ app_id: "APP-1", aliases: [production] });
-    if (method === "PUT") return json(moveAnswer.body, moveAnswer.status);
+    if (url === "/api/builder/apps/APP-1") {
+      return owner === "gone" ? json({ detail: "app APP-1 not found" }, 404) : json({ app_id: "APP-1", owner });
+    }
+    if (method === "PUT" || method === "POST") return json(moveAnswer.body, moveAnswer.status);
     return json({ detail: "unexpected" }, 500);
   });
   renderScreen(<Aliases model={model} />);
@@ -69,6 +73,57 @@ test("a viewer sees the aliases and their history but cannot move or roll back",
   const row = await screen.findByRole("row", { name: /production/ });
   await waitFor(() => expect(within(row).getAllByText("뷰어는 조회만 할 수 있습니다.").length).toBe(2));
   for (const button of within(row).getAllByRole("button")) expect(button).toBeDisabled();
+});
+
+const refusal = "app APP-1 belongs to 'kim'; only its owner or an admin may change it";
+
+test("another researcher sees every control disabled with the App's owner named, and sends nothing", async () => {
+  const sent = serve({ ...researcher, user: "lee" }, { status: 403, body: { detail: refusal } });
+  const row = await screen.findByRole("row", { name: /production/ });
+  await waitFor(() => expect(within(row).getAllByText("소유자(kim) 또는 관리자만 할 수 있습니다.").length).toBe(2));
+  for (const button of within(row).getAllByRole("button")) expect(button).toBeDisabled();
+  const form = screen.getByRole("form", { name: "별칭 지정" });
+  expect(within(form).getByRole("button", { name: "별칭 지정" })).toBeDisabled();
+  expect(sent.some((s) => s.method !== "GET")).toBe(false);
+});
+
+test("an admin moves the aliases of anyone's App", async () => {
+  const sent = serve({ ...researcher, user: "root", role: "admin" }, { status: 200, body: {} });
+  const user = userEvent.setup();
+  const move = await screen.findByRole("button", { name: "production 별칭을 v2(으)로 이동" });
+  await waitFor(() => expect(move).toBeEnabled());
+  await user.click(move);
+  await waitFor(() => expect(sent.some((s) => s.method === "PUT")).toBe(true));
+});
+
+test("a platform-owned App's aliases are moved by an admin only", async () => {
+  serve(researcher, { status: 200, body: {} }, null);
+  const row = await screen.findByRole("row", { name: /production/ });
+  await waitFor(() => expect(within(row).getAllByText("플랫폼 소유 App은 관리자만 할 수 있습니다.").length).toBe(2));
+  for (const button of within(row).getAllByRole("button")) expect(button).toBeDisabled();
+});
+
+test("when the builder cannot tell the owner, the models service decides and its 403 is shown", async () => {
+  serve({ ...researcher, user: "lee" }, { status: 403, body: { detail: refusal } }, "gone");
+  const user = userEvent.setup();
+  const move = await screen.findByRole("button", { name: "production 별칭을 v2(으)로 이동" });
+  await waitFor(() => expect(move).toBeEnabled());
+  await user.click(move);
+  expect(await screen.findByRole("alert")).toHaveTextContent(`(403): ${refusal}`);
+});
+
+test("the rules: the App's owner or an admin; unknown to the console, the service decides", () => {
+  const lee = { ...researcher, user: "lee" };
+  const stored = { model_id: "MDL-2", status: "stored" };
+  expect(mayPromote(researcher, stored, "production", production, { owner: "kim" })).toBeNull();
+  expect(mayPromote(lee, stored, "production", production, { owner: "kim" })).toEqual(
+    { reason: "why.appOwnerOrAdmin", values: { owner: "kim" } });
+  expect(mayRollBack(lee, production, { owner: "kim" })).toEqual({ reason: "why.appOwnerOrAdmin", values: { owner: "kim" } });
+  expect(mayPromote({ ...lee, role: "admin" }, stored, "production", production, { owner: null })).toBeNull();
+  expect(mayPromote(lee, stored, "production", production, { owner: null })).toEqual({ reason: "why.platformApp" });
+  expect(mayPromote(lee, stored, "production", production, undefined)).toBeNull();
+  expect(mayPromote({ ...lee, role: "viewer" }, stored, "production", production, { owner: "lee" })).toEqual(
+    { reason: "why.viewerReadOnly" });
 });
 
 test("rollback is offered only while the newest forward move has somewhere to go back to", () => {

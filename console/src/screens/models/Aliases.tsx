@@ -1,11 +1,14 @@
 // MD-05: an App's model aliases (e.g. production): where each points, its move history, and moving it to
 // the model on screen or rolling it back. Every move is a compare-and-set against what the screen shows,
-// so two people promoting at once get the service's 409 instead of silently overwriting each other.
+// so two people promoting at once get the service's 409 instead of silently overwriting each other. Only the
+// App's owner or an admin moves them: the owner comes from the builder (one GET of the App, shared with the
+// builder's screens); when the builder does not answer, the controls stay on and the service's 403 is shown.
 import { useState } from "react";
 import { Link } from "react-router";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { useMe } from "../../auth/session";
+import { builderApi } from "../../api/builder";
 import { fetchAliases, modelKeys, moveAlias, rollBackAlias, type Gate } from "../../api/models";
 import type { ModelDetail } from "../../api/types";
 import { ErrorBox, GuardedButton, Loading, When } from "../../components/common";
@@ -16,6 +19,9 @@ export default function Aliases({ model }: { model: ModelDetail }) {
   const me = useMe();
   const client = useQueryClient();
   const aliases = useQuery({ queryKey: modelKeys.aliases(model.app_id), queryFn: () => fetchAliases(model.app_id) });
+  const app = useQuery({ queryKey: ["builder", "app", model.app_id], queryFn: () => builderApi.getApp(model.app_id),
+                         retry: false });
+  const owner = app.data ? { owner: app.data.owner } : undefined;
   const [name, setName] = useState("production");
   const [metric, setMetric] = useState("");
   const [min, setMin] = useState("");
@@ -65,7 +71,7 @@ export default function Aliases({ model }: { model: ModelDetail }) {
               </td>
               <td className="actions">
                 <GuardedButton
-                  verdict={mayPromote(me.data, model, alias.alias, alias)}
+                  verdict={mayPromote(me.data, model, alias.alias, alias, owner)}
                   busy={move.isPending}
                   label={t("models.moveHereLabel", { alias: alias.alias, version: model.version })}
                   onClick={() => move.mutate({ alias: alias.alias, expected: alias.model_id })}
@@ -73,7 +79,7 @@ export default function Aliases({ model }: { model: ModelDetail }) {
                   {t("models.moveHere")}
                 </GuardedButton>{" "}
                 <GuardedButton
-                  verdict={mayRollBack(me.data, alias)}
+                  verdict={mayRollBack(me.data, alias, owner)}
                   busy={rollback.isPending}
                   label={t("models.rollBackLabel", { alias: alias.alias })}
                   onClick={() => rollback.mutate(alias.alias)}
@@ -123,7 +129,7 @@ export default function Aliases({ model }: { model: ModelDetail }) {
             {t("models.gateMin")} <input type="number" step="any" value={min} onChange={(e) => setMin(e.target.value)} />
           </label>
         )}
-        <GuardedButton type="submit" verdict={mayPromote(me.data, model, name.trim(), named)} busy={move.isPending}>
+        <GuardedButton type="submit" verdict={mayPromote(me.data, model, name.trim(), named, owner)} busy={move.isPending}>
           {t("models.promote")}
         </GuardedButton>
       </form>
