@@ -214,10 +214,12 @@ def test_every_service_exports_and_an_app_spec_is_one_trace_too(traced, otlp, se
     generate = exported(otlp, "the spec generation", name="POST /apps/{app_id}/spec", url__path=f"/apps/{app_id}/spec")
 
     def consumed(spans):
-        return {s.service for s in spans if s.kind == "consumer"} >= {"avatar-library", "avatar-trainer"}
+        return {s.service for s in spans if s.kind == "consumer"} >= {"avatar-library", "avatar-trainer",
+                                                                       "avatar-models"}
 
     spans = settled(otlp, generate.trace_id, consumed)
-    assert {s.service for s in spans} == {"avatar-builder", "avatar-library", "avatar-trainer"}
+    # the models service learns the App's owner from it (who may move its aliases)
+    assert {s.service for s in spans} == {"avatar-builder", "avatar-library", "avatar-trainer", "avatar-models"}
     assert [s for s in spans if s.parent_id is None] == [generate]
     assert all(s.attributes.get("avatar.workload_id") == app_id for s in spans if s.kind in ("producer", "consumer"))
     # the gateway too: it consumes the saga's events for the live stream and the services' audit decisions
