@@ -36,6 +36,8 @@ async def get_history(
                                 sample_s=settings.scheduler_history_seconds)
     except history.WindowError as exc:
         raise HTTPException(422, str(exc)) from None
+    except (ValueError, OverflowError):  # a window reaching past year 1 or 9999: no bucket to draw there
+        raise HTTPException(422, "'from' and 'to' must lie between the years 1970 and 9999") from None
     async with platform.pool.acquire() as conn:
         rows = await conn.fetch(_BUCKETS, chosen.start, chosen.end, chosen.step_s)
     buckets = [history.Bucket(r["index"], r["resource"], r["total"], r["allocated"], r["used"]) for r in rows]

@@ -74,3 +74,11 @@ async def test_samples_past_the_retention_are_pruned_and_bad_windows_are_refused
         assert too_many.status_code == 422 and "at most 1000" in too_many.text
         anonymous = await scheduler.client.get("/resources/history")
         assert anonymous.status_code == 401
+
+
+async def test_a_window_at_the_edge_of_the_calendar_is_refused_not_a_server_error(scheduler_settings):
+    async with running_service(create_app, scheduler_settings(scheduler_history_seconds=3600)) as scheduler:
+        for query in ({"from": "0001-01-01T00:00:00Z"}, {"to": "0001-01-01T00:01:00Z"}):
+            answer = await scheduler.client.get("/resources/history", params=query, headers=scheduler.headers("viewer"))
+            assert answer.status_code == 422, (query, answer.text)
+            assert "between the years" in answer.json()["detail"]
