@@ -34,11 +34,8 @@ def _tools() -> None:
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if not Path(CHROMIUM).exists():
         missing.append(CHROMIUM)
-    if missing:
-        message = f"the console's tests need {', '.join(missing)} (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    if missing:  # a missing tool is a failed check, never a quietly skipped one
+        pytest.fail(f"the console's tests need {', '.join(missing)} (.ci/run installs them)")
 
 
 def _newest(paths) -> float:
