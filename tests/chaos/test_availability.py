@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import asyncpg
 import httpx
@@ -49,6 +49,7 @@ HEALED_WITHIN = 60  # seconds from the healing until every workload is terminal
 SERVED_WITHIN = 5   # seconds from Redis being back until the scheduler serves what needs it
 LIVE_WITHIN = 90    # seconds for a batch's runs to be live
 DOWN_SECONDS = 3.0  # a dependency's outage
+LONGEST_DOWN_SECONDS = 8.0  # when it lasts until a run has ended meanwhile: half the leader's grace (below)
 FINAL = {"model stored", "failed", "cancelled", "rejected"}
 TERMINAL_TYPES = ("workload.completed", "workload.failed", "workload.cancelled", "workload.rejected")
 # the chaos stack's scheduler: a lease grace well above the 3 s outages (the default is 30 s; shorter keeps
@@ -171,9 +172,11 @@ class Batch:
             self.problems.append(f"a submit with {away} away answered {response.status_code}: {response.text[:300]}")
         return response.status_code
 
-    def submit_for(self, seconds: float, away: str, every: float = 0.5) -> None:
+    def submit_for(self, seconds: float, away: str, every: float = 0.5,
+                   until: Callable[[], bool] | None = None) -> None:
+        """Submits while `away` is away, for `seconds` or until `until` holds."""
         began = time.monotonic()
-        while time.monotonic() - began < seconds:
+        while time.monotonic() - began < seconds and not (until is not None and until()):
             self.submit_during(away)
             time.sleep(every)
 
@@ -205,9 +208,11 @@ class Batch:
                                         " AND status = 'running'", list(self.workloads))
             finally:
                 await conn.close()
-            due = min((row["started_at"].timestamp() + self.workloads[row["job_id"]] for row in rows),
-                      default=float("inf"))
-            if due - time.time() <= within or time.monotonic() - began > LIVE_WITHIN:
+            # a run already past its end (recorded late, after an earlier fault) is not one the fault can meet
+            now = time.time()
+            ends = (row["started_at"].timestamp() + self.workloads[row["job_id"]] for row in rows)
+            due = min((end for end in ends if end > now), default=float("inf"))
+            if due - now <= within or time.monotonic() - began > LIVE_WITHIN:
                 return
             await asyncio.sleep(0.1)
 
@@ -328,6 +333,10 @@ async def test_a_postgresql_restart_mid_batch_stops_no_run(chaos):
         chaos.postgres.stop()  # then a restart that takes 3 s (pg_ctl stop -m fast ... start): submits meet it
         try:
             batch.submit_for(DOWN_SECONDS, "postgresql")
+            # a component ends a few seconds after its run's start plus its sleep (the process starting, a loaded
+            # machine): PostgreSQL stays away a little longer, until one has, well within the leader's grace
+            batch.submit_for(LONGEST_DOWN_SECONDS - DOWN_SECONDS, "postgresql",
+                             until=lambda: chaos.ended_between(stopped, time.time()) >= 1)
         finally:
             chaos.postgres.resume()
         resumed = time.time()
@@ -390,10 +399,14 @@ async def test_redis_lost_and_restarted_stops_no_run_and_the_scheduler_serves_at
 async def test_a_scheduler_killed_with_runs_live_adopts_them_and_collects_those_that_ended(chaos):
     batch = Batch(chaos, "scheduler sigkill")
     with chaos.sampler() as sampler:
-        await batch.launch(ending_within=None)  # 10 s away: the shortest runs end meanwhile anyway
+        await batch.launch(ending_within=None)  # 10 s away or more: the shortest runs end meanwhile
         chaos.stack.stop("scheduler", signal.SIGKILL)  # the process group: its runs have sessions of their own
         killed = time.time()
         batch.submit_for(10, "scheduler", every=1.0)
+        # a component ends a few seconds after its run's start plus its sleep on a loaded machine: the
+        # scheduler stays away a little longer, until one has
+        batch.submit_for(LONGEST_DOWN_SECONDS, "scheduler", every=1.0,
+                         until=lambda: chaos.ended_between(killed, time.time()) >= 1)
         chaos.stack.start_service("scheduler")
         restarted = time.time()
         wait_ready(chaos.stack, "scheduler")
