@@ -285,12 +285,29 @@ def _redis_traced_client():
 _redis_class: Any = None
 
 
+REDIS_CONNECTIONS = 100  # per client, as redis-py's own default
+REDIS_WAIT_SECONDS = 2.0  # for a free connection; past it the command fails as if Redis were away
+
+
+def redis_pool(url: str, **kwargs: Any) -> Any:
+    """A connection pool for the URL where a command waits for a free connection when all are in use,
+    instead of failing: redis-py's plain pool fails a burst of more concurrent commands than connections
+    with "Too many connections", which callers would take for Redis being away (a 503, or a rate limit
+    not enforced)."""
+    import redis.asyncio as aioredis
+
+    kwargs.setdefault("max_connections", REDIS_CONNECTIONS)
+    kwargs.setdefault("timeout", REDIS_WAIT_SECONDS)
+    return aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+
+
 def redis_from_url(url: str, **kwargs: Any) -> Any:
-    """A traced `redis.asyncio.Redis` for the URL (same arguments as `redis.asyncio.from_url`)."""
+    """A traced `redis.asyncio.Redis` for the URL (the connection arguments of `redis.asyncio.from_url`)
+    on its own `redis_pool`, which it closes when it is closed."""
     global _redis_class
     if _redis_class is None:
         _redis_class = _redis_traced_client()
-    return _redis_class.from_url(url, **kwargs)
+    return _redis_class.from_pool(redis_pool(url, **kwargs))
 
 
 # ------------------------------------------------------------------ S3 (minio)
