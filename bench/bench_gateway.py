@@ -8,9 +8,9 @@
 
 Everything is real and on this machine: PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix),
 the S3 stand-in, the six services and the gateway as processes (services.kit.stack.Stack on free ports, the
-bring-up in bench/gateway_setup.py). The gateway's rate limits stay on (each request costs their two Redis
-moving-window hits) with limits far above the offered load, so they never refuse; --no-rate-limits turns them
-off. Through the gateway the client sends an API token (`avt_...`) of the user `kim`, made as an outside script
+bring-up in bench/gateway_setup.py). The gateway's rate limits stay on with limits far above the offered load, so they never
+refuse and most requests are admitted from the gateway's allowance, counted into Redis in one hit a moment
+later (services/gateway/ratelimit.py); --no-rate-limits turns them off. Through the gateway the client sends an API token (`avt_...`) of the user `kim`, made as an outside script
 makes one (local login, POST /api/tokens); directly it sends a kit JWT of the same user (HS256, the stack's
 local secret), as another system calling the trainer does.
 
@@ -19,6 +19,8 @@ box) falls on both alike:
 - list: GET /api/trainer/training-requests?page_size=20 vs GET /training-requests?page_size=20 on the trainer,
   open loop at --rate requests/s (each request sent at its due time, whatever the others are doing) for
   --seconds per path, after --seed requests were submitted and run to completion (a full page to list);
+  a third path takes its turns too: bench/bare_proxy.py, a proxy that only forwards, on the same uvicorn and
+  aiohttp: the floor any Python proxy adds on this machine, against which the gateway's own work shows;
 - throughput: the same GET, closed loop: --clients clients each as fast as answered, --closed-seconds per path
   (ABBA blocks); requests/s through the gateway ÷ directly;
 - download: a second gateway process whose `models` upstream is a stand-in in this process (an aiohttp server
@@ -65,8 +67,9 @@ from bench_saga import (PROBE_RESOURCES, build_bench_app, cpu_of, log, machine_b
 from services.trainer.domain import FINAL  # noqa: E402
 from gateway_setup import (BytesUpstream, SecondGateway, bring_up, direct_token,  # noqa: E402
                            gateway_token)
+from tests.support.infra import free_port  # noqa: E402
 
-GATEWAY, DIRECT = "gateway", "direct"
+GATEWAY, DIRECT, BARE = "gateway", "direct", "bare proxy"
 UNLIMITED = "1000000/minute"  # far above any load this bench offers: the limiter runs, never refuses
 GOALS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "throughput_ratio": 0.8, "download_peak_rss_mb": 150.0}
 
@@ -116,9 +119,10 @@ class Tally:
 class CpuMeter:
     """CPU seconds so far of the processes a request through either path touches."""
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, bare_pid: int) -> None:
         stack = env.stack
         self.pids = {name: int((stack.run_dir / f"{name}.pid").read_text()) for name in ("gateway", "trainer")}
+        self.pids[BARE] = bare_pid
         self.database = stack.database
 
     def sample(self) -> dict[str, float]:
@@ -304,6 +308,24 @@ async def seed(direct: Side, app_id: str, n: int, timeout: float = 120) -> tuple
     return accepted, time.perf_counter() - started
 
 
+async def start_bare_proxy(trainer: str, run_dir: Path) -> tuple[subprocess.Popen, str]:
+    """bench/bare_proxy.py in front of the trainer, as the gateway is: (its process, its base URL)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_proxy.py"), "--port", str(port),
+                                "--upstream", trainer, "--prefix", "/api/trainer"],
+                               stdout=subprocess.DEVNULL, stderr=open(run_dir / "bare-proxy.log", "wb"))
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{url}/api/trainer/healthz") as answer:
+                    if answer.status == 200:
+                        return process, url
+            await asyncio.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"the bare proxy did not answer: {(run_dir / 'bare-proxy.log').read_text()[-2000:]}")
+
+
 def submit_body(app_id: str, label: str, k: int) -> dict[str, Any]:
     return {"app_id": app_id, "name": f"{label}-{k}", "priority": "normal", "resources": PROBE_RESOURCES,
             "training_config": {"episodes": 1}}
@@ -325,7 +347,7 @@ def ms(value: float) -> str:
     return f"{value * 1000:,.2f}"
 
 
-PROCESSES = ("gateway", "trainer", "postgresql", "redis", "client")
+PROCESSES = ("gateway", BARE, "trainer", "postgresql", "redis", "client")
 
 
 def cpu_figures(tally: Tally, idle: dict[str, float], label: str) -> dict[str, Any]:
@@ -353,6 +375,14 @@ def latency_figures(tally: Tally, status: int, idle: dict[str, float]) -> dict[s
     figures["client_send_late_p99_ms"] = 1000 * pct(late, 99)
     for label in (GATEWAY, DIRECT):
         figures.update(cpu_figures(tally, idle, label))
+    if tally.samples.get(BARE):  # the floor: what a proxy that only forwards adds, in the same run
+        b = tally.ok(BARE, status)
+        figures["n_bare"] = len(b)
+        for q in (50, 90, 99):
+            figures[f"bare_p{q}_ms"] = 1000 * pct(b, q)
+            figures[f"floor_added_p{q}_ms"] = 1000 * (pct(b, q) - pct(d, q))
+            figures[f"over_floor_p{q}_ms"] = 1000 * (pct(g, q) - pct(b, q))
+        figures.update(cpu_figures(tally, idle, BARE))
     figures["saturated"] = saturated(figures)
     return figures
 
@@ -385,7 +415,7 @@ def cpu_rows(f: dict[str, Any]) -> list[str]:
     g, d = f["cpu_ms_per_request_gateway"], f["cpu_ms_per_request_direct"]
     cg, cd = f["cpu_cores_gateway"], f["cpu_cores_direct"]
     rows = [f"| CPU ms per request (idle background taken off): {k} | {g[k]:.2f} | {d[k]:.2f} | {g[k] - d[k]:+.2f} |"
-            for k in PROCESSES]
+            for k in PROCESSES if k != BARE]
     rows.append(f"| cores busy: machine (of {os.cpu_count()}) / everything else | {cg['machine']:.2f} / "
                 f"{cg['everything else']:.2f} | {cd['machine']:.2f} / {cd['everything else']:.2f} | |")
     return rows
@@ -400,6 +430,11 @@ def latency_table(title: str, f: dict[str, Any]) -> list[str]:
                f"**{f[f'added_p{q}_ms']:+.2f}** |" for q in (50, 90, 99)),
              f"| p50 added, median over adjacent block pairs ms | | | {f['added_p50_paired_ms']:+.2f} |",
              *cpu_rows(f),
+             *(f"| the floor: p{q} ms through a bare proxy (bench/bare_proxy.py: forwards, checks nothing) | "
+               f"{f[f'bare_p{q}_ms']:.2f} | | {f[f'floor_added_p{q}_ms']:+.2f}; the gateway "
+               f"{f[f'over_floor_p{q}_ms']:+.2f} above it |" for q in (50, 90, 99) if f"bare_p{q}_ms" in f),
+             *([f"| the floor: CPU ms per request of the bare proxy | {f[f'cpu_ms_per_request_{BARE}'][BARE]:.2f} | | |"]
+               if f"cpu_ms_per_request_{BARE}" in f else []),
              "", f"goal added p50 ≤ {GOALS['added_p50_ms']:g} ms: {verdict(f['added_p50_ms'], GOALS['added_p50_ms'])}; "
              f"added p99 ≤ {GOALS['added_p99_ms']:g} ms: {verdict(f['added_p99_ms'], GOALS['added_p99_ms'])} "
              f"(the client sent p99 {f['client_send_late_p99_ms']:.2f} ms after the due time)"]
@@ -426,20 +461,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                               "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/bench_gateway.py",
                                                                             *sys.argv[1:]])}
     paths: dict[str, Side] = {}
+    bare = None
     try:
         token, how = await asyncio.to_thread(gateway_token, env.stack)
         report["gateway_credential"] = how
+        bare, bare_url = await start_bare_proxy(env.base["trainer"], env.run_dir)
         paths = {GATEWAY: Side(GATEWAY, f"{env.stack.gateway_url}/api/trainer", token),
-                 DIRECT: Side(DIRECT, env.base["trainer"], direct_token())}
+                 DIRECT: Side(DIRECT, env.base["trainer"], direct_token()),
+                 BARE: Side(BARE, f"{bare_url}/api/trainer", direct_token())}
         for path in paths.values():
             await path.open()
-        meter = CpuMeter(env)
+        meter = CpuMeter(env, bare.pid)
         app_id = None
         if {"list", "throughput", "submit"} & phases:
             log("building the bench-trivial App through the builder ...")
             app_id = await asyncio.to_thread(build_bench_app, env.base, "trivial")
-        list_route = {GATEWAY: f"/training-requests?page_size={args.page_size}",
-                      DIRECT: f"/training-requests?page_size={args.page_size}"}
+        list_route = {label: f"/training-requests?page_size={args.page_size}" for label in paths}
 
         if {"list", "throughput"} & phases:
             log(f"seeding {args.seed} training requests and waiting for them to complete ...")
@@ -453,7 +490,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         if {"list", "throughput"} & phases:
             log("warming both paths up ...")
-            await open_loop(paths, "GET", list_route, lambda k: None, args.rate, 2, 0.5, meter)
+            await open_loop(paths, "GET", list_route, lambda k: None, args.rate, 2, 0.5, meter,
+                            order=(GATEWAY, BARE, DIRECT))
 
         if "list" in phases:
             profile = None
@@ -462,7 +500,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 profile = start_profile(meter.pids["gateway"], profile_out, args.seconds * 2)
             log(f"list: open loop at {args.rate:g}/s, {args.seconds:g}s per path in {args.block:g}s blocks ...")
             tally = await open_loop(paths, "GET", list_route, lambda k: None, args.rate, args.seconds, args.block,
-                                    meter)
+                                    meter, order=(GATEWAY, BARE, DIRECT))
             report["list"] = latency_figures(tally, 200, idle)
             if profile is not None:
                 with contextlib.suppress(Exception):
@@ -506,6 +544,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for path in paths.values():
             await path.close()
+        if bare is not None:
+            bare.terminate()
+            bare.wait(10)
         await tear_down(env, args.keep)
 
 
@@ -534,9 +575,9 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
                   f"{t['direct_p50_ms']:.1f} / {t['direct_p99_ms']:.1f} |",
                   f"| statuses | {t['statuses_gateway']} | {t['statuses_direct']} |",
                   *(f"| CPU ms per request (idle taken off): {k} | {t['cpu_ms_per_request_gateway'][k]:.2f} | "
-                    f"{t['cpu_ms_per_request_direct'][k]:.2f} |" for k in PROCESSES),
+                    f"{t['cpu_ms_per_request_direct'][k]:.2f} |" for k in PROCESSES if k != BARE),
                   *(f"| cores busy: {k} | {t['cpu_cores_gateway'][k]:.2f} | {t['cpu_cores_direct'][k]:.2f} |"
-                    for k in (*PROCESSES, "machine", "everything else")),
+                    for k in (*PROCESSES, "machine", "everything else") if k != BARE),
                   "", f"ratio gateway ÷ direct: **{t['ratio']:.2f}** (goal ≥ {GOALS['throughput_ratio']:g}: "
                   f"{verdict(t['ratio'], GOALS['throughput_ratio'], above=True)})", ""]
     if "download" in report:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
@@ -26,15 +26,31 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
 
+class Gateway(FastAPI):
+    """FastAPI for the gateway's own routes; a proxied request (`/api/<service>/...`) takes the proxy's
+    own pipeline instead (proxy.door), with the same span, audit row, limits and timer."""
+
+    door: Any = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and proxy.proxied_service(scope["path"]) and self.door is not None:
+            scope["app"] = self  # request.app, as Starlette sets it
+            await self.door(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     gateway_settings = settings_for(GatewaySettings, settings)
     app = build_service("gateway", gateway_settings, migrations=MIGRATIONS, setup=_setup,
-                        description=__doc__ or "",
-                        routers=[proxy.fast_router, accounts_api.router, tokens_api.router, signing.router, oidc.router,
+                        description=__doc__ or "", app_class=Gateway,
+                        routers=[accounts_api.router, tokens_api.router, signing.router, oidc.router,
                                  events.router, audit.router, openapi.router, proxy.router])
     app.add_middleware(ratelimit.AddressLimit, limiter_of=lambda: getattr(app.state, "limiter", None))
     audit.install(app)  # records every state-changing request and every refusal that passed the gateway
     static.install(app, gateway_settings)  # last: the console answers what no route above does
+    if gateway_settings.serves_api:
+        app.door = proxy.door(app)
     return app
 
 

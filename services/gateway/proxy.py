@@ -12,18 +12,24 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import StreamingResponse
-from opentelemetry import propagate
+from fastapi import APIRouter, HTTPException
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
-from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from yarl import URL
 
+from services.gateway.audit import AuditRecorder
 from services.gateway.identity import current_caller
+from services.gateway.ratelimit import AddressLimit, address_of
 from services.gateway.settings import UPSTREAMS, GatewaySettings
+from services.kit.body import BodyGuard
+from services.kit.request_timer import RequestTimer
 
 log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
@@ -31,28 +37,16 @@ CHUNK = 64 * 1024
 # over in one or two writes, and that task group is a tenth of the gateway's CPU per request
 SMALL_ANSWER = 1024 * 1024
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _Upstream(Convertor):
-    """A path segment naming one of the six services. The proxy's route can then come first, so a proxied
-    request is matched at once (by the router and by the tracing middleware, which each try every route in
-    order); none of the gateway's own routes starts with a service's name."""
-
-    regex = "|".join(UPSTREAMS)
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("upstream", _Upstream())
-fast_router = APIRouter()  # first of the gateway's routers (main.py)
-router = APIRouter()       # last: /api/<anything else>/... answers 404 naming the services
+router = APIRouter()  # last of the gateway's routers: /api/<anything else>/... answers 404 naming the services
 UPSTREAM_FAILURES = Counter("avatar_gateway_upstream_failures_total",
                             "Proxied requests the service did not answer", ["service", "reason"])
-
 # RFC 9110 §7.6.1 hop-by-hop fields, plus what the gateway itself decides for the service
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "content-length"})
@@ -95,6 +89,7 @@ class Upstreams(contextlib.AbstractAsyncContextManager):
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
+        self.bases = {service: settings.upstream(service) for service in UPSTREAMS}
 
     async def __aenter__(self) -> "Upstreams":
         connector = aiohttp.TCPConnector(limit=self.settings.upstream_connections, keepalive_timeout=30,
@@ -114,7 +109,7 @@ class Upstreams(contextlib.AbstractAsyncContextManager):
             self.session = None
 
     def url(self, service: str, path: str, query: str) -> URL:
-        return URL(f"{self.settings.upstream(service)}/{path}" + (f"?{query}" if query else ""), encoded=True)
+        return URL(f"{self.bases[service]}/{path}" + (f"?{query}" if query else ""), encoded=True)
 
 
 @router.api_route("/api/{service}/{path:path}", methods=METHODS, include_in_schema=False)
@@ -123,49 +118,145 @@ async def unknown_service(service: str, path: str) -> None:
                              f"{', '.join(UPSTREAMS)}")
 
 
-@fast_router.api_route("/api/{service:upstream}/{path:path}", methods=METHODS, include_in_schema=False)
-async def forward(service: str, path: str, request: Request) -> StreamingResponse:
-    caller = await current_caller(request)
-    upstreams: Upstreams = request.app.state.upstreams
-    merger = request.app.state.openapi_merger
-    raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
-    rest = raw_path.split("/", 3)[3] if raw_path.count("/") >= 3 else path
-    matched = merger.match(service, request.method, "/" + path)
-    if matched is not None:
-        request.state.route_template, request.state.target_ids = f"/api/{service}{matched[0]}", matched[1]
-    headers = upstream_headers(request.scope["headers"])
-    # the gateway names each request itself: audit rows joined by it must not be joinable by a client's choice
-    request_id = uuid.uuid4().hex
-    request.state.request_id = request_id
-    headers["authorization"] = f"Bearer {request.app.state.signer.access_token(caller.user, caller.role)}"
-    headers["x-request-id"] = request_id
-    headers["x-forwarded-for"] = (request.client.host if request.client else "unknown")
-    headers["x-forwarded-proto"] = request.url.scheme
-    if host := request.headers.get("host"):
-        headers["x-forwarded-host"] = host
-    propagate.inject(headers)
-    body = await request.body() if request.method not in ("GET", "HEAD", "OPTIONS") else None
-    assert upstreams.session is not None
-    settings = request.app.state.settings
-    try:
-        upstream = await asyncio.wait_for(upstreams.session.request(
-            request.method, upstreams.url(service, rest, request.scope.get("query_string", b"").decode("latin-1")),
-            headers=headers, data=body, allow_redirects=False), settings.upstream_timeout_seconds)
-    except asyncio.TimeoutError:
-        UPSTREAM_FAILURES.labels(service, "timeout").inc()
-        raise HTTPException(504, f"the {service} service did not answer in time") from None
-    except aiohttp.ClientError as exc:
-        UPSTREAM_FAILURES.labels(service, "unreachable").inc()
-        log.warning("upstream %s unreachable: %s", service, exc)
-        raise HTTPException(503, {"error": "dependency_unavailable", "dependency": service,
-                                  "message": f"the {service} service does not answer; try again shortly"},
-                            headers={"Retry-After": str(settings.dependency_retry_after_seconds)}
-                            ) from None
-    base = settings.upstream(service)
-    response_headers = [(name, location_for(value, service, base) if name.lower() == "location" else value)
-                        for name, value in upstream.headers.items() if name.lower() not in RESPONSE_DROP]
-    response_headers.append(("x-request-id", request_id))
-    return _Streamed(upstream, response_headers, request)
+def proxied_service(path: str) -> str | None:
+    """The service `/api/<service>/...` names, or None for every other path (the gateway's own routes)."""
+    if not path.startswith("/api/"):
+        return None
+    service, slash, _ = path[5:].partition("/")
+    return service if slash and service in UPSTREAMS else None
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    """What a proxied request's route is called in the request metrics and the audit log (their `route`)."""
+    path: str
+
+
+def door(app: Any) -> ASGIApp:
+    """The pipeline a proxied request takes instead of FastAPI's: its server span, its audit row, the
+    address limit, the request timer and the body bound, around the proxy itself. A proxied request is
+    most of the gateway's traffic; FastAPI's routing, dependency injection and exception middleware
+    would cost it more CPU than the forwarding does."""
+    settings = app.state.settings
+    inner = BodyGuard(Proxy(app.state), max_bytes=settings.max_body_bytes)
+    inner = RequestTimer(inner, service="gateway")
+    inner = AddressLimit(inner, limiter_of=lambda: getattr(app.state, "limiter", None))
+    inner = AuditRecorder(inner, state=app.state)
+    return ServerSpan(inner)
+
+
+class ServerSpan:
+    """The request's SERVER span, parented on the caller's trace context when it sent one; the context
+    the proxy forwards to the service is this span's. Unsampled spans cost no recording
+    (services/kit/telemetry.py), yet carry the trace id the audit row and the service's logs share."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer("avatar.gateway")  # after the service set its tracer provider
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+                   if name in _TRACE_HEADERS}
+        parent = propagate.extract(carrier) if carrier else None
+        with self.tracer.start_as_current_span(f"{scope['method']} /api/{proxied_service(scope['path'])}",
+                                               context=parent, kind=SpanKind.SERVER,
+                                               record_exception=False, set_status_on_exception=False) as span:
+            recording = span.is_recording()
+            if recording:
+                span.set_attributes({"http.request.method": scope["method"], "url.path": scope["path"],
+                                     "url.scheme": scope.get("scheme", "http")})
+
+            async def send_noting_status(message: Message) -> None:
+                if recording and message["type"] == "http.response.start":
+                    status = message["status"]
+                    span.set_attribute("http.response.status_code", status)
+                    if route := scope.get("route"):
+                        span.update_name(f"{scope['method']} {route.path}")
+                        span.set_attribute("http.route", route.path)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_noting_status)
+            except Exception as exc:
+                if recording:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+
+
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+class Proxy:
+    """Pure ASGI: the caller resolved, the request forwarded to its service as that caller, the answer
+    streamed back; a refusal answers `{"detail": ...}` as the gateway's own routes do."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state  # the app's state: the upstreams, signer and identity exist once the lifespan ran
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response: Response = await self.forward(request)
+        except HTTPException as refused:
+            response = JSONResponse({"detail": refused.detail}, status_code=refused.status_code,
+                                    headers=refused.headers)
+        await response(scope, receive, send)
+
+    async def forward(self, request: Request) -> Response:
+        scope, state = request.scope, self.state
+        path = scope["path"]
+        service = path[5:].split("/", 1)[0]
+        rest = path[len(service) + 6:]
+        scope["route"] = RouteTemplate(f"/api/{service}/{{path}}")
+        caller = await current_caller(request)
+        matched = state.openapi_merger.match(service, scope["method"], "/" + rest)
+        if matched is not None:
+            scope["route"] = RouteTemplate(f"/api/{service}{matched[0]}")
+            request.state.route_template, request.state.target_ids = scope["route"].path, matched[1]
+        headers = upstream_headers(scope["headers"])
+        # the gateway names each request itself: audit rows joined by it must not be joinable by a client's choice
+        request_id = uuid.uuid4().hex
+        request.state.request_id = request_id
+        headers["authorization"] = f"Bearer {state.signer.access_token(caller.user, caller.role)}"
+        headers["x-request-id"] = request_id
+        headers["x-forwarded-for"] = address_of(scope)
+        headers["x-forwarded-proto"] = scope.get("scheme", "http")
+        if host := _header(scope["headers"], b"host"):
+            headers["x-forwarded-host"] = host
+        propagate.inject(headers)
+        body = await request.body() if scope["method"] not in ("GET", "HEAD", "OPTIONS") else None
+        upstreams: Upstreams = state.upstreams
+        assert upstreams.session is not None
+        settings = state.settings
+        # the service sees the path as the client encoded it (an id with %2F stays one segment)
+        raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        raw_rest = raw_path.split("/", 3)[3] if raw_path.count("/") >= 3 else rest
+        try:
+            upstream = await asyncio.wait_for(upstreams.session.request(
+                scope["method"], upstreams.url(service, raw_rest, scope.get("query_string", b"").decode("latin-1")),
+                headers=headers, data=body, allow_redirects=False), settings.upstream_timeout_seconds)
+        except asyncio.TimeoutError:
+            UPSTREAM_FAILURES.labels(service, "timeout").inc()
+            raise HTTPException(504, f"the {service} service did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            UPSTREAM_FAILURES.labels(service, "unreachable").inc()
+            log.warning("upstream %s unreachable: %s", service, exc)
+            raise HTTPException(503, {"error": "dependency_unavailable", "dependency": service,
+                                      "message": f"the {service} service does not answer; try again shortly"},
+                                headers={"Retry-After": str(settings.dependency_retry_after_seconds)}
+                                ) from None
+        base = upstreams.bases[service]
+        response_headers = [(name, location_for(value, service, base) if name.lower() == "location" else value)
+                            for name, value in upstream.headers.items() if name.lower() not in RESPONSE_DROP]
+        response_headers.append(("x-request-id", request_id))
+        return _Streamed(upstream, response_headers, request)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    return next((value.decode("latin-1") for key, value in headers if key == name), None)
 
 
 class _Streamed(StreamingResponse):

@@ -2,17 +2,25 @@
 
 Every request under /api/ counts once: against its user once the caller is known, against its address when
 it has no caller (a login, a public route, credentials that fail), so a flood of bad credentials is limited
-too and a proxied request costs one Redis round trip. Health,
-readiness, metrics and the console's files are never limited. When Redis is away the limit is not
-enforced (counted in avatar_gateway_rate_limit_unavailable_total): refusing every request because the
+too. Health, readiness, metrics and the console's files are never limited. When Redis is away the limit is
+not enforced (counted in avatar_gateway_rate_limit_unavailable_total): refusing every request because the
 counter store blinked would turn a Redis restart into a platform outage.
+
+A caller far below its limit is not made to wait for Redis on every request: once Redis said how much of
+its window is left (asked with the request that finds no allowance, in the same round trip), this process
+may admit up to half of that (less what Redis may not have seen yet, and at most a fiftieth of the limit)
+on its own for the next second, and counts those requests into the window a moment later, in one hit. Every
+request is counted, none is admitted past the limit by one gateway (two replicas could each spend their
+half), and near its limit a caller is decided by Redis request by request (`Allowance`).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException
@@ -23,12 +31,64 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
 from services.gateway.settings import UPSTREAMS, GatewaySettings
+from services.kit.instrument import redis_pool
 
 log = logging.getLogger(__name__)
 CALLER_COUNTED = (*(f"/api/{service}/" for service in UPSTREAMS), "/api/events")
 LIMITED = Counter("avatar_gateway_rate_limited_total", "Requests the gateway refused with 429", ["scope"])
 UNAVAILABLE = Counter("avatar_gateway_rate_limit_unavailable_total",
                       "Requests let through unlimited because the rate-limit store did not answer")
+DECIDED = Counter("avatar_gateway_rate_limit_decisions_total",
+                  "Requests admitted or refused by the rate limits, by where the decision was made", ["where"])
+SHARE = 50              # an allowance holds at most this share of a limit: 1200/minute lets 24 go ahead
+ALLOWANCE_SECONDS = 1.0  # an allowance not spent within this long is dropped (the window moved on)
+FLUSH_SECONDS = 0.1      # requests admitted from an allowance reach the window this soon after
+MAX_ALLOWANCES = 20_000  # callers remembered per process; past it the idle ones go
+
+
+@dataclass
+class Allowance:
+    """What this process may admit for one caller (one limit and key) without asking Redis, and what it
+    admitted that way and has not counted into the window yet. Pure: the clock comes in."""
+
+    left: int = 0       # requests it may still admit on its own
+    until: float = 0.0  # ... before this time
+    pending: int = 0    # admitted here, not yet sent to Redis
+    in_flight: int = 0  # sent to Redis, not answered yet
+    sent: int = 0       # sent to Redis so far: what a read of the window may not have seen yet
+
+    def take(self, now: float) -> bool:
+        """Admit one request here, if the allowance covers it."""
+        if self.left > 0 and now < self.until:
+            self.left -= 1
+            self.pending += 1
+            return True
+        return False
+
+    def sending(self, cost: int) -> None:
+        self.in_flight += cost
+        self.sent += cost
+
+    def answered(self, cost: int) -> None:
+        self.in_flight -= cost
+
+    def mark(self) -> tuple[int, int]:
+        """Taken as a read of the window goes out, for `grant`: what was sent by then, and what was in flight."""
+        return self.sent, self.in_flight
+
+    def grant(self, remaining: int, amount: int, now: float, mark: tuple[int, int] | None = None) -> None:
+        """Redis said `remaining` of the window's `amount` are left, in a read that went out at `mark`: what
+        the read may have missed (requests in flight then or sent since, and those admitted here meanwhile)
+        is taken off first, then this process may admit half of the rest, at most a share of the limit."""
+        unseen = self.pending + (0 if mark is None else mark[1] + self.sent - mark[0])
+        self.left = max(0, min(amount // SHARE, (remaining - unseen) // 2))
+        self.until = now + ALLOWANCE_SECONDS
+
+    def revoke(self) -> None:
+        self.left = 0
+
+    def idle(self, now: float) -> bool:
+        return self.pending == 0 and self.in_flight == 0 and now >= self.until
 
 
 def too_many(scope: str, reset_at: float, now: float | None = None) -> HTTPException:
@@ -44,19 +104,36 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
         self.per_user = parse(settings.rate_limit_user)
         self.per_address = parse(settings.rate_limit_address)
         self.per_login = parse(settings.rate_limit_login)
+        self._redis_url = settings.redis_url
+        self._pool: Any = None
         self._url = settings.redis_url.replace("redis://", "async+redis://", 1).replace("rediss://", "async+rediss://", 1)
         self._prefix = f"{settings.redis_prefix}gateway:rate"
         self._limiter: MovingWindowRateLimiter | None = None
+        self._allowances: dict[tuple[Any, str, str], Allowance] = {}
+        self._due: set[tuple[Any, str, str]] = set()  # allowances with something to count or to ask Redis
+        self._wake = asyncio.Event()
+        self._counter: asyncio.Task | None = None
 
     async def __aenter__(self) -> "RateLimiter":
         if self.enabled:
-            storage = RedisStorage(self._url, implementation="redispy", key_prefix=self._prefix, socket_timeout=1,
-                                   socket_connect_timeout=1)
+            # a burst of callers waits its turn for a connection rather than passing unlimited
+            self._pool = redis_pool(self._redis_url, timeout=1, socket_timeout=1, socket_connect_timeout=1)
+            storage = RedisStorage(self._url, implementation="redispy", key_prefix=self._prefix,
+                                   connection_pool=self._pool)
             self._limiter = MovingWindowRateLimiter(storage)
+            self._counter = asyncio.get_running_loop().create_task(self._count_forever())
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self._counter is not None:
+            self._counter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._counter
+            await self._count_pending()  # what was admitted counts, for the other replicas
         self._limiter = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     async def check_address(self, address: str, *, login: bool = False) -> None:
         await self._hit(self.per_login if login else self.per_address, "login address" if login else "address",
@@ -68,16 +145,112 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
     async def _hit(self, item: Any, scope: str, key: str) -> None:
         if self._limiter is None:
             return
+        limit = (item, scope, key)
+        allowance = self._allowances.get(limit)
+        if allowance is not None and allowance.take(time.monotonic()):
+            DECIDED.labels("allowance").inc()
+            self._mark_due(limit)
+            return
+        # a limit large enough to let requests go ahead here asks what is left in the same round trip, so the
+        # caller's next requests (the rest of a page's burst) are decided here; a small one only when refused
+        shared = item.amount // SHARE >= 1
+        if allowance is None and shared:
+            allowance = self._allowance(limit)
+        # what this process admitted on its own is counted with this request: Redis then decides on all
+        pending = 0
+        if allowance is not None:
+            pending, allowance.pending = allowance.pending, 0
+            allowance.sending(1 + pending)
+        admitted, stats, mark = False, None, None
         try:
-            if await self._limiter.hit(item, scope, key):
-                return
-            stats = await self._limiter.get_window_stats(item, scope, key)
+            if shared and allowance is not None:
+                mark = allowance.mark()
+                admitted, stats = await asyncio.gather(self._limiter.hit(item, scope, key, cost=1 + pending),
+                                                       self._limiter.get_window_stats(item, scope, key))
+            else:
+                admitted = await self._limiter.hit(item, scope, key, cost=1 + pending)
+                stats = None if admitted else await self._limiter.get_window_stats(item, scope, key)
         except Exception as exc:  # Redis away: let the request through (module docstring)
             UNAVAILABLE.inc()
             log.warning("rate limit not enforced: %s", exc)
             return
+        finally:
+            if allowance is not None:
+                allowance.answered(1 + pending)
+                if pending and not admitted:
+                    allowance.pending += pending  # not counted yet: the counter task tries again
+                    self._mark_due(limit)
+        DECIDED.labels("redis").inc()
+        if admitted:
+            if mark is not None and stats is not None:
+                allowance.grant(stats.remaining, item.amount, time.monotonic(), mark)
+            return
         LIMITED.labels(scope).inc()
+        assert stats is not None
         raise too_many(scope, stats.reset_time)
+
+    def _allowance(self, limit: tuple[Any, str, str]) -> Allowance | None:
+        """A new allowance for this caller, or None when this process remembers as many as it may."""
+        if len(self._allowances) >= MAX_ALLOWANCES:
+            now = time.monotonic()
+            for idle in [k for k, a in self._allowances.items() if a.idle(now)]:
+                del self._allowances[idle]
+            if len(self._allowances) >= MAX_ALLOWANCES:
+                return None  # every one in use: this caller is decided by Redis alone
+        allowance = self._allowances[limit] = Allowance()
+        return allowance
+
+    def _mark_due(self, key: tuple[Any, str, str]) -> None:
+        self._due.add(key)
+        self._wake.set()
+
+    async def _count_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(FLUSH_SECONDS)  # gather what the next requests admit too
+            self._wake.clear()
+            try:
+                await self._count_pending()
+            except Exception as exc:  # a bug here must not end the counting for good
+                log.exception("rate limit counting failed: %s", exc)
+
+    async def _count_pending(self) -> None:
+        """Count what allowances admitted into the Redis windows, and ask Redis how much is left to grant
+        the next allowances. A caller Redis refuses gets no allowance: its next request asks Redis."""
+        limiter = self._limiter
+        if limiter is None:
+            return
+        due, self._due = self._due, set()
+        for item, scope, key in due:
+            allowance = self._allowances.get((item, scope, key))
+            if allowance is None:
+                continue
+            pending, allowance.pending = allowance.pending, 0
+            if not pending:
+                continue
+            allowance.sending(pending)
+            try:
+                counted = await limiter.hit(item, scope, key, cost=pending)
+            except Exception as exc:  # Redis away: these requests go uncounted, as unlimited ones do
+                counted = None
+                UNAVAILABLE.inc(pending)
+                log.warning("rate limit: %d admitted requests not counted: %s", pending, exc)
+            finally:
+                allowance.answered(pending)
+            if not counted:
+                if counted is not None:  # another replica spent the window meanwhile: these went unrecorded
+                    log.info("rate limit: %d requests of %s %s admitted past a window another gateway filled",
+                             pending, scope, key)
+                allowance.revoke()
+                continue
+            mark = allowance.mark()
+            try:
+                stats = await limiter.get_window_stats(item, scope, key)
+            except Exception as exc:
+                log.warning("rate limit: no allowance for %s %s: %s", scope, key, exc)
+                allowance.revoke()
+                continue
+            allowance.grant(stats.remaining, item.amount, time.monotonic(), mark)
 
 
 LOGIN_PATHS = ("/api/auth/login", "/api/auth/oidc/")

@@ -113,7 +113,8 @@ MessageBusDep = Annotated[MessageBus, Depends(current_messagebus)]  # a route pa
 
 
 def build_service(name: str, settings: Settings, *, routers: list[APIRouter], migrations: Path | None,
-                  setup: ServiceSetup | None = None, description: str = "") -> FastAPI:
+                  setup: ServiceSetup | None = None, description: str = "",
+                  app_class: type[FastAPI] = FastAPI) -> FastAPI:
     settings = settings.model_copy(update={"service": name})
     provider = setup_tracing(name)
 
@@ -182,7 +183,7 @@ def build_service(name: str, settings: Settings, *, routers: list[APIRouter], mi
 
     metrics.initialise(name)
     # FastAPI's own telemetry is off: the OpenTelemetry instrumentor below makes the server spans
-    app = FastAPI(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0",
+    app = app_class(title=f"AVATAR OnE {name}", description=description, lifespan=lifespan, version="1.0.0",
                   dependencies=[Depends(_bind_path_workload)],
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings

@@ -230,6 +230,33 @@ async def test_the_proxy_names_the_route_a_request_took(proxied):
         or merger.match("library", "GET", "/components/CL-1")[0].startswith("/components/{")
 
 
+async def test_a_proxied_request_continues_the_callers_trace_and_is_timed_and_audited_by_its_route(proxied):
+    gateway, _, library = proxied
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    traced = {**auth(gateway.settings, "researcher", "kim"), "traceparent": f"00-{trace_id}-{parent}-00"}
+    seen = (await gateway.client.post("/api/builder/apps", json={"name": "x"}, headers=traced)).json()["headers"]
+    version, forwarded_trace, forwarded_parent, _ = seen["traceparent"].split("-")
+    assert (version, forwarded_trace) == ("00", trace_id)
+    assert forwarded_parent != parent  # the gateway's own server span sits between the caller and the service
+    await gateway.app.state.audit.flush()
+    row = await gateway.platform.pool.fetchrow("SELECT * FROM audit_log WHERE path = '/api/builder/apps'")
+    assert (row["trace_id"], row["request_id"], row["route"]) == (trace_id, seen["x-request-id"], "/api/builder/{path}")
+
+    created = await gateway.client.post("/api/library/components", json=component_body("timed-probe"),
+                                        headers=auth(gateway.settings, "researcher", "lee"))
+    component_id = created.json()["component_id"]
+    assert (await gateway.client.get(f"/api/library/components/{component_id}",
+                                     headers=auth(gateway.settings))).status_code == 200
+    exposed = (await gateway.client.get("/metrics")).text
+    # a series per route template, never per URL: the builder's echo publishes no OpenAPI document
+    assert 'route="/api/library/components/{component_id}"' in exposed
+    assert f'route="/api/library/components/{component_id}"' not in exposed
+    assert 'method="POST",route="/api/builder/{path}"' in exposed
+    await gateway.app.state.audit.flush()
+    created_row = await gateway.platform.pool.fetchrow("SELECT * FROM audit_log WHERE path = '/api/library/components'")
+    assert (created_row["route"], created_row["status"]) == ("/api/library/components", created.status_code)
+
+
 def _refs(node):
     if isinstance(node, dict):
         for key, value in node.items():
