@@ -33,7 +33,8 @@ class Gateway(FastAPI):
     door: Any = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and proxy.proxied_service(scope["path"]) and self.door is not None:
+        if scope["type"] == "http" and self.door is not None and scope["method"] in proxy.METHODS \
+                and proxy.proxied_service(scope["path"]):
             scope["app"] = self  # request.app, as Starlette sets it
             await self.door(scope, receive, send)
             return

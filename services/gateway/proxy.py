@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import uuid
@@ -138,7 +139,7 @@ def door(app: Any) -> ASGIApp:
     most of the gateway's traffic; FastAPI's routing, dependency injection and exception middleware
     would cost it more CPU than the forwarding does."""
     settings = app.state.settings
-    inner = BodyGuard(Proxy(app.state), max_bytes=settings.max_body_bytes)
+    inner = BodyGuard(Proxy(app.state, app.exception_handlers), max_bytes=settings.max_body_bytes)
     inner = RequestTimer(inner, service="gateway")
     inner = AddressLimit(inner, limiter_of=lambda: getattr(app.state, "limiter", None))
     inner = AuditRecorder(inner, state=app.state)
@@ -153,10 +154,13 @@ class ServerSpan:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.tracer = trace.get_tracer("avatar.gateway")  # after the service set its tracer provider
+        # the headers the configured propagators read (OTEL_PROPAGATORS: W3C by default, or b3, jaeger...)
+        self.trace_headers = frozenset(name.lower().encode("latin-1")
+                                       for name in propagate.get_global_textmap().fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-                   if name in _TRACE_HEADERS}
+                   if name in self.trace_headers}
         parent = propagate.extract(carrier) if carrier else None
         with self.tracer.start_as_current_span(f"{scope['method']} /api/{proxied_service(scope['path'])}",
                                                context=parent, kind=SpanKind.SERVER,
@@ -186,24 +190,34 @@ class ServerSpan:
                 raise
 
 
-_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
-
-
 class Proxy:
     """Pure ASGI: the caller resolved, the request forwarded to its service as that caller, the answer
-    streamed back; a refusal answers `{"detail": ...}` as the gateway's own routes do."""
+    streamed back. An exception is answered by the app's own handler for it (a refusal `{"detail": ...}`,
+    PostgreSQL away a 503 naming it), as on the gateway's own routes."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, exception_handlers: dict[Any, Callable[..., Any]]) -> None:
         self.state = state  # the app's state: the upstreams, signer and identity exist once the lifespan ran
+        self.exception_handlers = exception_handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
             response: Response = await self.forward(request)
-        except HTTPException as refused:
-            response = JSONResponse({"detail": refused.detail}, status_code=refused.status_code,
-                                    headers=refused.headers)
+        except Exception as exc:
+            response = await self._answer(request, exc)
         await response(scope, receive, send)
+
+    async def _answer(self, request: Request, exc: Exception) -> Response:
+        handler = next((self.exception_handlers[kind] for kind in type(exc).__mro__
+                        if kind in self.exception_handlers), None)
+        if handler is not None:
+            try:
+                answer = handler(request, exc)
+                return await answer if inspect.isawaitable(answer) else answer
+            except Exception as unhandled:  # the handler's way of saying it is not one it answers
+                exc = unhandled
+        log.error("proxied %s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     async def forward(self, request: Request) -> Response:
         scope, state = request.scope, self.state

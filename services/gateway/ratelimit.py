@@ -44,6 +44,8 @@ SHARE = 50              # an allowance holds at most this share of a limit: 1200
 ALLOWANCE_SECONDS = 1.0  # an allowance not spent within this long is dropped (the window moved on)
 FLUSH_SECONDS = 0.1      # requests admitted from an allowance reach the window this soon after
 MAX_ALLOWANCES = 20_000  # callers remembered per process; past it the idle ones go
+COUNT_AT_ONCE = 64       # callers whose admitted requests are counted into Redis concurrently
+RETRY_SECONDS = 1.0      # between rounds while Redis does not answer
 
 
 @dataclass
@@ -113,6 +115,7 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
         self._due: set[tuple[Any, str, str]] = set()  # allowances with something to count or to ask Redis
         self._wake = asyncio.Event()
         self._counter: asyncio.Task | None = None
+        self._full_until = 0.0  # until then every allowance is taken (none was idle at the last look)
 
     async def __aenter__(self) -> "RateLimiter":
         if self.enabled:
@@ -129,7 +132,9 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
             self._counter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._counter
-            await self._count_pending()  # what was admitted counts, for the other replicas
+            # what was admitted counts, for the other replicas (a round the cancel cut short included)
+            self._due.update(limit for limit, allowance in self._allowances.items() if allowance.pending)
+            await self._count_pending()
         self._limiter = None
         if self._pool is not None:
             await self._pool.aclose()
@@ -165,11 +170,14 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
         try:
             if shared and allowance is not None:
                 mark = allowance.mark()
-                admitted, stats = await asyncio.gather(self._limiter.hit(item, scope, key, cost=1 + pending),
-                                                       self._limiter.get_window_stats(item, scope, key))
+                hit, read = await asyncio.gather(self._limiter.hit(item, scope, key, cost=1 + pending),
+                                                 self._limiter.get_window_stats(item, scope, key),
+                                                 return_exceptions=True)
+                if isinstance(hit, BaseException):
+                    raise hit
+                admitted, stats = hit, None if isinstance(read, BaseException) else read
             else:
                 admitted = await self._limiter.hit(item, scope, key, cost=1 + pending)
-                stats = None if admitted else await self._limiter.get_window_stats(item, scope, key)
         except Exception as exc:  # Redis away: let the request through (module docstring)
             UNAVAILABLE.inc()
             log.warning("rate limit not enforced: %s", exc)
@@ -186,17 +194,24 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
                 allowance.grant(stats.remaining, item.amount, time.monotonic(), mark)
             return
         LIMITED.labels(scope).inc()
-        assert stats is not None
-        raise too_many(scope, stats.reset_time)
+        if stats is None:
+            with contextlib.suppress(Exception):
+                stats = await self._limiter.get_window_stats(item, scope, key)
+        # without the window's own reset time, the caller is told to wait the window's length
+        raise too_many(scope, stats.reset_time if stats is not None else time.time() + item.get_expiry())
 
     def _allowance(self, limit: tuple[Any, str, str]) -> Allowance | None:
         """A new allowance for this caller, or None when this process remembers as many as it may."""
         if len(self._allowances) >= MAX_ALLOWANCES:
             now = time.monotonic()
+            if now < self._full_until:
+                return None
             for idle in [k for k, a in self._allowances.items() if a.idle(now)]:
                 del self._allowances[idle]
             if len(self._allowances) >= MAX_ALLOWANCES:
-                return None  # every one in use: this caller is decided by Redis alone
+                # every one in use: new callers are decided by Redis alone, and not made to scan again soon
+                self._full_until = now + ALLOWANCE_SECONDS
+                return None
         allowance = self._allowances[limit] = Allowance()
         return allowance
 
@@ -210,47 +225,58 @@ class RateLimiter(contextlib.AbstractAsyncContextManager):
             await asyncio.sleep(FLUSH_SECONDS)  # gather what the next requests admit too
             self._wake.clear()
             try:
-                await self._count_pending()
+                if not await self._count_pending():
+                    await asyncio.sleep(RETRY_SECONDS)  # Redis away: tried again, not hammered
             except Exception as exc:  # a bug here must not end the counting for good
                 log.exception("rate limit counting failed: %s", exc)
 
-    async def _count_pending(self) -> None:
+    async def _count_pending(self) -> bool:
         """Count what allowances admitted into the Redis windows, and ask Redis how much is left to grant
-        the next allowances. A caller Redis refuses gets no allowance: its next request asks Redis."""
-        limiter = self._limiter
-        if limiter is None:
-            return
-        due, self._due = self._due, set()
-        for item, scope, key in due:
-            allowance = self._allowances.get((item, scope, key))
-            if allowance is None:
-                continue
-            pending, allowance.pending = allowance.pending, 0
-            if not pending:
-                continue
-            allowance.sending(pending)
-            try:
-                counted = await limiter.hit(item, scope, key, cost=pending)
-            except Exception as exc:  # Redis away: these requests go uncounted, as unlimited ones do
-                counted = None
-                UNAVAILABLE.inc(pending)
-                log.warning("rate limit: %d admitted requests not counted: %s", pending, exc)
-            finally:
-                allowance.answered(pending)
-            if not counted:
-                if counted is not None:  # another replica spent the window meanwhile: these went unrecorded
-                    log.info("rate limit: %d requests of %s %s admitted past a window another gateway filled",
-                             pending, scope, key)
-                allowance.revoke()
-                continue
-            mark = allowance.mark()
-            try:
-                stats = await limiter.get_window_stats(item, scope, key)
-            except Exception as exc:
-                log.warning("rate limit: no allowance for %s %s: %s", scope, key, exc)
-                allowance.revoke()
-                continue
-            allowance.grant(stats.remaining, item.amount, time.monotonic(), mark)
+        the next allowances, for several callers at once. A caller Redis refuses gets no allowance: its
+        next request asks Redis."""
+        if self._limiter is None:
+            return True
+        due, self._due = list(self._due), set()
+        counted = True
+        for start in range(0, len(due), COUNT_AT_ONCE):
+            counted &= all(await asyncio.gather(*(self._count(limit) for limit in due[start:start + COUNT_AT_ONCE])))
+        return counted
+
+    async def _count(self, limit: tuple[Any, str, str]) -> bool:
+        """False when Redis did not answer: the requests stay pending, to be counted on a later round."""
+        allowance, limiter = self._allowances.get(limit), self._limiter
+        if allowance is None or not allowance.pending or limiter is None:
+            return True
+        item, scope, key = limit
+        pending, allowance.pending = allowance.pending, 0
+        allowance.sending(pending)
+        counted = None
+        try:
+            counted = await limiter.hit(item, scope, key, cost=pending)
+        except Exception as exc:
+            log.warning("rate limit: %d admitted requests of %s %s not counted yet: %s", pending, scope, key, exc)
+        finally:
+            allowance.answered(pending)
+            if counted is None:  # Redis away, or the process stopping: kept, and counted on a later round
+                allowance.pending += pending
+                self._mark_due(limit)
+        if counted is None:
+            allowance.revoke()
+            return False
+        if not counted:  # another replica spent the window meanwhile: these went unrecorded
+            log.info("rate limit: %d requests of %s %s admitted past a window another gateway filled",
+                     pending, scope, key)
+            allowance.revoke()
+            return True
+        mark = allowance.mark()
+        try:
+            stats = await limiter.get_window_stats(item, scope, key)
+        except Exception as exc:
+            log.warning("rate limit: no allowance for %s %s: %s", scope, key, exc)
+            allowance.revoke()
+            return True
+        allowance.grant(stats.remaining, item.amount, time.monotonic(), mark)
+        return True
 
 
 LOGIN_PATHS = ("/api/auth/login", "/api/auth/oidc/")

@@ -174,7 +174,7 @@ async def _log_stream(platform: Platform, state: SchedulerState, runs: list[RunR
                 row = await store.get_run(conn, run_id)
             return row is not None and row.status in domain.RUN_LIVE
 
-        async for line in logs.live_lines(state.redis, state.settings.sched_prefix, run.run_id,
+        async for line in logs.live_lines(state.log_tails, state.settings.sched_prefix, run.run_id,
                                           follow=follow, still_running=still_running):
             yield (line + "\n").encode()
 

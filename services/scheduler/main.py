@@ -60,6 +60,7 @@ async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
 async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     settings: SchedulerSettings = platform.settings  # type: ignore[assignment]
     redis = redis_from_url(settings.redis_url)  # redis.asyncio.Redis with client spans inside traces
+    log_tails = redis_from_url(settings.redis_url)  # followers wait on their own pool, never the engine's
     objects = make_client(settings, http_client=urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=5, read=60), retries=urllib3.Retry(total=3, backoff_factor=0.2),
         maxsize=16))
@@ -88,7 +89,7 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     platform.checks["s3"] = lambda: asyncio.gather(check_bucket(objects, settings.staging_bucket),
                                                    check_bucket(objects, settings.logs_bucket))
     app.state.scheduler = SchedulerState(settings=settings, redis=redis, allocator=allocator, queue=queue,
-                                         objects=objects, engine=engine, leadership=leadership)
+                                         objects=objects, engine=engine, leadership=leadership, log_tails=log_tails)
     if platform.handles_events:  # an API-only process never leads: it reads what the leader keeps
         platform.spawn(leadership.run(), "scheduler-leadership")
         recorder = HistoryRecorder(pool=platform.pool, redis=redis, allocator=allocator, settings=settings,
@@ -99,4 +100,5 @@ async def _setup(platform: Platform, app: FastAPI) -> AsyncIterator[None]:
     finally:
         # the kit has cancelled the leadership task (and with it the engine) by now
         await setup.close()
+        await log_tails.aclose()
         await redis.aclose()

@@ -22,3 +22,4 @@ class SchedulerState:
     objects: Minio
     engine: Engine
     leadership: Leadership
+    log_tails: Any  # a Redis client of their own for followed logs: each holds a connection in XREAD BLOCK

@@ -5,6 +5,7 @@ import asyncio
 import gzip
 import json
 
+import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -189,6 +190,30 @@ async def test_refusals_at_the_door(proxied):
     down = await gateway.client.get("/api/trainer/training-requests", headers=auth(gateway.settings))
     assert down.status_code == 503 and down.json()["detail"]["dependency"] == "trainer"
     assert int(down.headers["retry-after"]) >= 1
+
+
+async def test_a_proxied_request_is_bounded_and_answered_like_the_gateways_own_routes(proxied):
+    gateway, _, _ = proxied
+    headers = auth(gateway.settings)
+    too_big = await gateway.client.post("/api/builder/apps", content=b"x" * (gateway.settings.max_body_bytes + 1),
+                                        headers=headers)
+    assert too_big.status_code == 413 and "detail" in too_big.json()
+    odd = await gateway.client.request("PROPFIND", "/api/builder/apps", headers=headers)
+    assert odd.status_code == 405  # only the methods the services take are forwarded
+
+
+async def test_postgresql_away_is_a_503_naming_it_on_a_proxied_request(proxied, monkeypatch):
+    gateway, _, _ = proxied
+    identity = gateway.app.state.identity
+    away = await asyncpg.create_pool(f"postgresql://avatar@127.0.0.1:{free_port()}/avatar", min_size=0)
+    monkeypatch.setattr(identity, "pool", away)  # every lookup the caller needs meets a refused connection
+    try:
+        answer = await gateway.client.get("/api/builder/apps", headers=auth(gateway.settings, "viewer", "nobody-cached"))
+    finally:
+        await away.close()
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"]["dependency"] == "postgresql"
+    assert int(answer.headers["retry-after"]) >= 1
 
 
 async def test_a_real_service_through_the_gateway_acts_as_the_caller(proxied):
