@@ -165,7 +165,8 @@ async def test_throttled_per_user_with_retry_after(fresh):
         async with browser(gateway, "10.0.0.9") as client:
             paused = await client.post("/api/auth/login", json={"user": "kim", "password": PASSWORD})
             assert paused.status_code == 429, paused.text
-            assert 1 <= int(paused.headers["Retry-After"]) <= 60
+            # until the oldest of the three failures, a moment ago, leaves the 60 s window
+            assert 50 <= int(paused.headers["Retry-After"]) <= 60
             assert "user" in paused.json()["detail"]
             # another user from the same address is not paused
             await make_user(gateway, "lee")

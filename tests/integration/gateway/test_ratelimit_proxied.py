@@ -29,8 +29,8 @@ async def test_a_proxied_request_of_a_known_caller_counts_against_the_user(fresh
         kim = auth(gateway.settings, "viewer", "kim")
         answers = [(await gateway.client.get("/api/trainer/training-requests", headers=kim)).status_code
                    for _ in range(4)]
-        assert all(answer != 429 for answer in answers[:3]) and answers[3] == 429  # 503: the trainer is away
+        assert answers == [503] * 3 + [429]  # the trainer is away; kim's own limit holds at the door
         refused = await gateway.client.get("/api/trainer/training-requests", headers=kim)
-        assert "user" in refused.json()["detail"] and int(refused.headers["retry-after"]) >= 1
+        assert "user" in refused.json()["detail"] and 1 <= int(refused.headers["retry-after"]) <= 60
         lee = auth(gateway.settings, "viewer", "lee")
         assert (await gateway.client.get("/api/trainer/training-requests", headers=lee)).status_code != 429
