@@ -84,7 +84,8 @@ def _caller_fields(caller: Caller | None) -> dict[str, Any]:
             "token_id": caller.token_id}
 
 
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of the header `name` (lower case) among ASGI headers, or None."""
     for key, value in headers:
         if key.lower() == name:
             return value.decode("latin-1")
@@ -282,7 +283,7 @@ class AuditRecorder:
                 status = message["status"]
                 if rules.recorded_kind(method, path, status) is not None:
                     response_headers = list(message.get("headers") or ())
-                    if _header(response_headers, REQUEST_ID_HEADER) is None:
+                    if header_value(response_headers, REQUEST_ID_HEADER) is None:
                         # the client can quote the id its row carries
                         response_headers.append((REQUEST_ID_HEADER, request_id_of(state).encode()))
                         message = {**message, "headers": response_headers}
@@ -302,11 +303,11 @@ class AuditRecorder:
     async def _record(self, kind: Kind, scope: Scope, state: dict[str, Any], status: int, started: float,
                       response_headers: Sequence[tuple[bytes, bytes]]) -> None:
         audit: AuditLog | None = getattr(self.app_state, "audit", None)
-        request_id = _header(response_headers, REQUEST_ID_HEADER) or request_id_of(state)
+        request_id = header_value(response_headers, REQUEST_ID_HEADER) or request_id_of(state)
         row = make_row(
             at=datetime.fromtimestamp(started, timezone.utc), kind=kind, **_caller_fields(state.get("caller")),
-            address=_peer(scope), user_agent=rules.clip(_header(scope.get("headers") or (), b"user-agent"),
-                                                        rules.MAX_USER_AGENT),
+            address=_peer(scope),
+            user_agent=rules.clip(header_value(scope.get("headers") or (), b"user-agent"), rules.MAX_USER_AGENT),
             method=rules.clip(scope["method"], 16), path=rules.clip(scope["path"], rules.MAX_PATH),
             **_route_fields(scope, state),
             status=status, outcome=rules.outcome_of(status), request_id=rules.clip(request_id, rules.MAX_REQUEST_ID),

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from yarl import URL
 
-from services.gateway.audit import AuditRecorder
+from services.gateway.audit import AuditRecorder, header_value
 from services.gateway.identity import current_caller
 from services.gateway.ratelimit import AddressLimit, address_of
 from services.gateway.settings import UPSTREAMS, GatewaySettings
@@ -238,7 +238,7 @@ class Proxy:
         headers["x-request-id"] = request_id
         headers["x-forwarded-for"] = address_of(scope)
         headers["x-forwarded-proto"] = scope.get("scheme", "http")
-        if host := _header(scope["headers"], b"host"):
+        if host := header_value(scope["headers"], b"host"):
             headers["x-forwarded-host"] = host
         propagate.inject(headers)
         body = await request.body() if scope["method"] not in ("GET", "HEAD", "OPTIONS") else None
@@ -267,10 +267,6 @@ class Proxy:
                             for name, value in upstream.headers.items() if name.lower() not in RESPONSE_DROP]
         response_headers.append(("x-request-id", request_id))
         return _Streamed(upstream, response_headers, request)
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    return next((value.decode("latin-1") for key, value in headers if key == name), None)
 
 
 class _Streamed(StreamingResponse):
