@@ -49,9 +49,10 @@ def make_app(upstream: str, prefix: str) -> Any:
         async with session.request(scope["method"], f"{upstream}{path}" + (f"?{query}" if query else ""),
                                    headers=headers, data=body or None, allow_redirects=False) as answer:
             content = await answer.read()
+            headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                       for name, value in answer.headers.items()]
             await send({"type": "http.response.start", "status": answer.status,
-                        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()
-                                    if k.lower().encode("latin-1") not in HOP_BY_HOP]})
+                        "headers": [(name, value) for name, value in headers if name not in HOP_BY_HOP]})
             await send({"type": "http.response.body", "body": content})
 
     return app

@@ -8,11 +8,12 @@
 
 Everything is real and on this machine: PostgreSQL, RabbitMQ and Redis (a fresh database, vhost and key prefix),
 the S3 stand-in, the six services and the gateway as processes (services.kit.stack.Stack on free ports, the
-bring-up in bench/gateway_setup.py). The gateway's rate limits stay on with limits far above the offered load, so they never
-refuse and most requests are admitted from the gateway's allowance, counted into Redis in one hit a moment
-later (services/gateway/ratelimit.py); --no-rate-limits turns them off. Through the gateway the client sends an API token (`avt_...`) of the user `kim`, made as an outside script
-makes one (local login, POST /api/tokens); directly it sends a kit JWT of the same user (HS256, the stack's
-local secret), as another system calling the trainer does.
+bring-up in bench/gateway_setup.py). The gateway's rate limits stay on with limits far above the offered
+load, so they never refuse and most requests are admitted from the gateway's allowance, counted into Redis in
+one hit a moment later (services/gateway/ratelimit.py); --no-rate-limits turns them off. Through the gateway
+the client sends an API token (`avt_...`) of the user `kim`, made as an outside script makes one (local login,
+POST /api/tokens); directly it sends a kit JWT of the same user (HS256, the stack's local secret), as another
+system calling the trainer does.
 
 Phases, the two paths taking turns in blocks (--block seconds) so that the machine's noise (a shared 2-core
 box) falls on both alike:
@@ -67,6 +68,7 @@ from bench_saga import (PROBE_RESOURCES, build_bench_app, cpu_of, log, machine_b
 from services.trainer.domain import FINAL  # noqa: E402
 from gateway_setup import (BytesUpstream, SecondGateway, bring_up, direct_token,  # noqa: E402
                            gateway_token)
+from services.kit.stack import port_open, wait_for  # noqa: E402
 from tests.support.infra import free_port  # noqa: E402
 
 GATEWAY, DIRECT, BARE = "gateway", "direct", "bare proxy"
@@ -314,16 +316,9 @@ async def start_bare_proxy(trainer: str, run_dir: Path) -> tuple[subprocess.Pope
     process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_proxy.py"), "--port", str(port),
                                 "--upstream", trainer, "--prefix", "/api/trainer"],
                                stdout=subprocess.DEVNULL, stderr=open(run_dir / "bare-proxy.log", "wb"))
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/api/trainer/healthz") as answer:
-                    if answer.status == 200:
-                        return process, url
-            await asyncio.sleep(0.1)
-    process.terminate()
-    raise RuntimeError(f"the bare proxy did not answer: {(run_dir / 'bare-proxy.log').read_text()[-2000:]}")
+    await asyncio.to_thread(wait_for, lambda: port_open(port), 10,
+                            f"bench/bare_proxy.py (see {run_dir}/bare-proxy.log)")
+    return process, f"http://127.0.0.1:{port}"
 
 
 def submit_body(app_id: str, label: str, k: int) -> dict[str, Any]:
@@ -433,7 +428,8 @@ def latency_table(title: str, f: dict[str, Any]) -> list[str]:
              *(f"| the floor: p{q} ms through a bare proxy (bench/bare_proxy.py: forwards, checks nothing) | "
                f"{f[f'bare_p{q}_ms']:.2f} | | {f[f'floor_added_p{q}_ms']:+.2f}; the gateway "
                f"{f[f'over_floor_p{q}_ms']:+.2f} above it |" for q in (50, 90, 99) if f"bare_p{q}_ms" in f),
-             *([f"| the floor: CPU ms per request of the bare proxy | {f[f'cpu_ms_per_request_{BARE}'][BARE]:.2f} | | |"]
+             *([f"| the floor: CPU ms per request of the bare proxy | "
+                f"{f[f'cpu_ms_per_request_{BARE}'][BARE]:.2f} | | |"]
                if f"cpu_ms_per_request_{BARE}" in f else []),
              "", f"goal added p50 ≤ {GOALS['added_p50_ms']:g} ms: {verdict(f['added_p50_ms'], GOALS['added_p50_ms'])}; "
              f"added p99 ≤ {GOALS['added_p99_ms']:g} ms: {verdict(f['added_p99_ms'], GOALS['added_p99_ms'])} "
